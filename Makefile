@@ -1,0 +1,14 @@
+# pg_pipeline: PGXS build
+EXTENSION    = pg_pipeline
+MODULE_big   = pg_pipeline
+OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))
+DATA         = $(wildcard sql/pg_pipeline--*.sql)
+PGFILEDESC   = "pg_pipeline - data pipelines inside PostgreSQL"
+
+REGRESS      = $(basename $(notdir $(filter-out $(DATA),$(wildcard sql/*.sql))))
+REGRESS_OPTS = --load-extension=pg_pipeline --inputdir=. --outputdir=results
+
+PG_CPPFLAGS  = -I$(srcdir)/src -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+PG_CONFIG   ?= pg_config
+PGXS        := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,484 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/catalog.c
+ *
+ * Reads and writes pg_pipeline's catalog tables (pipeline.pipeline,
+ * pipeline.watermark, pipeline.run_history) through SPI. Callers must be
+ * connected to SPI; every statement here runs with search_path pinned and as
+ * the extension owner, because the catalog tables are not writable by
+ * ordinary roles. All values are passed as parameters.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "pg_pipeline.h"
+
+static const char *const LoadPipelineQuery =
+"SELECT p.pipeline_id, p.name, p.source_schema::text, p.source_table::text,"
+"       p.target_schema::text, p.target_table::text, p.mode,"
+"       p.unique_key::text[], p.incremental_column::text,"
+"       p.delete_column::text, p.soft_delete, p.partition_column::text,"
+"       p.lookback, p.batch_rows, p.description, p.metadata, p.active,"
+"       p.owner::oid, p.target_created, w.value"
+"  FROM pipeline.pipeline p"
+"  LEFT JOIN pipeline.watermark w ON w.pipeline_id = p.pipeline_id"
+" WHERE p.name = $1";
+
+/*
+ * ExecCatalog runs one catalog statement as the extension owner, with
+ * search_path pinned whatever the caller did, and checks that it succeeded.
+ */
+static int
+ExecCatalog(const char *sql, int nargs, Oid *types, Datum *values,
+			const char *nulls, bool read_only)
+{
+	RoleSwitch	sw;
+	int			rc;
+	int			nestlevel = PinSearchPath();
+
+	BecomeCatalogOwner(&sw);
+	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
+	RestoreRole(&sw);
+	UnpinSearchPath(nestlevel);
+	if (rc < 0)
+		elog(ERROR, "pg_pipeline catalog statement failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
+/* TextOrNull returns a text Datum for a C string and sets the null flag */
+static Datum
+TextOrNull(const char *s, char *null)
+{
+	*null = s ? ' ' : 'n';
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+/* GetTextColumn copies a text column of the current SPI row, NULL if null */
+static char *
+GetTextColumn(HeapTuple tuple, TupleDesc desc, int attno)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, attno, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* NameArrayDatum turns a list of column names into a text[] Datum */
+static Datum
+NameListToArray(List *names, char *null)
+{
+	Datum	   *elems;
+	ListCell   *lc;
+	int			i = 0;
+
+	if (names == NIL)
+	{
+		*null = 'n';
+		return (Datum) 0;
+	}
+	elems = palloc(sizeof(Datum) * list_length(names));
+	foreach(lc, names)
+		elems[i++] = CStringGetTextDatum((char *) lfirst(lc));
+	*null = ' ';
+	return PointerGetDatum(construct_array(elems, i, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+const char *
+LoadModeName(LoadMode mode)
+{
+	switch (mode)
+	{
+		case LOAD_MODE_MERGE:
+			return "merge";
+		case LOAD_MODE_APPEND:
+			return "append";
+		case LOAD_MODE_FULL:
+			return "full";
+	}
+	return "unknown";
+}
+
+bool
+ParseLoadMode(const char *text, LoadMode *mode)
+{
+	if (strcmp(text, "merge") == 0)
+		*mode = LOAD_MODE_MERGE;
+	else if (strcmp(text, "append") == 0)
+		*mode = LOAD_MODE_APPEND;
+	else if (strcmp(text, "full") == 0)
+		*mode = LOAD_MODE_FULL;
+	else
+		return false;
+	return true;
+}
+
+/*
+ * LoadPipelineByName reads one pipeline and its watermark into memory
+ * allocated in the caller's context. Unknown names raise 42704 unless
+ * missing_ok, in which case NULL is returned.
+ */
+PipelineDef *
+LoadPipelineByName(const char *name, bool missing_ok)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	PipelineDef *def;
+	bool		isnull;
+	Datum		d;
+	char	   *mode;
+
+	values[0] = CStringGetTextDatum(name);
+	ExecCatalog(LoadPipelineQuery, 1, types, values, NULL, true);
+	if (SPI_processed == 0)
+	{
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" does not exist", name),
+				 errhint("List the registered pipelines with SELECT name FROM pipeline.pipelines.")));
+	}
+
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	def = palloc0(sizeof(PipelineDef));
+
+	def->id = DatumGetInt64(SPI_getbinval(tuple, desc, Anum_pipeline_id, &isnull));
+	def->name = GetTextColumn(tuple, desc, Anum_pipeline_name);
+	def->source_schema = GetTextColumn(tuple, desc, Anum_pipeline_source_schema);
+	def->source_table = GetTextColumn(tuple, desc, Anum_pipeline_source_table);
+	def->target_schema = GetTextColumn(tuple, desc, Anum_pipeline_target_schema);
+	def->target_table = GetTextColumn(tuple, desc, Anum_pipeline_target_table);
+	mode = GetTextColumn(tuple, desc, Anum_pipeline_mode);
+	if (!ParseLoadMode(mode, &def->mode))
+		elog(ERROR, "pipeline \"%s\" has an invalid mode \"%s\"", name, mode);
+
+	d = SPI_getbinval(tuple, desc, Anum_pipeline_unique_key, &isnull);
+	if (!isnull)
+	{
+		Datum	   *elems;
+		bool	   *elem_nulls;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &elem_nulls, &n);
+		for (int i = 0; i < n; i++)
+			def->unique_key = lappend(def->unique_key, TextDatumGetCString(elems[i]));
+	}
+	def->incremental_column = GetTextColumn(tuple, desc, Anum_pipeline_incremental);
+	def->delete_column = GetTextColumn(tuple, desc, Anum_pipeline_delete_column);
+	def->soft_delete = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_soft_delete, &isnull));
+	def->partition_column = GetTextColumn(tuple, desc, Anum_pipeline_partition_column);
+	d = SPI_getbinval(tuple, desc, Anum_pipeline_lookback, &isnull);
+	if (!isnull)
+	{
+		def->lookback = palloc(sizeof(Interval));
+		memcpy(def->lookback, DatumGetIntervalP(d), sizeof(Interval));
+	}
+	d = SPI_getbinval(tuple, desc, Anum_pipeline_batch_rows, &isnull);
+	def->batch_rows = isnull ? 0 : DatumGetInt64(d);
+	def->description = GetTextColumn(tuple, desc, Anum_pipeline_description);
+	d = SPI_getbinval(tuple, desc, Anum_pipeline_metadata, &isnull);
+	def->metadata = DatumGetJsonbPCopy(d);
+	def->active = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_active, &isnull));
+	def->owner = DatumGetObjectId(SPI_getbinval(tuple, desc, Anum_pipeline_owner, &isnull));
+	def->target_created = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_target_created, &isnull));
+	def->watermark = GetTextColumn(tuple, desc, Anum_pipeline_watermark);
+
+	SPI_freetuptable(SPI_tuptable);
+	return def;
+}
+
+/*
+ * DefParams fills the 17 parameters shared by the INSERT and UPDATE of a
+ * pipeline definition, so both statements always write the same columns.
+ */
+#define NUM_DEF_PARAMS 17
+static void
+DefParams(PipelineDef *def, Oid *types, Datum *values, char *nulls)
+{
+	memset(nulls, ' ', NUM_DEF_PARAMS);
+	types[0] = TEXTOID;
+	values[0] = CStringGetTextDatum(def->name);
+	types[1] = TEXTOID;
+	values[1] = CStringGetTextDatum(def->source_schema);
+	types[2] = TEXTOID;
+	values[2] = CStringGetTextDatum(def->source_table);
+	types[3] = TEXTOID;
+	values[3] = CStringGetTextDatum(def->target_schema);
+	types[4] = TEXTOID;
+	values[4] = CStringGetTextDatum(def->target_table);
+	types[5] = TEXTOID;
+	values[5] = CStringGetTextDatum(LoadModeName(def->mode));
+	types[6] = TEXTARRAYOID;
+	values[6] = NameListToArray(def->unique_key, &nulls[6]);
+	types[7] = TEXTOID;
+	values[7] = TextOrNull(def->incremental_column, &nulls[7]);
+	types[8] = TEXTOID;
+	values[8] = TextOrNull(def->delete_column, &nulls[8]);
+	types[9] = BOOLOID;
+	values[9] = BoolGetDatum(def->soft_delete);
+	types[10] = TEXTOID;
+	values[10] = TextOrNull(def->partition_column, &nulls[10]);
+	types[11] = INTERVALOID;
+	values[11] = def->lookback ? IntervalPGetDatum(def->lookback) : (Datum) 0;
+	nulls[11] = def->lookback ? ' ' : 'n';
+	types[12] = INT8OID;
+	values[12] = Int64GetDatum(def->batch_rows);
+	nulls[12] = def->batch_rows > 0 ? ' ' : 'n';
+	types[13] = TEXTOID;
+	values[13] = TextOrNull(def->description, &nulls[13]);
+	types[14] = JSONBOID;
+	values[14] = JsonbPGetDatum(def->metadata);
+	types[15] = OIDOID;
+	values[15] = ObjectIdGetDatum(def->owner);
+	types[16] = BOOLOID;
+	values[16] = BoolGetDatum(def->target_created);
+}
+
+/* InsertPipelineDef stores a new definition and its empty watermark */
+int64
+InsertPipelineDef(PipelineDef *def)
+{
+	Oid			types[NUM_DEF_PARAMS];
+	Datum		values[NUM_DEF_PARAMS];
+	char		nulls[NUM_DEF_PARAMS];
+	bool		isnull;
+	Oid			wtypes[1] = {INT8OID};
+	Datum		wvalues[1];
+
+	DefParams(def, types, values, nulls);
+	ExecCatalog("INSERT INTO pipeline.pipeline (name, source_schema, source_table,"
+				" target_schema, target_table, mode, unique_key, incremental_column,"
+				" delete_column, soft_delete, partition_column, lookback, batch_rows,"
+				" description, metadata, owner, target_created)"
+				" VALUES ($1, $2, $3, $4, $5, $6, $7::name[], $8, $9, $10, $11, $12,"
+				" $13, $14, $15, $16::regrole, $17)"
+				" RETURNING pipeline_id",
+				NUM_DEF_PARAMS, types, values, nulls, false);
+	def->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+	wvalues[0] = Int64GetDatum(def->id);
+	ExecCatalog("INSERT INTO pipeline.watermark (pipeline_id) VALUES ($1)",
+				1, wtypes, wvalues, NULL, false);
+	return def->id;
+}
+
+/* UpdatePipelineDef rewrites a definition; optionally forgets the watermark */
+void
+UpdatePipelineDef(PipelineDef *def, bool reset_watermark)
+{
+	Oid			types[NUM_DEF_PARAMS + 1];
+	Datum		values[NUM_DEF_PARAMS + 1];
+	char		nulls[NUM_DEF_PARAMS + 1];
+
+	DefParams(def, types, values, nulls);
+	types[NUM_DEF_PARAMS] = INT8OID;
+	values[NUM_DEF_PARAMS] = Int64GetDatum(def->id);
+	nulls[NUM_DEF_PARAMS] = ' ';
+	ExecCatalog("UPDATE pipeline.pipeline SET name = $1, source_schema = $2,"
+				" source_table = $3, target_schema = $4, target_table = $5, mode = $6,"
+				" unique_key = $7::name[], incremental_column = $8, delete_column = $9,"
+				" soft_delete = $10, partition_column = $11, lookback = $12,"
+				" batch_rows = $13, description = $14, metadata = $15,"
+				" owner = $16::regrole, target_created = $17, updated_at = now()"
+				" WHERE pipeline_id = $18",
+				NUM_DEF_PARAMS + 1, types, values, nulls, false);
+	if (reset_watermark)
+		StoreWatermark(def->id, NULL, 0);
+}
+
+/* DeletePipelineDef removes a definition; its watermark goes by cascade */
+void
+DeletePipelineDef(int64 pipeline_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(pipeline_id);
+	ExecCatalog("DELETE FROM pipeline.pipeline WHERE pipeline_id = $1",
+				1, types, values, NULL, false);
+}
+
+void
+SetPipelineActive(int64 pipeline_id, bool active)
+{
+	Oid			types[2] = {INT8OID, BOOLOID};
+	Datum		values[2];
+
+	values[0] = Int64GetDatum(pipeline_id);
+	values[1] = BoolGetDatum(active);
+	ExecCatalog("UPDATE pipeline.pipeline SET active = $2, updated_at = now()"
+				" WHERE pipeline_id = $1",
+				2, types, values, NULL, false);
+}
+
+/*
+ * StoreWatermark sets a pipeline's watermark (NULL: load everything next
+ * time) and, when run_id is given, the run that set it.
+ */
+void
+StoreWatermark(int64 pipeline_id, const char *value, int64 run_id)
+{
+	Oid			types[3] = {INT8OID, TEXTOID, INT8OID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(pipeline_id);
+	values[1] = TextOrNull(value, &nulls[1]);
+	values[2] = Int64GetDatum(run_id);
+	nulls[2] = run_id > 0 ? ' ' : 'n';
+	ExecCatalog("UPDATE pipeline.watermark SET value = $2,"
+				" last_run_id = coalesce($3, last_run_id), updated_at = now()"
+				" WHERE pipeline_id = $1",
+				3, types, values, nulls, false);
+}
+
+/*
+ * LockWatermark locks the pipeline's watermark row for the rest of the
+ * transaction and returns its current value. Under READ COMMITTED it sees
+ * the latest committed value, so a run never starts from a stale watermark.
+ */
+char *
+LockWatermark(int64 pipeline_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(pipeline_id);
+	ExecCatalog("SELECT value FROM pipeline.watermark WHERE pipeline_id = $1 FOR UPDATE",
+				1, types, values, NULL, false);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline %lld was dropped while it was about to run", (long long) pipeline_id)));
+	return GetTextColumn(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+int64
+NextRunId(void)
+{
+	bool		isnull;
+
+	ExecCatalog("SELECT nextval('pipeline.run_id_seq')", 0, NULL, NULL, NULL, false);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* CountParams fills the six row-count parameters starting at values[first] */
+static void
+CountParams(const LoadCounts *c, Oid *types, Datum *values, int first)
+{
+	int64		v[6] = {c->read, c->inserted, c->updated, c->deleted, c->unchanged, c->rejected};
+
+	for (int i = 0; i < 6; i++)
+	{
+		types[first + i] = INT8OID;
+		values[first + i] = Int64GetDatum(v[i]);
+	}
+}
+
+/* InsertRunRecord writes a run record in the current transaction */
+void
+InsertRunRecord(int64 run_id, PipelineDef *def, const char *status,
+				TimestampTz started_at, bool finished, const LoadCounts *counts,
+				int batches, const char *wm_from, const char *wm_to,
+				const char *triggered_by, int64 parent_run_id)
+{
+	Oid			types[17];
+	Datum		values[17];
+	char		nulls[17];
+
+	memset(nulls, ' ', sizeof(nulls));
+	types[0] = INT8OID;
+	values[0] = Int64GetDatum(run_id);
+	types[1] = INT8OID;
+	values[1] = Int64GetDatum(def->id);
+	types[2] = TEXTOID;
+	values[2] = CStringGetTextDatum(def->name);
+	types[3] = TEXTOID;
+	values[3] = CStringGetTextDatum(status);
+	types[4] = TIMESTAMPTZOID;
+	values[4] = TimestampTzGetDatum(started_at);
+	types[5] = BOOLOID;
+	values[5] = BoolGetDatum(finished);
+	CountParams(counts, types, values, 6);
+	types[12] = INT4OID;
+	values[12] = Int32GetDatum(batches);
+	types[13] = TEXTOID;
+	values[13] = TextOrNull(wm_from, &nulls[13]);
+	types[14] = TEXTOID;
+	values[14] = TextOrNull(wm_to, &nulls[14]);
+	types[15] = TEXTOID;
+	values[15] = CStringGetTextDatum(triggered_by);
+	types[16] = INT8OID;
+	values[16] = Int64GetDatum(parent_run_id);
+	nulls[16] = parent_run_id > 0 ? ' ' : 'n';
+	ExecCatalog("INSERT INTO pipeline.run_history (run_id, pipeline_id, pipeline_name,"
+				" status, started_at, finished_at, rows_read, rows_inserted, rows_updated,"
+				" rows_deleted, rows_unchanged, rows_rejected, batches, watermark_from,"
+				" watermark_to, triggered_by, parent_run_id)"
+				" VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN clock_timestamp() END,"
+				" $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+				17, types, values, nulls, false);
+}
+
+/* UpdateRunRecord brings a running record up to date (counts, status) */
+void
+UpdateRunRecord(int64 run_id, const char *status, bool finished,
+				const LoadCounts *counts, int batches, const char *wm_to)
+{
+	Oid			types[11];
+	Datum		values[11];
+	char		nulls[11];
+
+	memset(nulls, ' ', sizeof(nulls));
+	types[0] = INT8OID;
+	values[0] = Int64GetDatum(run_id);
+	types[1] = TEXTOID;
+	values[1] = CStringGetTextDatum(status);
+	types[2] = BOOLOID;
+	values[2] = BoolGetDatum(finished);
+	CountParams(counts, types, values, 3);
+	types[9] = INT4OID;
+	values[9] = Int32GetDatum(batches);
+	types[10] = TEXTOID;
+	values[10] = TextOrNull(wm_to, &nulls[10]);
+	ExecCatalog("UPDATE pipeline.run_history SET status = $2,"
+				" finished_at = CASE WHEN $3 THEN clock_timestamp() END,"
+				" rows_read = $4, rows_inserted = $5, rows_updated = $6,"
+				" rows_deleted = $7, rows_unchanged = $8, rows_rejected = $9,"
+				" batches = $10, watermark_to = coalesce($11, watermark_to)"
+				" WHERE run_id = $1",
+				11, types, values, nulls, false);
+}
+
+/*
+ * FailStaleRuns marks as failed the committed 'running' records of a
+ * pipeline whose run lock we now hold: their session is gone (a crash, a
+ * restart, a terminated backend), so they can never finish.
+ */
+void
+FailStaleRuns(int64 pipeline_id, int64 current_run_id)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2];
+
+	values[0] = Int64GetDatum(pipeline_id);
+	values[1] = Int64GetDatum(current_run_id);
+	ExecCatalog("UPDATE pipeline.run_history SET status = 'failed',"
+				" finished_at = clock_timestamp(), error_sqlstate = '57P01',"
+				" error_message = 'run did not finish: its session ended (crash, restart or termination)'"
+				" WHERE pipeline_id = $1 AND status = 'running' AND run_id <> $2",
+				2, types, values, NULL, false);
+}

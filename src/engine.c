@@ -1,0 +1,560 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/engine.c
+ *
+ * One run of a pipeline, in the caller's transaction (pipeline.run) or in
+ * committed batches (pipeline.run_batched):
+ *
+ *   1. take the pipeline's run lock without waiting; if another run holds
+ *      it, record a skipped run and return;
+ *   2. lock and read the watermark (READ COMMITTED only, so that every
+ *      statement sees what committed before it);
+ *   3. read the high-water mark, then wait for every transaction that holds
+ *      a write lock on a base table of the source, so that no row committed
+ *      later with a value at or below the mark is skipped;
+ *   4. lock the target SHARE ROW EXCLUSIVE and load the window (watermark -
+ *      lookback, high-water mark] with one set-based statement;
+ *   5. store the new watermark and the run record in the same transaction.
+ *
+ * Steps 2-5 run in a subtransaction. On error it is rolled back (load and
+ * watermark together), the failed run is recorded by an autonomous worker
+ * (failure_recorder.c), and the error is re-thrown to the caller.
+ *
+ * The run lock is an advisory lock (locktag_field4 = PIPELINE_RUN_LOCK_CLASS)
+ * held to the end of the caller's transaction, or for the whole of a
+ * batched run at session level.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "pg_pipeline.h"
+
+PG_FUNCTION_INFO_V1(pipeline_run);
+PG_FUNCTION_INFO_V1(pipeline_run_batched);
+
+/* The state of one run, kept outside its subtransactions */
+typedef struct RunState
+{
+	PipelineDef *def;
+	int64		run_id;
+	TimestampTz started_at;
+	LoadCounts	counts;
+	int			batches;
+	char	   *wm_from;
+	char	   *wm_to;
+	const char *triggered_by;
+	int64		parent_run_id;
+	/* batched runs: the high-water mark fixed by the first batch */
+	bool		have_hwm;
+	Datum		hwm;
+	bool		finished;
+} RunState;
+
+/* RequireReadCommitted refuses isolation levels that would hide new rows */
+static void
+RequireReadCommitted(PipelineDef *def)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("pipeline \"%s\" cannot run in a %s transaction", def->name,
+						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errdetail("A run must see rows committed after its transaction began, or it would skip them for good."),
+				 errhint("Run it in a READ COMMITTED transaction.")));
+}
+
+/* SetRunLockTag names the advisory lock that serialises runs of a pipeline */
+static void
+SetRunLockTag(LOCKTAG *tag, int64 pipeline_id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (pipeline_id >> 32),
+						 (uint32) pipeline_id, PIPELINE_RUN_LOCK_CLASS);
+}
+
+/* TryLockPipeline takes the run lock if it is free; it never waits */
+static bool
+TryLockPipeline(int64 pipeline_id, bool session)
+{
+	LOCKTAG		tag;
+
+	SetRunLockTag(&tag, pipeline_id);
+	return LockAcquire(&tag, ExclusiveLock, session, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+static void
+UnlockPipeline(int64 pipeline_id)
+{
+	LOCKTAG		tag;
+
+	SetRunLockTag(&tag, pipeline_id);
+	LockRelease(&tag, ExclusiveLock, true);
+}
+
+/* QueryAsOwner runs one data query as the pipeline owner; returns datum 1 */
+static Datum
+QueryAsOwner(PipelineDef *def, const char *sql, int nargs, Oid *types,
+			 Datum *values, bool *isnull)
+{
+	RoleSwitch	sw;
+	int			rc;
+	Datum		result = (Datum) 0;
+
+	BecomePipelineOwner(&sw, def->owner);
+	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, true, 1);
+	RestoreRole(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_pipeline query failed: %s", SPI_result_code_string(rc));
+	*isnull = true;
+	if (SPI_processed > 0)
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+	return result;
+}
+
+/*
+ * WaitForSourceWriters waits for every transaction that holds a lock
+ * conflicting with SHARE on a base table of the source (that is, every
+ * transaction that has written to it and not yet ended), the way CREATE
+ * INDEX CONCURRENTLY waits for writers.
+ */
+static void
+WaitForSourceWriters(LoadPlan *plan)
+{
+	List	   *tags = NIL;
+	ListCell   *lc;
+
+	foreach(lc, CollectBaseTables(plan->source_relid))
+	{
+		LOCKTAG    *tag = palloc(sizeof(LOCKTAG));
+
+		SET_LOCKTAG_RELATION(*tag, MyDatabaseId, lfirst_oid(lc));
+		tags = lappend(tags, tag);
+	}
+	WaitForLockersMultiple(tags, ShareLock, false);
+}
+
+/* SubtractLookback computes watermark - lookback in the column's type */
+static Datum
+SubtractLookback(Datum wm, Interval *lookback, Oid typid)
+{
+	Oid			base = getBaseType(typid);
+
+	if (base == TIMESTAMPTZOID)
+		return DirectFunctionCall2(timestamptz_mi_interval, wm, IntervalPGetDatum(lookback));
+	if (base == TIMESTAMPOID)
+		return DirectFunctionCall2(timestamp_mi_interval, wm, IntervalPGetDatum(lookback));
+	if (base == DATEOID)
+		return DirectFunctionCall1(timestamp_date,
+								   DirectFunctionCall2(date_mi_interval, wm,
+													   IntervalPGetDatum(lookback)));
+	elog(ERROR, "lookback applies to time columns only");
+	return (Datum) 0;
+}
+
+/*
+ * ExecuteLoadStep runs the statements of one load step as the pipeline
+ * owner with the window bounds as parameters, and adds their exact counts.
+ */
+static void
+ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
+				Datum upper, LoadCounts *counts)
+{
+	LoadStatements *stmts = BuildLoadStatements(plan, has_lower, has_upper);
+	Oid			types[2];
+	Datum		values[2] = {lower, upper};
+	int			nargs = plan->incremental ? 2 : 0;
+	RoleSwitch	sw;
+	int			rc;
+
+	if (plan->incremental)
+		types[0] = types[1] = plan->incremental->typid;
+
+	LockRelationOid(plan->target_relid, ShareRowExclusiveLock);
+	BecomePipelineOwner(&sw, plan->def->owner);
+	if (stmts->prepare)
+	{
+		rc = SPI_execute(stmts->prepare, false, 0);
+		if (rc != SPI_OK_DELETE && rc != SPI_OK_UPDATE)
+			elog(ERROR, "pg_pipeline could not remove vanished keys: %s", SPI_result_code_string(rc));
+		counts->deleted += SPI_processed;
+	}
+	ResetLoadCounters();
+	if (stmts->load_is_merge)
+		ArmMergeCapture();
+	rc = SPI_execute_with_args(stmts->load, nargs, types, values, NULL, false, 0);
+	if (rc != SPI_OK_MERGE && rc != SPI_OK_INSERT)
+		elog(ERROR, "pg_pipeline load failed: %s", SPI_result_code_string(rc));
+	CollectLoadCounters(stmts->load_is_merge, SPI_processed, counts);
+	RestoreRole(&sw);
+}
+
+/*
+ * PrepareRun resolves the plan and checks, as of now, that the owner may
+ * still read the source and write the target.
+ */
+static LoadPlan *
+PrepareRun(RunState *rs)
+{
+	LoadPlan   *plan = BuildLoadPlan(rs->def);
+
+	CheckPipelinePrivileges(rs->def, plan->source_relid, plan->target_relid, rs->def->owner);
+	return plan;
+}
+
+/*
+ * RunOnce performs a whole run in the current (sub)transaction: window,
+ * wait, load, watermark, run record.
+ */
+static void
+RunOnce(RunState *rs)
+{
+	PipelineDef *def = rs->def;
+	LoadPlan   *plan = PrepareRun(rs);
+	bool		has_lower = false;
+	bool		has_upper = false;
+	bool		nothing_new = false;
+	Datum		lower = (Datum) 0;
+	Datum		upper = (Datum) 0;
+
+	rs->wm_from = LockWatermark(def->id);
+	rs->wm_to = rs->wm_from;
+	if (plan->incremental)
+	{
+		Oid			typid = plan->incremental->typid;
+		bool		has_wm = rs->wm_from != NULL;
+		Datum		wm = has_wm ? WatermarkFromText(rs->wm_from, typid, plan->incremental->typmod) : (Datum) 0;
+		bool		hwm_null;
+		Datum		hwm = QueryAsOwner(def, BuildHighWaterQuery(plan), 0, NULL, NULL, &hwm_null);
+
+		if (hwm_null)
+			nothing_new = true;
+		else if (has_wm && def->lookback == NULL &&
+				 CompareWatermarks(hwm, wm, typid, plan->incremental->collid) <= 0)
+			nothing_new = true;
+		else
+		{
+			WaitForSourceWriters(plan);
+			has_upper = true;
+			upper = hwm;
+			if (has_wm)
+			{
+				has_lower = true;
+				lower = def->lookback ? SubtractLookback(wm, def->lookback, typid) : wm;
+				if (CompareWatermarks(hwm, wm, typid, plan->incremental->collid) < 0)
+					hwm = wm;	/* rows were removed: never move backwards */
+			}
+			rs->wm_to = WatermarkToText(hwm, typid);
+		}
+	}
+	if (!nothing_new)
+	{
+		ExecuteLoadStep(plan, has_lower, lower, has_upper, upper, &rs->counts);
+		rs->batches = 1;
+	}
+	if (rs->wm_to && (rs->wm_from == NULL || strcmp(rs->wm_to, rs->wm_from) != 0))
+		StoreWatermark(def->id, rs->wm_to, rs->run_id);
+	InsertRunRecord(rs->run_id, def, "succeeded", rs->started_at, true, &rs->counts,
+					rs->batches, rs->wm_from, rs->wm_to, rs->triggered_by, rs->parent_run_id);
+}
+
+/*
+ * RunGuarded runs step(rs) in a subtransaction. On error it rolls the
+ * subtransaction back, records the failed run autonomously and re-throws.
+ */
+static void
+RunGuarded(RunState *rs, void (*step) (RunState *rs))
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	LoadCounts	before = rs->counts;
+	int			batches_before = rs->batches;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		step(rs);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		FailedRun	failed;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+
+		memset(&failed, 0, sizeof(failed));
+		failed.run_id = rs->run_id;
+		failed.def = rs->def;
+		failed.started_at = rs->started_at;
+		failed.counts = before;
+		failed.batches = batches_before;
+		failed.wm_from = rs->wm_from;
+		failed.wm_to = rs->batches > 0 ? rs->wm_to : rs->wm_from;
+		failed.triggered_by = rs->triggered_by;
+		failed.parent_run_id = rs->parent_run_id;
+		failed.sqlerrcode = edata->sqlerrcode;
+		failed.message = edata->message;
+		RecordFailedRun(&failed);
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+}
+
+/* StartRunState fills the parts of a run's state known before it starts */
+static void
+StartRunState(RunState *rs, PipelineDef *def, const char *triggered_by, int64 parent_run_id)
+{
+	memset(rs, 0, sizeof(RunState));
+	rs->def = def;
+	rs->triggered_by = triggered_by;
+	rs->parent_run_id = parent_run_id;
+}
+
+/*
+ * CheckRunnable refuses runs that the caller may not start or that the
+ * pipeline's state forbids.
+ */
+static void
+CheckRunnable(PipelineDef *def)
+{
+	CheckPipelineOwner(def, "run");
+	if (!def->active)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pipeline \"%s\" is paused", def->name),
+				 errhint("Resume it with SELECT pipeline.resume(%s).", quote_literal_cstr(def->name))));
+	RequireReadCommitted(def);
+}
+
+/* RecordSkippedRun records that a run found another one in progress */
+static int64
+RecordSkippedRun(RunState *rs)
+{
+	LoadCounts	zero = {0};
+
+	rs->run_id = NextRunId();
+	InsertRunRecord(rs->run_id, rs->def, "skipped", GetCurrentTimestamp(), true, &zero,
+					0, NULL, NULL, rs->triggered_by, rs->parent_run_id);
+	ereport(NOTICE,
+			(errmsg("pipeline \"%s\" is already running; run %lld skipped",
+					rs->def->name, (long long) rs->run_id)));
+	return rs->run_id;
+}
+
+/*
+ * RunPipeline runs a pipeline now in the caller's transaction and returns
+ * the run id. Callers must be connected to SPI with search_path pinned.
+ */
+int64
+RunPipeline(const char *name, const char *triggered_by, int64 parent_run_id)
+{
+	PipelineDef *def = LoadPipelineByName(name, false);
+	RunState	rs;
+
+	StartRunState(&rs, def, triggered_by, parent_run_id);
+	CheckRunnable(def);
+	if (!TryLockPipeline(def->id, false))
+		return RecordSkippedRun(&rs);
+
+	rs.run_id = NextRunId();
+	rs.started_at = GetCurrentTimestamp();
+	FailStaleRuns(def->id, rs.run_id);
+	RunGuarded(&rs, RunOnce);
+	return rs.run_id;
+}
+
+/* pipeline.run(name) */
+Datum
+pipeline_run(PG_FUNCTION_ARGS)
+{
+	int			nestlevel;
+	int64		run_id;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline name must not be NULL")));
+	SPI_connect();
+	nestlevel = PinSearchPath();
+	run_id = RunPipeline(text_to_cstring(PG_GETARG_TEXT_PP(0)), "manual", 0);
+	UnpinSearchPath(nestlevel);
+	SPI_finish();
+	PG_RETURN_INT64(run_id);
+}
+
+/*
+ * RunBatch loads the next batch of a batched run: at most batch_rows source
+ * rows past the watermark (more only when a single incremental value has
+ * more rows), up to the high-water mark the first batch fixed.
+ */
+static void
+RunBatch(RunState *rs)
+{
+	PipelineDef *def = rs->def;
+	LoadPlan   *plan = PrepareRun(rs);
+	LoadColumn *inc = plan->incremental;
+	char	   *wm_text = LockWatermark(def->id);
+	bool		has_wm = wm_text != NULL;
+	Datum		wm = has_wm ? WatermarkFromText(wm_text, inc->typid, inc->typmod) : (Datum) 0;
+	bool		first = rs->batches == 0;
+	bool		isnull;
+	Datum		bound;
+	Oid			types[3] = {inc->typid, inc->typid, INT8OID};
+	Datum		values[3];
+
+	if (first)
+	{
+		rs->wm_from = wm_text;
+		rs->wm_to = wm_text;
+		rs->hwm = QueryAsOwner(def, BuildHighWaterQuery(plan), 0, NULL, NULL, &isnull);
+		rs->have_hwm = !isnull;
+		if (!rs->have_hwm ||
+			(has_wm && def->lookback == NULL &&
+			 CompareWatermarks(rs->hwm, wm, inc->typid, inc->collid) <= 0))
+		{
+			rs->finished = true;
+			return;
+		}
+		WaitForSourceWriters(plan);
+	}
+
+	values[0] = wm;
+	values[1] = rs->hwm;
+	values[2] = Int64GetDatum(def->batch_rows);
+	bound = QueryAsOwner(def, BuildBatchBoundQuery(plan, has_wm), 3, types, values, &isnull);
+	if (isnull)
+	{
+		bound = rs->hwm;
+		rs->finished = true;
+	}
+	else
+	{
+		Datum		below;
+
+		values[1] = bound;
+		below = QueryAsOwner(def, BuildBatchFallbackQuery(plan, has_wm), 2, types, values, &isnull);
+		if (!isnull)
+			bound = below;
+	}
+	if (has_wm && CompareWatermarks(bound, wm, inc->typid, inc->collid) < 0)
+		bound = wm;
+
+	ExecuteLoadStep(plan, has_wm,
+					(first && has_wm && def->lookback) ? SubtractLookback(wm, def->lookback, inc->typid) : wm,
+					true, bound, &rs->counts);
+	rs->batches++;
+	rs->wm_to = WatermarkToText(bound, inc->typid);
+	if (wm_text == NULL || strcmp(rs->wm_to, wm_text) != 0)
+		StoreWatermark(def->id, rs->wm_to, rs->run_id);
+	UpdateRunRecord(rs->run_id, "running", false, &rs->counts, rs->batches, rs->wm_to);
+}
+
+/* RequireNonAtomic refuses run_batched where it cannot commit */
+static void
+RequireNonAtomic(FunctionCallInfo fcinfo)
+{
+	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
+		castNode(CallContext, fcinfo->context)->atomic)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+				 errmsg("pipeline.run_batched cannot run inside a transaction block"),
+				 errdetail("A batched run commits after every batch."),
+				 errhint("CALL it outside BEGIN ... COMMIT, or use pipeline.run.")));
+}
+
+/*
+ * pipeline.run_batched(name, batch_rows): a run in committed batches. The
+ * run lock is held at session level across the commits and released on
+ * every way out.
+ */
+Datum
+pipeline_run_batched(PG_FUNCTION_ARGS)
+{
+	PipelineDef *def;
+	RunState	rs;
+	int			nestlevel;
+	LoadCounts	zero = {0};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline name must not be NULL")));
+	RequireNonAtomic(fcinfo);
+	SPI_connect_ext(SPI_OPT_NONATOMIC);
+	nestlevel = PinSearchPath();
+	def = LoadPipelineByName(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
+	if (!PG_ARGISNULL(1))
+		def->batch_rows = PG_GETARG_INT64(1);
+	StartRunState(&rs, def, "manual", 0);
+	CheckRunnable(def);
+	if (def->incremental_column == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pipeline \"%s\" has no incremental column to batch by", def->name),
+				 errhint("Use pipeline.run, or give the pipeline an incremental column.")));
+	if (def->batch_rows <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch size of pipeline \"%s\" must be positive", def->name),
+				 errdetail("The batch size is %lld.", (long long) def->batch_rows),
+				 errhint("Pass batch_rows, or set it with pipeline.alter_pipeline.")));
+	if (!TryLockPipeline(def->id, true))
+	{
+		RecordSkippedRun(&rs);
+		UnpinSearchPath(nestlevel);
+		SPI_finish();
+		PG_RETURN_VOID();
+	}
+
+	PG_TRY();
+	{
+		rs.run_id = NextRunId();
+		rs.started_at = GetCurrentTimestamp();
+		FailStaleRuns(def->id, rs.run_id);
+		InsertRunRecord(rs.run_id, def, "running", rs.started_at, false, &zero, 0,
+						def->watermark, def->watermark, rs.triggered_by, rs.parent_run_id);
+		UnpinSearchPath(nestlevel);
+		SPI_commit();
+
+		while (!rs.finished)
+		{
+			nestlevel = PinSearchPath();
+			RequireReadCommitted(def);
+			RunGuarded(&rs, RunBatch);
+			if (rs.finished)
+				UpdateRunRecord(rs.run_id, "succeeded", true, &rs.counts, rs.batches, rs.wm_to);
+			UnpinSearchPath(nestlevel);
+			SPI_commit();
+		}
+	}
+	PG_FINALLY();
+	{
+		UnlockPipeline(def->id);
+	}
+	PG_END_TRY();
+	SPI_finish();
+	PG_RETURN_VOID();
+}

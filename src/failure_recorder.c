@@ -1,0 +1,243 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/failure_recorder.c
+ *
+ * Records a failed run in its own transaction. A run executes inside the
+ * caller's transaction, and the caller gets the error, so whatever the run
+ * writes is rolled back with the caller's transaction. The record of the
+ * failure must survive that: the engine hands it to a short-lived dynamic
+ * background worker, which connects to the same database as the extension
+ * owner, upserts the run record, commits, and exits. The engine waits for
+ * the worker before it re-throws the error, so the record exists by the time
+ * the caller sees the error.
+ *
+ * Dynamic workers need no shared_preload_libraries; they need a free slot
+ * under max_worker_processes. Without one the failure is logged as a
+ * WARNING and the original error is still raised.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "utils/builtins.h"
+#include "utils/elog.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "pg_pipeline.h"
+
+#define FAILED_RUN_TEXT_LEN 4096
+#define FAILED_RUN_NAME_LEN 512
+
+/* What the worker writes, copied into a dynamic shared memory segment */
+typedef struct FailedRunMessage
+{
+	Oid			database_id;
+	Oid			role_id;
+	int64		run_id;
+	int64		pipeline_id;
+	int64		parent_run_id;
+	TimestampTz started_at;
+	int64		counts[6];
+	int32		batches;
+	bool		has_wm_from;
+	bool		has_wm_to;
+	bool		recorded;
+	char		sqlstate[6];
+	char		pipeline_name[FAILED_RUN_NAME_LEN];
+	char		triggered_by[64];
+	char		wm_from[FAILED_RUN_NAME_LEN];
+	char		wm_to[FAILED_RUN_NAME_LEN];
+	char		message[FAILED_RUN_TEXT_LEN];
+} FailedRunMessage;
+
+PGDLLEXPORT void pipeline_failure_recorder_main(Datum arg);
+
+/* CopyBounded copies a string into a fixed buffer, cut at a character boundary */
+static void
+CopyBounded(char *dst, const char *src, int size)
+{
+	int			len = strlen(src);
+
+	if (len >= size)
+		len = pg_mbcliplen(src, len, size - 1);
+	memcpy(dst, src, len);
+	dst[len] = '\0';
+}
+
+/*
+ * RecordFailedRun writes (or, for a batched run whose record already
+ * exists, updates) the failed run's record in an autonomous transaction.
+ */
+void
+RecordFailedRun(FailedRun *run)
+{
+	dsm_segment *seg;
+	FailedRunMessage *msg;
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	BgwHandleStatus status;
+	pid_t		pid;
+
+	seg = dsm_create(sizeof(FailedRunMessage), 0);
+	msg = dsm_segment_address(seg);
+	memset(msg, 0, sizeof(FailedRunMessage));
+	msg->database_id = MyDatabaseId;
+	msg->role_id = ExtensionOwner();
+	msg->run_id = run->run_id;
+	msg->pipeline_id = run->def->id;
+	msg->parent_run_id = run->parent_run_id;
+	msg->started_at = run->started_at;
+	msg->counts[0] = run->counts.read;
+	msg->counts[1] = run->counts.inserted;
+	msg->counts[2] = run->counts.updated;
+	msg->counts[3] = run->counts.deleted;
+	msg->counts[4] = run->counts.unchanged;
+	msg->counts[5] = run->counts.rejected;
+	msg->batches = run->batches;
+	CopyBounded(msg->pipeline_name, run->def->name, FAILED_RUN_NAME_LEN);
+	CopyBounded(msg->triggered_by, run->triggered_by, sizeof(msg->triggered_by));
+	if (run->wm_from)
+	{
+		msg->has_wm_from = true;
+		CopyBounded(msg->wm_from, run->wm_from, FAILED_RUN_NAME_LEN);
+	}
+	if (run->wm_to)
+	{
+		msg->has_wm_to = true;
+		CopyBounded(msg->wm_to, run->wm_to, FAILED_RUN_NAME_LEN);
+	}
+	CopyBounded(msg->sqlstate, unpack_sql_state(run->sqlerrcode), sizeof(msg->sqlstate));
+	CopyBounded(msg->message, run->message ? run->message : "", FAILED_RUN_TEXT_LEN);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "%s", PIPELINE_EXTENSION);
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pipeline_failure_recorder_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_pipeline failure recorder");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_pipeline failure recorder");
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not record failed run %lld of pipeline \"%s\"",
+						(long long) run->run_id, run->def->name),
+				 errdetail("No background worker slot was free to write the record."),
+				 errhint("Raise max_worker_processes.")));
+		dsm_detach(seg);
+		return;
+	}
+	status = WaitForBackgroundWorkerStartup(handle, &pid);
+	if (status == BGWH_STARTED)
+		status = WaitForBackgroundWorkerShutdown(handle);
+	if (!msg->recorded)
+		ereport(WARNING,
+				(errmsg("could not record failed run %lld of pipeline \"%s\"",
+						(long long) run->run_id, run->def->name),
+				 errdetail("The failure recorder did not finish; see the server log.")));
+	dsm_detach(seg);
+}
+
+/* MsgText returns a text Datum for a buffer, or sets the null flag */
+static Datum
+MsgText(bool present, const char *text, char *null)
+{
+	*null = present ? ' ' : 'n';
+	return present ? CStringGetTextDatum(text) : (Datum) 0;
+}
+
+/*
+ * pipeline_failure_recorder_main is the worker: attach the message, connect,
+ * upsert the failed run record, commit, report success through the segment.
+ */
+void
+pipeline_failure_recorder_main(Datum arg)
+{
+	dsm_segment *seg;
+	FailedRunMessage *msg;
+	Oid			types[17];
+	Datum		values[17];
+	char		nulls[17];
+
+	BackgroundWorkerUnblockSignals();
+	seg = dsm_attach(DatumGetUInt32(arg));
+	if (seg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_pipeline failure recorder could not attach its message")));
+	msg = dsm_segment_address(seg);
+	BackgroundWorkerInitializeConnectionByOid(msg->database_id, msg->role_id, 0);
+
+	memset(nulls, ' ', sizeof(nulls));
+	types[0] = INT8OID;
+	values[0] = Int64GetDatum(msg->run_id);
+	types[1] = INT8OID;
+	values[1] = Int64GetDatum(msg->pipeline_id);
+	types[2] = TEXTOID;
+	values[2] = CStringGetTextDatum(msg->pipeline_name);
+	types[3] = TIMESTAMPTZOID;
+	values[3] = TimestampTzGetDatum(msg->started_at);
+	for (int i = 0; i < 6; i++)
+	{
+		types[4 + i] = INT8OID;
+		values[4 + i] = Int64GetDatum(msg->counts[i]);
+	}
+	types[10] = INT4OID;
+	values[10] = Int32GetDatum(msg->batches);
+	types[11] = TEXTOID;
+	values[11] = MsgText(msg->has_wm_from, msg->wm_from, &nulls[11]);
+	types[12] = TEXTOID;
+	values[12] = MsgText(msg->has_wm_to, msg->wm_to, &nulls[12]);
+	types[13] = TEXTOID;
+	values[13] = CStringGetTextDatum(msg->sqlstate);
+	types[14] = TEXTOID;
+	values[14] = CStringGetTextDatum(msg->message);
+	types[15] = TEXTOID;
+	values[15] = CStringGetTextDatum(msg->triggered_by);
+	types[16] = INT8OID;
+	values[16] = Int64GetDatum(msg->parent_run_id);
+	nulls[16] = msg->parent_run_id > 0 ? ' ' : 'n';
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "recording a failed pipeline run");
+	if (SPI_execute_with_args(
+							  "INSERT INTO pipeline.run_history AS h (run_id, pipeline_id, pipeline_name,"
+							  " status, started_at, finished_at, rows_read, rows_inserted, rows_updated,"
+							  " rows_deleted, rows_unchanged, rows_rejected, batches, watermark_from,"
+							  " watermark_to, error_sqlstate, error_message, triggered_by, parent_run_id)"
+							  " VALUES ($1, $2, $3, 'failed', $4, pg_catalog.clock_timestamp(), $5, $6, $7,"
+							  " $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+							  " ON CONFLICT (run_id) DO UPDATE SET status = 'failed',"
+							  " finished_at = excluded.finished_at, rows_read = excluded.rows_read,"
+							  " rows_inserted = excluded.rows_inserted, rows_updated = excluded.rows_updated,"
+							  " rows_deleted = excluded.rows_deleted, rows_unchanged = excluded.rows_unchanged,"
+							  " rows_rejected = excluded.rows_rejected, batches = excluded.batches,"
+							  " watermark_to = excluded.watermark_to,"
+							  " error_sqlstate = excluded.error_sqlstate, error_message = excluded.error_message",
+							  17, types, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "pg_pipeline failure recorder could not write run %lld", (long long) msg->run_id);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	msg->recorded = true;
+	dsm_detach(seg);
+	proc_exit(0);
+}

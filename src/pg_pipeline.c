@@ -1,0 +1,25 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/pg_pipeline.c
+ *
+ * Module entry point of pg_pipeline: the module magic and _PG_init, which
+ * installs the executor hook that reads a load's exact MERGE counts. The
+ * hook is a no-op for every statement but the engine's own MERGE.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+
+#include "pg_pipeline.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	InstallCounterHooks();
+}

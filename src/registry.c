@@ -1,0 +1,663 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/registry.c
+ *
+ * The SQL API that manages pipeline definitions: create_pipeline,
+ * alter_pipeline, drop_pipeline, pause, resume, reset and explain. Input is
+ * validated completely before anything is written, each mistake with its
+ * own SQLSTATE, and everything a call does happens in the caller's
+ * transaction, so a failed call changes nothing.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "access/tupdesc.h"
+#include "utils/tuplestore.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/timestamp.h"
+
+#include "pg_pipeline.h"
+
+PG_FUNCTION_INFO_V1(pipeline_create_pipeline);
+PG_FUNCTION_INFO_V1(pipeline_alter_pipeline);
+PG_FUNCTION_INFO_V1(pipeline_drop_pipeline);
+PG_FUNCTION_INFO_V1(pipeline_pause);
+PG_FUNCTION_INFO_V1(pipeline_resume);
+PG_FUNCTION_INFO_V1(pipeline_reset);
+PG_FUNCTION_INFO_V1(pipeline_explain);
+
+/* Argument positions of create_pipeline; alter_pipeline adds new_name at 1 */
+enum
+{
+	ARG_NAME,
+	ARG_SOURCE,
+	ARG_TARGET,
+	ARG_UNIQUE_KEY,
+	ARG_INCREMENTAL,
+	ARG_MODE,
+	ARG_DELETE_COLUMN,
+	ARG_SOFT_DELETE,
+	ARG_PARTITION_COLUMN,
+	ARG_LOOKBACK,
+	ARG_BATCH_ROWS,
+	ARG_CREATE_TARGET,
+	ARG_DESCRIPTION,
+	ARG_METADATA
+};
+
+/* RequireArg raises 22004 when a required argument is NULL */
+static void
+RequireArg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+}
+
+/* PipelineNameArg reads and checks the pipeline name argument */
+static char *
+PipelineNameArg(FunctionCallInfo fcinfo, int argno)
+{
+	RequireArg(fcinfo, argno, "pipeline name");
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/* ValidateName checks a new pipeline name: not empty, at most 63 characters */
+static void
+ValidateName(const char *name)
+{
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pipeline name must not be empty")));
+	if (pg_mbstrlen(name) > PIPELINE_NAME_MAXLEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("pipeline name is too long"),
+				 errdetail("The name has %d characters; the limit is %d.",
+						   pg_mbstrlen(name), PIPELINE_NAME_MAXLEN),
+				 errhint("Choose a shorter name.")));
+}
+
+/* CheckNameIsFree raises 42710 when a pipeline already has the name */
+static void
+CheckNameIsFree(const char *name)
+{
+	if (LoadPipelineByName(name, true) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("pipeline \"%s\" already exists", name),
+				 errhint("Choose another name, or change it with pipeline.alter_pipeline.")));
+}
+
+/* OptionalText reads a text argument; NULL, or '' when empty_is_null, is NULL */
+static char *
+OptionalText(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/* EmptyToNull maps the '' that clears an option in alter_pipeline to NULL */
+static char *
+EmptyToNull(char *s)
+{
+	return (s && s[0] == '\0') ? NULL : s;
+}
+
+/*
+ * UniqueKeyArg turns the unique_key text[] into a list of column names,
+ * refusing NULL elements, empty names and repeated columns.
+ */
+static List *
+UniqueKeyArg(FunctionCallInfo fcinfo, int argno)
+{
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *key = NIL;
+
+	if (PG_ARGISNULL(argno))
+		return NIL;
+	arr = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unique key must be a one-dimensional array of column names")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		char	   *col;
+		ListCell   *lc;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("unique key must not contain NULL")));
+		col = TextDatumGetCString(elems[i]);
+		if (col[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unique key must not contain an empty column name")));
+		foreach(lc, key)
+			if (strcmp(lfirst(lc), col) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("column \"%s\" appears twice in the unique key", col)));
+		key = lappend(key, col);
+	}
+	return key;
+}
+
+/* ModeArg parses a mode name, raising 22023 for an unknown one */
+static LoadMode
+ModeArg(const char *text)
+{
+	LoadMode	mode;
+
+	if (!ParseLoadMode(text, &mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown mode \"%s\"", text),
+				 errhint("The modes are merge, append and full.")));
+	return mode;
+}
+
+/* LookbackArg reads a lookback: negative is refused, zero means none */
+static Interval *
+LookbackArg(Interval *lookback)
+{
+	Interval	zero = {0};
+
+	if (lookback == NULL)
+		return NULL;
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(lookback),
+										  IntervalPGetDatum(&zero))) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lookback must not be negative"),
+				 errdetail("The lookback given is %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(lookback))))));
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(lookback),
+										  IntervalPGetDatum(&zero))) == 0)
+		return NULL;
+	return lookback;
+}
+
+/* MetadataArg checks that metadata is a JSON object */
+static Jsonb *
+MetadataArg(Jsonb *metadata)
+{
+	if (!JB_ROOT_IS_OBJECT(metadata) || JB_ROOT_IS_SCALAR(metadata))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("metadata must be a JSON object"),
+				 errhint("Pass something like '{\"team\": \"finance\"}'.")));
+	return metadata;
+}
+
+/* OptionError raises the 22023 of an option combination that cannot work */
+static void
+OptionError(PipelineDef *def, const char *message, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s", message),
+			 errdetail("Pipeline \"%s\" has mode %s.", def->name, LoadModeName(def->mode)),
+			 errhint("%s", hint)));
+}
+
+/*
+ * ValidateOptions checks that the options of a definition fit together, before
+ * any relation is looked at.
+ */
+static void
+ValidateOptions(PipelineDef *def)
+{
+	if (def->mode != LOAD_MODE_APPEND && def->unique_key == NIL)
+		OptionError(def, psprintf("mode %s needs a unique key", LoadModeName(def->mode)),
+					"Pass unique_key, or use mode append.");
+	if (def->soft_delete && def->delete_column == NULL)
+		OptionError(def, "soft_delete needs a delete column",
+					"Pass delete_column: the boolean source column that flags deleted rows.");
+	if (def->mode == LOAD_MODE_APPEND && def->delete_column)
+		OptionError(def, "mode append does not delete",
+					"Use mode merge to apply deletes, or leave out delete_column.");
+	if (def->lookback && def->incremental_column == NULL)
+		OptionError(def, "lookback needs an incremental column",
+					"Pass incremental_column, or leave out lookback.");
+	if (def->batch_rows > 0 && def->incremental_column == NULL)
+		OptionError(def, "batch_rows needs an incremental column",
+					"Batches are cut along the incremental column.");
+	if (def->mode == LOAD_MODE_FULL && def->lookback)
+		OptionError(def, "mode full reads the whole source and takes no lookback",
+					"Leave out lookback.");
+	if (def->mode == LOAD_MODE_FULL && def->batch_rows > 0)
+		OptionError(def, "mode full cannot run in batches",
+					"Leave out batch_rows, or use mode merge.");
+	if (def->mode == LOAD_MODE_APPEND && def->unique_key == NIL)
+	{
+		if (def->incremental_column == NULL)
+			OptionError(def, "mode append without a unique key needs an incremental column",
+						"Without either, every run would append the whole source again.");
+		if (def->lookback)
+			OptionError(def, "mode append without a unique key cannot re-read a lookback",
+						"Pass unique_key so that re-read rows are skipped, or leave out lookback.");
+	}
+}
+
+/*
+ * ResolveTarget finds the target named by text on the caller's search_path.
+ * A missing target is created when allowed; it goes to the named schema or
+ * the first schema of search_path.
+ */
+static Oid
+ResolveTarget(PipelineDef *def, const char *target, bool create_target, Oid source_relid)
+{
+	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(target));
+	Oid			relid;
+
+	if (rv->catalogname)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("target \"%s\" names a database", target),
+				 errhint("Name the target as schema.table.")));
+	if (rv->schemaname && !OidIsValid(get_namespace_oid(rv->schemaname, true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_SCHEMA),
+				 errmsg("schema \"%s\" does not exist", rv->schemaname),
+				 errhint("Create the schema first.")));
+	relid = RangeVarGetRelid(rv, NoLock, true);
+	if (OidIsValid(relid))
+	{
+		DescribeRelation(relid, &def->target_schema, &def->target_table);
+		return relid;
+	}
+	if (!create_target)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("target relation \"%s\" does not exist", target),
+				 errhint("Create it, or pass create_target => true.")));
+	def->target_schema = rv->schemaname ? rv->schemaname
+		: get_namespace_name(RangeVarGetCreationNamespace(rv));
+	def->target_table = rv->relname;
+	if (source_relid == InvalidOid)
+		return InvalidOid;
+	CheckRelationAccess(source_relid, GetUserId(), ACL_SELECT, "source");
+	ValidateOptions(def);
+	CreateTargetTable(def, source_relid);
+	return ResolveRelationName(def->target_schema, def->target_table, "target");
+}
+
+/*
+ * FinishDefinition validates a complete definition against the relations
+ * and the owner's privileges, and advises on a missing index.
+ */
+static void
+FinishDefinition(PipelineDef *def)
+{
+	LoadPlan   *plan;
+
+	ValidateOptions(def);
+	plan = BuildLoadPlan(def);
+	CheckPipelinePrivileges(def, plan->source_relid, plan->target_relid, def->owner);
+	if (plan->incremental && !SourceHasIndexOn(plan->source_relid, plan->incremental->name))
+		ereport(NOTICE,
+				(errmsg("source %s has no index on incremental column \"%s\"",
+						plan->source_ident, plan->incremental->name),
+				 errdetail("Every run then scans the whole source to find new rows."),
+				 errhint("CREATE INDEX ON %s (%s);", plan->source_ident,
+						 quote_identifier(plan->incremental->name))));
+}
+
+/* pipeline.create_pipeline(...) registers a pipeline and returns its id */
+Datum
+pipeline_create_pipeline(PG_FUNCTION_ARGS)
+{
+	PipelineDef *def = palloc0(sizeof(PipelineDef));
+	Oid			source_relid;
+	char	   *target;
+	int			nestlevel;
+
+	def->name = PipelineNameArg(fcinfo, ARG_NAME);
+	RequireArg(fcinfo, ARG_SOURCE, "source");
+	RequireArg(fcinfo, ARG_TARGET, "target");
+	RequireArg(fcinfo, ARG_MODE, "mode");
+	RequireArg(fcinfo, ARG_SOFT_DELETE, "soft_delete");
+	RequireArg(fcinfo, ARG_CREATE_TARGET, "create_target");
+	RequireArg(fcinfo, ARG_METADATA, "metadata");
+	ValidateName(def->name);
+
+	source_relid = PG_GETARG_OID(ARG_SOURCE);
+	DescribeRelation(source_relid, &def->source_schema, &def->source_table);
+	target = text_to_cstring(PG_GETARG_TEXT_PP(ARG_TARGET));
+	def->unique_key = UniqueKeyArg(fcinfo, ARG_UNIQUE_KEY);
+	def->incremental_column = OptionalText(fcinfo, ARG_INCREMENTAL);
+	def->mode = ModeArg(text_to_cstring(PG_GETARG_TEXT_PP(ARG_MODE)));
+	def->delete_column = OptionalText(fcinfo, ARG_DELETE_COLUMN);
+	def->soft_delete = PG_GETARG_BOOL(ARG_SOFT_DELETE);
+	def->partition_column = OptionalText(fcinfo, ARG_PARTITION_COLUMN);
+	def->lookback = LookbackArg(PG_ARGISNULL(ARG_LOOKBACK) ? NULL : PG_GETARG_INTERVAL_P(ARG_LOOKBACK));
+	if (!PG_ARGISNULL(ARG_BATCH_ROWS))
+	{
+		def->batch_rows = PG_GETARG_INT64(ARG_BATCH_ROWS);
+		if (def->batch_rows <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("batch_rows must be positive"),
+					 errdetail("The value given is %lld.", (long long) def->batch_rows)));
+	}
+	def->description = OptionalText(fcinfo, ARG_DESCRIPTION);
+	def->metadata = MetadataArg(PG_GETARG_JSONB_P(ARG_METADATA));
+	def->active = true;
+	def->owner = GetUserId();
+	ValidateOptions(def);
+
+	SPI_connect();
+	CheckNameIsFree(def->name);
+	/* the target's name is resolved on the caller's search_path */
+	ResolveTarget(def, target, PG_GETARG_BOOL(ARG_CREATE_TARGET), source_relid);
+	nestlevel = PinSearchPath();
+	FinishDefinition(def);
+	InsertPipelineDef(def);
+	UnpinSearchPath(nestlevel);
+	SPI_finish();
+	PG_RETURN_INT64(def->id);
+}
+
+/* Argument positions of alter_pipeline */
+enum
+{
+	ALTER_NAME,
+	ALTER_NEW_NAME,
+	ALTER_SOURCE,
+	ALTER_TARGET,
+	ALTER_UNIQUE_KEY,
+	ALTER_INCREMENTAL,
+	ALTER_MODE,
+	ALTER_DELETE_COLUMN,
+	ALTER_SOFT_DELETE,
+	ALTER_PARTITION_COLUMN,
+	ALTER_LOOKBACK,
+	ALTER_BATCH_ROWS,
+	ALTER_CREATE_TARGET,
+	ALTER_DESCRIPTION,
+	ALTER_METADATA
+};
+
+/* SameText compares two optional strings */
+static bool
+SameText(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/*
+ * pipeline.alter_pipeline(name, ...) changes the options given (NULL leaves
+ * one as it is; '' clears an optional text option). A new source or
+ * incremental column resets the watermark.
+ */
+Datum
+pipeline_alter_pipeline(PG_FUNCTION_ARGS)
+{
+	char	   *name = PipelineNameArg(fcinfo, ALTER_NAME);
+	PipelineDef *def;
+	bool		reset_watermark = false;
+	int			nestlevel;
+	char	   *s;
+
+	SPI_connect();
+	nestlevel = PinSearchPath();
+	def = LoadPipelineByName(name, false);
+	CheckPipelineOwner(def, "alter");
+	UnpinSearchPath(nestlevel);
+
+	if (!PG_ARGISNULL(ALTER_NEW_NAME))
+	{
+		char	   *new_name = text_to_cstring(PG_GETARG_TEXT_PP(ALTER_NEW_NAME));
+
+		ValidateName(new_name);
+		if (strcmp(new_name, def->name) != 0)
+			CheckNameIsFree(new_name);
+		def->name = new_name;
+	}
+	if (!PG_ARGISNULL(ALTER_SOURCE))
+	{
+		char	   *schema;
+		char	   *table;
+
+		DescribeRelation(PG_GETARG_OID(ALTER_SOURCE), &schema, &table);
+		if (strcmp(schema, def->source_schema) != 0 || strcmp(table, def->source_table) != 0)
+			reset_watermark = true;
+		def->source_schema = schema;
+		def->source_table = table;
+	}
+	if (!PG_ARGISNULL(ALTER_UNIQUE_KEY))
+		def->unique_key = UniqueKeyArg(fcinfo, ALTER_UNIQUE_KEY);
+	if (!PG_ARGISNULL(ALTER_INCREMENTAL))
+	{
+		s = EmptyToNull(OptionalText(fcinfo, ALTER_INCREMENTAL));
+		if (!SameText(s, def->incremental_column))
+			reset_watermark = true;
+		def->incremental_column = s;
+	}
+	if (!PG_ARGISNULL(ALTER_MODE))
+		def->mode = ModeArg(text_to_cstring(PG_GETARG_TEXT_PP(ALTER_MODE)));
+	if (!PG_ARGISNULL(ALTER_DELETE_COLUMN))
+		def->delete_column = EmptyToNull(OptionalText(fcinfo, ALTER_DELETE_COLUMN));
+	if (!PG_ARGISNULL(ALTER_SOFT_DELETE))
+		def->soft_delete = PG_GETARG_BOOL(ALTER_SOFT_DELETE);
+	if (!PG_ARGISNULL(ALTER_PARTITION_COLUMN))
+		def->partition_column = EmptyToNull(OptionalText(fcinfo, ALTER_PARTITION_COLUMN));
+	if (!PG_ARGISNULL(ALTER_LOOKBACK))
+		def->lookback = LookbackArg(PG_GETARG_INTERVAL_P(ALTER_LOOKBACK));
+	if (!PG_ARGISNULL(ALTER_BATCH_ROWS))
+	{
+		def->batch_rows = PG_GETARG_INT64(ALTER_BATCH_ROWS);
+		if (def->batch_rows < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("batch_rows must not be negative"),
+					 errhint("Pass 0 to remove the batch size.")));
+	}
+	if (!PG_ARGISNULL(ALTER_DESCRIPTION))
+		def->description = EmptyToNull(OptionalText(fcinfo, ALTER_DESCRIPTION));
+	if (!PG_ARGISNULL(ALTER_METADATA))
+		def->metadata = MetadataArg(PG_GETARG_JSONB_P(ALTER_METADATA));
+	ValidateOptions(def);
+
+	if (!PG_ARGISNULL(ALTER_TARGET))
+	{
+		bool		create = !PG_ARGISNULL(ALTER_CREATE_TARGET) && PG_GETARG_BOOL(ALTER_CREATE_TARGET);
+		Oid			source_relid = ResolveRelationName(def->source_schema, def->source_table, "source");
+
+		ResolveTarget(def, text_to_cstring(PG_GETARG_TEXT_PP(ALTER_TARGET)), create, source_relid);
+	}
+
+	nestlevel = PinSearchPath();
+	FinishDefinition(def);
+	UpdatePipelineDef(def, reset_watermark);
+	if (reset_watermark)
+		ereport(NOTICE,
+				(errmsg("watermark of pipeline \"%s\" reset", def->name),
+				 errdetail("The source or the incremental column changed; the next run reads the whole source.")));
+	UnpinSearchPath(nestlevel);
+	SPI_finish();
+	PG_RETURN_INT64(def->id);
+}
+
+/*
+ * pipeline.drop_pipeline(name, drop_target) removes a pipeline (its run
+ * history stays) and, when asked, its target table.
+ */
+Datum
+pipeline_drop_pipeline(PG_FUNCTION_ARGS)
+{
+	char	   *name = PipelineNameArg(fcinfo, 0);
+	bool		drop_target;
+	PipelineDef *def;
+	int			nestlevel;
+
+	RequireArg(fcinfo, 1, "drop_target");
+	drop_target = PG_GETARG_BOOL(1);
+	SPI_connect();
+	nestlevel = PinSearchPath();
+	def = LoadPipelineByName(name, false);
+	CheckPipelineOwner(def, "drop");
+	DeletePipelineDef(def->id);
+	if (drop_target)
+	{
+		Oid			nspid = get_namespace_oid(def->target_schema, true);
+
+		if (OidIsValid(nspid) && OidIsValid(get_relname_relid(def->target_table, nspid)))
+		{
+			char	   *sql = psprintf("DROP TABLE %s RESTRICT",
+									   quote_qualified_identifier(def->target_schema, def->target_table));
+
+			if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
+				elog(ERROR, "could not drop target of pipeline \"%s\"", def->name);
+		}
+		else
+			ereport(NOTICE,
+					(errmsg("target %s of pipeline \"%s\" does not exist, skipping",
+							quote_qualified_identifier(def->target_schema, def->target_table),
+							def->name)));
+	}
+	UnpinSearchPath(nestlevel);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* SetActive implements pause and resume */
+static void
+SetActive(FunctionCallInfo fcinfo, bool active)
+{
+	char	   *name = PipelineNameArg(fcinfo, 0);
+	PipelineDef *def;
+	int			nestlevel;
+
+	SPI_connect();
+	nestlevel = PinSearchPath();
+	def = LoadPipelineByName(name, false);
+	CheckPipelineOwner(def, active ? "resume" : "pause");
+	if (def->active != active)
+		SetPipelineActive(def->id, active);
+	UnpinSearchPath(nestlevel);
+	SPI_finish();
+}
+
+/* pipeline.pause(name): the pipeline refuses to run until resumed */
+Datum
+pipeline_pause(PG_FUNCTION_ARGS)
+{
+	SetActive(fcinfo, false);
+	PG_RETURN_VOID();
+}
+
+/* pipeline.resume(name) */
+Datum
+pipeline_resume(PG_FUNCTION_ARGS)
+{
+	SetActive(fcinfo, true);
+	PG_RETURN_VOID();
+}
+
+/*
+ * pipeline.reset(name, watermark) sets the watermark: NULL makes the next
+ * run read the whole source; a value is parsed as the incremental column's
+ * type (with the caller's DateStyle) and stored in canonical form.
+ */
+Datum
+pipeline_reset(PG_FUNCTION_ARGS)
+{
+	char	   *name = PipelineNameArg(fcinfo, 0);
+	char	   *value = OptionalText(fcinfo, 1);
+	PipelineDef *def;
+	int			nestlevel;
+	char	   *canonical = NULL;
+
+	SPI_connect();
+	nestlevel = PinSearchPath();
+	def = LoadPipelineByName(name, false);
+	CheckPipelineOwner(def, "reset");
+	if (value != NULL)
+	{
+		LoadPlan   *plan;
+
+		if (def->incremental_column == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("pipeline \"%s\" has no incremental column, so no watermark", def->name),
+					 errhint("Call pipeline.reset(%s) without a watermark.", quote_literal_cstr(def->name))));
+		plan = BuildLoadPlan(def);
+		UnpinSearchPath(nestlevel);
+		canonical = WatermarkToText(WatermarkFromText(value, plan->incremental->typid,
+													  plan->incremental->typmod),
+									plan->incremental->typid);
+		nestlevel = PinSearchPath();
+	}
+	StoreWatermark(def->id, canonical, 0);
+	UnpinSearchPath(nestlevel);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* pipeline.explain(name): the statements the next run would execute */
+Datum
+pipeline_explain(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *name = PipelineNameArg(fcinfo, 0);
+	PipelineDef *def;
+	List	   *rows;
+	ListCell   *lc;
+	int			nestlevel;
+
+	MemoryContext oldcontext;
+	TupleDesc	desc;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		!(rsinfo->allowedModes & SFRM_Materialize))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pipeline.explain must be called in a context that accepts a set")));
+	oldcontext = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	desc = CreateTemplateTupleDesc(1);
+	TupleDescInitEntry(desc, (AttrNumber) 1, "statement", TEXTOID, -1, 0);
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setDesc = BlessTupleDesc(desc);
+	rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
+	MemoryContextSwitchTo(oldcontext);
+
+	SPI_connect();
+	nestlevel = PinSearchPath();
+	def = LoadPipelineByName(name, false);
+	rows = ExplainPipeline(def);
+	foreach(lc, rows)
+	{
+		Datum		value = CStringGetTextDatum((char *) lfirst(lc));
+		bool		isnull = false;
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
+	UnpinSearchPath(nestlevel);
+	SPI_finish();
+	return (Datum) 0;
+}

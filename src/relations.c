@@ -1,0 +1,534 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/relations.c
+ *
+ * Everything pg_pipeline needs to know about the relations a pipeline
+ * touches: resolving the stored names, the columns a run loads and their
+ * types and operators, whether the source can hold duplicate keys, the base
+ * tables under a view whose writers a run must wait for, and the creation
+ * of a target table from its source.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/relation.h"
+#include "access/table.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "nodes/nodeFuncs.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/ruleutils.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+
+#include "pg_pipeline.h"
+
+/*
+ * ResolveRelationName finds a stored relation by schema and name, raising
+ * 42P01 (naming the pipeline's role for it) when it has gone.
+ */
+Oid
+ResolveRelationName(const char *schema, const char *relname, const char *what)
+{
+	Oid			nspid = get_namespace_oid(schema, true);
+	Oid			relid = OidIsValid(nspid) ? get_relname_relid(relname, nspid) : InvalidOid;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("%s relation %s does not exist", what,
+						quote_qualified_identifier(schema, relname)),
+				 errhint("Recreate it, or point the pipeline elsewhere with pipeline.alter_pipeline.")));
+	return relid;
+}
+
+/* DescribeRelation returns a relation's schema and name */
+void
+DescribeRelation(Oid relid, char **schema, char **relname)
+{
+	*relname = get_rel_name(relid);
+	if (*relname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	*schema = get_namespace_name(get_rel_namespace(relid));
+}
+
+char *
+QualifiedRelationName(const char *schema, const char *relname)
+{
+	return quote_qualified_identifier(schema, relname);
+}
+
+/* TypeDescription spells a column's type for messages */
+static char *
+TypeDescription(Oid typid)
+{
+	return format_type_be(typid);
+}
+
+/*
+ * LookupSourceColumn finds a named column of the source, raising 42703 with
+ * the role the column was meant to play when it does not exist.
+ */
+static AttrNumber
+LookupSourceColumn(Oid relid, const char *column, const char *role, Oid *typid)
+{
+	AttrNumber	attnum = get_attnum(relid, column);
+	int32		typmod;
+	Oid			collid;
+
+	if (attnum == InvalidAttrNumber || attnum < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("%s column \"%s\" does not exist in source %s", role, column,
+						quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												   get_rel_name(relid))),
+				 errhint("Column names are matched exactly, including case.")));
+	get_atttypetypmodcoll(relid, attnum, typid, &typmod, &collid);
+	return attnum;
+}
+
+/*
+ * ValidateSourceColumns checks that the key, incremental, delete and
+ * partition columns exist in the source and have usable types.
+ */
+static void
+ValidateSourceColumns(PipelineDef *def, Oid source_relid)
+{
+	ListCell   *lc;
+	Oid			typid;
+
+	foreach(lc, def->unique_key)
+	{
+		TypeCacheEntry *tc;
+
+		LookupSourceColumn(source_relid, lfirst(lc), "unique key", &typid);
+		tc = lookup_type_cache(typid, TYPECACHE_EQ_OPR | TYPECACHE_BTREE_OPFAMILY);
+		if (!OidIsValid(tc->eq_opr) || !OidIsValid(tc->btree_opf))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("unique key column \"%s\" has type %s, which cannot be compared",
+							(char *) lfirst(lc), TypeDescription(typid)),
+					 errdetail("A key column needs an equality operator and a default btree operator class."),
+					 errhint("Use a column of a comparable type, or a view that casts it.")));
+	}
+	if (def->incremental_column)
+	{
+		LookupSourceColumn(source_relid, def->incremental_column, "incremental", &typid);
+		if (!IsIncrementalType(typid))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("incremental column \"%s\" has type %s", def->incremental_column,
+							TypeDescription(typid)),
+					 errdetail("An incremental column must be timestamp, timestamptz, date, smallint, integer or bigint."),
+					 errhint("Use a view that casts the column, or load without an incremental column.")));
+		if (def->lookback && !IsTimeType(typid))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("lookback needs a time incremental column"),
+					 errdetail("Incremental column \"%s\" has type %s.", def->incremental_column,
+							   TypeDescription(typid)),
+					 errhint("Remove the lookback; integer columns fed by a sequence need none.")));
+	}
+	if (def->delete_column)
+	{
+		LookupSourceColumn(source_relid, def->delete_column, "delete", &typid);
+		if (getBaseType(typid) != BOOLOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("delete column \"%s\" has type %s", def->delete_column,
+							TypeDescription(typid)),
+					 errdetail("A delete column must be boolean: true marks the key as deleted."),
+					 errhint("Use a view that computes a boolean flag.")));
+	}
+	if (def->partition_column)
+		LookupSourceColumn(source_relid, def->partition_column, "partition", &typid);
+}
+
+/* AttributeIdentity returns a column's attidentity ('' when not identity) */
+static char
+AttributeIdentity(Oid relid, AttrNumber attnum)
+{
+	HeapTuple	tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(attnum));
+	char		identity;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for attribute %d of relation %u", attnum, relid);
+	identity = ((Form_pg_attribute) GETSTRUCT(tup))->attidentity;
+	ReleaseSysCache(tup);
+	return identity;
+}
+
+/* FindLoadColumn returns the plan's column of that name, or NULL */
+static LoadColumn *
+FindLoadColumn(List *columns, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (strcmp(col->name, name) == 0)
+			return col;
+	}
+	return NULL;
+}
+
+/*
+ * BuildLoadColumns lists the source's columns, checks that each exists in the
+ * target as a writable column, and records the operators a run compares
+ * them with.
+ */
+static List *
+BuildLoadColumns(PipelineDef *def, Oid source_relid, Oid target_relid)
+{
+	Relation	source = relation_open(source_relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(source);
+	List	   *columns = NIL;
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		LoadColumn *col;
+		AttrNumber	target_att;
+		TypeCacheEntry *tc;
+		ListCell   *lc;
+
+		if (att->attisdropped)
+			continue;
+		col = palloc0(sizeof(LoadColumn));
+		col->name = pstrdup(NameStr(att->attname));
+		col->typid = att->atttypid;
+		col->typmod = att->atttypmod;
+		col->collid = att->attcollation;
+		foreach(lc, def->unique_key)
+			if (strcmp(lfirst(lc), col->name) == 0)
+				col->is_key = true;
+		tc = lookup_type_cache(col->typid, TYPECACHE_EQ_OPR | TYPECACHE_BTREE_OPFAMILY);
+		col->eq_opr = tc->eq_opr;
+		col->sortable = OidIsValid(tc->btree_opf);
+
+		target_att = get_attnum(target_relid, col->name);
+		if (target_att == InvalidAttrNumber || target_att < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("source column \"%s\" does not exist in target %s", col->name,
+							quote_qualified_identifier(get_namespace_name(get_rel_namespace(target_relid)),
+													   get_rel_name(target_relid))),
+					 errdetail("Every column of the source is loaded into the target column of the same name."),
+					 errhint("Add the column to the target, or select fewer columns in a view over the source.")));
+		if (get_attgenerated(target_relid, target_att))
+			ereport(ERROR,
+					(errcode(ERRCODE_GENERATED_ALWAYS),
+					 errmsg("target column \"%s\" is a generated column", col->name),
+					 errdetail("Target %s computes the column itself.",
+							   quote_qualified_identifier(get_namespace_name(get_rel_namespace(target_relid)),
+														  get_rel_name(target_relid))),
+					 errhint("Leave the column out of the source, for example with a view.")));
+		col->identity_always = AttributeIdentity(target_relid, target_att) == ATTRIBUTE_IDENTITY_ALWAYS;
+		columns = lappend(columns, col);
+	}
+	relation_close(source, AccessShareLock);
+	return columns;
+}
+
+/*
+ * SourceKeyIsUnique tells whether the source table has a unique, immediate,
+ * non-partial index on columns that are all part of the unique key: then no
+ * two rows share a (non-NULL) key and a run needs no de-duplication.
+ */
+bool
+SourceKeyIsUnique(Oid source_relid, List *unique_key)
+{
+	Relation	rel;
+	List	   *indexes;
+	ListCell   *lc;
+	bool		unique = false;
+	char		relkind = get_rel_relkind(source_relid);
+
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		return false;
+	rel = table_open(source_relid, AccessShareLock);
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index index;
+		bool		covered = true;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		index = (Form_pg_index) GETSTRUCT(tup);
+		if (index->indisunique && index->indimmediate && index->indisvalid &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL) &&
+			heap_attisnull(tup, Anum_pg_index_indexprs, NULL))
+		{
+			for (int k = 0; k < index->indnkeyatts && covered; k++)
+			{
+				char	   *attname = get_attname(source_relid, index->indkey.values[k], false);
+				ListCell   *kc;
+				bool		found = false;
+
+				foreach(kc, unique_key)
+					if (strcmp(lfirst(kc), attname) == 0)
+						found = true;
+				covered = found;
+			}
+			if (covered)
+				unique = true;
+		}
+		ReleaseSysCache(tup);
+		if (unique)
+			break;
+	}
+	table_close(rel, AccessShareLock);
+	return unique;
+}
+
+/* SourceHasIndexOn tells whether some index of the table leads with column */
+bool
+SourceHasIndexOn(Oid source_relid, const char *column)
+{
+	Relation	rel;
+	List	   *indexes;
+	ListCell   *lc;
+	AttrNumber	attnum = get_attnum(source_relid, column);
+	bool		found = false;
+	char		relkind = get_rel_relkind(source_relid);
+
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE &&
+		relkind != RELKIND_MATVIEW)
+		return true;			/* views and foreign tables: nothing to advise */
+	rel = table_open(source_relid, AccessShareLock);
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		if (((Form_pg_index) GETSTRUCT(tup))->indkey.values[0] == attnum)
+			found = true;
+		ReleaseSysCache(tup);
+	}
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+typedef struct BaseTableContext
+{
+	List	   *relids;
+	int			depth;
+} BaseTableContext;
+
+static void AddBaseTables(Oid relid, BaseTableContext *ctx);
+
+/* BaseTableWalker visits every range table entry of a view's query tree */
+static bool
+BaseTableWalker(Node *node, BaseTableContext *ctx)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) node;
+
+		if (rte->rtekind == RTE_RELATION)
+			AddBaseTables(rte->relid, ctx);
+		return false;
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, BaseTableWalker, ctx,
+								 QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, BaseTableWalker, ctx);
+}
+
+/* AddBaseTables adds a relation's storage: itself, its children, or its view's */
+static void
+AddBaseTables(Oid relid, BaseTableContext *ctx)
+{
+	char		relkind = get_rel_relkind(relid);
+
+	if (list_member_oid(ctx->relids, relid))
+		return;
+	if (relkind == RELKIND_VIEW)
+	{
+		Relation	view;
+
+		if (ctx->depth > 64)
+			return;				/* views cannot recurse, but stay bounded */
+		ctx->relids = lappend_oid(ctx->relids, relid);
+		view = relation_open(relid, AccessShareLock);
+		ctx->depth++;
+		BaseTableWalker((Node *) get_view_query(view), ctx);
+		ctx->depth--;
+		relation_close(view, AccessShareLock);
+		return;
+	}
+	if (relkind == RELKIND_RELATION || relkind == RELKIND_PARTITIONED_TABLE ||
+		relkind == RELKIND_MATVIEW)
+	{
+		List	   *all = find_all_inheritors(relid, AccessShareLock, NULL);
+		ListCell   *lc;
+
+		foreach(lc, all)
+			if (!list_member_oid(ctx->relids, lfirst_oid(lc)))
+				ctx->relids = lappend_oid(ctx->relids, lfirst_oid(lc));
+	}
+}
+
+/*
+ * CollectBaseTables returns the relation and every table it reads, through
+ * views of views and down to partitions and inheritance children: the
+ * relations whose in-flight writers a run waits for.
+ */
+List *
+CollectBaseTables(Oid relid)
+{
+	BaseTableContext ctx = {NIL, 0};
+
+	AddBaseTables(relid, &ctx);
+	return ctx.relids;
+}
+
+/*
+ * CheckRelationKinds checks that the source can be read and the target
+ * written, and that they are not the same relation.
+ */
+static void
+CheckRelationKinds(PipelineDef *def, Oid source_relid, Oid target_relid)
+{
+	char		skind = get_rel_relkind(source_relid);
+	char		tkind = get_rel_relkind(target_relid);
+
+	if (skind != RELKIND_RELATION && skind != RELKIND_PARTITIONED_TABLE &&
+		skind != RELKIND_VIEW && skind != RELKIND_MATVIEW &&
+		skind != RELKIND_FOREIGN_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("source %s is not a table or view",
+						quote_qualified_identifier(def->source_schema, def->source_table)),
+				 errhint("A source is a table, a partitioned table, a view, a materialized view or a foreign table.")));
+	if (tkind != RELKIND_RELATION && tkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("target %s is not a table",
+						quote_qualified_identifier(def->target_schema, def->target_table)),
+				 errhint("A target must be a table or a partitioned table.")));
+	if (source_relid == target_relid)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("source and target are the same relation %s",
+						quote_qualified_identifier(def->source_schema, def->source_table)),
+				 errhint("Load into a different table.")));
+}
+
+/*
+ * BuildLoadPlan resolves a pipeline definition against the current catalogs:
+ * the relations, the columns a run loads, and what a run must wait for.
+ * Everything a user can get wrong is reported here with its SQLSTATE, at
+ * registration and again at every run.
+ */
+LoadPlan *
+BuildLoadPlan(PipelineDef *def)
+{
+	LoadPlan   *plan = palloc0(sizeof(LoadPlan));
+
+	plan->def = def;
+	plan->source_relid = ResolveRelationName(def->source_schema, def->source_table, "source");
+	plan->target_relid = ResolveRelationName(def->target_schema, def->target_table, "target");
+	plan->source_ident = QualifiedRelationName(def->source_schema, def->source_table);
+	plan->target_ident = QualifiedRelationName(def->target_schema, def->target_table);
+	CheckRelationKinds(def, plan->source_relid, plan->target_relid);
+	ValidateSourceColumns(def, plan->source_relid);
+	plan->columns = BuildLoadColumns(def, plan->source_relid, plan->target_relid);
+	if (def->incremental_column)
+		plan->incremental = FindLoadColumn(plan->columns, def->incremental_column);
+	if (def->delete_column)
+		plan->delete_flag = FindLoadColumn(plan->columns, def->delete_column);
+	plan->needs_dedup = def->unique_key != NIL &&
+		!SourceKeyIsUnique(plan->source_relid, def->unique_key);
+	return plan;
+}
+
+/*
+ * CreateTargetTable creates the target from the source's columns, with a
+ * primary key on the unique key and an index on the incremental column
+ * (which downstream pipelines reading this target use to find new rows).
+ * It runs as the calling role, which becomes the table's owner.
+ */
+void
+CreateTargetTable(PipelineDef *def, Oid source_relid)
+{
+	Relation	source;
+	TupleDesc	desc;
+	StringInfoData sql;
+	char	   *target = quote_qualified_identifier(def->target_schema, def->target_table);
+	bool		first = true;
+	ListCell   *lc;
+
+	ValidateSourceColumns(def, source_relid);
+	source = relation_open(source_relid, AccessShareLock);
+	desc = RelationGetDescr(source);
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "CREATE TABLE %s (", target);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		appendStringInfo(&sql, "%s%s %s", first ? "" : ", ",
+						 quote_identifier(NameStr(att->attname)),
+						 format_type_extended(att->atttypid, att->atttypmod,
+											  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
+		if (OidIsValid(att->attcollation) && att->attcollation != get_typcollation(att->atttypid))
+			appendStringInfo(&sql, " COLLATE %s", generate_collation_name(att->attcollation));
+		first = false;
+	}
+	relation_close(source, AccessShareLock);
+	if (def->unique_key != NIL)
+	{
+		appendStringInfoString(&sql, ", PRIMARY KEY (");
+		first = true;
+		foreach(lc, def->unique_key)
+		{
+			appendStringInfo(&sql, "%s%s", first ? "" : ", ", quote_identifier(lfirst(lc)));
+			first = false;
+		}
+		appendStringInfoChar(&sql, ')');
+	}
+	appendStringInfoChar(&sql, ')');
+	if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not create target %s", target);
+
+	if (def->incremental_column &&
+		!(list_length(def->unique_key) == 1 &&
+		  strcmp(linitial(def->unique_key), def->incremental_column) == 0))
+	{
+		resetStringInfo(&sql);
+		appendStringInfo(&sql, "CREATE INDEX ON %s (%s)", target,
+						 quote_identifier(def->incremental_column));
+		if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "could not index target %s", target);
+	}
+	def->target_created = true;
+}
+
+/* CheckColumnsForDef validates a definition against existing relations */
+void
+CheckColumnsForDef(PipelineDef *def, Oid source_relid, Oid target_relid)
+{
+	CheckRelationKinds(def, source_relid, target_relid);
+	ValidateSourceColumns(def, source_relid);
+	(void) BuildLoadColumns(def, source_relid, target_relid);
+}
