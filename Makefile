@@ -6,7 +6,7 @@ DATA         = $(wildcard sql/pg_pipeline--*.sql)
 PGFILEDESC   = "pg_pipeline - data pipelines inside PostgreSQL"
 
 REGRESS      = $(basename $(notdir $(filter-out $(DATA),$(wildcard sql/*.sql))))
-REGRESS_OPTS = --load-extension=pg_pipeline --inputdir=. --outputdir=results
+REGRESS_OPTS = --load-extension=pg_pipeline
 
 PG_CPPFLAGS  = -I$(srcdir)/src -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 PG_CONFIG   ?= pg_config

@@ -262,41 +262,55 @@ AppendInsertAction(StringInfo buf, LoadPlan *plan)
 }
 
 /*
- * AppendUpdateAction appends the update of a changed row: only when some
- * non-key column differs, so unchanged rows are never rewritten.
+ * AppendSetList appends the SET list of an update: every non-key column
+ * from the source row, except that the delete flag may be given its own
+ * expression.
  */
 static void
-AppendUpdateAction(StringInfo buf, LoadPlan *plan)
+AppendSetList(StringInfo buf, LoadPlan *plan, const char *delete_flag_value)
 {
 	ListCell   *lc;
 	bool		first = true;
-	StringInfoData set;
 
-	initStringInfo(&set);
-	appendStringInfoString(buf, " WHEN MATCHED AND (");
 	foreach(lc, plan->columns)
 	{
 		LoadColumn *col = lfirst(lc);
 
 		if (col->is_key)
 			continue;
-		if (!first)
-		{
-			appendStringInfoString(buf, " OR ");
-			appendStringInfoString(&set, ", ");
-		}
+		appendStringInfo(buf, "%s%s = %s", first ? "" : ", ", quote_identifier(col->name),
+						 (delete_flag_value && col == plan->delete_flag)
+						 ? delete_flag_value : Col("s", col->name));
+		first = false;
+	}
+}
+
+/*
+ * AppendUpdateAction appends the update of a changed row: only when some
+ * column other than the key and the incremental column differs, so that
+ * unchanged rows, including rows delivered again with nothing but a newer
+ * incremental value, are never rewritten.
+ */
+static void
+AppendUpdateAction(StringInfo buf, LoadPlan *plan)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (col->is_key || col == plan->incremental)
+			continue;
+		appendStringInfoString(buf, first ? "\nWHEN MATCHED AND (" : " OR ");
 		AppendDistinct(buf, col);
-		appendStringInfo(&set, "%s = %s", quote_identifier(col->name), Col("s", col->name));
 		first = false;
 	}
 	if (first)
-	{
-		/* the target holds nothing but the key: there is nothing to update */
-		buf->len -= strlen(" WHEN MATCHED AND (");
-		buf->data[buf->len] = '\0';
-		return;
-	}
-	appendStringInfo(buf, ") THEN UPDATE SET %s", set.data);
+		return;					/* nothing but key and watermark: nothing to update */
+	appendStringInfoString(buf, ") THEN UPDATE SET ");
+	AppendSetList(buf, plan, NULL);
 }
 
 /* BuildMerge builds the MERGE of merge, full and keyed append modes */
@@ -307,27 +321,29 @@ BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
 	const char *del = plan->delete_flag ? quote_identifier(plan->delete_flag->name) : NULL;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "MERGE INTO %s AS t USING (", plan->target_ident);
+	appendStringInfo(&buf, "MERGE INTO %s AS t\nUSING (", plan->target_ident);
 	AppendSourceRows(&buf, plan, has_lower, has_upper);
-	appendStringInfoString(&buf, ") AS s ON ");
+	appendStringInfoString(&buf, ") AS s\nON ");
 	AppendKeyJoin(&buf, plan, "t", "s");
 
 	if (plan->def->mode != LOAD_MODE_APPEND)
 	{
 		if (del && plan->def->soft_delete)
-			appendStringInfo(&buf,
-							 " WHEN MATCHED AND s.%s IS TRUE AND t.%s IS NOT TRUE"
-							 " THEN UPDATE SET %s = pipeline._soft_delete()"
-							 " WHEN MATCHED AND s.%s IS TRUE THEN DO NOTHING",
-							 del, del, del, del);
+		{
+			/* the tombstone's values are applied too, so downstream sees it */
+			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE AND t.%s IS NOT TRUE"
+							 " THEN UPDATE SET ", del, del);
+			AppendSetList(&buf, plan, "pipeline._soft_delete()");
+			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE THEN DO NOTHING", del);
+		}
 		else if (del)
-			appendStringInfo(&buf, " WHEN MATCHED AND s.%s IS TRUE THEN DELETE", del);
+			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE THEN DELETE", del);
 		AppendUpdateAction(&buf, plan);
 	}
 	if (del)
-		appendStringInfo(&buf, " WHEN NOT MATCHED AND s.%s IS NOT TRUE THEN", del);
+		appendStringInfo(&buf, "\nWHEN NOT MATCHED AND s.%s IS NOT TRUE THEN", del);
 	else
-		appendStringInfoString(&buf, " WHEN NOT MATCHED THEN");
+		appendStringInfoString(&buf, "\nWHEN NOT MATCHED THEN");
 	AppendInsertAction(&buf, plan);
 	return buf.data;
 }
@@ -453,28 +469,25 @@ ExplainPipeline(PipelineDef *def)
 	bool		has_lower = plan->incremental && def->watermark != NULL;
 	bool		has_upper = plan->incremental != NULL;
 	LoadStatements *stmts = BuildLoadStatements(plan, has_lower, has_upper);
-	StringInfoData head;
 
-	initStringInfo(&head);
-	appendStringInfo(&head, "-- pipeline %s: %s %s into %s", quote_literal_cstr(def->name),
-					 LoadModeName(def->mode), plan->source_ident, plan->target_ident);
+	rows = lappend(rows, psprintf("-- pipeline %s: %s %s into %s", quote_literal_cstr(def->name),
+								  LoadModeName(def->mode), plan->source_ident, plan->target_ident));
 	if (plan->incremental)
 	{
-		appendStringInfo(&head, "\n-- window: %s > $1 AND %s <= $2",
-						 quote_identifier(plan->incremental->name),
-						 quote_identifier(plan->incremental->name));
+		const char *inc = quote_identifier(plan->incremental->name);
+
+		rows = lappend(rows, psprintf("-- window: %s > $1 AND %s <= $2", inc, inc));
 		if (def->watermark)
-			appendStringInfo(&head, "\n-- $1 = watermark %s%s", quote_literal_cstr(def->watermark),
-							 def->lookback ? " minus lookback" : "");
+			rows = lappend(rows, psprintf("-- $1 = watermark %s%s", quote_literal_cstr(def->watermark),
+										  def->lookback ? " minus lookback" : ""));
 		else
-			appendStringInfoString(&head, "\n-- no watermark yet: the first run reads every row up to $2");
-		appendStringInfoString(&head, "\n-- $2 = the high-water mark, read first; the run then waits for in-flight writers");
+			rows = lappend(rows, "-- no watermark yet: the first run reads every row up to $2");
+		rows = lappend(rows, "-- $2 = the high-water mark, read first; the run then waits for in-flight writers");
 	}
 	else
-		appendStringInfoString(&head, "\n-- no incremental column: every run reads the whole source");
+		rows = lappend(rows, "-- no incremental column: every run reads the whole source");
 	if (!plan->needs_dedup && def->unique_key != NIL)
-		appendStringInfoString(&head, "\n-- the source's unique index makes de-duplication unnecessary");
-	rows = lappend(rows, head.data);
+		rows = lappend(rows, "-- the source's unique index makes de-duplication unnecessary");
 	if (plan->incremental)
 		rows = lappend(rows, BuildHighWaterQuery(plan));
 	if (stmts->prepare)
