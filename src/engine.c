@@ -461,6 +461,8 @@ RunBatch(RunState *rs)
 	}
 	if (has_wm && CompareWatermarks(bound, wm, inc->typid, inc->collid) < 0)
 		bound = wm;
+	if (CompareWatermarks(bound, rs->hwm, inc->typid, inc->collid) >= 0)
+		rs->finished = true;
 
 	ExecuteLoadStep(plan, has_wm,
 					(first && has_wm && def->lookback) ? SubtractLookback(wm, def->lookback, inc->typid) : wm,
