@@ -228,9 +228,10 @@ AS 'MODULE_PATHNAME', 'pipeline_explain';
 
 -- Row counters used inside the statements a run executes (see
 -- pipeline.explain). Internal: they only bump backend-local counters.
+-- COST makes the planner evaluate it after every other filter of the scan.
 CREATE FUNCTION pipeline._window_row(rejected boolean)
 RETURNS boolean
-LANGUAGE c VOLATILE STRICT
+LANGUAGE c VOLATILE STRICT COST 1000
 AS 'MODULE_PATHNAME', 'pipeline_window_row';
 
 CREATE FUNCTION pipeline._kept_row()
@@ -243,6 +244,6 @@ RETURNS boolean
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_soft_delete';
 
-COMMENT ON FUNCTION pipeline._window_row(boolean) IS 'internal: counts a source row read by a run';
+COMMENT ON FUNCTION pipeline._window_row(boolean) IS 'internal: counts a source row read by a run; false for a rejected row';
 COMMENT ON FUNCTION pipeline._kept_row() IS 'internal: counts a source row kept after de-duplication';
 COMMENT ON FUNCTION pipeline._soft_delete() IS 'internal: counts a soft delete';

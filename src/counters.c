@@ -7,7 +7,8 @@
  *
  *  - the row counters pipeline._window_row, pipeline._kept_row and
  *    pipeline._soft_delete, which the generated statement calls once per
- *    window row, per row kept after de-duplication, and per soft delete;
+ *    window row (as its last filter), per row kept after de-duplication,
+ *    and per soft delete;
  *  - the MERGE executor's own tallies of inserted, updated and deleted rows
  *    (ModifyTableState.mt_merge_*), read by an ExecutorEnd hook that is
  *    armed only around the engine's own MERGE.
@@ -44,7 +45,10 @@ PG_FUNCTION_INFO_V1(pipeline_window_row);
 PG_FUNCTION_INFO_V1(pipeline_kept_row);
 PG_FUNCTION_INFO_V1(pipeline_soft_delete);
 
-/* pipeline._window_row(rejected) counts a window row; returns its argument */
+/*
+ * pipeline._window_row(rejected) counts a window row, and a rejected one;
+ * returns whether the row is loaded.
+ */
 Datum
 pipeline_window_row(PG_FUNCTION_ARGS)
 {
@@ -53,7 +57,7 @@ pipeline_window_row(PG_FUNCTION_ARGS)
 	rows_read++;
 	if (rejected)
 		rows_rejected++;
-	PG_RETURN_BOOL(rejected);
+	PG_RETURN_BOOL(!rejected);
 }
 
 /* pipeline._kept_row() counts a row that reaches the load; returns true */
@@ -123,16 +127,19 @@ ArmMergeCapture(void)
 
 /*
  * CollectLoadCounters adds the counts of the statement that just ran to
- * counts: from the MERGE tallies when merge, else from processed (the rows
+ * counts: from the MERGE tallies for a MERGE, else from processed (the rows
  * a plain INSERT wrote). Rows that reached the load and needed no change
- * are counted as unchanged.
+ * are counted as unchanged; without de-duplication every row read and not
+ * rejected reached it.
  */
 void
-CollectLoadCounters(bool merge, uint64 processed, LoadCounts *counts)
+CollectLoadCounters(LoadStatements *stmts, uint64 processed, LoadCounts *counts)
 {
 	counts->read += rows_read;
 	counts->rejected += rows_rejected;
-	if (merge)
+	if (!stmts->counts_kept)
+		rows_kept = rows_read - rows_rejected;
+	if (stmts->load_is_merge)
 	{
 		int64		ins = (int64) merge_inserted;
 		int64		upd = (int64) merge_updated;

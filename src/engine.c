@@ -199,7 +199,7 @@ ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
 	rc = SPI_execute_with_args(stmts->load, nargs, types, values, NULL, false, 0);
 	if (rc != SPI_OK_MERGE && rc != SPI_OK_INSERT)
 		elog(ERROR, "pg_pipeline load failed: %s", SPI_result_code_string(rc));
-	CollectLoadCounters(stmts->load_is_merge, SPI_processed, counts);
+	CollectLoadCounters(stmts, SPI_processed, counts);
 	RestoreRole(&sw);
 }
 

@@ -125,6 +125,7 @@ typedef struct LoadStatements
 	char	   *prepare;		/* full mode: delete vanished keys; else NULL */
 	char	   *load;			/* MERGE or INSERT */
 	bool		load_is_merge;
+	bool		counts_kept;	/* pipeline._kept_row counts rows after de-duplication */
 } LoadStatements;
 
 /* catalog.c */
@@ -173,7 +174,7 @@ extern int64 RunPipeline(const char *name, const char *triggered_by,
 /* counters.c */
 extern void ResetLoadCounters(void);
 extern void ArmMergeCapture(void);
-extern void CollectLoadCounters(bool merge, uint64 processed, LoadCounts *counts);
+extern void CollectLoadCounters(LoadStatements *stmts, uint64 processed, LoadCounts *counts);
 extern void InstallCounterHooks(void);
 
 /* privileges.c */

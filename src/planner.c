@@ -27,7 +27,6 @@
 
 #include "pg_pipeline.h"
 
-#define REJECTED_COLUMN "__pipeline_rejected"
 #define KEPT_COLUMN "__pipeline_kept"
 
 /* Col returns alias."column" */
@@ -137,32 +136,38 @@ AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
 }
 
 /*
- * AppendWindowRows appends the innermost query: the source rows in the
- * window, each counted by pipeline._window_row, which also flags rows with
- * a NULL key column as rejected.
+ * AppendWindowRows appends the query of the source rows in the window. Each
+ * row that passes the window predicate is counted by pipeline._window_row,
+ * which also counts and filters out rows with a NULL key column. The
+ * counter is a filter, not an output column, so the planner can still
+ * flatten the query into the load and keep its best join; its high COST
+ * makes it the last filter evaluated.
  */
 static void
-AppendWindowRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
+AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
+				 bool has_lower, bool has_upper)
 {
 	ListCell   *lc;
 	bool		first = true;
 
 	appendStringInfoString(buf, "SELECT ");
-	AppendColumns(buf, plan->columns, "s");
-	appendStringInfoString(buf, ", pipeline._window_row(");
+	AppendColumns(buf, plan->columns, alias);
+	appendStringInfo(buf, " FROM %s AS %s", plan->source_ident, alias);
+	AppendWindowPredicate(buf, plan, alias, has_lower, has_upper, "<=");
+	appendStringInfoString(buf, (plan->incremental && (has_lower || has_upper))
+						   ? " AND pipeline._window_row(" : " WHERE pipeline._window_row(");
 	foreach(lc, plan->columns)
 	{
 		LoadColumn *col = lfirst(lc);
 
 		if (!col->is_key)
 			continue;
-		appendStringInfo(buf, "%s%s IS NULL", first ? "" : " OR ", Col("s", col->name));
+		appendStringInfo(buf, "%s%s IS NULL", first ? "" : " OR ", Col(alias, col->name));
 		first = false;
 	}
 	if (first)
 		appendStringInfoString(buf, "false");
-	appendStringInfo(buf, ") AS %s FROM %s AS s", REJECTED_COLUMN, plan->source_ident);
-	AppendWindowPredicate(buf, plan, "s", has_lower, has_upper, "<=");
+	appendStringInfoChar(buf, ')');
 }
 
 /*
@@ -205,9 +210,10 @@ AppendDedupOrder(StringInfo buf, LoadPlan *plan)
 }
 
 /*
- * AppendSourceRows appends the USING query of the load: window rows without
- * rejected ones, reduced to one row per key when needed, each counted as
- * kept by pipeline._kept_row.
+ * AppendSourceRows appends the USING query of the load: the window rows,
+ * reduced to one row per key when the source may hold several, in which
+ * case each row kept is counted by pipeline._kept_row. Without
+ * de-duplication every row read and not rejected is kept.
  */
 static void
 AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
@@ -217,11 +223,7 @@ AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 
 	if (!plan->needs_dedup)
 	{
-		appendStringInfoString(buf, "SELECT ");
-		AppendColumns(buf, plan->columns, "w");
-		appendStringInfo(buf, ", pipeline._kept_row() AS %s FROM (", KEPT_COLUMN);
-		AppendWindowRows(buf, plan, has_lower, has_upper);
-		appendStringInfo(buf, ") AS w WHERE NOT w.%s", REJECTED_COLUMN);
+		AppendWindowRows(buf, plan, "s", has_lower, has_upper);
 		return;
 	}
 	appendStringInfoString(buf, "SELECT ");
@@ -236,11 +238,9 @@ AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 		appendStringInfo(buf, "%s%s", first ? "" : ", ", Col("w", col->name));
 		first = false;
 	}
-	appendStringInfoString(buf, ") ");
-	AppendColumns(buf, plan->columns, "w");
-	appendStringInfoString(buf, " FROM (");
-	AppendWindowRows(buf, plan, has_lower, has_upper);
-	appendStringInfo(buf, ") AS w WHERE NOT w.%s", REJECTED_COLUMN);
+	appendStringInfoString(buf, ") * FROM (");
+	AppendWindowRows(buf, plan, "s", has_lower, has_upper);
+	appendStringInfoString(buf, ") AS w");
 	AppendDedupOrder(buf, plan);
 	appendStringInfoString(buf, ") AS d");
 }
@@ -361,11 +361,8 @@ BuildAppendInsert(LoadPlan *plan, bool has_lower, bool has_upper)
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "INSERT INTO %s (", plan->target_ident);
 	AppendColumns(&buf, plan->columns, NULL);
-	appendStringInfoString(&buf, override ? ") OVERRIDING SYSTEM VALUE SELECT " : ") SELECT ");
-	AppendColumns(&buf, plan->columns, "w");
-	appendStringInfoString(&buf, " FROM (");
-	AppendWindowRows(&buf, plan, has_lower, has_upper);
-	appendStringInfoString(&buf, ") AS w");
+	appendStringInfoString(&buf, override ? ") OVERRIDING SYSTEM VALUE " : ") ");
+	AppendWindowRows(&buf, plan, "s", has_lower, has_upper);
 	return buf.data;
 }
 
@@ -411,6 +408,7 @@ BuildLoadStatements(LoadPlan *plan, bool has_lower, bool has_upper)
 	{
 		stmts->load = BuildMerge(plan, has_lower, has_upper);
 		stmts->load_is_merge = true;
+		stmts->counts_kept = plan->needs_dedup;
 	}
 	return stmts;
 }
