@@ -30,8 +30,7 @@ static const char *const LoadPipelineQuery =
 "       p.lookback, p.batch_rows, p.description, p.metadata, p.active,"
 "       p.owner::oid, p.target_created, w.value"
 "  FROM pipeline.pipeline p"
-"  LEFT JOIN pipeline.watermark w ON w.pipeline_id = p.pipeline_id"
-" WHERE p.name = $1";
+"  LEFT JOIN pipeline.watermark w ON w.pipeline_id = p.pipeline_id";
 
 /*
  * ExecCatalog runs one catalog statement as the extension owner, with
@@ -122,15 +121,12 @@ ParseLoadMode(const char *text, LoadMode *mode)
 }
 
 /*
- * LoadPipelineByName reads one pipeline and its watermark into memory
- * allocated in the caller's context. Unknown names raise 42704 unless
- * missing_ok, in which case NULL is returned.
+ * LoadPipelineWhere reads the pipeline matched by a one-parameter condition,
+ * or returns NULL when there is none.
  */
-PipelineDef *
-LoadPipelineByName(const char *name, bool missing_ok)
+static PipelineDef *
+LoadPipelineWhere(const char *condition, Oid type, Datum value)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
 	HeapTuple	tuple;
 	TupleDesc	desc;
 	PipelineDef *def;
@@ -138,17 +134,10 @@ LoadPipelineByName(const char *name, bool missing_ok)
 	Datum		d;
 	char	   *mode;
 
-	values[0] = CStringGetTextDatum(name);
-	ExecCatalog(LoadPipelineQuery, 1, types, values, NULL, true);
+	/* not read-only: a fresh snapshot sees what committed while we waited */
+	ExecCatalog(psprintf("%s WHERE %s", LoadPipelineQuery, condition), 1, &type, &value, NULL, false);
 	if (SPI_processed == 0)
-	{
-		if (missing_ok)
-			return NULL;
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("pipeline \"%s\" does not exist", name),
-				 errhint("List the registered pipelines with SELECT name FROM pipeline.pipelines.")));
-	}
+		return NULL;
 
 	tuple = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
@@ -162,7 +151,7 @@ LoadPipelineByName(const char *name, bool missing_ok)
 	def->target_table = GetTextColumn(tuple, desc, Anum_pipeline_target_table);
 	mode = GetTextColumn(tuple, desc, Anum_pipeline_mode);
 	if (!ParseLoadMode(mode, &def->mode))
-		elog(ERROR, "pipeline \"%s\" has an invalid mode \"%s\"", name, mode);
+		elog(ERROR, "pipeline \"%s\" has an invalid mode \"%s\"", def->name, mode);
 
 	d = SPI_getbinval(tuple, desc, Anum_pipeline_unique_key, &isnull);
 	if (!isnull)
@@ -198,6 +187,52 @@ LoadPipelineByName(const char *name, bool missing_ok)
 
 	SPI_freetuptable(SPI_tuptable);
 	return def;
+}
+
+/*
+ * LoadPipelineByName reads one pipeline and its watermark into memory
+ * allocated in the caller's context. Unknown names raise 42704 unless
+ * missing_ok, in which case NULL is returned.
+ */
+PipelineDef *
+LoadPipelineByName(const char *name, bool missing_ok)
+{
+	PipelineDef *def = LoadPipelineWhere("p.name = $1", TEXTOID, CStringGetTextDatum(name));
+
+	if (def == NULL && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" does not exist", name),
+				 errhint("List the registered pipelines with SELECT name FROM pipeline.pipelines.")));
+	return def;
+}
+
+/*
+ * LockPipelineForRun locks the pipeline's watermark row for the rest of the
+ * transaction, then reads the definition again. A registry change that was
+ * in progress commits before the lock is granted, so the run always works
+ * from the definition and watermark that are current once it holds the
+ * lock, never from what it read before waiting. A pipeline dropped in the
+ * meantime raises 42704.
+ */
+PipelineDef *
+LockPipelineForRun(PipelineDef *def)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	PipelineDef *current;
+
+	values[0] = Int64GetDatum(def->id);
+	ExecCatalog("SELECT 1 FROM pipeline.watermark WHERE pipeline_id = $1 FOR UPDATE",
+				1, types, values, NULL, false);
+	current = SPI_processed > 0
+		? LoadPipelineWhere("p.pipeline_id = $1", INT8OID, Int64GetDatum(def->id))
+		: NULL;
+	if (current == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" was dropped before it could run", def->name)));
+	return current;
 }
 
 /*
@@ -343,27 +378,6 @@ StoreWatermark(int64 pipeline_id, const char *value, int64 run_id)
 				" last_run_id = coalesce($3, last_run_id), updated_at = now()"
 				" WHERE pipeline_id = $1",
 				3, types, values, nulls, false);
-}
-
-/*
- * LockWatermark locks the pipeline's watermark row for the rest of the
- * transaction and returns its current value. Under READ COMMITTED it sees
- * the latest committed value, so a run never starts from a stale watermark.
- */
-char *
-LockWatermark(int64 pipeline_id)
-{
-	Oid			types[1] = {INT8OID};
-	Datum		values[1];
-
-	values[0] = Int64GetDatum(pipeline_id);
-	ExecCatalog("SELECT value FROM pipeline.watermark WHERE pipeline_id = $1 FOR UPDATE",
-				1, types, values, NULL, false);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("pipeline %lld was dropped while it was about to run", (long long) pipeline_id)));
-	return GetTextColumn(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
 int64

@@ -116,7 +116,8 @@ QueryAsOwner(PipelineDef *def, const char *sql, int nargs, Oid *types,
 	Datum		result = (Datum) 0;
 
 	BecomePipelineOwner(&sw, def->owner);
-	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, true, 1);
+	/* not read-only: each query takes a fresh snapshot under READ COMMITTED */
+	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 1);
 	RestoreRole(&sw);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pg_pipeline query failed: %s", SPI_result_code_string(rc));
@@ -204,6 +205,40 @@ ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
 }
 
 /*
+ * LockCurrentDefinition locks the pipeline's watermark row and makes the run
+ * use the definition current from then on. A pipeline paused while the run
+ * waited is refused; a batched run stops when its source, incremental
+ * column or target changed between batches, since its window was cut for
+ * the old ones.
+ */
+static PipelineDef *
+LockCurrentDefinition(RunState *rs)
+{
+	PipelineDef *def = LockPipelineForRun(rs->def);
+
+	if (!def->active)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pipeline \"%s\" was paused before it could run", def->name),
+				 errhint("Resume it with SELECT pipeline.resume(%s).", quote_literal_cstr(def->name))));
+	if (rs->batches > 0 &&
+		(strcmp(def->source_schema, rs->def->source_schema) != 0 ||
+		 strcmp(def->source_table, rs->def->source_table) != 0 ||
+		 strcmp(def->target_schema, rs->def->target_schema) != 0 ||
+		 strcmp(def->target_table, rs->def->target_table) != 0 ||
+		 def->incremental_column == NULL ||
+		 strcmp(def->incremental_column, rs->def->incremental_column) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pipeline \"%s\" was altered during its batched run", def->name),
+				 errdetail("Its source, target or incremental column changed after batch %d.", rs->batches),
+				 errhint("Run it again.")));
+	def->batch_rows = rs->def->batch_rows;	/* the size this call asked for */
+	rs->def = def;
+	return def;
+}
+
+/*
  * PrepareRun resolves the plan and checks, as of now, that the owner may
  * still read the source and write the target.
  */
@@ -223,7 +258,7 @@ PrepareRun(RunState *rs)
 static void
 RunOnce(RunState *rs)
 {
-	PipelineDef *def = rs->def;
+	PipelineDef *def = LockCurrentDefinition(rs);
 	LoadPlan   *plan = PrepareRun(rs);
 	bool		has_lower = false;
 	bool		has_upper = false;
@@ -231,7 +266,7 @@ RunOnce(RunState *rs)
 	Datum		lower = (Datum) 0;
 	Datum		upper = (Datum) 0;
 
-	rs->wm_from = LockWatermark(def->id);
+	rs->wm_from = def->watermark;
 	rs->wm_to = rs->wm_from;
 	if (plan->incremental)
 	{
@@ -413,10 +448,10 @@ pipeline_run(PG_FUNCTION_ARGS)
 static void
 RunBatch(RunState *rs)
 {
-	PipelineDef *def = rs->def;
+	PipelineDef *def = LockCurrentDefinition(rs);
 	LoadPlan   *plan = PrepareRun(rs);
 	LoadColumn *inc = plan->incremental;
-	char	   *wm_text = LockWatermark(def->id);
+	char	   *wm_text = def->watermark;
 	bool		has_wm = wm_text != NULL;
 	Datum		wm = has_wm ? WatermarkFromText(wm_text, inc->typid, inc->typmod) : (Datum) 0;
 	bool		first = rs->batches == 0;

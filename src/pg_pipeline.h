@@ -135,7 +135,7 @@ extern void UpdatePipelineDef(PipelineDef *def, bool reset_watermark);
 extern void DeletePipelineDef(int64 pipeline_id);
 extern void SetPipelineActive(int64 pipeline_id, bool active);
 extern void StoreWatermark(int64 pipeline_id, const char *value, int64 run_id);
-extern char *LockWatermark(int64 pipeline_id);
+extern PipelineDef *LockPipelineForRun(PipelineDef *def);
 extern void InsertRunRecord(int64 run_id, PipelineDef *def, const char *status,
 							TimestampTz started_at, bool finished,
 							const LoadCounts *counts, int batches,

@@ -261,13 +261,9 @@ AppendInsertAction(StringInfo buf, LoadPlan *plan)
 	appendStringInfoChar(buf, ')');
 }
 
-/*
- * AppendSetList appends the SET list of an update: every non-key column
- * from the source row, except that the delete flag may be given its own
- * expression.
- */
+/* AppendSetList appends the SET list of an update: every non-key column */
 static void
-AppendSetList(StringInfo buf, LoadPlan *plan, const char *delete_flag_value)
+AppendSetList(StringInfo buf, LoadPlan *plan)
 {
 	ListCell   *lc;
 	bool		first = true;
@@ -279,8 +275,7 @@ AppendSetList(StringInfo buf, LoadPlan *plan, const char *delete_flag_value)
 		if (col->is_key)
 			continue;
 		appendStringInfo(buf, "%s%s = %s", first ? "" : ", ", quote_identifier(col->name),
-						 (delete_flag_value && col == plan->delete_flag)
-						 ? delete_flag_value : Col("s", col->name));
+						 Col("s", col->name));
 		first = false;
 	}
 }
@@ -310,7 +305,7 @@ AppendUpdateAction(StringInfo buf, LoadPlan *plan)
 	if (first)
 		return;					/* nothing but key and watermark: nothing to update */
 	appendStringInfoString(buf, ") THEN UPDATE SET ");
-	AppendSetList(buf, plan, NULL);
+	AppendSetList(buf, plan);
 }
 
 /* BuildMerge builds the MERGE of merge, full and keyed append modes */
@@ -330,10 +325,18 @@ BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
 	{
 		if (del && plan->def->soft_delete)
 		{
-			/* the tombstone's values are applied too, so downstream sees it */
+			/*
+			 * A soft delete keeps the row's last known values (a tombstone
+			 * often carries nothing but the key) and sets the flag; it also
+			 * takes the tombstone's incremental value, so that a pipeline
+			 * reading this target incrementally sees the delete.
+			 */
 			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE AND t.%s IS NOT TRUE"
-							 " THEN UPDATE SET ", del, del);
-			AppendSetList(&buf, plan, "pipeline._soft_delete()");
+							 " THEN UPDATE SET %s = pipeline._soft_delete()", del, del, del);
+			if (plan->incremental && !plan->incremental->is_key &&
+				plan->incremental != plan->delete_flag)
+				appendStringInfo(&buf, ", %s = %s", quote_identifier(plan->incremental->name),
+								 Col("s", plan->incremental->name));
 			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE THEN DO NOTHING", del);
 		}
 		else if (del)
