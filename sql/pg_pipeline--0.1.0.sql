@@ -38,6 +38,14 @@ CREATE TABLE pipeline.pipeline (
     active              boolean NOT NULL DEFAULT true,
     owner               regrole NOT NULL,
     target_created      boolean NOT NULL DEFAULT false,
+    schedule            text,
+    max_retries         integer NOT NULL DEFAULT 0 CHECK (max_retries >= 0),
+    retry_delay         interval NOT NULL DEFAULT '10 seconds',
+    timeout             interval,
+    freshness           interval,
+    timeliness          interval,
+    freshness_muted     boolean NOT NULL DEFAULT false,
+    timeliness_muted    boolean NOT NULL DEFAULT false,
     created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at          timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
@@ -75,15 +83,70 @@ CREATE TABLE pipeline.run_history (
     error_sqlstate      text,
     error_message       text,
     triggered_by        text NOT NULL DEFAULT 'manual',
-    parent_run_id       bigint
+    parent_run_id       bigint,
+    attempt             integer NOT NULL DEFAULT 1
 );
+CREATE INDEX run_history_parent_idx ON pipeline.run_history (parent_run_id);
+CREATE INDEX run_history_started_idx ON pipeline.run_history (started_at);
 CREATE INDEX run_history_pipeline_idx
     ON pipeline.run_history (pipeline_id, run_id DESC);
 CREATE INDEX run_history_running_idx
     ON pipeline.run_history (pipeline_id) WHERE status OPERATOR(pg_catalog.=) 'running';
 
-REVOKE ALL ON pipeline.pipeline, pipeline.watermark, pipeline.run_history FROM PUBLIC;
-REVOKE ALL ON SEQUENCE pipeline.pipeline_id_seq, pipeline.run_id_seq FROM PUBLIC;
+-- Declared dependencies (depends_on). Inferred ones come from
+-- pipeline.source_relation: a pipeline depends on every pipeline whose target
+-- its source reads, directly or through views.
+CREATE TABLE pipeline.dependency (
+    pipeline_id         bigint NOT NULL REFERENCES pipeline.pipeline (pipeline_id) ON DELETE CASCADE,
+    upstream_id         bigint NOT NULL REFERENCES pipeline.pipeline (pipeline_id) ON DELETE CASCADE,
+    PRIMARY KEY (pipeline_id, upstream_id)
+);
+CREATE INDEX dependency_upstream_idx ON pipeline.dependency (upstream_id);
+
+-- The relations a pipeline's source reads (itself, the tables under its
+-- views, their partitions). Derived data, refreshed on registration, by
+-- runs and by the launcher at start, so it is not dumped.
+CREATE TABLE pipeline.source_relation (
+    pipeline_id         bigint NOT NULL REFERENCES pipeline.pipeline (pipeline_id) ON DELETE CASCADE,
+    relid               oid NOT NULL,
+    PRIMARY KEY (pipeline_id, relid)
+);
+CREATE INDEX source_relation_relid_idx ON pipeline.source_relation (relid);
+
+-- Runs waiting for a background worker: at most one per pipeline.
+CREATE TABLE pipeline.run_queue (
+    queue_id            bigserial PRIMARY KEY,
+    pipeline_id         bigint NOT NULL UNIQUE REFERENCES pipeline.pipeline (pipeline_id) ON DELETE CASCADE,
+    reason              text NOT NULL
+                        CHECK (reason OPERATOR(pg_catalog.=) ANY (ARRAY['trigger', 'upstream', 'retry', 'recovery', 'busy'])),
+    enqueued_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    not_before          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    parent_run_id       bigint,
+    attempt             integer NOT NULL DEFAULT 1
+);
+
+-- Breaches of freshness and timeliness limits, failed runs and exhausted
+-- retries. An open breach has no resolved_at.
+CREATE TABLE pipeline.alert_log (
+    alert_id            bigserial PRIMARY KEY,
+    pipeline_id         bigint NOT NULL,
+    pipeline_name       text NOT NULL,
+    kind                text NOT NULL
+                        CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['freshness', 'timeliness', 'run_failed', 'retries_exhausted'])),
+    observed            text,
+    limit_value         text,
+    run_id              bigint,
+    message             text,
+    raised_at           timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    resolved_at         timestamptz
+);
+CREATE INDEX alert_log_open_idx ON pipeline.alert_log (pipeline_id, kind) WHERE resolved_at IS NULL;
+
+REVOKE ALL ON pipeline.pipeline, pipeline.watermark, pipeline.run_history,
+              pipeline.dependency, pipeline.source_relation, pipeline.run_queue,
+              pipeline.alert_log FROM PUBLIC;
+REVOKE ALL ON SEQUENCE pipeline.pipeline_id_seq, pipeline.run_id_seq,
+              pipeline.run_queue_queue_id_seq, pipeline.alert_log_alert_id_seq FROM PUBLIC;
 
 -- pg_dump keeps every pipeline, its watermark and its history.
 SELECT pg_catalog.pg_extension_config_dump('pipeline.pipeline', '');
@@ -91,6 +154,9 @@ SELECT pg_catalog.pg_extension_config_dump('pipeline.watermark', '');
 SELECT pg_catalog.pg_extension_config_dump('pipeline.run_history', '');
 SELECT pg_catalog.pg_extension_config_dump('pipeline.pipeline_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pipeline.run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.dependency', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.alert_log', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.alert_log_alert_id_seq', '');
 
 CREATE VIEW pipeline.pipelines AS
 SELECT p.pipeline_id AS id,
@@ -114,6 +180,17 @@ SELECT p.pipeline_id AS id,
        r.status AS last_run_status,
        p.description,
        p.metadata,
+       p.schedule,
+       ARRAY(SELECT u.name FROM pipeline.dependency d
+               JOIN pipeline.pipeline u ON u.pipeline_id OPERATOR(pg_catalog.=) d.upstream_id
+              WHERE d.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id ORDER BY u.name) AS depends_on,
+       p.max_retries,
+       p.retry_delay,
+       p.timeout,
+       p.freshness,
+       p.timeliness,
+       p.freshness_muted,
+       p.timeliness_muted,
        p.created_at,
        p.updated_at
   FROM pipeline.pipeline p
@@ -144,10 +221,37 @@ SELECT h.run_id,
        h.error_sqlstate,
        h.error_message,
        h.triggered_by,
-       h.parent_run_id
+       h.parent_run_id,
+       h.attempt
   FROM pipeline.run_history h;
 
-GRANT SELECT ON pipeline.pipelines, pipeline.runs TO PUBLIC;
+-- Every edge of the dependency graph: declared (depends_on) or inferred
+-- (the downstream pipeline's source reads the upstream's target).
+CREATE VIEW pipeline.dependencies AS
+SELECT d.pipeline_id, d.upstream_id, 'declared'::text AS kind
+  FROM pipeline.dependency d
+UNION
+SELECT r.pipeline_id, u.pipeline_id AS upstream_id, 'inferred'::text AS kind
+  FROM pipeline.source_relation r
+  JOIN pipeline.pipeline u
+    ON r.relid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(
+           pg_catalog.quote_ident(u.target_schema) OPERATOR(pg_catalog.||) '.'
+           OPERATOR(pg_catalog.||) pg_catalog.quote_ident(u.target_table))::pg_catalog.oid
+ WHERE u.pipeline_id OPERATOR(pg_catalog.<>) r.pipeline_id;
+
+CREATE VIEW pipeline.alerts AS
+SELECT alert_id, pipeline_id, pipeline_name, kind, observed, limit_value, run_id,
+       message, raised_at, resolved_at
+  FROM pipeline.alert_log;
+
+CREATE VIEW pipeline.queue AS
+SELECT q.queue_id, q.pipeline_id, p.name AS pipeline_name, q.reason, q.enqueued_at,
+       q.not_before, q.parent_run_id, q.attempt
+  FROM pipeline.run_queue q
+  JOIN pipeline.pipeline p ON p.pipeline_id OPERATOR(pg_catalog.=) q.pipeline_id;
+
+GRANT SELECT ON pipeline.pipelines, pipeline.runs, pipeline.dependencies,
+                pipeline.alerts, pipeline.queue TO PUBLIC;
 
 -- Registry -------------------------------------------------------------------
 
@@ -165,7 +269,16 @@ CREATE FUNCTION pipeline.create_pipeline(
     batch_rows          bigint      DEFAULT NULL,
     create_target       boolean     DEFAULT true,
     description         text        DEFAULT NULL,
-    metadata            jsonb       DEFAULT '{}'::jsonb)
+    metadata            jsonb       DEFAULT '{}'::jsonb,
+    schedule            text        DEFAULT NULL,
+    depends_on          text[]      DEFAULT NULL,
+    max_retries         integer     DEFAULT 0,
+    retry_delay         interval    DEFAULT '10 seconds',
+    timeout             interval    DEFAULT NULL,
+    freshness           interval    DEFAULT NULL,
+    timeliness          interval    DEFAULT NULL,
+    mute_freshness      boolean     DEFAULT false,
+    mute_timeliness     boolean     DEFAULT false)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_create_pipeline';
@@ -185,7 +298,16 @@ CREATE FUNCTION pipeline.alter_pipeline(
     batch_rows          bigint      DEFAULT NULL,
     create_target       boolean     DEFAULT NULL,
     description         text        DEFAULT NULL,
-    metadata            jsonb       DEFAULT NULL)
+    metadata            jsonb       DEFAULT NULL,
+    schedule            text        DEFAULT NULL,
+    depends_on          text[]      DEFAULT NULL,
+    max_retries         integer     DEFAULT NULL,
+    retry_delay         interval    DEFAULT NULL,
+    timeout             interval    DEFAULT NULL,
+    freshness           interval    DEFAULT NULL,
+    timeliness          interval    DEFAULT NULL,
+    mute_freshness      boolean     DEFAULT NULL,
+    mute_timeliness     boolean     DEFAULT NULL)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_alter_pipeline';
@@ -225,6 +347,115 @@ CREATE FUNCTION pipeline.explain(name text)
 RETURNS SETOF text
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_explain';
+
+-- Scheduling and background workers ------------------------------------------
+
+CREATE FUNCTION pipeline.schedule(name text, schedule text)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_schedule';
+
+CREATE FUNCTION pipeline.unschedule(name text)
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_unschedule';
+
+-- What a pg_cron job calls: a paused pipeline is skipped quietly.
+CREATE PROCEDURE pipeline.scheduled_run(name text)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pipeline_scheduled_run';
+
+CREATE FUNCTION pipeline.trigger(name text)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_trigger';
+
+CREATE FUNCTION pipeline.cancel(name text)
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_cancel';
+
+CREATE FUNCTION pipeline.next_run_time(schedule text, after timestamptz DEFAULT pg_catalog.now())
+RETURNS timestamptz
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'pipeline_next_run_time';
+
+CREATE FUNCTION pipeline.source_lag(pipeline_id bigint)
+RETURNS text
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'pipeline_source_lag';
+
+CREATE FUNCTION pipeline.run_tree(run_id bigint)
+RETURNS TABLE (run_id bigint, parent_run_id bigint, depth integer, pipeline_name text,
+               status text, triggered_by text, attempt integer,
+               started_at timestamptz, finished_at timestamptz)
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE tree AS (
+        SELECT h.run_id, h.parent_run_id, 0 AS depth
+          FROM pipeline.run_history h WHERE h.run_id OPERATOR(pg_catalog.=) $1
+        UNION ALL
+        SELECT h.run_id, h.parent_run_id, t.depth OPERATOR(pg_catalog.+) 1
+          FROM pipeline.run_history h
+          JOIN tree t ON h.parent_run_id OPERATOR(pg_catalog.=) t.run_id
+    )
+    SELECT t.run_id, t.parent_run_id, t.depth, h.pipeline_name, h.status, h.triggered_by,
+           h.attempt, h.started_at, h.finished_at
+      FROM tree t JOIN pipeline.run_history h ON h.run_id OPERATOR(pg_catalog.=) t.run_id
+     ORDER BY t.depth, t.run_id
+$$;
+
+-- One row per pipeline: how it is doing.
+CREATE VIEW pipeline.status AS
+SELECT p.pipeline_id AS id,
+       p.name,
+       p.active,
+       last.run_id AS last_run_id,
+       last.status AS last_run_status,
+       last.finished_at AS last_run_finished_at,
+       ok.finished_at AS last_success_at,
+       changed.finished_at AS last_change_at,
+       (SELECT pg_catalog.count(*) FROM pipeline.run_history f
+         WHERE f.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+           AND f.status OPERATOR(pg_catalog.=) 'failed'
+           AND f.run_id OPERATOR(pg_catalog.>) COALESCE(ok.run_id, 0)) AS consecutive_failures,
+       pipeline.source_lag(p.pipeline_id) AS source_ahead_by,
+       p.schedule,
+       CASE WHEN p.schedule IS NOT NULL AND p.active
+            THEN pipeline.next_run_time(p.schedule) END AS next_scheduled_at,
+       CASE WHEN p.freshness IS NULL THEN NULL
+            WHEN p.freshness_muted THEN 'muted'
+            WHEN pg_catalog.now() OPERATOR(pg_catalog.-)
+                 COALESCE(changed.finished_at, p.created_at)
+                 OPERATOR(pg_catalog.>) p.freshness THEN 'breached'
+            ELSE 'ok' END AS freshness_state,
+       CASE WHEN p.timeliness IS NULL THEN NULL
+            WHEN p.timeliness_muted THEN 'muted'
+            WHEN COALESCE(last.finished_at, pg_catalog.now())
+                 OPERATOR(pg_catalog.-) last.started_at OPERATOR(pg_catalog.>) p.timeliness
+            THEN 'breached'
+            ELSE 'ok' END AS timeliness_state
+  FROM pipeline.pipeline p
+  LEFT JOIN LATERAL (
+        SELECT h.run_id, h.status, h.started_at, h.finished_at FROM pipeline.run_history h
+         WHERE h.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+           AND h.status OPERATOR(pg_catalog.<>) 'skipped'
+         ORDER BY h.run_id DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (
+        SELECT h.run_id, h.finished_at FROM pipeline.run_history h
+         WHERE h.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+           AND h.status OPERATOR(pg_catalog.=) 'succeeded'
+         ORDER BY h.run_id DESC LIMIT 1) ok ON true
+  LEFT JOIN LATERAL (
+        SELECT h.finished_at FROM pipeline.run_history h
+         WHERE h.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+           AND h.status OPERATOR(pg_catalog.=) 'succeeded'
+           AND h.rows_inserted OPERATOR(pg_catalog.+) h.rows_updated
+               OPERATOR(pg_catalog.+) h.rows_deleted OPERATOR(pg_catalog.>) 0
+         ORDER BY h.run_id DESC LIMIT 1) changed ON true;
+
+GRANT SELECT ON pipeline.status TO PUBLIC;
 
 -- Row counters used inside the statements a run executes (see
 -- pipeline.explain). Internal: they only bump backend-local counters.

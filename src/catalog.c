@@ -28,7 +28,9 @@ static const char *const LoadPipelineQuery =
 "       p.unique_key::text[], p.incremental_column::text,"
 "       p.delete_column::text, p.soft_delete, p.partition_column::text,"
 "       p.lookback, p.batch_rows, p.description, p.metadata, p.active,"
-"       p.owner::oid, p.target_created, w.value"
+"       p.owner::oid, p.target_created, w.value, p.schedule, p.max_retries,"
+"       p.retry_delay, p.timeout, p.freshness, p.timeliness,"
+"       p.freshness_muted, p.timeliness_muted"
 "  FROM pipeline.pipeline p"
 "  LEFT JOIN pipeline.watermark w ON w.pipeline_id = p.pipeline_id";
 
@@ -36,7 +38,7 @@ static const char *const LoadPipelineQuery =
  * ExecCatalog runs one catalog statement as the extension owner, with
  * search_path pinned whatever the caller did, and checks that it succeeded.
  */
-static int
+int
 ExecCatalog(const char *sql, int nargs, Oid *types, Datum *values,
 			const char *nulls, bool read_only)
 {
@@ -69,6 +71,29 @@ GetTextColumn(HeapTuple tuple, TupleDesc desc, int attno)
 	Datum		d = SPI_getbinval(tuple, desc, attno, &isnull);
 
 	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* GetIntervalColumn copies an interval column of the current SPI row */
+static Interval *
+GetIntervalColumn(HeapTuple tuple, TupleDesc desc, int attno)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, attno, &isnull);
+	Interval   *copy;
+
+	if (isnull)
+		return NULL;
+	copy = palloc(sizeof(Interval));
+	memcpy(copy, DatumGetIntervalP(d), sizeof(Interval));
+	return copy;
+}
+
+/* IntervalOrNull returns an interval Datum and sets the null flag */
+static Datum
+IntervalOrNull(Interval *i, char *null)
+{
+	*null = i ? ' ' : 'n';
+	return i ? IntervalPGetDatum(i) : (Datum) 0;
 }
 
 /* NameArrayDatum turns a list of column names into a text[] Datum */
@@ -169,12 +194,7 @@ LoadPipelineWhere(const char *condition, Oid type, Datum value)
 	def->delete_column = GetTextColumn(tuple, desc, Anum_pipeline_delete_column);
 	def->soft_delete = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_soft_delete, &isnull));
 	def->partition_column = GetTextColumn(tuple, desc, Anum_pipeline_partition_column);
-	d = SPI_getbinval(tuple, desc, Anum_pipeline_lookback, &isnull);
-	if (!isnull)
-	{
-		def->lookback = palloc(sizeof(Interval));
-		memcpy(def->lookback, DatumGetIntervalP(d), sizeof(Interval));
-	}
+	def->lookback = GetIntervalColumn(tuple, desc, Anum_pipeline_lookback);
 	d = SPI_getbinval(tuple, desc, Anum_pipeline_batch_rows, &isnull);
 	def->batch_rows = isnull ? 0 : DatumGetInt64(d);
 	def->description = GetTextColumn(tuple, desc, Anum_pipeline_description);
@@ -184,9 +204,24 @@ LoadPipelineWhere(const char *condition, Oid type, Datum value)
 	def->owner = DatumGetObjectId(SPI_getbinval(tuple, desc, Anum_pipeline_owner, &isnull));
 	def->target_created = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_target_created, &isnull));
 	def->watermark = GetTextColumn(tuple, desc, Anum_pipeline_watermark);
+	def->schedule = GetTextColumn(tuple, desc, Anum_pipeline_schedule);
+	def->max_retries = DatumGetInt32(SPI_getbinval(tuple, desc, Anum_pipeline_max_retries, &isnull));
+	def->retry_delay = GetIntervalColumn(tuple, desc, Anum_pipeline_retry_delay);
+	def->timeout = GetIntervalColumn(tuple, desc, Anum_pipeline_timeout);
+	def->freshness = GetIntervalColumn(tuple, desc, Anum_pipeline_freshness);
+	def->timeliness = GetIntervalColumn(tuple, desc, Anum_pipeline_timeliness);
+	def->freshness_muted = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_freshness_muted, &isnull));
+	def->timeliness_muted = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_timeliness_muted, &isnull));
 
 	SPI_freetuptable(SPI_tuptable);
 	return def;
+}
+
+/* LoadPipelineById reads a pipeline by id, NULL if it does not exist */
+PipelineDef *
+LoadPipelineById(int64 pipeline_id)
+{
+	return LoadPipelineWhere("p.pipeline_id = $1", INT8OID, Int64GetDatum(pipeline_id));
 }
 
 /*
@@ -236,10 +271,10 @@ LockPipelineForRun(PipelineDef *def)
 }
 
 /*
- * DefParams fills the 17 parameters shared by the INSERT and UPDATE of a
+ * DefParams fills the parameters shared by the INSERT and UPDATE of a
  * pipeline definition, so both statements always write the same columns.
  */
-#define NUM_DEF_PARAMS 17
+#define NUM_DEF_PARAMS 25
 static void
 DefParams(PipelineDef *def, Oid *types, Datum *values, char *nulls)
 {
@@ -280,6 +315,22 @@ DefParams(PipelineDef *def, Oid *types, Datum *values, char *nulls)
 	values[15] = ObjectIdGetDatum(def->owner);
 	types[16] = BOOLOID;
 	values[16] = BoolGetDatum(def->target_created);
+	types[17] = TEXTOID;
+	values[17] = TextOrNull(def->schedule, &nulls[17]);
+	types[18] = INT4OID;
+	values[18] = Int32GetDatum(def->max_retries);
+	types[19] = INTERVALOID;
+	values[19] = IntervalOrNull(def->retry_delay, &nulls[19]);
+	types[20] = INTERVALOID;
+	values[20] = IntervalOrNull(def->timeout, &nulls[20]);
+	types[21] = INTERVALOID;
+	values[21] = IntervalOrNull(def->freshness, &nulls[21]);
+	types[22] = INTERVALOID;
+	values[22] = IntervalOrNull(def->timeliness, &nulls[22]);
+	types[23] = BOOLOID;
+	values[23] = BoolGetDatum(def->freshness_muted);
+	types[24] = BOOLOID;
+	values[24] = BoolGetDatum(def->timeliness_muted);
 }
 
 /* InsertPipelineDef stores a new definition and its empty watermark */
@@ -297,9 +348,12 @@ InsertPipelineDef(PipelineDef *def)
 	ExecCatalog("INSERT INTO pipeline.pipeline (name, source_schema, source_table,"
 				" target_schema, target_table, mode, unique_key, incremental_column,"
 				" delete_column, soft_delete, partition_column, lookback, batch_rows,"
-				" description, metadata, owner, target_created)"
+				" description, metadata, owner, target_created, schedule, max_retries,"
+				" retry_delay, timeout, freshness, timeliness, freshness_muted,"
+				" timeliness_muted)"
 				" VALUES ($1, $2, $3, $4, $5, $6, $7::name[], $8, $9, $10, $11, $12,"
-				" $13, $14, $15, $16::regrole, $17)"
+				" $13, $14, $15, $16::regrole, $17, $18, $19,"
+				" coalesce($20, '10 seconds'::interval), $21, $22, $23, $24, $25)"
 				" RETURNING pipeline_id",
 				NUM_DEF_PARAMS, types, values, nulls, false);
 	def->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -327,8 +381,11 @@ UpdatePipelineDef(PipelineDef *def, bool reset_watermark)
 				" unique_key = $7::name[], incremental_column = $8, delete_column = $9,"
 				" soft_delete = $10, partition_column = $11, lookback = $12,"
 				" batch_rows = $13, description = $14, metadata = $15,"
-				" owner = $16::regrole, target_created = $17, updated_at = now()"
-				" WHERE pipeline_id = $18",
+				" owner = $16::regrole, target_created = $17, schedule = $18,"
+				" max_retries = $19, retry_delay = coalesce($20, '10 seconds'::interval),"
+				" timeout = $21, freshness = $22, timeliness = $23,"
+				" freshness_muted = $24, timeliness_muted = $25, updated_at = now()"
+				" WHERE pipeline_id = $26",
 				NUM_DEF_PARAMS + 1, types, values, nulls, false);
 	if (reset_watermark)
 		StoreWatermark(def->id, NULL, 0);
@@ -407,11 +464,11 @@ void
 InsertRunRecord(int64 run_id, PipelineDef *def, const char *status,
 				TimestampTz started_at, bool finished, const LoadCounts *counts,
 				int batches, const char *wm_from, const char *wm_to,
-				const char *triggered_by, int64 parent_run_id)
+				const RunRequest *req)
 {
-	Oid			types[17];
-	Datum		values[17];
-	char		nulls[17];
+	Oid			types[18];
+	Datum		values[18];
+	char		nulls[18];
 
 	memset(nulls, ' ', sizeof(nulls));
 	types[0] = INT8OID;
@@ -434,27 +491,30 @@ InsertRunRecord(int64 run_id, PipelineDef *def, const char *status,
 	types[14] = TEXTOID;
 	values[14] = TextOrNull(wm_to, &nulls[14]);
 	types[15] = TEXTOID;
-	values[15] = CStringGetTextDatum(triggered_by);
+	values[15] = CStringGetTextDatum(req->triggered_by);
 	types[16] = INT8OID;
-	values[16] = Int64GetDatum(parent_run_id);
-	nulls[16] = parent_run_id > 0 ? ' ' : 'n';
+	values[16] = Int64GetDatum(req->parent_run_id);
+	nulls[16] = req->parent_run_id > 0 ? ' ' : 'n';
+	types[17] = INT4OID;
+	values[17] = Int32GetDatum(req->attempt > 0 ? req->attempt : 1);
 	ExecCatalog("INSERT INTO pipeline.run_history (run_id, pipeline_id, pipeline_name,"
 				" status, started_at, finished_at, rows_read, rows_inserted, rows_updated,"
 				" rows_deleted, rows_unchanged, rows_rejected, batches, watermark_from,"
-				" watermark_to, triggered_by, parent_run_id)"
+				" watermark_to, triggered_by, parent_run_id, attempt)"
 				" VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN clock_timestamp() END,"
-				" $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-				17, types, values, nulls, false);
+				" $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+				18, types, values, nulls, false);
 }
 
 /* UpdateRunRecord brings a running record up to date (counts, status) */
 void
 UpdateRunRecord(int64 run_id, const char *status, bool finished,
-				const LoadCounts *counts, int batches, const char *wm_to)
+				const LoadCounts *counts, int batches, const char *wm_from,
+				const char *wm_to)
 {
-	Oid			types[11];
-	Datum		values[11];
-	char		nulls[11];
+	Oid			types[12];
+	Datum		values[12];
+	char		nulls[12];
 
 	memset(nulls, ' ', sizeof(nulls));
 	types[0] = INT8OID;
@@ -468,13 +528,16 @@ UpdateRunRecord(int64 run_id, const char *status, bool finished,
 	values[9] = Int32GetDatum(batches);
 	types[10] = TEXTOID;
 	values[10] = TextOrNull(wm_to, &nulls[10]);
+	types[11] = TEXTOID;
+	values[11] = TextOrNull(wm_from, &nulls[11]);
 	ExecCatalog("UPDATE pipeline.run_history SET status = $2,"
 				" finished_at = CASE WHEN $3 THEN clock_timestamp() END,"
 				" rows_read = $4, rows_inserted = $5, rows_updated = $6,"
 				" rows_deleted = $7, rows_unchanged = $8, rows_rejected = $9,"
-				" batches = $10, watermark_to = coalesce($11, watermark_to)"
+				" batches = $10, watermark_to = coalesce($11, watermark_to),"
+				" watermark_from = coalesce($12, watermark_from)"
 				" WHERE run_id = $1",
-				11, types, values, nulls, false);
+				12, types, values, nulls, false);
 }
 
 /*
@@ -491,8 +554,8 @@ FailStaleRuns(int64 pipeline_id, int64 current_run_id)
 	values[0] = Int64GetDatum(pipeline_id);
 	values[1] = Int64GetDatum(current_run_id);
 	ExecCatalog("UPDATE pipeline.run_history SET status = 'failed',"
-				" finished_at = clock_timestamp(), error_sqlstate = '57P01',"
-				" error_message = 'run did not finish: its session ended (crash, restart or termination)'"
+				" finished_at = clock_timestamp(), error_sqlstate = '57P02',"
+				" error_message = '" PIPELINE_INTERRUPTED_MESSAGE "'"
 				" WHERE pipeline_id = $1 AND status = 'running' AND run_id <> $2",
 				2, types, values, NULL, false);
 }

@@ -58,8 +58,8 @@ typedef struct RunState
 	int			batches;
 	char	   *wm_from;
 	char	   *wm_to;
-	const char *triggered_by;
-	int64		parent_run_id;
+	RunRequest *req;
+	bool		record_exists;	/* a 'running' record was written before */
 	/* batched runs: the high-water mark fixed by the first batch */
 	bool		have_hwm;
 	Datum		hwm;
@@ -88,7 +88,7 @@ SetRunLockTag(LOCKTAG *tag, int64 pipeline_id)
 }
 
 /* TryLockPipeline takes the run lock if it is free; it never waits */
-static bool
+bool
 TryLockPipeline(int64 pipeline_id, bool session)
 {
 	LOCKTAG		tag;
@@ -97,7 +97,7 @@ TryLockPipeline(int64 pipeline_id, bool session)
 	return LockAcquire(&tag, ExclusiveLock, session, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
-static void
+void
 UnlockPipeline(int64 pipeline_id)
 {
 	LOCKTAG		tag;
@@ -300,11 +300,55 @@ RunOnce(RunState *rs)
 	{
 		ExecuteLoadStep(plan, has_lower, lower, has_upper, upper, &rs->counts);
 		rs->batches = 1;
+		RefreshSourceRelations(def->id, plan->source_relid);
+		if (rs->counts.inserted + rs->counts.updated + rs->counts.deleted > 0)
+			EnqueueDownstream(def->id, rs->run_id);
 	}
 	if (rs->wm_to && (rs->wm_from == NULL || strcmp(rs->wm_to, rs->wm_from) != 0))
 		StoreWatermark(def->id, rs->wm_to, rs->run_id);
-	InsertRunRecord(rs->run_id, def, "succeeded", rs->started_at, true, &rs->counts,
-					rs->batches, rs->wm_from, rs->wm_to, rs->triggered_by, rs->parent_run_id);
+	if (rs->record_exists)
+		UpdateRunRecord(rs->run_id, "succeeded", true, &rs->counts, rs->batches,
+						rs->wm_from, rs->wm_to);
+	else
+		InsertRunRecord(rs->run_id, def, "succeeded", rs->started_at, true, &rs->counts,
+						rs->batches, rs->wm_from, rs->wm_to, rs->req);
+}
+
+/* The failure of the last run whose caller records failures itself */
+static FailedRun *inline_failure = NULL;
+
+/*
+ * TakeInlineFailure hands over (once) the failure of the last run made with
+ * record_failure_inline; it lives in TopMemoryContext so that it survives
+ * the abort of the run's transaction.
+ */
+FailedRun *
+TakeInlineFailure(void)
+{
+	FailedRun  *f = inline_failure;
+
+	inline_failure = NULL;
+	return f;
+}
+
+/* KeepInlineFailure copies a failure into TopMemoryContext for the caller */
+static void
+KeepInlineFailure(FailedRun *failed)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	FailedRun  *copy = palloc(sizeof(FailedRun));
+	PipelineDef *def = palloc0(sizeof(PipelineDef));
+
+	*copy = *failed;
+	def->id = failed->def->id;
+	def->name = pstrdup(failed->def->name);
+	copy->def = def;
+	copy->wm_from = failed->wm_from ? pstrdup(failed->wm_from) : NULL;
+	copy->wm_to = failed->wm_to ? pstrdup(failed->wm_to) : NULL;
+	copy->message = failed->message ? pstrdup(failed->message) : NULL;
+	copy->triggered_by = pstrdup(failed->triggered_by);
+	MemoryContextSwitchTo(old);
+	inline_failure = copy;
 }
 
 /*
@@ -348,11 +392,15 @@ RunGuarded(RunState *rs, void (*step) (RunState *rs))
 		failed.batches = batches_before;
 		failed.wm_from = rs->wm_from;
 		failed.wm_to = rs->batches > 0 ? rs->wm_to : rs->wm_from;
-		failed.triggered_by = rs->triggered_by;
-		failed.parent_run_id = rs->parent_run_id;
+		failed.triggered_by = rs->req->triggered_by;
+		failed.parent_run_id = rs->req->parent_run_id;
+		failed.attempt = rs->req->attempt;
 		failed.sqlerrcode = edata->sqlerrcode;
 		failed.message = edata->message;
-		RecordFailedRun(&failed);
+		if (rs->req->record_failure_inline)
+			KeepInlineFailure(&failed);
+		else
+			RecordFailedRun(&failed);
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
@@ -360,12 +408,12 @@ RunGuarded(RunState *rs, void (*step) (RunState *rs))
 
 /* StartRunState fills the parts of a run's state known before it starts */
 static void
-StartRunState(RunState *rs, PipelineDef *def, const char *triggered_by, int64 parent_run_id)
+StartRunState(RunState *rs, PipelineDef *def, RunRequest *req)
 {
 	memset(rs, 0, sizeof(RunState));
 	rs->def = def;
-	rs->triggered_by = triggered_by;
-	rs->parent_run_id = parent_run_id;
+	rs->req = req;
+	rs->wm_from = def->watermark;
 }
 
 /*
@@ -392,7 +440,7 @@ RecordSkippedRun(RunState *rs)
 
 	rs->run_id = NextRunId();
 	InsertRunRecord(rs->run_id, rs->def, "skipped", GetCurrentTimestamp(), true, &zero,
-					0, NULL, NULL, rs->triggered_by, rs->parent_run_id);
+					0, NULL, NULL, rs->req);
 	ereport(NOTICE,
 			(errmsg("pipeline \"%s\" is already running; run %lld skipped",
 					rs->def->name, (long long) rs->run_id)));
@@ -401,20 +449,22 @@ RecordSkippedRun(RunState *rs)
 
 /*
  * RunPipeline runs a pipeline now in the caller's transaction and returns
- * the run id. Callers must be connected to SPI with search_path pinned.
+ * the run id. Callers must be connected to SPI with search_path pinned. A
+ * background worker passes the id of the 'running' record it committed
+ * before, and holds the run lock already.
  */
 int64
-RunPipeline(const char *name, const char *triggered_by, int64 parent_run_id)
+RunPipeline(PipelineDef *def, RunRequest *req)
 {
-	PipelineDef *def = LoadPipelineByName(name, false);
 	RunState	rs;
 
-	StartRunState(&rs, def, triggered_by, parent_run_id);
+	StartRunState(&rs, def, req);
 	CheckRunnable(def);
 	if (!TryLockPipeline(def->id, false))
 		return RecordSkippedRun(&rs);
 
-	rs.run_id = NextRunId();
+	rs.record_exists = req->run_id > 0;
+	rs.run_id = rs.record_exists ? req->run_id : NextRunId();
 	rs.started_at = GetCurrentTimestamp();
 	FailStaleRuns(def->id, rs.run_id);
 	RunGuarded(&rs, RunOnce);
@@ -427,6 +477,7 @@ pipeline_run(PG_FUNCTION_ARGS)
 {
 	int			nestlevel;
 	int64		run_id;
+	RunRequest	req = {"manual", 0, 1, 0, false};
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -434,7 +485,7 @@ pipeline_run(PG_FUNCTION_ARGS)
 				 errmsg("pipeline name must not be NULL")));
 	SPI_connect();
 	nestlevel = PinSearchPath();
-	run_id = RunPipeline(text_to_cstring(PG_GETARG_TEXT_PP(0)), "manual", 0);
+	run_id = RunPipeline(LoadPipelineByName(text_to_cstring(PG_GETARG_TEXT_PP(0)), false), &req);
 	UnpinSearchPath(nestlevel);
 	SPI_finish();
 	PG_RETURN_INT64(run_id);
@@ -499,14 +550,23 @@ RunBatch(RunState *rs)
 	if (CompareWatermarks(bound, rs->hwm, inc->typid, inc->collid) >= 0)
 		rs->finished = true;
 
-	ExecuteLoadStep(plan, has_wm,
-					(first && has_wm && def->lookback) ? SubtractLookback(wm, def->lookback, inc->typid) : wm,
-					true, bound, &rs->counts);
+	{
+		LoadCounts	before = rs->counts;
+
+		ExecuteLoadStep(plan, has_wm,
+						(first && has_wm && def->lookback) ? SubtractLookback(wm, def->lookback, inc->typid) : wm,
+						true, bound, &rs->counts);
+		if (rs->counts.inserted + rs->counts.updated + rs->counts.deleted >
+			before.inserted + before.updated + before.deleted)
+			EnqueueDownstream(def->id, rs->run_id);
+	}
+	if (first)
+		RefreshSourceRelations(def->id, plan->source_relid);
 	rs->batches++;
 	rs->wm_to = WatermarkToText(bound, inc->typid);
 	if (wm_text == NULL || strcmp(rs->wm_to, wm_text) != 0)
 		StoreWatermark(def->id, rs->wm_to, rs->run_id);
-	UpdateRunRecord(rs->run_id, "running", false, &rs->counts, rs->batches, rs->wm_to);
+	UpdateRunRecord(rs->run_id, "running", false, &rs->counts, rs->batches, NULL, rs->wm_to);
 }
 
 /* RequireNonAtomic refuses run_batched where it cannot commit */
@@ -523,29 +583,27 @@ RequireNonAtomic(FunctionCallInfo fcinfo)
 }
 
 /*
- * pipeline.run_batched(name, batch_rows): a run in committed batches. The
- * run lock is held at session level across the commits and released on
- * every way out.
+ * RunBatchedCall performs a run in committed batches for a CALL (of
+ * pipeline.run_batched or pipeline.scheduled_run). The run lock is held at
+ * session level across the commits and released on every way out.
  */
-Datum
-pipeline_run_batched(PG_FUNCTION_ARGS)
+void
+RunBatchedCall(FunctionCallInfo fcinfo, const char *name, int64 batch_rows,
+			   const char *triggered_by)
 {
 	PipelineDef *def;
 	RunState	rs;
+	RunRequest	req = {triggered_by, 0, 1, 0, false};
 	int			nestlevel;
 	LoadCounts	zero = {0};
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("pipeline name must not be NULL")));
 	RequireNonAtomic(fcinfo);
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
 	nestlevel = PinSearchPath();
-	def = LoadPipelineByName(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
-	if (!PG_ARGISNULL(1))
-		def->batch_rows = PG_GETARG_INT64(1);
-	StartRunState(&rs, def, "manual", 0);
+	def = LoadPipelineByName(name, false);
+	if (batch_rows != 0)
+		def->batch_rows = batch_rows;
+	StartRunState(&rs, def, &req);
 	CheckRunnable(def);
 	if (def->incremental_column == NULL)
 		ereport(ERROR,
@@ -563,7 +621,7 @@ pipeline_run_batched(PG_FUNCTION_ARGS)
 		RecordSkippedRun(&rs);
 		UnpinSearchPath(nestlevel);
 		SPI_finish();
-		PG_RETURN_VOID();
+		return;
 	}
 
 	PG_TRY();
@@ -572,7 +630,7 @@ pipeline_run_batched(PG_FUNCTION_ARGS)
 		rs.started_at = GetCurrentTimestamp();
 		FailStaleRuns(def->id, rs.run_id);
 		InsertRunRecord(rs.run_id, def, "running", rs.started_at, false, &zero, 0,
-						def->watermark, def->watermark, rs.triggered_by, rs.parent_run_id);
+						def->watermark, def->watermark, &req);
 		UnpinSearchPath(nestlevel);
 		SPI_commit();
 
@@ -582,7 +640,8 @@ pipeline_run_batched(PG_FUNCTION_ARGS)
 			RequireReadCommitted(def);
 			RunGuarded(&rs, RunBatch);
 			if (rs.finished)
-				UpdateRunRecord(rs.run_id, "succeeded", true, &rs.counts, rs.batches, rs.wm_to);
+				UpdateRunRecord(rs.run_id, "succeeded", true, &rs.counts, rs.batches,
+								rs.wm_from, rs.wm_to);
 			UnpinSearchPath(nestlevel);
 			SPI_commit();
 		}
@@ -593,5 +652,24 @@ pipeline_run_batched(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	SPI_finish();
+}
+
+/* pipeline.run_batched(name, batch_rows) */
+Datum
+pipeline_run_batched(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline name must not be NULL")));
+	if (!PG_ARGISNULL(1) && PG_GETARG_INT64(1) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch size of pipeline \"%s\" must be positive",
+						text_to_cstring(PG_GETARG_TEXT_PP(0))),
+				 errdetail("The batch size is %lld.", (long long) PG_GETARG_INT64(1)),
+				 errhint("Pass batch_rows, or set it with pipeline.alter_pipeline.")));
+	RunBatchedCall(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(0)),
+				   PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1), "manual");
 	PG_RETURN_VOID();
 }

@@ -3,8 +3,9 @@
  * src/pg_pipeline.c
  *
  * Module entry point of pg_pipeline: the module magic and _PG_init, which
- * installs the executor hook that reads a load's exact MERGE counts. The
- * hook is a no-op for every statement but the engine's own MERGE.
+ * installs the executor hook that reads a load's exact MERGE counts (a
+ * no-op for every statement but the engine's own MERGE), defines the GUCs,
+ * and, under shared_preload_libraries, registers the launchers.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,4 +23,5 @@ void
 _PG_init(void)
 {
 	InstallCounterHooks();
+	LauncherInit();
 }

@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "fmgr.h"
 #include "nodes/parsenodes.h"
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
@@ -24,6 +25,10 @@
 
 /* locktag_field4 of the advisory lock that serialises runs of one pipeline */
 #define PIPELINE_RUN_LOCK_CLASS	0x5050
+
+/* how a run whose process went away is recorded (SQLSTATE 57P02) */
+#define PIPELINE_INTERRUPTED_MESSAGE \
+	"run interrupted: the process running it ended (crash, kill or server restart)"
 
 /* Columns of pipeline.pipeline, in the order LoadPipelineQuery selects them */
 #define Anum_pipeline_id				1
@@ -46,7 +51,15 @@
 #define Anum_pipeline_owner				18
 #define Anum_pipeline_target_created	19
 #define Anum_pipeline_watermark			20
-#define Natts_pipeline_query			20
+#define Anum_pipeline_schedule			21
+#define Anum_pipeline_max_retries		22
+#define Anum_pipeline_retry_delay		23
+#define Anum_pipeline_timeout			24
+#define Anum_pipeline_freshness			25
+#define Anum_pipeline_timeliness		26
+#define Anum_pipeline_freshness_muted	27
+#define Anum_pipeline_timeliness_muted	28
+#define Natts_pipeline_query			28
 
 typedef enum LoadMode
 {
@@ -78,7 +91,37 @@ typedef struct PipelineDef
 	Oid			owner;
 	bool		target_created;
 	char	   *watermark;		/* canonical text, NULL if none */
+	char	   *schedule;		/* cron expression, NULL if none */
+	int32		max_retries;
+	Interval   *retry_delay;
+	Interval   *timeout;		/* NULL if none */
+	Interval   *freshness;		/* NULL if none */
+	Interval   *timeliness;		/* NULL if none */
+	bool		freshness_muted;
+	bool		timeliness_muted;
 } PipelineDef;
+
+/* How a run was asked for, and by whom */
+typedef struct RunRequest
+{
+	const char *triggered_by;	/* manual, schedule, trigger, upstream, retry, recovery */
+	int64		parent_run_id;	/* 0 if none */
+	int32		attempt;		/* 1 for a first attempt */
+	int64		run_id;			/* a 'running' record already written, or 0 */
+	bool		record_failure_inline;	/* the caller records a failure itself */
+} RunRequest;
+
+/* A parsed cron schedule: the values each field allows */
+typedef struct CronSchedule
+{
+	bool		minutes[60];
+	bool		hours[24];
+	bool		days[32];
+	bool		months[13];
+	bool		weekdays[8];
+	bool		any_day;
+	bool		any_weekday;
+} CronSchedule;
 
 /* One column a run loads: present in the source and in the target */
 typedef struct LoadColumn
@@ -129,7 +172,10 @@ typedef struct LoadStatements
 } LoadStatements;
 
 /* catalog.c */
+extern int	ExecCatalog(const char *sql, int nargs, Oid *types, Datum *values,
+						const char *nulls, bool read_only);
 extern PipelineDef *LoadPipelineByName(const char *name, bool missing_ok);
+extern PipelineDef *LoadPipelineById(int64 pipeline_id);
 extern int64 InsertPipelineDef(PipelineDef *def);
 extern void UpdatePipelineDef(PipelineDef *def, bool reset_watermark);
 extern void DeletePipelineDef(int64 pipeline_id);
@@ -140,10 +186,10 @@ extern void InsertRunRecord(int64 run_id, PipelineDef *def, const char *status,
 							TimestampTz started_at, bool finished,
 							const LoadCounts *counts, int batches,
 							const char *wm_from, const char *wm_to,
-							const char *triggered_by, int64 parent_run_id);
+							const RunRequest *req);
 extern void UpdateRunRecord(int64 run_id, const char *status, bool finished,
 							const LoadCounts *counts, int batches,
-							const char *wm_to);
+							const char *wm_from, const char *wm_to);
 extern void FailStaleRuns(int64 pipeline_id, int64 current_run_id);
 extern int64 NextRunId(void);
 extern const char *LoadModeName(LoadMode mode);
@@ -168,8 +214,40 @@ extern char *BuildBatchFallbackQuery(LoadPlan *plan, bool has_lower);
 extern List *ExplainPipeline(PipelineDef *def);
 
 /* engine.c */
-extern int64 RunPipeline(const char *name, const char *triggered_by,
-						 int64 parent_run_id);
+extern int64 RunPipeline(PipelineDef *def, RunRequest *req);
+extern void RunBatchedCall(FunctionCallInfo fcinfo, const char *name, int64 batch_rows,
+						   const char *triggered_by);
+extern bool TryLockPipeline(int64 pipeline_id, bool session);
+extern void UnlockPipeline(int64 pipeline_id);
+extern struct FailedRun *TakeInlineFailure(void);
+
+/* cron_expr.c */
+extern void ParseCronSchedule(const char *schedule, CronSchedule *cs);
+extern TimestampTz NextCronTime(const CronSchedule *cs, TimestampTz after);
+
+/* scheduler.c */
+extern void ScheduleCronJob(PipelineDef *def, const char *old_name);
+extern bool UnscheduleCronJob(const char *pipeline_name);
+
+/* queue.c */
+extern void EnqueueDownstream(int64 pipeline_id, int64 run_id);
+extern void EnqueueRun(int64 pipeline_id, const char *reason, int64 parent_run_id,
+					   int32 attempt, double delay_seconds);
+extern void SetDeclaredDependencies(PipelineDef *def, List *upstream_names);
+extern void RefreshSourceRelations(int64 pipeline_id, Oid source_relid);
+extern void CheckNoDependencyCycle(PipelineDef *def);
+extern void ForgetQueuedRuns(int64 pipeline_id);
+
+/* launcher.c */
+extern void LauncherInit(void);
+extern void WakeLauncherAtCommit(void);
+extern bool LauncherConfiguredFor(Oid database_id);
+extern int	pipeline_max_workers;
+
+/* monitor.c */
+extern void RaiseAlert(int64 pipeline_id, const char *pipeline_name, const char *kind,
+					   const char *observed, const char *limit_value, int64 run_id,
+					   const char *message);
 
 /* counters.c */
 extern void ResetLoadCounters(void);
@@ -199,6 +277,7 @@ extern void RestoreRole(RoleSwitch *sw);
 /* failure_recorder.c */
 typedef struct FailedRun
 {
+	int32		attempt;
 	int64		run_id;
 	PipelineDef *def;
 	TimestampTz started_at;
@@ -213,6 +292,8 @@ typedef struct FailedRun
 } FailedRun;
 
 extern void RecordFailedRun(FailedRun *run);
+extern void StoreFailedRun(FailedRun *run);
+extern bool IsTransientError(int sqlerrcode);
 
 /* watermark.c */
 extern Datum WatermarkFromText(const char *text, Oid typid, int32 typmod);

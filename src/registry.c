@@ -54,7 +54,16 @@ enum
 	ARG_BATCH_ROWS,
 	ARG_CREATE_TARGET,
 	ARG_DESCRIPTION,
-	ARG_METADATA
+	ARG_METADATA,
+	ARG_SCHEDULE,
+	ARG_DEPENDS_ON,
+	ARG_MAX_RETRIES,
+	ARG_RETRY_DELAY,
+	ARG_TIMEOUT,
+	ARG_FRESHNESS,
+	ARG_TIMELINESS,
+	ARG_MUTE_FRESHNESS,
+	ARG_MUTE_TIMELINESS
 };
 
 /* RequireArg raises 22004 when a required argument is NULL */
@@ -211,6 +220,81 @@ MetadataArg(Jsonb *metadata)
 	return metadata;
 }
 
+/*
+ * PositiveIntervalArg reads a limit that must be longer than zero (a
+ * timeout, a freshness or timeliness limit, a retry delay). With allow_zero
+ * a zero removes the limit (NULL).
+ */
+static Interval *
+PositiveIntervalArg(FunctionCallInfo fcinfo, int argno, const char *what, bool allow_zero)
+{
+	Interval   *value;
+	Interval	zero = {0};
+	int			cmp;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	value = PG_GETARG_INTERVAL_P(argno);
+	cmp = DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(value),
+											IntervalPGetDatum(&zero)));
+	if (cmp == 0 && allow_zero)
+		return NULL;
+	if (cmp <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be positive", what),
+				 errdetail("The value given is %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(value)))),
+				 errhint("%s", allow_zero ? "Pass '0' to remove it." : "Pass a positive interval.")));
+	return value;
+}
+
+/* MaxRetriesArg reads max_retries, refusing a negative count */
+static int32
+MaxRetriesArg(FunctionCallInfo fcinfo, int argno)
+{
+	int32		n = PG_GETARG_INT32(argno);
+
+	if (n < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_retries must not be negative"),
+				 errdetail("The value given is %d.", n)));
+	return n;
+}
+
+/* DependsOnArg turns depends_on text[] into a list of pipeline names */
+static List *
+DependsOnArg(FunctionCallInfo fcinfo, int argno)
+{
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(argno);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *names = NIL;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("depends_on must not contain NULL")));
+		names = lappend(names, TextDatumGetCString(elems[i]));
+	}
+	return names;
+}
+
+/* ValidateSchedule checks a cron schedule when one is given */
+static void
+ValidateSchedule(const char *schedule)
+{
+	CronSchedule cs;
+
+	if (schedule)
+		ParseCronSchedule(schedule, &cs);
+}
+
 /* OptionError raises the 22023 of an option combination that cannot work */
 static void
 OptionError(PipelineDef *def, const char *message, const char *hint)
@@ -325,6 +409,38 @@ FinishDefinition(PipelineDef *def)
 						 quote_identifier(plan->incremental->name))));
 }
 
+/* ResolveSourceAndTarget resolves the target (creating it if asked); returns the source */
+static Oid
+ResolveSourceAndTarget(PipelineDef *def, Oid source_relid, const char *target, bool create)
+{
+	ResolveTarget(def, target, create, source_relid);
+	return source_relid;
+}
+
+/*
+ * FinishGraph records what the pipeline's source reads and its declared
+ * dependencies (when given), refuses a cycle, and keeps the pg_cron job in
+ * step with the schedule: old_name and old_schedule are what the pipeline
+ * was called and scheduled as before (NULL schedule: it had no job).
+ */
+static void
+FinishGraph(PipelineDef *def, Oid source_relid, List *depends_on, bool set_depends,
+			const char *old_name, const char *old_schedule)
+{
+	RefreshSourceRelations(def->id, source_relid);
+	if (set_depends)
+		SetDeclaredDependencies(def, depends_on);
+	CheckNoDependencyCycle(def);
+	if (def->schedule == NULL)
+	{
+		if (old_schedule)
+			(void) UnscheduleCronJob(old_name);
+	}
+	else if (old_schedule == NULL || strcmp(old_schedule, def->schedule) != 0 ||
+			 strcmp(old_name, def->name) != 0)
+		ScheduleCronJob(def, old_name);
+}
+
 /* pipeline.create_pipeline(...) registers a pipeline and returns its id */
 Datum
 pipeline_create_pipeline(PG_FUNCTION_ARGS)
@@ -333,6 +449,7 @@ pipeline_create_pipeline(PG_FUNCTION_ARGS)
 	Oid			source_relid;
 	char	   *target;
 	int			nestlevel;
+	List	   *depends_on;
 
 	def->name = PipelineNameArg(fcinfo, ARG_NAME);
 	RequireArg(fcinfo, ARG_SOURCE, "source");
@@ -366,15 +483,27 @@ pipeline_create_pipeline(PG_FUNCTION_ARGS)
 	def->metadata = MetadataArg(PG_GETARG_JSONB_P(ARG_METADATA));
 	def->active = true;
 	def->owner = GetUserId();
+	def->schedule = OptionalText(fcinfo, ARG_SCHEDULE);
+	ValidateSchedule(def->schedule);
+	depends_on = PG_ARGISNULL(ARG_DEPENDS_ON) ? NIL : DependsOnArg(fcinfo, ARG_DEPENDS_ON);
+	def->max_retries = PG_ARGISNULL(ARG_MAX_RETRIES) ? 0 : MaxRetriesArg(fcinfo, ARG_MAX_RETRIES);
+	def->retry_delay = PositiveIntervalArg(fcinfo, ARG_RETRY_DELAY, "retry_delay", false);
+	def->timeout = PositiveIntervalArg(fcinfo, ARG_TIMEOUT, "timeout", false);
+	def->freshness = PositiveIntervalArg(fcinfo, ARG_FRESHNESS, "freshness", false);
+	def->timeliness = PositiveIntervalArg(fcinfo, ARG_TIMELINESS, "timeliness", false);
+	def->freshness_muted = !PG_ARGISNULL(ARG_MUTE_FRESHNESS) && PG_GETARG_BOOL(ARG_MUTE_FRESHNESS);
+	def->timeliness_muted = !PG_ARGISNULL(ARG_MUTE_TIMELINESS) && PG_GETARG_BOOL(ARG_MUTE_TIMELINESS);
 	ValidateOptions(def);
 
 	SPI_connect();
 	CheckNameIsFree(def->name);
 	/* the target's name is resolved on the caller's search_path */
-	ResolveTarget(def, target, PG_GETARG_BOOL(ARG_CREATE_TARGET), source_relid);
+	source_relid = ResolveSourceAndTarget(def, source_relid, target,
+										  PG_GETARG_BOOL(ARG_CREATE_TARGET));
 	nestlevel = PinSearchPath();
 	FinishDefinition(def);
 	InsertPipelineDef(def);
+	FinishGraph(def, source_relid, depends_on, true, def->name, NULL);
 	UnpinSearchPath(nestlevel);
 	SPI_finish();
 	PG_RETURN_INT64(def->id);
@@ -397,7 +526,16 @@ enum
 	ALTER_BATCH_ROWS,
 	ALTER_CREATE_TARGET,
 	ALTER_DESCRIPTION,
-	ALTER_METADATA
+	ALTER_METADATA,
+	ALTER_SCHEDULE,
+	ALTER_DEPENDS_ON,
+	ALTER_MAX_RETRIES,
+	ALTER_RETRY_DELAY,
+	ALTER_TIMEOUT,
+	ALTER_FRESHNESS,
+	ALTER_TIMELINESS,
+	ALTER_MUTE_FRESHNESS,
+	ALTER_MUTE_TIMELINESS
 };
 
 /* SameText compares two optional strings */
@@ -422,12 +560,17 @@ pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 	bool		reset_watermark = false;
 	int			nestlevel;
 	char	   *s;
+	char	   *old_name;
+	char	   *old_schedule;
+	Oid			source_relid;
 
 	SPI_connect();
 	nestlevel = PinSearchPath();
 	def = LoadPipelineByName(name, false);
 	CheckPipelineOwner(def, "alter");
 	UnpinSearchPath(nestlevel);
+	old_name = def->name;
+	old_schedule = def->schedule;
 
 	if (!PG_ARGISNULL(ALTER_NEW_NAME))
 	{
@@ -481,6 +624,23 @@ pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 		def->description = EmptyToNull(OptionalText(fcinfo, ALTER_DESCRIPTION));
 	if (!PG_ARGISNULL(ALTER_METADATA))
 		def->metadata = MetadataArg(PG_GETARG_JSONB_P(ALTER_METADATA));
+	if (!PG_ARGISNULL(ALTER_SCHEDULE))
+		def->schedule = EmptyToNull(OptionalText(fcinfo, ALTER_SCHEDULE));
+	ValidateSchedule(def->schedule);
+	if (!PG_ARGISNULL(ALTER_MAX_RETRIES))
+		def->max_retries = MaxRetriesArg(fcinfo, ALTER_MAX_RETRIES);
+	if (!PG_ARGISNULL(ALTER_RETRY_DELAY))
+		def->retry_delay = PositiveIntervalArg(fcinfo, ALTER_RETRY_DELAY, "retry_delay", false);
+	if (!PG_ARGISNULL(ALTER_TIMEOUT))
+		def->timeout = PositiveIntervalArg(fcinfo, ALTER_TIMEOUT, "timeout", true);
+	if (!PG_ARGISNULL(ALTER_FRESHNESS))
+		def->freshness = PositiveIntervalArg(fcinfo, ALTER_FRESHNESS, "freshness", true);
+	if (!PG_ARGISNULL(ALTER_TIMELINESS))
+		def->timeliness = PositiveIntervalArg(fcinfo, ALTER_TIMELINESS, "timeliness", true);
+	if (!PG_ARGISNULL(ALTER_MUTE_FRESHNESS))
+		def->freshness_muted = PG_GETARG_BOOL(ALTER_MUTE_FRESHNESS);
+	if (!PG_ARGISNULL(ALTER_MUTE_TIMELINESS))
+		def->timeliness_muted = PG_GETARG_BOOL(ALTER_MUTE_TIMELINESS);
 	ValidateOptions(def);
 
 	if (!PG_ARGISNULL(ALTER_TARGET))
@@ -494,6 +654,10 @@ pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 	nestlevel = PinSearchPath();
 	FinishDefinition(def);
 	UpdatePipelineDef(def, reset_watermark);
+	source_relid = ResolveRelationName(def->source_schema, def->source_table, "source");
+	FinishGraph(def, source_relid,
+				PG_ARGISNULL(ALTER_DEPENDS_ON) ? NIL : DependsOnArg(fcinfo, ALTER_DEPENDS_ON),
+				!PG_ARGISNULL(ALTER_DEPENDS_ON), old_name, old_schedule);
 	if (reset_watermark)
 		ereport(NOTICE,
 				(errmsg("watermark of pipeline \"%s\" reset", def->name),
@@ -521,6 +685,8 @@ pipeline_drop_pipeline(PG_FUNCTION_ARGS)
 	nestlevel = PinSearchPath();
 	def = LoadPipelineByName(name, false);
 	CheckPipelineOwner(def, "drop");
+	if (def->schedule)
+		(void) UnscheduleCronJob(def->name);
 	DeletePipelineDef(def->id);
 	if (drop_target)
 	{
@@ -559,6 +725,8 @@ SetActive(FunctionCallInfo fcinfo, bool active)
 	CheckPipelineOwner(def, active ? "resume" : "pause");
 	if (def->active != active)
 		SetPipelineActive(def->id, active);
+	if (!active)
+		ForgetQueuedRuns(def->id);
 	UnpinSearchPath(nestlevel);
 	SPI_finish();
 }

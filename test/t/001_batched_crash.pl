@@ -69,7 +69,7 @@ is($node->safe_psql('postgres', q{
     SELECT string_agg(status || ' ' || coalesce(error_sqlstate, '-') || ' ' || rows_inserted,
                       ', ' ORDER BY run_id)
       FROM pipeline.runs WHERE pipeline_name = 'backfill'}),
-   'failed 57P01 30, succeeded - 20',
+   'failed 57P02 30, succeeded - 20',
    'the next run marks the dead one failed and loads only the rest');
 is($node->safe_psql('postgres', q{
     SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || sum(v)

@@ -1,0 +1,504 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/launcher.c
+ *
+ * The launcher background worker: one per database named in
+ * pipeline.databases, registered when pg_pipeline is in
+ * shared_preload_libraries. Its loop, modelled on pg_cron's:
+ *
+ *   wait on the latch (a commit that queued runs sets it; so does a run
+ *   worker that exits) or for the next due retry or check;
+ *   in a transaction: recover runs whose process died; start a
+ *   run worker for every queued run that is due, whose pipeline is not
+ *   running, and none of whose upstream pipelines is queued or running, up
+ *   to pipeline.max_workers at once; every pipeline.check_interval, check
+ *   freshness and timeliness limits and prune old run history.
+ *
+ * Shared memory holds one slot per launcher (database and latch), so that
+ * any backend can wake its database's launcher when it commits.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+#include "pg_pipeline.h"
+#include "launcher.h"
+
+#define MAX_LAUNCHERS 32
+#define MAX_WORKERS_LIMIT 64
+
+typedef struct LauncherSlot
+{
+	Oid			database_id;
+	pid_t		pid;
+	Latch	   *latch;
+} LauncherSlot;
+
+typedef struct PipelineShared
+{
+	slock_t		mutex;
+	LauncherSlot launchers[MAX_LAUNCHERS];
+} PipelineShared;
+
+/* A run worker the launcher started and has not seen exit yet */
+typedef struct ActiveWorker
+{
+	BackgroundWorkerHandle *handle;
+	int64		pipeline_id;
+} ActiveWorker;
+
+char	   *pipeline_databases = NULL;
+int			pipeline_max_workers = 4;
+int			pipeline_check_interval = 10;
+int			pipeline_history_retention = 90 * 24 * 3600;
+int			pipeline_prune_batch = 1000;
+
+static PipelineShared *shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static bool wake_at_commit = false;
+static bool xact_callback_registered = false;
+static ActiveWorker active_workers[MAX_WORKERS_LIMIT];
+
+/* PipelineShmemRequest reserves the launcher slots */
+static void
+PipelineShmemRequest(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(PipelineShared)));
+}
+
+/* PipelineShmemStartup creates (or attaches to) the launcher slots */
+static void
+PipelineShmemStartup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("pg_pipeline", sizeof(PipelineShared), &found);
+	if (!found)
+	{
+		memset(shared, 0, sizeof(PipelineShared));
+		SpinLockInit(&shared->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* RegisterLaunchers registers one launcher per database of pipeline.databases */
+static void
+RegisterLaunchers(void)
+{
+	char	   *names = pstrdup(pipeline_databases);
+	List	   *list;
+	ListCell   *lc;
+
+	if (!SplitIdentifierString(names, ',', &list))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid list syntax in pipeline.databases")));
+	if (list_length(list) > MAX_LAUNCHERS)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("pipeline.databases names more than %d databases", MAX_LAUNCHERS)));
+	foreach(lc, list)
+	{
+		BackgroundWorker worker;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 1;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "%s", PIPELINE_EXTENSION);
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "pipeline_launcher_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "pg_pipeline launcher for %s", (char *) lfirst(lc));
+		snprintf(worker.bgw_type, BGW_MAXLEN, "pg_pipeline launcher");
+		strlcpy(worker.bgw_extra, lfirst(lc), BGW_EXTRALEN);
+		RegisterBackgroundWorker(&worker);
+	}
+}
+
+/* PipelineXactCallback wakes the launcher when a transaction that queued runs commits */
+static void
+PipelineXactCallback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT && wake_at_commit && shared != NULL)
+	{
+		Latch	   *latch = NULL;
+
+		SpinLockAcquire(&shared->mutex);
+		for (int i = 0; i < MAX_LAUNCHERS; i++)
+			if (shared->launchers[i].database_id == MyDatabaseId && shared->launchers[i].pid != 0)
+				latch = shared->launchers[i].latch;
+		SpinLockRelease(&shared->mutex);
+		if (latch)
+			SetLatch(latch);
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+		wake_at_commit = false;
+}
+
+/* WakeLauncherAtCommit asks for this database's launcher to be woken at commit */
+void
+WakeLauncherAtCommit(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(PipelineXactCallback, NULL);
+		xact_callback_registered = true;
+	}
+	wake_at_commit = true;
+}
+
+/* LauncherConfiguredFor tells whether a launcher serves the database */
+bool
+LauncherConfiguredFor(Oid database_id)
+{
+	bool		found = false;
+
+	if (shared == NULL)
+		return false;
+	SpinLockAcquire(&shared->mutex);
+	for (int i = 0; i < MAX_LAUNCHERS; i++)
+		if (shared->launchers[i].database_id == database_id)
+			found = true;
+	SpinLockRelease(&shared->mutex);
+	return found;
+}
+
+/*
+ * LauncherInit defines the GUCs and, when loaded by shared_preload_libraries,
+ * asks for shared memory and registers the launchers.
+ */
+void
+LauncherInit(void)
+{
+	DefineCustomIntVariable("pipeline.max_workers",
+							"Most runs the background workers execute at once, per database.",
+							NULL, &pipeline_max_workers, 4, 1, MAX_WORKERS_LIMIT,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pipeline.check_interval",
+							"How often the launcher checks freshness and timeliness limits and prunes history.",
+							NULL, &pipeline_check_interval, 10, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("pipeline.history_retention",
+							"How long run history is kept.",
+							NULL, &pipeline_history_retention, 90 * 24 * 3600, 60, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("pipeline.prune_batch",
+							"Most run records one launcher pass deletes.",
+							NULL, &pipeline_prune_batch, 1000, 1, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("pipeline.databases",
+								   "Databases in which a pg_pipeline launcher runs pipelines.",
+								   "A comma-separated list; the launchers start with the server.",
+								   &pipeline_databases, "postgres", PGC_POSTMASTER, 0,
+								   NULL, NULL, NULL);
+	MarkGUCPrefixReserved("pipeline");
+
+	/* a server-start setting and the launchers exist only when preloaded */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = PipelineShmemRequest;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = PipelineShmemStartup;
+	RegisterLaunchers();
+}
+
+/* ClaimLauncherSlot publishes this launcher's latch; ReleaseLauncherSlot on exit */
+static void
+ReleaseLauncherSlot(int code, Datum arg)
+{
+	int			i = DatumGetInt32(arg);
+
+	SpinLockAcquire(&shared->mutex);
+	shared->launchers[i].pid = 0;
+	shared->launchers[i].latch = NULL;
+	SpinLockRelease(&shared->mutex);
+}
+
+static void
+ClaimLauncherSlot(void)
+{
+	int			slot = -1;
+
+	SpinLockAcquire(&shared->mutex);
+	for (int i = 0; i < MAX_LAUNCHERS && slot < 0; i++)
+		if (shared->launchers[i].database_id == MyDatabaseId)
+			slot = i;
+	for (int i = 0; i < MAX_LAUNCHERS && slot < 0; i++)
+		if (shared->launchers[i].database_id == InvalidOid)
+			slot = i;
+	if (slot >= 0)
+	{
+		shared->launchers[slot].database_id = MyDatabaseId;
+		shared->launchers[slot].pid = MyProcPid;
+		shared->launchers[slot].latch = &MyProc->procLatch;
+	}
+	SpinLockRelease(&shared->mutex);
+	if (slot < 0)
+		elog(ERROR, "no free pg_pipeline launcher slot");
+	before_shmem_exit(ReleaseLauncherSlot, Int32GetDatum(slot));
+}
+
+/* CountActiveWorkers forgets workers that have exited and counts the rest */
+static int
+CountActiveWorkers(void)
+{
+	int			n = 0;
+
+	for (int i = 0; i < MAX_WORKERS_LIMIT; i++)
+	{
+		pid_t		pid;
+
+		if (active_workers[i].handle == NULL)
+			continue;
+		if (GetBackgroundWorkerPid(active_workers[i].handle, &pid) == BGWH_STOPPED)
+		{
+			pfree(active_workers[i].handle);
+			active_workers[i].handle = NULL;
+			continue;
+		}
+		n++;
+	}
+	return n;
+}
+
+/* StartRunWorker starts a worker for a queued run; false if no slot is free */
+static bool
+StartRunWorker(int64 queue_id, int64 pipeline_id)
+{
+	BackgroundWorker worker;
+	RunWorkerArgs args = {MyDatabaseId, queue_id, pipeline_id};
+	BackgroundWorkerHandle *handle;
+	int			slot = -1;
+	MemoryContext old;
+
+	for (int i = 0; i < MAX_WORKERS_LIMIT && slot < 0; i++)
+		if (active_workers[i].handle == NULL)
+			slot = i;
+	if (slot < 0)
+		return false;
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "%s", PIPELINE_EXTENSION);
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pipeline_run_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_pipeline worker for pipeline %lld",
+			 (long long) pipeline_id);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_pipeline worker");
+	memcpy(worker.bgw_extra, &args, sizeof(args));
+	worker.bgw_notify_pid = MyProcPid;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		MemoryContextSwitchTo(old);
+		ereport(LOG,
+				(errmsg("pg_pipeline launcher could not start a worker: no background worker slot is free"),
+				 errhint("Raise max_worker_processes.")));
+		return false;
+	}
+	MemoryContextSwitchTo(old);
+	active_workers[slot].handle = handle;
+	active_workers[slot].pipeline_id = pipeline_id;
+	return true;
+}
+
+/* ActivePipelineIds returns the pipelines the launcher's workers are running */
+static Datum
+ActivePipelineIds(void)
+{
+	Datum		elems[MAX_WORKERS_LIMIT];
+	int			n = 0;
+
+	for (int i = 0; i < MAX_WORKERS_LIMIT; i++)
+		if (active_workers[i].handle != NULL)
+			elems[n++] = Int64GetDatum(active_workers[i].pipeline_id);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * StartDueRuns starts workers for the queued runs that may run now, and
+ * returns the milliseconds until the next queued run falls due (-1: none).
+ */
+static long
+StartDueRuns(void)
+{
+	int			free_slots = pipeline_max_workers - CountActiveWorkers();
+	Oid			types[2] = {INT8ARRAYOID, INT4OID};
+	Datum		values[2];
+	bool		isnull;
+	Datum		wait;
+
+	if (free_slots > 0)
+	{
+		SPITupleTable *tuptable;
+		uint64		n;
+
+		values[0] = ActivePipelineIds();
+		values[1] = Int32GetDatum(free_slots);
+		ExecCatalog("WITH RECURSIVE busy AS ("
+					"   SELECT pipeline_id FROM pipeline.run_queue"
+					"   UNION SELECT pipeline_id FROM pipeline.run_history WHERE status = 'running'"
+					"   UNION SELECT unnest($1::bigint[])),"
+					" ups(pipeline_id, upstream_id) AS ("
+					"   SELECT q.pipeline_id, d.upstream_id FROM pipeline.run_queue q"
+					"     JOIN pipeline.dependencies d ON d.pipeline_id = q.pipeline_id"
+					"   UNION"
+					"   SELECT u.pipeline_id, d.upstream_id FROM ups u"
+					"     JOIN pipeline.dependencies d ON d.pipeline_id = u.upstream_id)"
+					" SELECT q.queue_id, q.pipeline_id"
+					"   FROM pipeline.run_queue q JOIN pipeline.pipeline p USING (pipeline_id)"
+					"  WHERE q.not_before <= now() AND p.active"
+					"    AND q.pipeline_id <> ALL ($1::bigint[])"
+					"    AND NOT EXISTS (SELECT 1 FROM pipeline.run_history h"
+					"                     WHERE h.pipeline_id = q.pipeline_id AND h.status = 'running')"
+					"    AND NOT EXISTS (SELECT 1 FROM ups u JOIN busy b ON b.pipeline_id = u.upstream_id"
+					"                     WHERE u.pipeline_id = q.pipeline_id"
+					"                       AND u.upstream_id <> q.pipeline_id)"
+					"  ORDER BY q.not_before, q.queue_id LIMIT $2",
+					2, types, values, NULL, false);
+		tuptable = SPI_tuptable;
+		n = SPI_processed;
+		for (uint64 i = 0; i < n; i++)
+		{
+			int64		queue_id = DatumGetInt64(SPI_getbinval(tuptable->vals[i], tuptable->tupdesc, 1, &isnull));
+			int64		pipeline_id = DatumGetInt64(SPI_getbinval(tuptable->vals[i], tuptable->tupdesc, 2, &isnull));
+
+			if (!StartRunWorker(queue_id, pipeline_id))
+				return 1000;
+		}
+	}
+	ExecCatalog("SELECT greatest(0, ceil(extract(epoch FROM min(not_before) - now()) * 1000))::bigint"
+				"  FROM pipeline.run_queue q JOIN pipeline.pipeline p USING (pipeline_id)"
+				" WHERE p.active",
+				0, NULL, NULL, NULL, true);
+	wait = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return -1;
+	/*
+	 * A due run that could not start waits for a busy upstream or a free
+	 * worker: their exits and commits set the latch; poll gently besides.
+	 */
+	return DatumGetInt64(wait) > 0 ? DatumGetInt64(wait) : 1000;
+}
+
+/*
+ * LauncherPass does one pass of the launcher's work in a transaction and
+ * returns how long to sleep before the next one, in milliseconds.
+ */
+static long
+LauncherPass(bool *recovered, TimestampTz *last_checks)
+{
+	long		sleep_ms = pipeline_check_interval * 1000L;
+	long		due;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "pg_pipeline launcher pass");
+
+	if (!OidIsValid(get_extension_oid(PIPELINE_EXTENSION, true)))
+		sleep_ms = 10000;		/* not installed here (yet) */
+	else
+	{
+		if (!*recovered)
+		{
+			RefreshAllSourceRelations();
+			*recovered = true;
+		}
+		RecoverInterruptedRuns();
+		if (TimestampDifferenceExceeds(*last_checks, GetCurrentTimestamp(),
+									   pipeline_check_interval * 1000))
+		{
+			CheckLimits();
+			if (PruneHistory(pipeline_history_retention, pipeline_prune_batch) >=
+				(uint64) pipeline_prune_batch)
+				sleep_ms = 100;	/* more to prune: come back soon */
+			*last_checks = GetCurrentTimestamp();
+		}
+		due = StartDueRuns();
+		if (due >= 0 && due < sleep_ms)
+			sleep_ms = due;
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return sleep_ms;
+}
+
+/*
+ * pipeline_launcher_main: connect to the database named in bgw_extra and
+ * loop until told to stop. An error ends the process, and the postmaster
+ * starts it again a second later.
+ */
+void
+pipeline_launcher_main(Datum arg)
+{
+	char		dbname[NAMEDATALEN];
+	bool		recovered = false;
+	TimestampTz last_checks = 0;
+	MemoryContext pass_context;
+
+	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	pgstat_report_appname("pg_pipeline launcher");
+	ClaimLauncherSlot();
+	pass_context = AllocSetContextCreate(TopMemoryContext, "pg_pipeline launcher pass",
+										 ALLOCSET_DEFAULT_SIZES);
+	ereport(LOG, (errmsg("pg_pipeline launcher started for database \"%s\"", dbname)));
+
+	for (;;)
+	{
+		long		sleep_ms;
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		old = MemoryContextSwitchTo(pass_context);
+		sleep_ms = LauncherPass(&recovered, &last_checks);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(pass_context);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
