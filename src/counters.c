@@ -41,9 +41,9 @@ static double merge_deleted;
 
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 
-PG_FUNCTION_INFO_V1(pipeline_window_row);
-PG_FUNCTION_INFO_V1(pipeline_kept_row);
-PG_FUNCTION_INFO_V1(pipeline_soft_delete);
+PIPELINE_FUNCTION(pipeline_window_row);
+PIPELINE_FUNCTION(pipeline_kept_row);
+PIPELINE_FUNCTION(pipeline_soft_delete);
 
 /*
  * pipeline._window_row(rejected) counts a window row, and a rejected one;

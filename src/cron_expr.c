@@ -22,7 +22,7 @@
 
 #include "pg_pipeline.h"
 
-PG_FUNCTION_INFO_V1(pipeline_next_run_time);
+PIPELINE_FUNCTION(pipeline_next_run_time);
 
 typedef struct CronFieldSpec
 {

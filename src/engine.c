@@ -45,8 +45,8 @@
 
 #include "pg_pipeline.h"
 
-PG_FUNCTION_INFO_V1(pipeline_run);
-PG_FUNCTION_INFO_V1(pipeline_run_batched);
+PIPELINE_FUNCTION(pipeline_run);
+PIPELINE_FUNCTION(pipeline_run_batched);
 
 /* The state of one run, kept outside its subtransactions */
 typedef struct RunState

@@ -24,7 +24,7 @@
 #include "pg_pipeline.h"
 #include "launcher.h"
 
-PG_FUNCTION_INFO_V1(pipeline_source_lag);
+PIPELINE_FUNCTION(pipeline_source_lag);
 
 /*
  * RaiseAlert records an alert and notifies listeners of channel

@@ -19,6 +19,15 @@
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
+/*
+ * PIPELINE_FUNCTION declares a SQL-callable function. The library is built
+ * with hidden symbol visibility; PostgreSQL 15's PG_FUNCTION_INFO_V1 exports
+ * only the info record, so the function itself is declared exported first.
+ */
+#define PIPELINE_FUNCTION(fn) \
+	extern PGDLLEXPORT Datum fn(PG_FUNCTION_ARGS); \
+	PG_FUNCTION_INFO_V1(fn)
+
 #define PIPELINE_SCHEMA			"pipeline"
 #define PIPELINE_EXTENSION		"pg_pipeline"
 #define PIPELINE_NAME_MAXLEN	63

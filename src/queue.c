@@ -26,8 +26,8 @@
 
 #include "pg_pipeline.h"
 
-PG_FUNCTION_INFO_V1(pipeline_trigger);
-PG_FUNCTION_INFO_V1(pipeline_cancel);
+PIPELINE_FUNCTION(pipeline_trigger);
+PIPELINE_FUNCTION(pipeline_cancel);
 
 /*
  * EnqueueRun queues a run of a pipeline unless one is pending already, in

@@ -30,13 +30,13 @@
 
 #include "pg_pipeline.h"
 
-PG_FUNCTION_INFO_V1(pipeline_create_pipeline);
-PG_FUNCTION_INFO_V1(pipeline_alter_pipeline);
-PG_FUNCTION_INFO_V1(pipeline_drop_pipeline);
-PG_FUNCTION_INFO_V1(pipeline_pause);
-PG_FUNCTION_INFO_V1(pipeline_resume);
-PG_FUNCTION_INFO_V1(pipeline_reset);
-PG_FUNCTION_INFO_V1(pipeline_explain);
+PIPELINE_FUNCTION(pipeline_create_pipeline);
+PIPELINE_FUNCTION(pipeline_alter_pipeline);
+PIPELINE_FUNCTION(pipeline_drop_pipeline);
+PIPELINE_FUNCTION(pipeline_pause);
+PIPELINE_FUNCTION(pipeline_resume);
+PIPELINE_FUNCTION(pipeline_reset);
+PIPELINE_FUNCTION(pipeline_explain);
 
 /* Argument positions of create_pipeline; alter_pipeline adds new_name at 1 */
 enum

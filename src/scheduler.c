@@ -22,9 +22,9 @@
 
 #include "pg_pipeline.h"
 
-PG_FUNCTION_INFO_V1(pipeline_schedule);
-PG_FUNCTION_INFO_V1(pipeline_unschedule);
-PG_FUNCTION_INFO_V1(pipeline_scheduled_run);
+PIPELINE_FUNCTION(pipeline_schedule);
+PIPELINE_FUNCTION(pipeline_unschedule);
+PIPELINE_FUNCTION(pipeline_scheduled_run);
 
 #define JOB_NAME_PREFIX "pipeline: "
 
