@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# scripts/demo.sh
+#
+# THE main job of pg_pipeline, end to end on a fresh Debian 12 machine: installs
+# what is missing (apt), builds and installs the extension, starts a throwaway
+# PostgreSQL 15 server (pg_virtualenv) and runs scripts/demo.sql on it: real
+# pipelines through the three medallion stages (raw staging.orders -> cleaned
+# core.orders -> aggregated mart.daily_revenue) on generated data, two batches,
+# printing the runs, the registry, the statements a run executes and the
+# resulting tables. The server is dropped at the end.
+# Usage: bash scripts/demo.sh   (as root)
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+
+if [ "${1:-}" = "--in-cluster" ]; then
+    cd "$PP_ROOT"
+    exec psql -X --set ON_ERROR_STOP=1 --pset pager=off -f scripts/demo.sql
+fi
+
+cd "$PP_ROOT"
+echo "== installing dependencies (apt, only what is missing)"
+pp_install_deps
+echo "== building and installing pg_pipeline (make && make install)"
+pp_build all install
+echo "== starting a throwaway PostgreSQL $PP_PGVERSION server and running scripts/demo.sql"
+pp_virtualenv bash "$PP_ROOT/scripts/demo.sh" --in-cluster
+echo "== demo finished; the throwaway server has been dropped"

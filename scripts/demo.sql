@@ -1,0 +1,310 @@
+-- scripts/demo.sql
+--
+-- A tour of pg_pipeline through the three medallion stages, on generated
+-- data. scripts/demo.sh runs it on a throwaway server; you can also run it
+-- yourself on a scratch database:  psql -X -v ON_ERROR_STOP=1 -f scripts/demo.sql
+--
+--   raw          staging.orders       an append-only change log of orders,
+--                                     written by loaders (COPY, INSERT):
+--                                     new orders, updates, re-sent rows and
+--                                     deletions, all as new rows
+--   cleaned      core.orders          one current row per order
+--                                     (pipeline orders_to_core, mode merge)
+--   aggregated   mart.daily_revenue   revenue per day, from a view over
+--                                     core.orders (pipeline daily_revenue,
+--                                     mode full)
+
+\set ON_ERROR_STOP on
+\set QUIET on
+\pset pager off
+\pset null '(null)'
+SET client_min_messages = warning;
+
+\echo
+\echo '################################################################'
+\echo '# 0. Setup: the extension and one schema per stage'
+\echo '################################################################'
+
+CREATE EXTENSION IF NOT EXISTS pg_pipeline;
+-- (so that the demo can run again on the same database)
+SELECT pipeline.drop_pipeline(name)
+  FROM pipeline.pipelines WHERE name IN ('orders_to_core', 'daily_revenue') \g /dev/null
+DROP SCHEMA IF EXISTS staging, core, mart CASCADE;
+CREATE SCHEMA staging;
+CREATE SCHEMA core;
+CREATE SCHEMA mart;
+
+SET client_min_messages = notice;
+\set QUIET off
+
+\echo
+\echo '################################################################'
+\echo '# 1. Raw stage: staging.orders, an append-only change log'
+\echo '################################################################'
+\echo 'change_id comes from a sequence default, assigned by the INSERT that'
+\echo 'writes the row: the safest incremental column (see docs/exactly-once.md).'
+\echo 'is_deleted = true marks the deletion of an order.'
+
+CREATE TABLE staging.orders (
+    change_id   bigserial PRIMARY KEY,
+    order_id    bigint NOT NULL,
+    customer_id integer NOT NULL,
+    status      text NOT NULL,
+    amount      numeric(12,2) NOT NULL,
+    ordered_at  timestamptz NOT NULL,
+    is_deleted  boolean NOT NULL DEFAULT false
+);
+
+-- Batch 1 (about 51,000 rows), deterministic so every run of the demo shows
+-- the same numbers:
+--   40,000 new orders over 30 days in January 2024,
+INSERT INTO staging.orders (order_id, customer_id, status, amount, ordered_at)
+SELECT g,
+       1 + (g * 7919) % 5000,
+       'placed',
+       round((5 + (g * 37) % 500 + (g % 100) / 100.0)::numeric, 2),
+       timestamptz '2024-01-01 00:00:00+00'
+           + (g % 30) * interval '1 day' + (g * 13 % 86400) * interval '1 second'
+  FROM generate_series(1, 40000) AS g;
+
+--   8,000 of them shipped (a later row for the same order),
+INSERT INTO staging.orders (order_id, customer_id, status, amount, ordered_at)
+SELECT order_id, customer_id, 'shipped', amount, ordered_at
+  FROM staging.orders
+ WHERE order_id % 5 = 0;
+
+--   2,000 rows re-sent by a loader, unchanged (duplicates),
+INSERT INTO staging.orders (order_id, customer_id, status, amount, ordered_at)
+SELECT order_id, customer_id, status, amount, ordered_at
+  FROM staging.orders
+ WHERE order_id % 20 = 1 AND status = 'placed';
+
+--   1,000 orders cancelled and deleted.
+INSERT INTO staging.orders (order_id, customer_id, status, amount, ordered_at, is_deleted)
+SELECT order_id, customer_id, 'cancelled', amount, ordered_at, true
+  FROM staging.orders
+ WHERE order_id % 40 = 3;
+
+SELECT count(*) AS staging_rows,
+       count(DISTINCT order_id) AS distinct_orders,
+       count(*) FILTER (WHERE is_deleted) AS deletion_rows
+  FROM staging.orders;
+
+\echo
+\echo '################################################################'
+\echo '# 2. Cleaned stage: pipeline orders_to_core, staging.orders -> core.orders'
+\echo '################################################################'
+\echo 'mode merge: one row per order_id (the latest change wins), new keys'
+\echo 'inserted, changed rows updated, unchanged rows left alone, rows flagged'
+\echo 'is_deleted delete their order. The target does not exist yet: it is'
+\echo 'created with the source columns, a primary key on order_id and an index'
+\echo 'on change_id.'
+
+SELECT pipeline.create_pipeline(
+           name               => 'orders_to_core',
+           source             => 'staging.orders',
+           target             => 'core.orders',
+           unique_key         => ARRAY['order_id'],
+           incremental_column => 'change_id',
+           delete_column      => 'is_deleted',
+           description        => 'raw order changes -> one current row per order') AS pipeline_id;
+
+\d core.orders
+
+\echo
+\echo '################################################################'
+\echo '# 3. Aggregated stage: a view is the transform, pipeline daily_revenue'
+\echo '#    materialises it into mart.daily_revenue'
+\echo '################################################################'
+\echo 'mode full: the target is made equal to the view, one row per day; days'
+\echo 'whose numbers did not change are not rewritten.'
+
+CREATE VIEW core.daily_revenue_v AS
+SELECT (o.ordered_at AT TIME ZONE 'UTC')::date AS day,
+       count(*)                                AS orders,
+       count(DISTINCT o.customer_id)           AS customers,
+       sum(o.amount)                           AS revenue,
+       round(avg(o.amount), 2)                 AS avg_order
+  FROM core.orders AS o
+ GROUP BY 1;
+
+SELECT pipeline.create_pipeline(
+           name        => 'daily_revenue',
+           source      => 'core.daily_revenue_v',
+           target      => 'mart.daily_revenue',
+           unique_key  => ARRAY['day'],
+           mode        => 'full',
+           description => 'revenue per day, for the dashboard') AS pipeline_id;
+
+\echo
+\echo '== the registry: pipeline.pipelines'
+SELECT id, name, source, target, mode, unique_key, incremental_column,
+       delete_column, active, owner, watermark
+  FROM pipeline.pipelines
+ ORDER BY id;
+
+\echo
+\echo '== what a run of orders_to_core will execute: pipeline.explain'
+\echo '   ($1 = watermark, $2 = high-water mark; no watermark yet, so no $1)'
+\set QUIET on
+\pset format unaligned
+SELECT * FROM pipeline.explain('orders_to_core');
+\pset format aligned
+\set QUIET off
+
+\echo
+\echo '################################################################'
+\echo '# 4. First runs: load batch 1 through both stages'
+\echo '################################################################'
+
+SELECT pipeline.run('orders_to_core') AS run_id;
+SELECT pipeline.run('daily_revenue') AS run_id;
+
+\echo
+\echo '== the runs: pipeline.runs'
+\echo '   orders_to_core read every staging row (51,000). Several rows per order'
+\echo '   collapse to the latest one (duplicates = read minus every other count);'
+\echo '   an order created and deleted in the same batch was never in the'
+\echo '   target, so its deletion is counted as unchanged.'
+SELECT run_id, pipeline_name, status, rows_read, rows_inserted AS inserted,
+       rows_updated AS updated, rows_deleted AS deleted,
+       rows_unchanged AS unchanged, rows_rejected AS rejected,
+       rows_read - rows_inserted - rows_updated - rows_deleted
+                 - rows_unchanged - rows_rejected AS duplicates,
+       watermark_from, watermark_to
+  FROM pipeline.runs
+ ORDER BY run_id;
+
+\echo
+\echo '== core.orders (first rows)'
+SELECT * FROM core.orders ORDER BY order_id LIMIT 8;
+
+\echo
+\echo '== mart.daily_revenue (first days)'
+SELECT * FROM mart.daily_revenue ORDER BY day LIMIT 8;
+
+\echo
+\echo '################################################################'
+\echo '# 5. Batch 2 arrives: new orders, changes, re-sent rows, deletions'
+\echo '################################################################'
+
+--   2,000 new orders, on the last days of the month,
+INSERT INTO staging.orders (order_id, customer_id, status, amount, ordered_at)
+SELECT g,
+       1 + (g * 7919) % 5000,
+       'placed',
+       round((5 + (g * 37) % 500 + (g % 100) / 100.0)::numeric, 2),
+       timestamptz '2024-01-28 00:00:00+00' + (g % 3) * interval '1 day'
+  FROM generate_series(40001, 42000) AS g;
+
+--   1,500 price corrections of existing orders (they change),
+INSERT INTO staging.orders (order_id, customer_id, status, amount, ordered_at)
+SELECT o.order_id, o.customer_id, o.status, o.amount - 1, o.ordered_at
+  FROM core.orders AS o
+ WHERE o.order_id % 25 = 2 AND o.order_id <= 37500;
+
+--   300 rows re-sent exactly as they are in core.orders (no change),
+INSERT INTO staging.orders (order_id, customer_id, status, amount, ordered_at)
+SELECT o.order_id, o.customer_id, o.status, o.amount, o.ordered_at
+  FROM core.orders AS o
+ WHERE o.order_id % 100 = 7 AND o.order_id <= 30000;
+
+--   500 orders deleted.
+INSERT INTO staging.orders (order_id, customer_id, status, amount, ordered_at, is_deleted)
+SELECT o.order_id, o.customer_id, 'cancelled', o.amount, o.ordered_at, true
+  FROM core.orders AS o
+ WHERE o.order_id % 80 = 11;
+
+SELECT count(*) AS new_staging_rows
+  FROM staging.orders
+ WHERE change_id > (SELECT watermark::bigint FROM pipeline.pipelines
+                     WHERE name = 'orders_to_core');
+
+\echo
+\echo '################################################################'
+\echo '# 6. Second runs: only the new rows are read'
+\echo '################################################################'
+
+SELECT pipeline.run('orders_to_core') AS run_id;
+SELECT pipeline.run('daily_revenue') AS run_id;
+
+\echo
+\echo '== and a third run of orders_to_core with nothing new: it reads nothing'
+SELECT pipeline.run('orders_to_core') AS run_id;
+
+\echo
+\echo '== pipeline.runs after batch 2'
+\echo '   orders_to_core read only the batch-2 rows (its window starts at the'
+\echo '   watermark); daily_revenue (full) re-reads its view, rewrites only the'
+\echo '   days whose numbers changed and leaves the others unchanged'
+SELECT run_id, pipeline_name, status, rows_read, rows_inserted AS inserted,
+       rows_updated AS updated, rows_deleted AS deleted,
+       rows_unchanged AS unchanged,
+       rows_read - rows_inserted - rows_updated - rows_deleted
+                 - rows_unchanged - rows_rejected AS duplicates,
+       watermark_from, watermark_to,
+       round(extract(epoch FROM finished_at - started_at) * 1000, 1) AS ms
+  FROM pipeline.runs
+ ORDER BY run_id;
+
+\echo
+\echo '== the registry again: watermarks and last runs'
+SELECT name, mode, watermark, last_run_id, last_run_status, description
+  FROM pipeline.pipelines
+ ORDER BY id;
+
+\echo
+\echo '== pipeline.explain now that orders_to_core has a watermark'
+\set QUIET on
+\pset format unaligned
+SELECT * FROM pipeline.explain('orders_to_core');
+\echo
+\echo '== pipeline.explain of daily_revenue (mode full: first the keys gone'
+\echo '   from the view are deleted, then the MERGE)'
+SELECT * FROM pipeline.explain('daily_revenue');
+\pset format aligned
+\set QUIET off
+
+\echo
+\echo '################################################################'
+\echo '# 7. The results'
+\echo '################################################################'
+
+\echo '== core.orders: one current row per live order'
+SELECT count(*) AS orders,
+       count(*) FILTER (WHERE status = 'shipped') AS shipped,
+       sum(amount) AS total_amount
+  FROM core.orders;
+
+\echo
+\echo '== check: core.orders equals the latest change per order, deletions'
+\echo '   removed, computed by plain SQL from staging.orders'
+WITH latest AS (
+    SELECT DISTINCT ON (order_id) *
+      FROM staging.orders
+     ORDER BY order_id, change_id DESC
+)
+SELECT NOT EXISTS (
+           SELECT order_id, customer_id, status, amount, ordered_at
+             FROM latest WHERE NOT is_deleted
+           EXCEPT ALL
+           SELECT order_id, customer_id, status, amount, ordered_at FROM core.orders)
+       AND NOT EXISTS (
+           SELECT order_id, customer_id, status, amount, ordered_at FROM core.orders
+           EXCEPT ALL
+           SELECT order_id, customer_id, status, amount, ordered_at
+             FROM latest WHERE NOT is_deleted) AS core_orders_is_exact;
+
+\echo
+\echo '== check: mart.daily_revenue equals its view'
+SELECT NOT EXISTS (SELECT * FROM core.daily_revenue_v EXCEPT ALL SELECT * FROM mart.daily_revenue)
+       AND NOT EXISTS (SELECT * FROM mart.daily_revenue EXCEPT ALL SELECT * FROM core.daily_revenue_v)
+       AS daily_revenue_is_exact;
+
+\echo
+\echo '== mart.daily_revenue (last days: batch 2 added orders here)'
+SELECT * FROM mart.daily_revenue ORDER BY day DESC LIMIT 5;
+
+\echo
+\echo 'Done. Next: docs/reference/ for every function, docs/exactly-once.md'
+\echo 'for the guarantees, bash scripts/test.sh for the test suites.'

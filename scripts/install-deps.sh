@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# scripts/install-deps.sh
+#
+# Installs, from Debian 12's own repositories, everything pg_pipeline needs to
+# build, test, demo and benchmark: the compiler, PostgreSQL 15 with its server
+# headers, pg_cron, pgTAP (extension and pg_prove) and IPC::Run for the Perl
+# TAP tests. Idempotent: when every package is already installed it only asks
+# dpkg and returns; apt-get update runs once, and only if something is missing.
+set -euo pipefail
+
+PACKAGES=(
+    build-essential
+    postgresql-15
+    postgresql-server-dev-15
+    postgresql-contrib
+    postgresql-15-cron
+    postgresql-15-pgtap
+    pgtap
+    libipc-run-perl
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    if [ "$status" != "installed" ]; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages: ${missing[*]}" >&2
+    echo "install-deps: run this script as root (or install them with sudo apt-get install)" >&2
+    exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+log=$(mktemp -t pg_pipeline-deps.XXXXXX)
+trap 'rm -f "$log"' EXIT
+if ! apt-get update -qq >"$log" 2>&1 ||
+   ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$log" 2>&1; then
+    cat "$log" >&2
+    echo "install-deps: apt-get failed" >&2
+    exit 1
+fi
+echo "install-deps: done"

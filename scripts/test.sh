@@ -1,0 +1,320 @@
+#!/usr/bin/env bash
+# scripts/test.sh
+#
+# THE test command of pg_pipeline: installs what is missing (apt), builds the
+# extension from clean with warnings as errors, installs it, starts one
+# throwaway PostgreSQL 15 server (pg_virtualenv) and runs every suite against
+# it:
+#
+#   pg_regress   make installcheck (REGRESS in the Makefile: sql/*.sql)
+#   isolation    pg_isolation_regress on test/isolation/specs/*.spec
+#   pgtap        each test/pgtap/*.sql in a fresh database of its own
+#   perl-tap     test/t/*.pl (PostgreSQL::Test::Cluster), as user postgres
+#
+# It prints one summary line per suite, details only for what failed, and as
+# its last line "N passed, N failed" (tests for pg_regress and isolation,
+# assertions for the TAP suites). It exits non-zero when anything failed or a
+# suite could not run. The server is dropped when the run ends, however it
+# ends. Usage: bash scripts/test.sh   (as root; .ci/run calls exactly this)
+#
+# Environment: PP_TEST_TIMEOUT (seconds per suite run or per TAP file,
+# default 1200).
+set -uo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+
+TEST_TIMEOUT=${PP_TEST_TIMEOUT:-1200}
+PG_REGRESS=$PP_PGXS/src/test/regress/pg_regress
+PG_ISOLATION_REGRESS=$PP_PGXS/src/test/isolation/pg_isolation_regress
+
+# record SUITE PASSED FAILED [NOTE] adds a suite's counts to the tally that
+# the outer script sums, and prints the suite's summary line.
+record() {
+    local suite=$1 passed=$2 failed=$3 note=${4:-}
+    printf '%s %d %d\n' "$suite" "$passed" "$failed" >>"$PP_COUNTS"
+    printf '%-11s %d passed, %d failed%s\n' "$suite" "$passed" "$failed" \
+        "${note:+  ($note)}"
+}
+
+# show_file TITLE FILE [MAXLINES] prints a file indented under a heading,
+# cut to its last MAXLINES lines.
+show_file() {
+    local title=$1 file=$2 max=${3:-400} lines
+    [ -s "$file" ] || return 0
+    lines=$(wc -l <"$file")
+    echo "---- $title"
+    if [ "$lines" -gt "$max" ]; then
+        echo "     (last $max of $lines lines)"
+    fi
+    tail -n "$max" "$file" | sed 's/^/    /'
+    echo "----"
+}
+
+# show_diffs_or_log TOOL LOG DIFFS... prints the failed tests and the diffs
+# of a pg_regress-style run, or its whole log when it left no diffs (it could
+# not connect, crashed, timed out).
+show_diffs_or_log() {
+    local tool=$1 log=$2 d shown=0
+    shift 2
+    for d in "$@"; do
+        if [ -s "$d" ]; then
+            grep -E '\.\.\. (FAILED|failed)' "$log" | sed "s/^/$tool: /"
+            show_file "$tool diffs ($d)" "$d" 1000
+            shown=1
+        fi
+    done
+    [ "$shown" -eq 1 ] || show_file "$tool output" "$log" 200
+}
+
+# count_regress LOG prints "passed failed" from pg_regress's (PostgreSQL 15)
+# per-test lines: "test name ... ok", "     name ... FAILED".
+count_regress() {
+    awk '
+        /\.\.\. ok/                   { p++ }
+        /\.\.\. failed \(ignored\)/   { p++; next }
+        /\.\.\. (FAILED|failed)/      { f++ }
+        END { print p + 0, f + 0 }' "$1"
+}
+
+# count_tap OUT RC prints "passed failed" from a TAP stream: one per
+# top-level "ok" / "not ok" ("not ok ... # TODO" passes), plus one failure per
+# planned test that never ran; a stream that died (non-zero exit, bail out,
+# no plan) counts at least one failure.
+count_tap() {
+    awk -v rc="$2" '
+        /^ok([ \t]|$)/      { p++; n++ }
+        /^not ok([ \t]|$)/  { if ($0 ~ /#[ \t]*TODO/) p++; else f++; n++ }
+        /^1\.\.[0-9]+/      { sub(/^1\.\./, ""); plan = $1 + 0; hasplan = 1 }
+        /^Bail out!/        { bail = 1 }
+        END {
+            if (hasplan && plan > n) f += plan - n
+            if ((rc != 0 || bail || !hasplan) && f == 0) f = 1
+            print p + 0, f + 0
+        }' "$1"
+}
+
+# suite_regress runs the pg_regress suites listed in the Makefile's REGRESS.
+suite_regress() {
+    local tests=() f log rc=0 passed failed
+    for f in sql/*.sql; do
+        [ -e "$f" ] || continue
+        case $(basename "$f") in pg_pipeline--*) continue ;; esac
+        tests+=("$f")
+    done
+    if [ "${#tests[@]}" -eq 0 ]; then
+        record pg_regress 0 0 "no tests in sql/"
+        return
+    fi
+    rm -rf results regression.diffs regression.out
+    log=$(mktemp -t pp-regress.XXXXXX)
+    timeout -k 10 "$TEST_TIMEOUT" \
+        make --no-print-directory PG_CONFIG="$PP_BINDIR/pg_config" installcheck \
+        >"$log" 2>&1 || rc=$?
+    read -r passed failed < <(count_regress "$log")
+    if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ]; then
+        show_diffs_or_log "pg_regress" "$log" results/regression.diffs regression.diffs
+    fi
+    local note=""
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+        failed=1
+        note="pg_regress exited $rc"
+        [ "$rc" -eq 124 ] && note="timed out after ${TEST_TIMEOUT}s"
+    fi
+    record pg_regress "$passed" "$failed" "$note"
+    rm -f "$log"
+}
+
+# suite_isolation runs every isolation spec with pg_isolation_regress.
+suite_isolation() {
+    local specs=() f out rc=0 passed failed
+    for f in test/isolation/specs/*.spec; do
+        [ -e "$f" ] && specs+=("$(basename "$f" .spec)")
+    done
+    if [ "${#specs[@]}" -eq 0 ]; then
+        record isolation 0 0 "no specs in test/isolation/specs/"
+        return
+    fi
+    out=$(mktemp -d -t pp-isolation.XXXXXX)
+    timeout -k 10 "$TEST_TIMEOUT" \
+        "$PG_ISOLATION_REGRESS" --bindir="$PP_BINDIR" \
+        --inputdir=test/isolation --outputdir="$out" \
+        --dbname=isolation_regression --load-extension=pg_pipeline \
+        "${specs[@]}" >"$out/log" 2>&1 || rc=$?
+    read -r passed failed < <(count_regress "$out/log")
+    if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ]; then
+        show_diffs_or_log "pg_isolation_regress" "$out/log" "$out/regression.diffs"
+    fi
+    local note=""
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+        failed=1
+        note="pg_isolation_regress exited $rc"
+        [ "$rc" -eq 124 ] && note="timed out after ${TEST_TIMEOUT}s"
+    fi
+    record isolation "$passed" "$failed" "$note"
+    rm -rf "$out"
+}
+
+# suite_pgtap runs each pgTAP file in a fresh database of its own, with the
+# psql settings pg_prove uses, and counts its assertions.
+suite_pgtap() {
+    local files=() f db out rc p fl passed=0 failed=0 bad=()
+    for f in test/pgtap/*.sql; do
+        [ -e "$f" ] && files+=("$f")
+    done
+    if [ "${#files[@]}" -eq 0 ]; then
+        record pgtap 0 0 "no files in test/pgtap/"
+        return
+    fi
+    out=$(mktemp -t pp-pgtap.XXXXXX)
+    for f in "${files[@]}"; do
+        db=pgtap_$(basename "$f" .sql | tr -c 'A-Za-z0-9_\n' '_' | cut -c1-50)
+        rc=0
+        if ! { dropdb --if-exists "$db" && createdb "$db"; } >"$out" 2>&1; then
+            rc=1
+        else
+            timeout -k 10 "$TEST_TIMEOUT" \
+                psql --no-psqlrc --no-align --quiet --tuples-only \
+                --pset pager=off --set ON_ERROR_STOP=1 \
+                -d "$db" -f "$f" >"$out" 2>&1 || rc=$?
+        fi
+        read -r p fl < <(count_tap "$out" "$rc")
+        passed=$((passed + p))
+        failed=$((failed + fl))
+        if [ "$fl" -ne 0 ]; then
+            bad+=("$(basename "$f")")
+            [ "$rc" -eq 124 ] && echo "pgtap: $f timed out after ${TEST_TIMEOUT}s"
+            show_file "pgtap $f ($p passed, $fl failed, psql exit $rc)" "$out" 300
+        fi
+        dropdb --if-exists "$db" >/dev/null 2>&1 || true
+    done
+    rm -f "$out"
+    record pgtap "$passed" "$failed" \
+        "${#files[@]} files${bad[0]:+; failing: ${bad[*]}}"
+}
+
+# suite_perl_tap runs test/t/*.pl with PostgreSQL's Perl test modules. They
+# run initdb, which refuses root, so they run as user postgres on a copy of
+# the repository that postgres owns (TESTDIR, tmp_check/ and logs live there).
+suite_perl_tap() {
+    local files=() f work out err rc p fl passed=0 failed=0 bad=()
+    for f in test/t/*.pl; do
+        [ -e "$f" ] && files+=("$f")
+    done
+    if [ "${#files[@]}" -eq 0 ]; then
+        record perl-tap 0 0 "no files in test/t/"
+        return
+    fi
+    work=$(mktemp -d -t pp-perl-tap.XXXXXX)
+    tar -C "$PP_ROOT" --exclude=./.git --exclude=./results -cf - . |
+        tar -C "$work" -xf -
+    chown -R postgres:postgres "$work"
+    out=$work/.out
+    err=$work/.err
+    for f in "${files[@]}"; do
+        rc=0
+        (cd "$work" && timeout -k 10 "$TEST_TIMEOUT" \
+            runuser -u postgres -- env \
+            -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE -u PGPASSWORD \
+            -u PGSYSCONFDIR -u PGSERVICE -u PGHOSTADDR \
+            PATH="$PP_BINDIR:$PATH" TESTDIR="$work" PG_REGRESS="$PG_REGRESS" \
+            PG_CONFIG="$PP_BINDIR/pg_config" \
+            perl -I "$PP_PGXS/src/test/perl" -I "$work/test/t" "$f") \
+            >"$out" 2>"$err" || rc=$?
+        read -r p fl < <(count_tap "$out" "$rc")
+        passed=$((passed + p))
+        failed=$((failed + fl))
+        if [ "$fl" -ne 0 ]; then
+            bad+=("$(basename "$f")")
+            [ "$rc" -eq 124 ] && echo "perl-tap: $f timed out after ${TEST_TIMEOUT}s"
+            show_file "perl-tap $f: TAP ($p passed, $fl failed, exit $rc)" "$out" 200
+            show_file "perl-tap $f: diagnostics" "$err" 200
+            local logs
+            logs=$(find "$work/tmp_check/log" -name '*.log' 2>/dev/null | sort)
+            for l in $logs; do
+                show_file "perl-tap server log $(basename "$l")" "$l" 60
+            done
+        fi
+        rm -rf "$work/tmp_check"
+    done
+    rm -rf "$work"
+    record perl-tap "$passed" "$failed" \
+        "${#files[@]} files${bad[0]:+; failing: ${bad[*]}}"
+}
+
+# in_cluster runs every suite against the server pg_virtualenv started.
+in_cluster() {
+    cd "$PP_ROOT" || exit 1
+    if ! psql -X -qAtc 'SELECT 1' >/dev/null; then
+        record server 0 1 "cannot connect to the test server"
+        return 1
+    fi
+    echo "server: $(psql -X -qAtc 'SHOW server_version') on port ${PGPORT:-?}"
+    local datadir
+    datadir=$(psql -X -qAtc 'SHOW data_directory')
+    suite_regress
+    suite_isolation
+    suite_pgtap
+    suite_perl_tap
+    show_server_trouble "$datadir"
+    return 0
+}
+
+# show_server_trouble DATADIR prints, when a suite failed, the server log
+# lines that tell of a crash or a serious error (pg_virtualenv -t keeps the
+# log beside the data directory), so that a CI log explains a "server closed
+# the connection".
+show_server_trouble() {
+    local log=${1%%/data/*}/log/postgresql-$PP_PGVERSION-regress.log lines
+    [ -f "$log" ] || return 0
+    awk '$3 > 0 { bad = 1 } END { exit !bad }' "$PP_COUNTS" || return 0
+    lines=$(grep -E 'PANIC|FATAL|TRAP|terminated by signal|was terminated|server process .* exited|could not record failed run' "$log" |
+        grep -v -E 'terminating connection due to administrator command|the database system is (starting up|shutting down)' | tail -n 50)
+    if [ -n "$lines" ]; then
+        echo "---- server log: crashes and serious errors"
+        printf '%s\n' "$lines" | sed 's/^/    /'
+        echo "----"
+    fi
+}
+
+# finish prints the grand total as the last line and exits with the verdict.
+finish() {
+    local passed failed suites
+    read -r passed failed suites < <(awk '
+        { p += $2; f += $3; n++ } END { print p + 0, f + 0, n + 0 }' "$PP_COUNTS")
+    rm -f "$PP_COUNTS"
+    if [ "$suites" -eq 0 ]; then
+        failed=$((failed + 1))
+    fi
+    echo "$passed passed, $failed failed"
+    exit $((failed > 0 ? 1 : 0))
+}
+
+main() {
+    cd "$PP_ROOT" || exit 1
+    PP_COUNTS=$(mktemp -t pp-counts.XXXXXX)
+    export PP_COUNTS
+
+    if ! pp_install_deps; then
+        record deps 0 1 "could not install the Debian packages"
+        finish
+    fi
+    if ! pp_build clean all install; then
+        record build 0 1 "make clean all install failed"
+        finish
+    fi
+    echo "build: ok (make clean all install, -Werror)"
+
+    local rc=0
+    pp_virtualenv bash "$PP_ROOT/scripts/test.sh" --in-cluster || rc=$?
+    if [ "$rc" -ne 0 ] && ! awk '$3 > 0 { bad = 1 } END { exit !bad }' "$PP_COUNTS"; then
+        record server 0 1 "the test server could not be run (pg_virtualenv exited $rc)"
+    fi
+    finish
+}
+
+if [ "${1:-}" = "--in-cluster" ]; then
+    in_cluster
+else
+    main "$@"
+fi
