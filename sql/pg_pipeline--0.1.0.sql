@@ -385,6 +385,14 @@ RETURNS text
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'pipeline_source_lag';
 
+CREATE FUNCTION pipeline.launcher_status(
+    OUT database_id oid, OUT pid integer, OUT started_at timestamptz, OUT passes bigint,
+    OUT last_pass_ms float8, OUT avg_pass_ms float8, OUT max_pass_ms float8,
+    OUT workers_started bigint)
+RETURNS SETOF record
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_launcher_status';
+
 CREATE FUNCTION pipeline.run_tree(run_id bigint)
 RETURNS TABLE (run_id bigint, parent_run_id bigint, depth integer, pipeline_name text,
                status text, triggered_by text, attempt integer,
@@ -459,10 +467,18 @@ GRANT SELECT ON pipeline.status TO PUBLIC;
 
 -- Row counters used inside the statements a run executes (see
 -- pipeline.explain). Internal: they only bump backend-local counters.
--- COST makes the planner evaluate it after every other filter of the scan.
+-- COST makes the planner evaluate it after every other filter of the scan
+-- (so it counts exactly the rows of the window); the support function tells
+-- the planner it keeps every row.
+CREATE FUNCTION pipeline._window_row_support(internal)
+RETURNS internal
+LANGUAGE c STRICT
+AS 'MODULE_PATHNAME', 'pipeline_window_row_support';
+
 CREATE FUNCTION pipeline._window_row(rejected boolean)
 RETURNS boolean
 LANGUAGE c VOLATILE STRICT COST 1000
+SUPPORT pipeline._window_row_support
 AS 'MODULE_PATHNAME', 'pipeline_window_row';
 
 CREATE FUNCTION pipeline._kept_row()

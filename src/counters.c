@@ -25,6 +25,7 @@
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "nodes/execnodes.h"
+#include "nodes/supportnodes.h"
 
 #include "pg_pipeline.h"
 
@@ -44,6 +45,28 @@ static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 PIPELINE_FUNCTION(pipeline_window_row);
 PIPELINE_FUNCTION(pipeline_kept_row);
 PIPELINE_FUNCTION(pipeline_soft_delete);
+PIPELINE_FUNCTION(pipeline_window_row_support);
+
+/*
+ * pipeline._window_row_support tells the planner that the window-row
+ * counter keeps (practically) every row: it drops only rows with a NULL key.
+ * Without it the planner would assume a third of the rows survive the
+ * filter and could pick a worse join for the load.
+ */
+Datum
+pipeline_window_row_support(PG_FUNCTION_ARGS)
+{
+	Node	   *rawreq = (Node *) PG_GETARG_POINTER(0);
+
+	if (IsA(rawreq, SupportRequestSelectivity))
+	{
+		SupportRequestSelectivity *req = (SupportRequestSelectivity *) rawreq;
+
+		req->selectivity = 1.0;
+		PG_RETURN_POINTER(req);
+	}
+	PG_RETURN_POINTER(NULL);
+}
 
 /*
  * pipeline._window_row(rejected) counts a window row, and a rejected one;

@@ -38,6 +38,7 @@
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -181,11 +182,20 @@ ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
 	int			nargs = plan->incremental ? 2 : 0;
 	RoleSwitch	sw;
 	int			rc;
+	int			guc_level;
 
 	if (plan->incremental)
 		types[0] = types[1] = plan->incremental->typid;
 
 	LockRelationOid(plan->target_relid, ShareRowExclusiveLock);
+	/*
+	 * No JIT for the load: the row counter's cost (which keeps it the last
+	 * filter) would otherwise push every large load over jit_above_cost, and
+	 * compiling a set-based MERGE costs more than it saves.
+	 */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	BecomePipelineOwner(&sw, plan->def->owner);
 	if (stmts->prepare)
 	{
@@ -202,6 +212,7 @@ ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
 		elog(ERROR, "pg_pipeline load failed: %s", SPI_result_code_string(rc));
 	CollectLoadCounters(stmts, SPI_processed, counts);
 	RestoreRole(&sw);
+	AtEOXact_GUC(true, guc_level);
 }
 
 /*

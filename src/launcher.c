@@ -25,6 +25,8 @@
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "funcapi.h"
+#include "portability/instr_time.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -34,16 +36,20 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/array.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 #include "utils/varlena.h"
 
 #include "pg_pipeline.h"
 #include "launcher.h"
+
+PIPELINE_FUNCTION(pipeline_launcher_status);
 
 #define MAX_LAUNCHERS 32
 #define MAX_WORKERS_LIMIT 64
@@ -53,6 +59,12 @@ typedef struct LauncherSlot
 	Oid			database_id;
 	pid_t		pid;
 	Latch	   *latch;
+	TimestampTz started_at;
+	int64		passes;
+	double		last_pass_ms;
+	double		total_pass_ms;
+	double		max_pass_ms;
+	int64		workers_started;
 } LauncherSlot;
 
 typedef struct PipelineShared
@@ -80,6 +92,8 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
 static ActiveWorker active_workers[MAX_WORKERS_LIMIT];
+static int	my_slot = -1;
+static int	started_this_pass = 0;
 
 /* PipelineShmemRequest reserves the launcher slots */
 static void
@@ -260,11 +274,70 @@ ClaimLauncherSlot(void)
 		shared->launchers[slot].database_id = MyDatabaseId;
 		shared->launchers[slot].pid = MyProcPid;
 		shared->launchers[slot].latch = &MyProc->procLatch;
+		shared->launchers[slot].started_at = GetCurrentTimestamp();
+		shared->launchers[slot].passes = 0;
+		shared->launchers[slot].last_pass_ms = 0;
+		shared->launchers[slot].total_pass_ms = 0;
+		shared->launchers[slot].max_pass_ms = 0;
+		shared->launchers[slot].workers_started = 0;
 	}
 	SpinLockRelease(&shared->mutex);
 	if (slot < 0)
 		elog(ERROR, "no free pg_pipeline launcher slot");
 	before_shmem_exit(ReleaseLauncherSlot, Int32GetDatum(slot));
+	my_slot = slot;
+}
+
+/* RecordPass adds one pass of the given duration to this launcher's statistics */
+static void
+RecordPass(double ms, int started)
+{
+	LauncherSlot *slot = &shared->launchers[my_slot];
+
+	SpinLockAcquire(&shared->mutex);
+	slot->passes++;
+	slot->last_pass_ms = ms;
+	slot->total_pass_ms += ms;
+	if (ms > slot->max_pass_ms)
+		slot->max_pass_ms = ms;
+	slot->workers_started += started;
+	SpinLockRelease(&shared->mutex);
+}
+
+/*
+ * pipeline.launcher_status(): one row per running launcher, with how many
+ * passes it made, how long they took, and how many workers it started.
+ */
+Datum
+pipeline_launcher_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	LauncherSlot copy[MAX_LAUNCHERS];
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (shared == NULL)
+		return (Datum) 0;
+	SpinLockAcquire(&shared->mutex);
+	memcpy(copy, shared->launchers, sizeof(copy));
+	SpinLockRelease(&shared->mutex);
+	for (int i = 0; i < MAX_LAUNCHERS; i++)
+	{
+		Datum		values[8];
+		bool		nulls[8] = {0};
+
+		if (copy[i].database_id == InvalidOid || copy[i].pid == 0)
+			continue;
+		values[0] = ObjectIdGetDatum(copy[i].database_id);
+		values[1] = Int32GetDatum(copy[i].pid);
+		values[2] = TimestampTzGetDatum(copy[i].started_at);
+		values[3] = Int64GetDatum(copy[i].passes);
+		values[4] = Float8GetDatum(copy[i].last_pass_ms);
+		values[5] = Float8GetDatum(copy[i].passes ? copy[i].total_pass_ms / copy[i].passes : 0);
+		values[6] = Float8GetDatum(copy[i].max_pass_ms);
+		values[7] = Int64GetDatum(copy[i].workers_started);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }
 
 /* CountActiveWorkers forgets workers that have exited and counts the rest */
@@ -328,6 +401,7 @@ StartRunWorker(int64 queue_id, int64 pipeline_id)
 	MemoryContextSwitchTo(old);
 	active_workers[slot].handle = handle;
 	active_workers[slot].pipeline_id = pipeline_id;
+	started_this_pass++;
 	return true;
 }
 
@@ -419,7 +493,11 @@ LauncherPass(bool *recovered, TimestampTz *last_checks)
 {
 	long		sleep_ms = pipeline_check_interval * 1000L;
 	long		due;
+	instr_time	start;
+	instr_time	duration;
 
+	INSTR_TIME_SET_CURRENT(start);
+	started_this_pass = 0;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
@@ -454,6 +532,9 @@ LauncherPass(bool *recovered, TimestampTz *last_checks)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
+	INSTR_TIME_SET_CURRENT(duration);
+	INSTR_TIME_SUBTRACT(duration, start);
+	RecordPass(INSTR_TIME_GET_MILLISEC(duration), started_this_pass);
 	return sleep_ms;
 }
 
