@@ -557,6 +557,8 @@ pipeline_launcher_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
 	pgstat_report_appname("pg_pipeline launcher");
+	/* short catalog statements: compiling them would cost more than running them */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	ClaimLauncherSlot();
 	pass_context = AllocSetContextCreate(TopMemoryContext, "pg_pipeline launcher pass",
 										 ALLOCSET_DEFAULT_SIZES);

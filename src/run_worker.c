@@ -31,6 +31,7 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
@@ -165,6 +166,8 @@ pipeline_run_worker_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(args.database_id, InvalidOid, 0);
 	pgstat_report_appname("pg_pipeline worker");
+	/* short catalog statements: compiling them would cost more than running them */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* 1. claim the queue entry, take the run lock, commit a 'running' record */
 	BeginWork();
