@@ -147,3 +147,6 @@ SELECT name, freshness_state FROM pipeline.status WHERE name = 'c';
 SELECT pipeline.drop_pipeline('b');
 SELECT count(*) AS edges FROM pipeline.dependencies d
   JOIN pipeline.pipelines p ON p.id = d.pipeline_id WHERE p.name IN ('a', 'b', 'c');
+
+-- launcher_status lists the running launchers: none on this server
+SELECT count(*) AS launchers FROM pipeline.launcher_status();

@@ -180,6 +180,9 @@ ok($node->poll_query_until('postgres', q{
    'after the restart the interrupted run is failed and run again');
 is(sql(q{SELECT count(*) || ' ' || sum(v) FROM s.slow_dst}), '1 1', 'the target is exactly right');
 
+is(sql(q{SELECT passes > 0 AND workers_started > 0 FROM pipeline.launcher_status()}), 't',
+   'launcher_status reports passes and started workers');
+
 # the launcher comes back by itself
 my $lpid = sql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_pipeline launcher'});
 sql(qq{SELECT pg_terminate_backend($lpid)});
