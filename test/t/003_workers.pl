@@ -12,6 +12,7 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use IPC::Run;
 use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('workers');
@@ -194,6 +195,48 @@ sql(q{INSERT INTO s.raw (v) VALUES (100)});
 sql(q{SELECT pipeline.run('a')});
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 11 FROM s.c}),
    'and runs downstream pipelines again');
+
+# freshness: a pipeline whose data has not changed for longer than its limit
+# raises one alert, sent with NOTIFY on channel pipeline_alerts as JSON
+my ($listen_out, $listen_err) = ('', '');
+my $listener = IPC::Run::start(
+    [ 'psql', '-X', '-At', '-d', $node->connstr('postgres'),
+      '-c', 'LISTEN pipeline_alerts', '-c', 'SELECT pg_sleep(6)' ],
+    '>', \$listen_out, '2>', \$listen_err);
+sleep 1;
+sql(q{
+    CREATE TABLE s.stale_src (id int PRIMARY KEY, v int);
+    SELECT pipeline.create_pipeline('stale', 's.stale_src', 's.stale_dst', unique_key => '{id}',
+                                    mode => 'full', freshness => '1 second');
+});
+ok($node->poll_query_until('postgres',
+        q{SELECT count(*) = 1 FROM pipeline.alerts WHERE pipeline_name = 'stale' AND kind = 'freshness'}),
+   'a freshness breach raises an alert');
+$listener->finish;
+like($listen_out, qr/Asynchronous notification "pipeline_alerts" with payload "\{"alert_id" : \d+, "pipeline" : "stale", "kind" : "freshness"/,
+     'and is sent with NOTIFY as JSON');
+sleep 2;
+is(sql(q{SELECT count(*) FROM pipeline.alerts WHERE pipeline_name = 'stale' AND kind = 'freshness'}), '1',
+   'once per breach');
+sql(q{SELECT pipeline.alter_pipeline('stale', mute_freshness => true)});
+ok($node->poll_query_until('postgres',
+        q{SELECT resolved_at IS NOT NULL FROM pipeline.alerts WHERE pipeline_name = 'stale' AND kind = 'freshness'}),
+   'muting the limit resolves the breach');
+
+# retention: old run history is pruned by the launcher, in bounded batches
+sql(q{
+    INSERT INTO pipeline.run_history (run_id, pipeline_id, pipeline_name, status, started_at, finished_at)
+    SELECT -g, 0, 'ancient', 'succeeded', now() - interval '2 days', now() - interval '2 days'
+      FROM generate_series(1, 2500) g;
+    ALTER SYSTEM SET pipeline.history_retention = '1d';
+    ALTER SYSTEM SET pipeline.prune_batch = 1000;
+    SELECT pg_reload_conf();
+});
+ok($node->poll_query_until('postgres',
+        q{SELECT NOT EXISTS (SELECT 1 FROM pipeline.runs WHERE pipeline_name = 'ancient')}),
+   'run history older than pipeline.history_retention is pruned');
+ok(sql(q{SELECT count(*) > 0 FROM pipeline.runs WHERE pipeline_name = 'a'}) eq 't',
+   'recent history stays');
 
 $node->stop;
 done_testing();
