@@ -28,7 +28,8 @@ static const char *const LoadPipelineQuery =
 "       p.unique_key::text[], p.incremental_column::text,"
 "       p.delete_column::text, p.soft_delete, p.partition_column::text,"
 "       p.lookback, p.batch_rows, p.description, p.metadata, p.active,"
-"       p.owner::oid, p.target_created, w.value"
+"       p.owner::oid, p.target_created, w.value,"
+"       p.lineage_column::text"
 "  FROM pipeline.pipeline p"
 "  LEFT JOIN pipeline.watermark w ON w.pipeline_id = p.pipeline_id";
 
@@ -184,6 +185,7 @@ LoadPipelineWhere(const char *condition, Oid type, Datum value)
 	def->owner = DatumGetObjectId(SPI_getbinval(tuple, desc, Anum_pipeline_owner, &isnull));
 	def->target_created = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_target_created, &isnull));
 	def->watermark = GetTextColumn(tuple, desc, Anum_pipeline_watermark);
+	def->lineage_column = GetTextColumn(tuple, desc, Anum_pipeline_lineage_column);
 
 	SPI_freetuptable(SPI_tuptable);
 	return def;

@@ -66,6 +66,28 @@ typedef struct RunState
 	bool		finished;
 } RunState;
 
+/*
+ * SummariseRun describes a run for its lineage and audit records
+ * (audit.c); the summary points into rs, so it lives as long as rs.
+ */
+static RunSummary *
+SummariseRun(RunState *rs, const char *status)
+{
+	RunSummary *s = palloc0(sizeof(RunSummary));
+
+	s->run_id = rs->run_id;
+	s->def = rs->def;
+	s->status = status;
+	s->started_at = rs->started_at;
+	s->counts = &rs->counts;
+	s->batches = rs->batches;
+	s->wm_from = rs->wm_from;
+	s->wm_to = rs->wm_to;
+	s->triggered_by = rs->triggered_by;
+	s->parent_run_id = rs->parent_run_id;
+	return s;
+}
+
 /* RequireReadCommitted refuses isolation levels that would hide new rows */
 static void
 RequireReadCommitted(PipelineDef *def)
@@ -235,6 +257,7 @@ LockCurrentDefinition(RunState *rs)
 				 errhint("Run it again.")));
 	def->batch_rows = rs->def->batch_rows;	/* the size this call asked for */
 	rs->def = def;
+	SetLineageRunId(rs->run_id);
 	return def;
 }
 
@@ -305,6 +328,7 @@ RunOnce(RunState *rs)
 		StoreWatermark(def->id, rs->wm_to, rs->run_id);
 	InsertRunRecord(rs->run_id, def, "succeeded", rs->started_at, true, &rs->counts,
 					rs->batches, rs->wm_from, rs->wm_to, rs->triggered_by, rs->parent_run_id);
+	RecordRunEnd(SummariseRun(rs, "succeeded"));
 }
 
 /*
@@ -353,6 +377,7 @@ RunGuarded(RunState *rs, void (*step) (RunState *rs))
 		failed.sqlerrcode = edata->sqlerrcode;
 		failed.message = edata->message;
 		RecordFailedRun(&failed);
+		AuditFailedRun(&failed);
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
@@ -393,6 +418,7 @@ RecordSkippedRun(RunState *rs)
 	rs->run_id = NextRunId();
 	InsertRunRecord(rs->run_id, rs->def, "skipped", GetCurrentTimestamp(), true, &zero,
 					0, NULL, NULL, rs->triggered_by, rs->parent_run_id);
+	RecordSkippedRunAudit(SummariseRun(rs, "skipped"));
 	ereport(NOTICE,
 			(errmsg("pipeline \"%s\" is already running; run %lld skipped",
 					rs->def->name, (long long) rs->run_id)));
@@ -573,6 +599,8 @@ pipeline_run_batched(PG_FUNCTION_ARGS)
 		FailStaleRuns(def->id, rs.run_id);
 		InsertRunRecord(rs.run_id, def, "running", rs.started_at, false, &zero, 0,
 						def->watermark, def->watermark, rs.triggered_by, rs.parent_run_id);
+		rs.wm_from = def->watermark;
+		RecordRunStart(SummariseRun(&rs, "running"));
 		UnpinSearchPath(nestlevel);
 		SPI_commit();
 
@@ -582,7 +610,10 @@ pipeline_run_batched(PG_FUNCTION_ARGS)
 			RequireReadCommitted(def);
 			RunGuarded(&rs, RunBatch);
 			if (rs.finished)
+			{
 				UpdateRunRecord(rs.run_id, "succeeded", true, &rs.counts, rs.batches, rs.wm_to);
+				RecordRunEnd(SummariseRun(&rs, "succeeded"));
+			}
 			UnpinSearchPath(nestlevel);
 			SPI_commit();
 		}

@@ -46,7 +46,8 @@
 #define Anum_pipeline_owner				18
 #define Anum_pipeline_target_created	19
 #define Anum_pipeline_watermark			20
-#define Natts_pipeline_query			20
+#define Anum_pipeline_lineage_column	21
+#define Natts_pipeline_query			21
 
 typedef enum LoadMode
 {
@@ -78,6 +79,7 @@ typedef struct PipelineDef
 	Oid			owner;
 	bool		target_created;
 	char	   *watermark;		/* canonical text, NULL if none */
+	char	   *lineage_column;	/* target column for the run id, NULL if none */
 } PipelineDef;
 
 /* One column a run loads: present in the source and in the target */
@@ -220,5 +222,44 @@ extern char *WatermarkToText(Datum value, Oid typid);
 extern int	CompareWatermarks(Datum a, Datum b, Oid typid, Oid collid);
 extern bool IsTimeType(Oid typid);
 extern bool IsIncrementalType(Oid typid);
+
+/* ---- lineage, audit and config versions (issue 4) ---- */
+
+/* locktag_field4 of the advisory lock that serialises audit chain writers */
+#define PIPELINE_AUDIT_LOCK_CLASS	0x5051
+
+/* A finished run, as lineage and audit record it */
+typedef struct RunSummary
+{
+	int64		run_id;
+	PipelineDef *def;
+	const char *status;
+	TimestampTz started_at;
+	const LoadCounts *counts;
+	int			batches;
+	const char *wm_from;
+	const char *wm_to;
+	const char *triggered_by;
+	int64		parent_run_id;
+} RunSummary;
+
+/* audit.c */
+extern int	ExecAsExtensionOwner(const char *sql, int nargs, Oid *types, Datum *values,
+								 const char *nulls, bool read_only);
+extern void RegistryChanged(const char *action, PipelineDef *def, const char *value);
+extern void AuditRefusal(const char *action, const char *object_type,
+						 const char *object_name, int64 pipeline_id, const char *message);
+extern void RecordRunStart(RunSummary *run);
+extern void RecordRunEnd(RunSummary *run);
+extern void RecordSkippedRunAudit(RunSummary *run);
+extern void AuditFailedRun(FailedRun *run);
+
+/* versions.c */
+extern char *CanonicalConfig(PipelineDef *def);
+extern int	RecordConfigVersion(PipelineDef *def, char **previous_config, char **config);
+
+/* lineage.c */
+extern void RefreshPipelineLineage(PipelineDef *def);
+extern void SetLineageRunId(int64 run_id);
 
 #endif							/* PG_PIPELINE_H */

@@ -375,6 +375,7 @@ pipeline_create_pipeline(PG_FUNCTION_ARGS)
 	nestlevel = PinSearchPath();
 	FinishDefinition(def);
 	InsertPipelineDef(def);
+	RegistryChanged("create", def, NULL);
 	UnpinSearchPath(nestlevel);
 	SPI_finish();
 	PG_RETURN_INT64(def->id);
@@ -494,6 +495,7 @@ pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 	nestlevel = PinSearchPath();
 	FinishDefinition(def);
 	UpdatePipelineDef(def, reset_watermark);
+	RegistryChanged("alter", def, NULL);
 	if (reset_watermark)
 		ereport(NOTICE,
 				(errmsg("watermark of pipeline \"%s\" reset", def->name),
@@ -522,6 +524,7 @@ pipeline_drop_pipeline(PG_FUNCTION_ARGS)
 	def = LoadPipelineByName(name, false);
 	CheckPipelineOwner(def, "drop");
 	DeletePipelineDef(def->id);
+	RegistryChanged("drop", def, NULL);
 	if (drop_target)
 	{
 		Oid			nspid = get_namespace_oid(def->target_schema, true);
@@ -559,6 +562,7 @@ SetActive(FunctionCallInfo fcinfo, bool active)
 	CheckPipelineOwner(def, active ? "resume" : "pause");
 	if (def->active != active)
 		SetPipelineActive(def->id, active);
+	RegistryChanged(active ? "resume" : "pause", def, NULL);
 	UnpinSearchPath(nestlevel);
 	SPI_finish();
 }
@@ -614,6 +618,7 @@ pipeline_reset(PG_FUNCTION_ARGS)
 		nestlevel = PinSearchPath();
 	}
 	StoreWatermark(def->id, canonical, 0);
+	RegistryChanged("reset", def, canonical);
 	UnpinSearchPath(nestlevel);
 	SPI_finish();
 	PG_RETURN_VOID();
