@@ -676,8 +676,23 @@ WriteAutonomously(AuditEntry *entries, int n, const char *run_io_json)
 	msg->len = buf.len;
 	memcpy(msg->data, buf.data, buf.len);
 
+	/*
+	 * Wait for the worker unless it would wait for us: when we hold the
+	 * chain lock, or a lock on the audit log that conflicts with its INSERT
+	 * (a refused TRUNCATE holds ACCESS EXCLUSIVE).
+	 */
 	SetAuditLockTag(&tag);
 	wait = !LockHeldByMe(&tag, ExclusiveLock);
+	{
+		LOCKTAG		reltag;
+		static const LOCKMODE blocking[] = {ShareLock, ShareRowExclusiveLock,
+		ExclusiveLock, AccessExclusiveLock};
+
+		SET_LOCKTAG_RELATION(reltag, MyDatabaseId, AuditLogRelid());
+		for (int i = 0; i < lengthof(blocking); i++)
+			if (LockHeldByMe(&reltag, blocking[i]))
+				wait = false;
+	}
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
