@@ -797,9 +797,11 @@ FindReached(List *reached, const char *key)
 
 /*
  * Walk goes breadth-first from start along the edges (forwards for
- * downstream, backwards for upstream) and returns one Reached per edge that
- * reaches a node at the node's least depth, in a stable order. The start
- * itself is not included.
+ * downstream, backwards for upstream), expanding each node once, at its
+ * least depth, and returns one Reached per edge of the part of the graph it
+ * covers: a relation reached by several edges (a diamond, a join) appears
+ * once per edge, each with the depth and path through that edge, so that
+ * every pipeline above or below is listed. The start is not included.
  */
 static List *
 Walk(List *edges, const char *start, bool forward)
@@ -838,8 +840,6 @@ Walk(List *edges, const char *start, bool forward)
 				foreach(vc, visited)
 					if (strcmp(lfirst(vc), there) == 0)
 						seen = true;
-				if (seen && FindReached(next, there) == NULL)
-					continue;	/* reached at a smaller depth already */
 				r = palloc0(sizeof(Reached));
 				r->key = pstrdup(there);
 				r->depth = depth;
