@@ -93,7 +93,7 @@ CREATE TABLE b.src (id bigint PRIMARY KEY, customer_id int NOT NULL, status text
 INSERT INTO b.src SELECT g, 1 + (g * 7919) % 100000, (ARRAY['placed','paid','shipped'])[1 + g % 3],
        round(((g * 37) % 100000) / 100.0, 2), CASE WHEN g % 7 = 0 THEN NULL ELSE 'note ' || (g % 1000) END,
        timestamptz '2024-01-01' + g * interval '1 millisecond'
-  FROM generate_series(1, $ROWS) g;
+  FROM generate_series(1::bigint, $ROWS) g;
 CREATE INDEX ON b.src (updated_at);
 SELECT pipeline.create_pipeline('load', 'b.src', 'b.dst', unique_key => ARRAY['id'],
                                 incremental_column => 'updated_at');"
