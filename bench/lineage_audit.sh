@@ -33,7 +33,9 @@ PORT_BASE=${PORT_BASE:-55431}
 PORT_NEW=${PORT_NEW:-55432}
 
 as_pg() { runuser -u postgres -- "$@"; }
+LOGS=()
 cleanup() {
+    for l in "${LOGS[@]}"; do grep -E -A5 "terminated by signal|PANIC|TRAP" "$l" || true; done
     for c in base new; do
         [ -d "$WORK/$c/data" ] && as_pg "$PGBIN/pg_ctl" -D "$WORK/$c/data" -m immediate stop >/dev/null 2>&1 || true
     done
@@ -70,6 +72,7 @@ max_parallel_workers_per_gather = 0
 work_mem = 64MB
 CONF
     as_pg "$PGBIN/pg_ctl" -D "$WORK/$c/data" -l "$WORK/$c/log" -w start >/dev/null
+    LOGS+=("$WORK/$c/log")
 }
 start_cluster base "$PORT_BASE"
 start_cluster new "$PORT_NEW"

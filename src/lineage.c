@@ -1129,6 +1129,8 @@ pipeline_lineage_graph(PG_FUNCTION_ARGS)
 	bool		dot;
 	int			nestlevel;
 	int			link = 0;
+	MemoryContext caller = CurrentMemoryContext;
+	text	   *result;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -1263,8 +1265,15 @@ pipeline_lineage_graph(PG_FUNCTION_ARGS)
 		appendStringInfoString(&buf, styles.data);
 	}
 	UnpinSearchPath(nestlevel);
+	/* the text is built in SPI's memory, which SPI_finish releases */
+	{
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		result = cstring_to_text(buf.data);
+		MemoryContextSwitchTo(spi);
+	}
 	SPI_finish();
-	PG_RETURN_TEXT_P(cstring_to_text(buf.data));
+	PG_RETURN_TEXT_P(result);
 }
 
 /* ---- keeping lineage current --------------------------------------------- */

@@ -203,14 +203,23 @@ pipeline_config_of(PG_FUNCTION_ARGS)
 	PipelineDef *def;
 	char	   *config;
 	int			nestlevel;
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		result;
 
 	SPI_connect();
 	nestlevel = PinSearchPath();
 	def = LoadPipelineByName(name, false);
 	config = CanonicalConfig(def);
 	UnpinSearchPath(nestlevel);
+	/* the config is built in SPI's memory, which SPI_finish releases */
+	{
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		result = DirectFunctionCall1(jsonb_in, CStringGetDatum(config));
+		MemoryContextSwitchTo(spi);
+	}
 	SPI_finish();
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(config)));
+	PG_RETURN_DATUM(result);
 }
 
 /* ---- pipeline.apply ---------------------------------------------------- */
