@@ -10,16 +10,17 @@
  * hash of the entry before it. pipeline.verify_audit() walks the chain.
  *
  * Locking protocol. A single chain needs its writers serialised: an entry's
- * seq and prev_hash come from the entry before it. A writer takes the
- * transaction-level advisory lock (locktag_field4 PIPELINE_AUDIT_LOCK_CLASS)
- * just before it appends, reads the head of the chain with the latest
- * snapshot (not the transaction's: a REPEATABLE READ caller must still see
- * the entry a concurrent writer committed while it waited), and appends.
- * The lock is held to the end of the writer's transaction, so entries
- * appear in the order their transactions commit. A run therefore writes its
- * start and end entries together, at its end, and never holds the lock
- * while it loads: independent pipelines run in parallel and only their last
- * few microseconds are serialised.
+ * seq and prev_hash come from the entry before it. Entries are therefore
+ * queued in memory while the transaction runs (dropped with a subtransaction
+ * that rolls back) and appended at PRE_COMMIT (or PRE_PREPARE): the writer
+ * takes the transaction-level advisory lock (locktag_field4
+ * PIPELINE_AUDIT_LOCK_CLASS), reads the head of the chain with the latest
+ * snapshot (not the transaction's: a REPEATABLE READ writer must still see
+ * the entry a concurrent writer committed while it waited), appends, and
+ * commits; the lock goes with the commit. So the lock is held only between
+ * pre-commit and commit, entries appear in commit order, a change and its
+ * entry still commit or roll back together, and no open transaction (a run
+ * inside a caller's BEGIN, a long batch) makes other writers wait.
  *
  * Entries that must survive the rollback of the caller's transaction (a
  * refused action, a failed run) are written by a short-lived dynamic
@@ -106,6 +107,20 @@ static SPIPlanPtr run_io_insert_plan = NULL;
 
 /* the batched run whose start entry is already written (committed apart) */
 static int64 started_run_id = 0;
+
+/* Entries waiting for their transaction's commit, in TopTransactionContext */
+typedef struct PendingEntry
+{
+	AuditEntry	e;
+	SubTransactionId subid;
+} PendingEntry;
+
+static List *pending_entries = NIL;
+static bool audit_callbacks_registered = false;
+
+static void AppendAuditEntries(AuditEntry *entries, int n);
+static void FillSessionFields(AuditEntry *e);
+static char *CanonicalJson(const char *json);
 
 /*
  * ExecAsExtensionOwner runs one catalog statement of lineage, audit or
@@ -381,12 +396,115 @@ CountsJson(StringInfo buf, const LoadCounts *c)
 					 (long long) c->deleted, (long long) c->unchanged, (long long) c->rejected);
 }
 
+/* FlushPendingEntries appends the queued entries; called at pre-commit */
+static void
+FlushPendingEntries(void)
+{
+	List	   *list = pending_entries;
+	AuditEntry *entries;
+	ListCell   *lc;
+	int			n = 0;
+
+	pending_entries = NIL;
+	if (list == NIL)
+		return;
+	entries = palloc(sizeof(AuditEntry) * list_length(list));
+	foreach(lc, list)
+		entries[n++] = ((PendingEntry *) lfirst(lc))->e;
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	AppendAuditEntries(entries, n);
+	PopActiveSnapshot();
+	SPI_finish();
+}
+
+static void
+AuditXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			FlushPendingEntries();
+			break;
+		default:
+			/* commit, abort, prepare: the list went with TopTransactionContext */
+			pending_entries = NIL;
+			break;
+	}
+}
+
+/* AuditSubXactCallback drops the entries of a rolled back subtransaction */
+static void
+AuditSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+					 SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		foreach(lc, pending_entries)
+			if (((PendingEntry *) lfirst(lc))->subid == mySubid)
+				((PendingEntry *) lfirst(lc))->subid = parentSubid;
+	}
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		foreach(lc, pending_entries)
+			if (((PendingEntry *) lfirst(lc))->subid == mySubid)
+				pending_entries = foreach_delete_current(pending_entries, lc);
+	}
+}
+
+/* CopyText copies an optional string into the current context */
+static const char *
+CopyText(const char *s)
+{
+	return s ? pstrdup(s) : NULL;
+}
+
+/*
+ * QueueAuditEntries records entries to be appended when the transaction
+ * commits. Who did it (session and roles) is taken now.
+ */
+static void
+QueueAuditEntries(AuditEntry *entries, int n)
+{
+	MemoryContext old;
+
+	if (!audit_callbacks_registered)
+	{
+		RegisterXactCallback(AuditXactCallback, NULL);
+		RegisterSubXactCallback(AuditSubXactCallback, NULL);
+		audit_callbacks_registered = true;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		FillSessionFields(&entries[i]);
+		for (int f = AF_BEFORE; f <= AF_DETAILS; f++)
+			entries[i].f[f] = CanonicalJson(entries[i].f[f]);
+	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	for (int i = 0; i < n; i++)
+	{
+		PendingEntry *pe = palloc0(sizeof(PendingEntry));
+
+		for (int f = 0; f < AF_NFIELDS; f++)
+			pe->e.f[f] = CopyText(entries[i].f[f]);
+		pe->e.pipeline_id = entries[i].pipeline_id;
+		pe->e.run_id = entries[i].run_id;
+		pe->subid = GetCurrentSubTransactionId();
+		pending_entries = lappend(pending_entries, pe);
+	}
+	MemoryContextSwitchTo(old);
+}
+
 /*
  * RegistryChanged is the one call each registry function makes after its
  * change: it records a new config version when the configuration really
  * changed, refreshes the pipeline's lineage (create, alter), and appends
  * the audit entry with the configuration (or state) before and after.
- * value is the new watermark of reset, or NULL.
+ * value is the new watermark of reset, the value of any other action
+ * (e.g. the cron expression of schedule, from issue 3), or NULL.
  */
 void
 RegistryChanged(const char *action, PipelineDef *def, const char *value)
@@ -425,7 +543,7 @@ RegistryChanged(const char *action, PipelineDef *def, const char *value)
 		e.f[AF_BEFORE] = def->active ? "{\"active\":true}" : "{\"active\":false}";
 		e.f[AF_AFTER] = strcmp(action, "resume") == 0 ? "{\"active\":true}" : "{\"active\":false}";
 	}
-	else
+	else if (strcmp(action, "reset") == 0)
 	{
 		appendStringInfoChar(&before, '{');
 		JsonString(&before, "watermark", def->watermark);
@@ -436,7 +554,15 @@ RegistryChanged(const char *action, PipelineDef *def, const char *value)
 		e.f[AF_BEFORE] = before.data;
 		e.f[AF_AFTER] = after.data;
 	}
-	AppendAuditEntries(&e, 1);
+	else
+	{
+		/* any other action (schedule, unschedule, ...): its value, if any */
+		appendStringInfoChar(&after, '{');
+		JsonString(&after, "value", value);
+		appendStringInfoChar(&after, '}');
+		e.f[AF_AFTER] = value ? after.data : NULL;
+	}
+	QueueAuditEntries(&e, 1);
 }
 
 /* CurrentConfigVersion reads the config version a pipeline is at now */
@@ -520,15 +646,15 @@ RecordRunStart(RunSummary *run)
 	AuditEntry	e;
 
 	RunStartEntry(&e, run);
-	AppendAuditEntries(&e, 1);
+	QueueAuditEntries(&e, 1);
 	started_run_id = run->run_id;
 }
 
 /*
  * RecordRunEnd writes, in the run's transaction, the run's lineage row
  * (what it read and wrote, and the config version it ran with) and its
- * audit entries: both start and end for a plain run, the end for a batched
- * one. This is the only point where a run touches the chain lock.
+ * audit entries (queued for commit): both start and end for a plain run,
+ * the end for a batched one.
  */
 void
 RecordRunEnd(RunSummary *run)
@@ -570,11 +696,11 @@ RecordRunEnd(RunSummary *run)
 
 	RunEndEntry(&e[1], run, version, 0, NULL);
 	if (started_run_id == run->run_id)
-		AppendAuditEntries(&e[1], 1);
+		QueueAuditEntries(&e[1], 1);
 	else
 	{
 		RunStartEntry(&e[0], run);
-		AppendAuditEntries(e, 2);
+		QueueAuditEntries(e, 2);
 	}
 }
 
@@ -588,7 +714,7 @@ RecordSkippedRunAudit(RunSummary *run)
 	e.f[AF_ACTION] = "run_skipped";
 	e.f[AF_OUTCOME] = "skipped";
 	e.f[AF_DETAILS] = "{\"reason\":\"another run of the pipeline is in progress\"}";
-	AppendAuditEntries(&e, 1);
+	QueueAuditEntries(&e, 1);
 }
 
 /* ---- autonomous entries ---------------------------------------------- */
