@@ -494,3 +494,250 @@ AS 'MODULE_PATHNAME', 'pipeline_soft_delete';
 COMMENT ON FUNCTION pipeline._window_row(boolean) IS 'internal: counts a source row read by a run; false for a rejected row';
 COMMENT ON FUNCTION pipeline._kept_row() IS 'internal: counts a source row kept after de-duplication';
 COMMENT ON FUNCTION pipeline._soft_delete() IS 'internal: counts a soft delete';
+
+-- ===========================================================================
+-- Lineage, audit and config versions (issue 4)
+--
+-- Everything below belongs to src/lineage.c, src/audit.c, src/versions.c and
+-- src/openlineage.c. The tables are written only by the extension's C code
+-- (as the extension owner); users read them through the views and functions.
+-- ===========================================================================
+
+-- Two columns on the registry: the optional lineage column (the target
+-- column that receives the id of the run that last wrote each row), and the
+-- config version the pipeline is at now.
+ALTER TABLE pipeline.pipeline ADD COLUMN lineage_column name;
+ALTER TABLE pipeline.pipeline ADD COLUMN config_version integer;
+
+-- One row per distinct configuration a pipeline has had. A new version is
+-- written only when the canonical form (and so its SHA-256) changes. No
+-- foreign key: versions outlive a dropped pipeline, like its runs.
+CREATE TABLE pipeline.pipeline_versions (
+    pipeline_id         bigint NOT NULL,
+    version             integer NOT NULL,
+    config              jsonb NOT NULL,
+    config_hash         text NOT NULL,
+    created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by          name NOT NULL,
+    PRIMARY KEY (pipeline_id, version)
+);
+
+-- Table lineage: for each pipeline, its source -> target edge and every
+-- view -> relation edge below its source (views of views included).
+-- Relations are kept by OID and by name, so that an edge to a relation that
+-- has since been dropped still says what it was.
+CREATE TABLE pipeline.lineage_edge (
+    pipeline_id         bigint NOT NULL
+                        REFERENCES pipeline.pipeline (pipeline_id) ON DELETE CASCADE,
+    edge_kind           text NOT NULL
+                        CHECK (edge_kind OPERATOR(pg_catalog.=) ANY (ARRAY['pipeline', 'view'])),
+    from_relid          oid NOT NULL,
+    from_relation       text NOT NULL,
+    from_kind           text NOT NULL,
+    to_relid            oid NOT NULL,
+    to_relation         text NOT NULL,
+    to_kind             text NOT NULL
+);
+CREATE INDEX lineage_edge_pipeline_idx ON pipeline.lineage_edge (pipeline_id);
+CREATE INDEX lineage_edge_from_idx ON pipeline.lineage_edge (from_relid);
+
+-- Column lineage: for each column of a view or target, the columns of the
+-- relations it is computed from, copied as they are or transformed.
+CREATE TABLE pipeline.lineage_column_edge (
+    pipeline_id         bigint NOT NULL
+                        REFERENCES pipeline.pipeline (pipeline_id) ON DELETE CASCADE,
+    edge_kind           text NOT NULL
+                        CHECK (edge_kind OPERATOR(pg_catalog.=) ANY (ARRAY['pipeline', 'view'])),
+    from_relid          oid NOT NULL,
+    from_relation       text NOT NULL,
+    from_column         name NOT NULL,
+    to_relid            oid NOT NULL,
+    to_relation         text NOT NULL,
+    to_column           name NOT NULL,
+    transformation      text NOT NULL
+                        CHECK (transformation OPERATOR(pg_catalog.=) ANY (ARRAY['copied', 'transformed'])),
+    how                 text NOT NULL
+);
+CREATE INDEX lineage_column_edge_pipeline_idx ON pipeline.lineage_column_edge (pipeline_id);
+
+-- Run lineage: what each run read (relation, window, rows) and wrote
+-- (relation, inserted, updated, deleted), and the config version it ran
+-- with. Written in the run's own transaction (or, for a failed run, by the
+-- autonomous recorder).
+CREATE TABLE pipeline.run_io (
+    run_id              bigint PRIMARY KEY,
+    pipeline_id         bigint NOT NULL,
+    config_version      integer,
+    source_relation     text NOT NULL,
+    target_relation     text NOT NULL,
+    watermark_from      text,
+    watermark_to        text,
+    rows_read           bigint NOT NULL DEFAULT 0,
+    rows_inserted       bigint NOT NULL DEFAULT 0,
+    rows_updated        bigint NOT NULL DEFAULT 0,
+    rows_deleted        bigint NOT NULL DEFAULT 0,
+    lineage_column      name
+);
+
+-- The audit log: append-only and hash-chained. seq has no gaps: it is
+-- assigned under the chain lock as the previous entry's seq + 1.
+CREATE TABLE pipeline.audit_log (
+    seq                 bigint PRIMARY KEY,
+    logged_at           timestamptz NOT NULL,
+    session_id          text NOT NULL,
+    role_name           name NOT NULL,
+    session_role        name NOT NULL,
+    action              text NOT NULL,
+    object_type         text NOT NULL,
+    object_name         text,
+    pipeline_id         bigint,
+    run_id              bigint,
+    outcome             text NOT NULL,
+    config_before       jsonb,
+    config_after        jsonb,
+    details             jsonb,
+    prev_hash           bytea NOT NULL,
+    hash                bytea NOT NULL
+);
+
+REVOKE ALL ON pipeline.pipeline_versions, pipeline.lineage_edge,
+    pipeline.lineage_column_edge, pipeline.run_io, pipeline.audit_log FROM PUBLIC;
+GRANT SELECT ON pipeline.pipeline_versions, pipeline.audit_log TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('pipeline.pipeline_versions', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.lineage_edge', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.lineage_column_edge', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.run_io', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.audit_log', '');
+
+-- UPDATE, DELETE and TRUNCATE on the audit log are refused for every role,
+-- superusers included (the attempt itself is logged).
+CREATE FUNCTION pipeline._audit_refuse()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pipeline_audit_refuse';
+
+CREATE TRIGGER audit_log_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON pipeline.audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION pipeline._audit_refuse();
+
+CREATE VIEW pipeline.run_lineage AS
+SELECT i.run_id,
+       h.pipeline_name AS pipeline,
+       d.direction,
+       CASE d.direction WHEN 'read' THEN i.source_relation ELSE i.target_relation END AS relation,
+       i.watermark_from,
+       i.watermark_to,
+       CASE d.direction WHEN 'read' THEN i.rows_read END AS rows_read,
+       CASE d.direction WHEN 'write' THEN i.rows_inserted END AS rows_inserted,
+       CASE d.direction WHEN 'write' THEN i.rows_updated END AS rows_updated,
+       CASE d.direction WHEN 'write' THEN i.rows_deleted END AS rows_deleted,
+       i.config_version,
+       CASE d.direction WHEN 'write' THEN i.lineage_column END AS lineage_column
+  FROM pipeline.run_io i
+  JOIN pipeline.run_history h ON h.run_id OPERATOR(pg_catalog.=) i.run_id
+ CROSS JOIN (VALUES ('read'), ('write')) AS d (direction);
+
+CREATE VIEW pipeline.lineage AS
+SELECT DISTINCT e.from_relation, e.from_kind, e.to_relation, e.to_kind, e.edge_kind,
+       CASE e.edge_kind WHEN 'pipeline' THEN p.name END AS pipeline
+  FROM pipeline.lineage_edge e
+  JOIN pipeline.pipeline p ON p.pipeline_id OPERATOR(pg_catalog.=) e.pipeline_id;
+
+CREATE VIEW pipeline.column_lineage AS
+SELECT DISTINCT e.from_relation, e.from_column, e.to_relation, e.to_column,
+       e.transformation, e.how, e.edge_kind,
+       CASE e.edge_kind WHEN 'pipeline' THEN p.name END AS pipeline
+  FROM pipeline.lineage_column_edge e
+  JOIN pipeline.pipeline p ON p.pipeline_id OPERATOR(pg_catalog.=) e.pipeline_id;
+
+GRANT SELECT ON pipeline.run_lineage, pipeline.lineage, pipeline.column_lineage TO PUBLIC;
+
+-- Lineage ----------------------------------------------------------------------
+
+CREATE FUNCTION pipeline.upstream(relation pg_catalog.regclass)
+RETURNS TABLE (depth integer, relation text, kind text, pipeline text, path text[])
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'pipeline_upstream';
+
+CREATE FUNCTION pipeline.downstream(relation pg_catalog.regclass)
+RETURNS TABLE (depth integer, relation text, kind text, pipeline text, path text[])
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'pipeline_downstream';
+
+CREATE FUNCTION pipeline.column_upstream(relation pg_catalog.regclass, column_name text)
+RETURNS TABLE (depth integer, relation text, column_name text, transformation text,
+               how text, pipeline text, path text[])
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'pipeline_column_upstream';
+
+CREATE FUNCTION pipeline.column_downstream(relation pg_catalog.regclass, column_name text)
+RETURNS TABLE (depth integer, relation text, column_name text, transformation text,
+               how text, pipeline text, path text[])
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'pipeline_column_downstream';
+
+CREATE FUNCTION pipeline.lineage_graph(format text DEFAULT 'dot',
+                                       around pg_catalog.regclass DEFAULT NULL)
+RETURNS text
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'pipeline_lineage_graph';
+
+CREATE FUNCTION pipeline.refresh_lineage(name text DEFAULT NULL)
+RETURNS integer
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_refresh_lineage';
+
+CREATE FUNCTION pipeline.set_lineage_column(name text, column_name text)
+RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_set_lineage_column';
+
+CREATE FUNCTION pipeline._current_run_id()
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_current_run_id';
+COMMENT ON FUNCTION pipeline._current_run_id() IS 'internal: the id of the run now loading in this session';
+
+CREATE FUNCTION pipeline.openlineage_events(run_id bigint, namespace text DEFAULT NULL)
+RETURNS SETOF jsonb
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'pipeline_openlineage_events';
+
+-- The event trigger that keeps lineage current when a relation a pipeline
+-- reads is created, replaced, altered or dropped.
+CREATE FUNCTION pipeline._lineage_ddl()
+RETURNS event_trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pipeline_lineage_ddl';
+
+CREATE EVENT TRIGGER pipeline_lineage_ddl ON ddl_command_end
+    WHEN TAG IN ('CREATE VIEW', 'ALTER VIEW', 'CREATE TABLE', 'ALTER TABLE',
+                 'CREATE MATERIALIZED VIEW', 'ALTER MATERIALIZED VIEW',
+                 'CREATE TABLE AS', 'SELECT INTO', 'CREATE FOREIGN TABLE',
+                 'ALTER FOREIGN TABLE', 'DROP VIEW', 'DROP TABLE',
+                 'DROP MATERIALIZED VIEW', 'DROP FOREIGN TABLE', 'DROP SCHEMA')
+    EXECUTE FUNCTION pipeline._lineage_ddl();
+
+-- Audit and versions -----------------------------------------------------------
+
+CREATE FUNCTION pipeline.verify_audit()
+RETURNS TABLE (valid boolean, entries_checked bigint, first_bad_seq bigint,
+               problem text, detail text)
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'pipeline_verify_audit';
+
+CREATE FUNCTION pipeline.audit_head()
+RETURNS TABLE (seq bigint, hash text)
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'pipeline_audit_head';
+
+CREATE FUNCTION pipeline.config_of(name text)
+RETURNS jsonb
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'pipeline_config_of';
+
+CREATE FUNCTION pipeline.apply(spec jsonb)
+RETURNS TABLE (name text, action text, version integer)
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_apply';

@@ -31,7 +31,7 @@ static const char *const LoadPipelineQuery =
 "       p.lookback, p.batch_rows, p.description, p.metadata, p.active,"
 "       p.owner::oid, p.target_created, w.value, p.schedule, p.max_retries,"
 "       p.retry_delay, p.timeout, p.freshness, p.timeliness,"
-"       p.freshness_muted, p.timeliness_muted"
+"       p.freshness_muted, p.timeliness_muted, p.lineage_column::text"
 "  FROM pipeline.pipeline p"
 "  LEFT JOIN pipeline.watermark w ON w.pipeline_id = p.pipeline_id";
 
@@ -219,6 +219,7 @@ LoadPipelineWhere(const char *condition, Oid type, Datum value)
 	def->timeliness = GetIntervalColumn(tuple, desc, Anum_pipeline_timeliness);
 	def->freshness_muted = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_freshness_muted, &isnull));
 	def->timeliness_muted = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_timeliness_muted, &isnull));
+	def->lineage_column = GetTextColumn(tuple, desc, Anum_pipeline_lineage_column);
 
 	SPI_freetuptable(SPI_tuptable);
 	return def;

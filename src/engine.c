@@ -67,6 +67,28 @@ typedef struct RunState
 	bool		finished;
 } RunState;
 
+/*
+ * SummariseRun describes a run for its lineage and audit records
+ * (audit.c); the summary points into rs, so it lives as long as rs.
+ */
+static RunSummary *
+SummariseRun(RunState *rs, const char *status)
+{
+	RunSummary *s = palloc0(sizeof(RunSummary));
+
+	s->run_id = rs->run_id;
+	s->def = rs->def;
+	s->status = status;
+	s->started_at = rs->started_at;
+	s->counts = &rs->counts;
+	s->batches = rs->batches;
+	s->wm_from = rs->wm_from;
+	s->wm_to = rs->wm_to;
+	s->triggered_by = rs->req->triggered_by;
+	s->parent_run_id = rs->req->parent_run_id;
+	return s;
+}
+
 /* RequireReadCommitted refuses isolation levels that would hide new rows */
 static void
 RequireReadCommitted(PipelineDef *def)
@@ -246,6 +268,7 @@ LockCurrentDefinition(RunState *rs)
 				 errhint("Run it again.")));
 	def->batch_rows = rs->def->batch_rows;	/* the size this call asked for */
 	rs->def = def;
+	SetLineageRunId(rs->run_id);
 	return def;
 }
 
@@ -323,6 +346,7 @@ RunOnce(RunState *rs)
 	else
 		InsertRunRecord(rs->run_id, def, "succeeded", rs->started_at, true, &rs->counts,
 						rs->batches, rs->wm_from, rs->wm_to, rs->req);
+	RecordRunEnd(SummariseRun(rs, "succeeded"));
 }
 
 /* The failure of the last run whose caller records failures itself */
@@ -412,6 +436,7 @@ RunGuarded(RunState *rs, void (*step) (RunState *rs))
 			KeepInlineFailure(&failed);
 		else
 			RecordFailedRun(&failed);
+		AuditFailedRun(&failed);
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
@@ -452,6 +477,7 @@ RecordSkippedRun(RunState *rs)
 	rs->run_id = NextRunId();
 	InsertRunRecord(rs->run_id, rs->def, "skipped", GetCurrentTimestamp(), true, &zero,
 					0, NULL, NULL, rs->req);
+	RecordSkippedRunAudit(SummariseRun(rs, "skipped"));
 	ereport(NOTICE,
 			(errmsg("pipeline \"%s\" is already running; run %lld skipped",
 					rs->def->name, (long long) rs->run_id)));
@@ -642,6 +668,8 @@ RunBatchedCall(FunctionCallInfo fcinfo, const char *name, int64 batch_rows,
 		FailStaleRuns(def->id, rs.run_id);
 		InsertRunRecord(rs.run_id, def, "running", rs.started_at, false, &zero, 0,
 						def->watermark, def->watermark, &req);
+		rs.wm_from = def->watermark;
+		RecordRunStart(SummariseRun(&rs, "running"));
 		UnpinSearchPath(nestlevel);
 		SPI_commit();
 
@@ -651,8 +679,11 @@ RunBatchedCall(FunctionCallInfo fcinfo, const char *name, int64 batch_rows,
 			RequireReadCommitted(def);
 			RunGuarded(&rs, RunBatch);
 			if (rs.finished)
+			{
 				UpdateRunRecord(rs.run_id, "succeeded", true, &rs.counts, rs.batches,
 								rs.wm_from, rs.wm_to);
+				RecordRunEnd(SummariseRun(&rs, "succeeded"));
+			}
 			UnpinSearchPath(nestlevel);
 			SPI_commit();
 		}

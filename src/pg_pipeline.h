@@ -68,7 +68,8 @@
 #define Anum_pipeline_timeliness		26
 #define Anum_pipeline_freshness_muted	27
 #define Anum_pipeline_timeliness_muted	28
-#define Natts_pipeline_query			28
+#define Anum_pipeline_lineage_column	29
+#define Natts_pipeline_query			29
 
 typedef enum LoadMode
 {
@@ -108,6 +109,7 @@ typedef struct PipelineDef
 	Interval   *timeliness;		/* NULL if none */
 	bool		freshness_muted;
 	bool		timeliness_muted;
+	char	   *lineage_column;	/* target column for the run id, NULL if none */
 } PipelineDef;
 
 /* How a run was asked for, and by whom */
@@ -310,5 +312,44 @@ extern char *WatermarkToText(Datum value, Oid typid);
 extern int	CompareWatermarks(Datum a, Datum b, Oid typid, Oid collid);
 extern bool IsTimeType(Oid typid);
 extern bool IsIncrementalType(Oid typid);
+
+/* ---- lineage, audit and config versions (issue 4) ---- */
+
+/* locktag_field4 of the advisory lock that serialises audit chain writers */
+#define PIPELINE_AUDIT_LOCK_CLASS	0x5051
+
+/* A finished run, as lineage and audit record it */
+typedef struct RunSummary
+{
+	int64		run_id;
+	PipelineDef *def;
+	const char *status;
+	TimestampTz started_at;
+	const LoadCounts *counts;
+	int			batches;
+	const char *wm_from;
+	const char *wm_to;
+	const char *triggered_by;
+	int64		parent_run_id;
+} RunSummary;
+
+/* audit.c */
+extern int	ExecAsExtensionOwner(const char *sql, int nargs, Oid *types, Datum *values,
+								 const char *nulls, bool read_only);
+extern void RegistryChanged(const char *action, PipelineDef *def, const char *value);
+extern void AuditRefusal(const char *action, const char *object_type,
+						 const char *object_name, int64 pipeline_id, const char *message);
+extern void RecordRunStart(RunSummary *run);
+extern void RecordRunEnd(RunSummary *run);
+extern void RecordSkippedRunAudit(RunSummary *run);
+extern void AuditFailedRun(FailedRun *run);
+
+/* versions.c */
+extern char *CanonicalConfig(PipelineDef *def);
+extern int	RecordConfigVersion(PipelineDef *def, char **previous_config, char **config);
+
+/* lineage.c */
+extern void RefreshPipelineLineage(PipelineDef *def);
+extern void SetLineageRunId(int64 run_id);
 
 #endif							/* PG_PIPELINE_H */

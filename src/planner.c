@@ -29,6 +29,16 @@
 
 #define KEPT_COLUMN "__pipeline_kept"
 
+/* The value a run writes into the pipeline's lineage column (lineage.c) */
+#define LINEAGE_RUN_ID "pipeline._current_run_id()"
+
+/* LineageColumn returns the quoted lineage column of the target, or NULL */
+static const char *
+LineageColumn(LoadPlan *plan)
+{
+	return plan->def->lineage_column ? quote_identifier(plan->def->lineage_column) : NULL;
+}
+
 /* Col returns alias."column" */
 static char *
 Col(const char *alias, const char *column)
@@ -256,8 +266,12 @@ AppendInsertAction(StringInfo buf, LoadPlan *plan)
 		override |= ((LoadColumn *) lfirst(lc))->identity_always;
 	appendStringInfoString(buf, " INSERT (");
 	AppendColumns(buf, plan->columns, NULL);
+	if (LineageColumn(plan))
+		appendStringInfo(buf, ", %s", LineageColumn(plan));
 	appendStringInfoString(buf, override ? ") OVERRIDING SYSTEM VALUE VALUES (" : ") VALUES (");
 	AppendColumns(buf, plan->columns, "s");
+	if (LineageColumn(plan))
+		appendStringInfoString(buf, ", " LINEAGE_RUN_ID);
 	appendStringInfoChar(buf, ')');
 }
 
@@ -278,6 +292,8 @@ AppendSetList(StringInfo buf, LoadPlan *plan)
 						 Col("s", col->name));
 		first = false;
 	}
+	if (LineageColumn(plan))
+		appendStringInfo(buf, ", %s = " LINEAGE_RUN_ID, LineageColumn(plan));
 }
 
 /*
@@ -337,6 +353,8 @@ BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
 				plan->incremental != plan->delete_flag)
 				appendStringInfo(&buf, ", %s = %s", quote_identifier(plan->incremental->name),
 								 Col("s", plan->incremental->name));
+			if (LineageColumn(plan))
+				appendStringInfo(&buf, ", %s = " LINEAGE_RUN_ID, LineageColumn(plan));
 			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE THEN DO NOTHING", del);
 		}
 		else if (del)
@@ -364,8 +382,17 @@ BuildAppendInsert(LoadPlan *plan, bool has_lower, bool has_upper)
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "INSERT INTO %s (", plan->target_ident);
 	AppendColumns(&buf, plan->columns, NULL);
+	if (LineageColumn(plan))
+		appendStringInfo(&buf, ", %s", LineageColumn(plan));
 	appendStringInfoString(&buf, override ? ") OVERRIDING SYSTEM VALUE " : ") ");
-	AppendWindowRows(&buf, plan, "s", has_lower, has_upper);
+	if (LineageColumn(plan))
+	{
+		appendStringInfoString(&buf, "SELECT w.*, " LINEAGE_RUN_ID " FROM (");
+		AppendWindowRows(&buf, plan, "s", has_lower, has_upper);
+		appendStringInfoString(&buf, ") AS w");
+	}
+	else
+		AppendWindowRows(&buf, plan, "s", has_lower, has_upper);
 	return buf.data;
 }
 
@@ -383,8 +410,11 @@ BuildVanishedKeyStatement(LoadPlan *plan)
 	{
 		const char *del = quote_identifier(plan->delete_flag->name);
 
-		appendStringInfo(&buf, "UPDATE %s AS t SET %s = true WHERE t.%s IS NOT TRUE AND",
-						 plan->target_ident, del, del);
+		appendStringInfo(&buf, "UPDATE %s AS t SET %s = true%s%s%s WHERE t.%s IS NOT TRUE AND",
+						 plan->target_ident, del,
+						 LineageColumn(plan) ? ", " : "",
+						 LineageColumn(plan) ? LineageColumn(plan) : "",
+						 LineageColumn(plan) ? " = " LINEAGE_RUN_ID : "", del);
 	}
 	else
 		appendStringInfo(&buf, "DELETE FROM %s AS t WHERE", plan->target_ident);

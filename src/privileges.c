@@ -61,6 +61,8 @@ CheckPipelineOwner(PipelineDef *def, const char *action)
 {
 	if (has_privs_of_role(GetUserId(), def->owner))
 		return;
+	AuditRefusal(action, "pipeline", def->name, def->id,
+				 psprintf("permission denied to %s pipeline \"%s\"", action, def->name));
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("permission denied to %s pipeline \"%s\"", action, def->name),
@@ -116,6 +118,10 @@ CheckRelationAccess(Oid relid, Oid role, AclMode mode, const char *what)
 	}
 	if (missing == 0)
 		return;
+	AuditRefusal("access", what,
+				 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid)),
+				 0, psprintf("role \"%s\" lacks %s privilege on %s", GetUserNameFromId(role, false),
+							 PrivilegeNames(missing), what));
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("role \"%s\" lacks %s privilege on %s %s",

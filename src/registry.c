@@ -504,6 +504,7 @@ pipeline_create_pipeline(PG_FUNCTION_ARGS)
 	FinishDefinition(def);
 	InsertPipelineDef(def);
 	FinishGraph(def, source_relid, depends_on, true, def->name, NULL);
+	RegistryChanged("create", def, NULL);
 	UnpinSearchPath(nestlevel);
 	SPI_finish();
 	PG_RETURN_INT64(def->id);
@@ -658,6 +659,7 @@ pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 	FinishGraph(def, source_relid,
 				PG_ARGISNULL(ALTER_DEPENDS_ON) ? NIL : DependsOnArg(fcinfo, ALTER_DEPENDS_ON),
 				!PG_ARGISNULL(ALTER_DEPENDS_ON), old_name, old_schedule);
+	RegistryChanged("alter", def, NULL);
 	if (reset_watermark)
 		ereport(NOTICE,
 				(errmsg("watermark of pipeline \"%s\" reset", def->name),
@@ -688,6 +690,7 @@ pipeline_drop_pipeline(PG_FUNCTION_ARGS)
 	if (def->schedule)
 		(void) UnscheduleCronJob(def->name);
 	DeletePipelineDef(def->id);
+	RegistryChanged("drop", def, NULL);
 	if (drop_target)
 	{
 		Oid			nspid = get_namespace_oid(def->target_schema, true);
@@ -727,6 +730,7 @@ SetActive(FunctionCallInfo fcinfo, bool active)
 		SetPipelineActive(def->id, active);
 	if (!active)
 		ForgetQueuedRuns(def->id);
+	RegistryChanged(active ? "resume" : "pause", def, NULL);
 	UnpinSearchPath(nestlevel);
 	SPI_finish();
 }
@@ -782,6 +786,7 @@ pipeline_reset(PG_FUNCTION_ARGS)
 		nestlevel = PinSearchPath();
 	}
 	StoreWatermark(def->id, canonical, 0);
+	RegistryChanged("reset", def, canonical);
 	UnpinSearchPath(nestlevel);
 	SPI_finish();
 	PG_RETURN_VOID();

@@ -132,6 +132,7 @@ HandleFailure(PipelineDef *def, FailedRun *failed, bool timed_out)
 
 	BeginWork();
 	StoreFailedRun(failed);
+	AuditFailedRun(failed);
 	if (transient && failed->attempt <= def->max_retries)
 		EnqueueRun(def->id, "retry", failed->parent_run_id, failed->attempt + 1,
 				   RetryDelaySeconds(def, failed->attempt));
@@ -207,6 +208,12 @@ pipeline_run_worker_main(Datum arg)
 	req.record_failure_inline = true;
 	InsertRunRecord(req.run_id, def, "running", GetCurrentTimestamp(), false, &zero, 0,
 					def->watermark, def->watermark, &req);
+	{
+		RunSummary	start = {req.run_id, def, "running", GetCurrentTimestamp(), &zero, 0,
+		def->watermark, def->watermark, req.triggered_by, req.parent_run_id};
+
+		RecordRunStart(&start);
+	}
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 		PipelineDef *copy = palloc0(sizeof(PipelineDef));

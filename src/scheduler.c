@@ -137,6 +137,7 @@ pipeline_schedule(PG_FUNCTION_ARGS)
 	ScheduleCronJob(def, NULL);
 	job_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	StoreSchedule(def->id, def->schedule);
+	RegistryChanged("schedule", def, def->schedule);
 	UnpinSearchPath(nestlevel);
 	SPI_finish();
 	PG_RETURN_INT64(job_id);
@@ -160,6 +161,8 @@ pipeline_unschedule(PG_FUNCTION_ARGS)
 	CheckPipelineOwner(def, "unschedule");
 	removed = UnscheduleCronJob(def->name);
 	StoreSchedule(def->id, NULL);
+	def->schedule = NULL;
+	RegistryChanged("unschedule", def, NULL);
 	UnpinSearchPath(nestlevel);
 	SPI_finish();
 	PG_RETURN_BOOL(removed);

@@ -1,0 +1,669 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/versions.c
+ *
+ * Config versions and declarative specs. A pipeline's configuration has a
+ * canonical form: a JSON object of every option a user sets (names quoted
+ * and schema-qualified, the lookback in ISO 8601, the owner by name), in
+ * jsonb's own key order, so that the same configuration always has the
+ * same text and the same SHA-256. pipeline.pipeline_versions gets a new
+ * row only when that hash changes; pipeline.pipeline.config_version points
+ * at the current one, and every run records the version it ran with.
+ *
+ * pipeline.apply(spec) creates or updates pipelines from a spec (one object
+ * or an array of them) through create_pipeline and alter_pipeline, so it
+ * validates exactly as they do. An update runs in a subtransaction that is
+ * rolled back when the config version did not move: applying the same spec
+ * twice writes nothing, and says so.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "pg_pipeline.h"
+
+PIPELINE_FUNCTION(pipeline_config_of);
+PIPELINE_FUNCTION(pipeline_apply);
+
+/* JsonMember appends "key": "value" (or null), with a leading comma if asked */
+static void
+JsonMember(StringInfo buf, const char *key, const char *value)
+{
+	appendStringInfoChar(buf, ',');
+	escape_json(buf, key);
+	appendStringInfoChar(buf, ':');
+	if (value)
+		escape_json(buf, value);
+	else
+		appendStringInfoString(buf, "null");
+}
+
+/* IsoInterval spells an interval in ISO 8601, whatever the session's IntervalStyle */
+static char *
+IsoInterval(Interval *iv)
+{
+	int			nestlevel = NewGUCNestLevel();
+	char	   *s;
+
+	(void) set_config_option("intervalstyle", "iso_8601", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	s = DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv)));
+	AtEOXact_GUC(true, nestlevel);
+	return s;
+}
+
+/*
+ * CanonicalConfig returns a pipeline's configuration as JSON text: every
+ * option a user sets, and nothing that a run or pause/resume changes
+ * (watermark, active).
+ */
+char *
+CanonicalConfig(PipelineDef *def)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	char	   *owner = GetUserNameFromId(def->owner, true);
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"format\":1");
+	JsonMember(&buf, "name", def->name);
+	JsonMember(&buf, "source", quote_qualified_identifier(def->source_schema, def->source_table));
+	JsonMember(&buf, "target", quote_qualified_identifier(def->target_schema, def->target_table));
+	JsonMember(&buf, "mode", LoadModeName(def->mode));
+	appendStringInfoString(&buf, ",\"unique_key\":");
+	if (def->unique_key == NIL)
+		appendStringInfoString(&buf, "null");
+	else
+	{
+		appendStringInfoChar(&buf, '[');
+		foreach(lc, def->unique_key)
+		{
+			if (lc != list_head(def->unique_key))
+				appendStringInfoChar(&buf, ',');
+			escape_json(&buf, lfirst(lc));
+		}
+		appendStringInfoChar(&buf, ']');
+	}
+	JsonMember(&buf, "incremental_column", def->incremental_column);
+	JsonMember(&buf, "delete_column", def->delete_column);
+	appendStringInfo(&buf, ",\"soft_delete\":%s", def->soft_delete ? "true" : "false");
+	JsonMember(&buf, "partition_column", def->partition_column);
+	JsonMember(&buf, "lookback", def->lookback ? IsoInterval(def->lookback) : NULL);
+	if (def->batch_rows > 0)
+		appendStringInfo(&buf, ",\"batch_rows\":%lld", (long long) def->batch_rows);
+	else
+		appendStringInfoString(&buf, ",\"batch_rows\":null");
+	JsonMember(&buf, "description", def->description);
+	appendStringInfoString(&buf, ",\"metadata\":");
+	appendStringInfoString(&buf, def->metadata
+						   ? JsonbToCString(NULL, &def->metadata->root, VARSIZE(def->metadata))
+						   : "{}");
+	JsonMember(&buf, "lineage_column", def->lineage_column);
+	JsonMember(&buf, "owner", owner);
+	appendStringInfoChar(&buf, '}');
+
+	/* through jsonb: its key order and spacing are the canonical ones */
+	{
+		Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+
+		return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	}
+}
+
+/* Sha256Hex returns the hex SHA-256 of a string */
+static char *
+Sha256Hex(const char *s)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	uint8		d[PG_SHA256_DIGEST_LENGTH];
+	char	   *hex = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
+
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) s, strlen(s)) < 0 ||
+		pg_cryptohash_final(ctx, d, sizeof(d)) < 0)
+		elog(ERROR, "could not compute SHA-256: %s", ctx ? pg_cryptohash_error(ctx) : "out of memory");
+	pg_cryptohash_free(ctx);
+	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+		sprintf(hex + i * 2, "%02x", d[i]);
+	return hex;
+}
+
+/*
+ * RecordConfigVersion makes sure the pipeline's current configuration is a
+ * version: when its hash differs from the latest version's, it writes the
+ * next version and points the pipeline at it. Returns the version now
+ * current; *previous_config is the latest version's config before the call
+ * (NULL for a new pipeline), *config the current one.
+ */
+int
+RecordConfigVersion(PipelineDef *def, char **previous_config, char **config)
+{
+	char	   *canonical = CanonicalConfig(def);
+	char	   *hash = Sha256Hex(canonical);
+	Oid			types[5] = {INT8OID, INT4OID, JSONBOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	int			version = 0;
+
+	*config = canonical;
+	*previous_config = NULL;
+	values[0] = Int64GetDatum(def->id);
+	ExecAsExtensionOwner("SELECT version, config::text, config_hash FROM pipeline.pipeline_versions"
+						 " WHERE pipeline_id = $1 ORDER BY version DESC LIMIT 1",
+						 1, types, values, NULL, false);
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		version = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		*previous_config = SPI_getvalue(tup, desc, 2);
+		if (strcmp(SPI_getvalue(tup, desc, 3), hash) == 0)
+			return version;
+	}
+	version++;
+	values[1] = Int32GetDatum(version);
+	values[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(canonical));
+	values[3] = CStringGetTextDatum(hash);
+	values[4] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	ExecAsExtensionOwner("INSERT INTO pipeline.pipeline_versions"
+						 " (pipeline_id, version, config, config_hash, created_by)"
+						 " VALUES ($1, $2, $3, $4, $5)",
+						 5, types, values, NULL, false);
+	ExecAsExtensionOwner("UPDATE pipeline.pipeline SET config_version = $2 WHERE pipeline_id = $1",
+						 2, types, values, NULL, false);
+	return version;
+}
+
+/* pipeline.config_of(name): the canonical configuration of a pipeline now */
+Datum
+pipeline_config_of(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	PipelineDef *def;
+	char	   *config;
+	int			nestlevel;
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		result;
+
+	SPI_connect();
+	nestlevel = PinSearchPath();
+	def = LoadPipelineByName(name, false);
+	config = CanonicalConfig(def);
+	UnpinSearchPath(nestlevel);
+	/* the config is built in SPI's memory, which SPI_finish releases */
+	{
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		result = DirectFunctionCall1(jsonb_in, CStringGetDatum(config));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/* ---- pipeline.apply ---------------------------------------------------- */
+
+/* The keys a spec may hold, in create_pipeline's argument order */
+static const char *const SpecKeys[] = {
+	"name", "source", "target", "unique_key", "incremental_column", "mode",
+	"delete_column", "soft_delete", "partition_column", "lookback",
+	"batch_rows", "create_target", "description", "metadata", "lineage_column"
+};
+#define NUM_SPEC_KEYS lengthof(SpecKeys)
+#define NUM_CALL_ARGS 14		/* all but lineage_column */
+
+enum
+{
+	SK_NAME, SK_SOURCE, SK_TARGET, SK_UNIQUE_KEY, SK_INCREMENTAL, SK_MODE,
+	SK_DELETE, SK_SOFT_DELETE, SK_PARTITION, SK_LOOKBACK, SK_BATCH_ROWS,
+	SK_CREATE_TARGET, SK_DESCRIPTION, SK_METADATA, SK_LINEAGE_COLUMN
+};
+
+/* One spec object, decoded */
+typedef struct PipelineSpec
+{
+	JsonbValue *v[NUM_SPEC_KEYS];	/* NULL when absent or JSON null */
+	char	   *name;
+} PipelineSpec;
+
+static void
+SpecError(int index, const char *message, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("malformed pipeline spec: %s", message),
+			 errdetail("The problem is in spec element %d (counting from 1).", index),
+			 hint ? errhint("%s", hint) : 0));
+}
+
+/* SpecString returns a string member, checking its JSON type */
+static char *
+SpecString(PipelineSpec *spec, int key, int index)
+{
+	JsonbValue *v = spec->v[key];
+
+	if (v == NULL)
+		return NULL;
+	if (v->type != jbvString)
+		SpecError(index, psprintf("\"%s\" must be a string", SpecKeys[key]), NULL);
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+static bool
+SpecBool(PipelineSpec *spec, int key, int index, bool dflt)
+{
+	JsonbValue *v = spec->v[key];
+
+	if (v == NULL)
+		return dflt;
+	if (v->type != jbvBool)
+		SpecError(index, psprintf("\"%s\" must be true or false", SpecKeys[key]), NULL);
+	return v->val.boolean;
+}
+
+/*
+ * DecodeSpec checks one spec object: an object, known keys only, the
+ * required ones present, each of the right JSON type.
+ */
+static void
+DecodeSpec(JsonbValue *obj, int index, PipelineSpec *spec)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	bool		key_next = false;
+	int			current = -1;
+
+	memset(spec, 0, sizeof(*spec));
+	if (obj->type != jbvBinary || !JsonContainerIsObject(obj->val.binary.data))
+		SpecError(index, "each spec must be a JSON object",
+				  "Pass {\"name\": ..., \"source\": ..., \"target\": ...} or an array of such objects.");
+	it = JsonbIteratorInit(obj->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
+
+			current = -1;
+			for (int k = 0; k < NUM_SPEC_KEYS; k++)
+				if (strcmp(key, SpecKeys[k]) == 0)
+					current = k;
+			if (current < 0)
+				SpecError(index, psprintf("unknown key \"%s\"", key),
+						  "The keys are name, source, target, unique_key, incremental_column, mode, delete_column, soft_delete, partition_column, lookback, batch_rows, create_target, description, metadata and lineage_column.");
+			key_next = true;
+		}
+		else if (tok == WJB_VALUE && key_next)
+		{
+			if (v.type != jbvNull)
+			{
+				spec->v[current] = palloc(sizeof(JsonbValue));
+				*spec->v[current] = v;
+			}
+			key_next = false;
+		}
+	}
+	spec->name = SpecString(spec, SK_NAME, index);
+	if (spec->name == NULL)
+		SpecError(index, "\"name\" is missing", "Every spec names its pipeline.");
+	if (spec->v[SK_SOURCE] == NULL)
+		SpecError(index, "\"source\" is missing", "Name the source table or view, e.g. \"staging.orders\".");
+	if (spec->v[SK_TARGET] == NULL)
+		SpecError(index, "\"target\" is missing", "Name the target table, e.g. \"core.orders\".");
+	(void) SpecString(spec, SK_SOURCE, index);
+	(void) SpecString(spec, SK_TARGET, index);
+	if (spec->v[SK_UNIQUE_KEY])
+	{
+		JsonbValue *u = spec->v[SK_UNIQUE_KEY];
+
+		if (u->type != jbvBinary || !JsonContainerIsArray(u->val.binary.data))
+			SpecError(index, "\"unique_key\" must be an array of column names", NULL);
+	}
+	if (spec->v[SK_BATCH_ROWS] && spec->v[SK_BATCH_ROWS]->type != jbvNumeric)
+		SpecError(index, "\"batch_rows\" must be a number", NULL);
+	if (spec->v[SK_METADATA])
+	{
+		JsonbValue *m = spec->v[SK_METADATA];
+
+		if (m->type != jbvBinary || !JsonContainerIsObject(m->val.binary.data))
+			SpecError(index, "\"metadata\" must be a JSON object", NULL);
+	}
+	for (int k = 0; k < NUM_SPEC_KEYS; k++)
+		if (k == SK_INCREMENTAL || k == SK_MODE || k == SK_DELETE || k == SK_PARTITION ||
+			k == SK_LOOKBACK || k == SK_DESCRIPTION || k == SK_LINEAGE_COLUMN)
+			(void) SpecString(spec, k, index);
+	(void) SpecBool(spec, SK_SOFT_DELETE, index, false);
+	(void) SpecBool(spec, SK_CREATE_TARGET, index, true);
+}
+
+/* UniqueKeyDatum turns the unique_key array into a text[] */
+static Datum
+UniqueKeyDatum(JsonbValue *u, int index)
+{
+	JsonbIterator *it = JsonbIteratorInit(u->val.binary.data);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	List	   *elems = NIL;
+	Datum	   *d;
+	int			n = 0;
+	ListCell   *lc;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM)
+			continue;
+		if (v.type != jbvString)
+			SpecError(index, "\"unique_key\" must be an array of column names", NULL);
+		elems = lappend(elems, pnstrdup(v.val.string.val, v.val.string.len));
+	}
+	d = palloc(sizeof(Datum) * (list_length(elems) + 1));
+	foreach(lc, elems)
+		d[n++] = CStringGetTextDatum(lfirst(lc));
+	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * SpecCallArgs fills the 14 arguments of create_pipeline/alter_pipeline.
+ * For an update, an absent option means its default, so the values that
+ * clear an option in alter_pipeline are passed.
+ */
+static void
+SpecCallArgs(PipelineSpec *spec, int index, bool update, Oid *types, Datum *values, char *nulls)
+{
+	char	   *s;
+	RangeVar   *rv;
+
+	memset(nulls, ' ', NUM_CALL_ARGS);
+	types[0] = TEXTOID;
+	values[0] = CStringGetTextDatum(spec->name);
+	/* the source is resolved on the caller's search_path: 42P01 if missing */
+	rv = makeRangeVarFromNameList(stringToQualifiedNameList(SpecString(spec, SK_SOURCE, index)));
+	types[1] = REGCLASSOID;
+	values[1] = ObjectIdGetDatum(RangeVarGetRelid(rv, NoLock, false));
+	types[2] = TEXTOID;
+	values[2] = CStringGetTextDatum(SpecString(spec, SK_TARGET, index));
+	types[3] = TEXTARRAYOID;
+	if (spec->v[SK_UNIQUE_KEY])
+		values[3] = UniqueKeyDatum(spec->v[SK_UNIQUE_KEY], index);
+	else if (update)
+		values[3] = PointerGetDatum(construct_empty_array(TEXTOID));
+	else
+		nulls[3] = 'n';
+
+	{
+		static const int text_keys[] = {SK_INCREMENTAL, SK_DELETE, SK_PARTITION, SK_DESCRIPTION};
+		static const int text_args[] = {4, 6, 8, 12};
+
+		for (int i = 0; i < lengthof(text_keys); i++)
+		{
+			s = SpecString(spec, text_keys[i], index);
+			types[text_args[i]] = TEXTOID;
+			if (s == NULL && update)
+				s = "";
+			values[text_args[i]] = s ? CStringGetTextDatum(s) : (Datum) 0;
+			nulls[text_args[i]] = s ? ' ' : 'n';
+		}
+	}
+	s = SpecString(spec, SK_MODE, index);
+	types[5] = TEXTOID;
+	values[5] = CStringGetTextDatum(s ? s : "merge");
+	types[7] = BOOLOID;
+	values[7] = BoolGetDatum(SpecBool(spec, SK_SOFT_DELETE, index, false));
+	s = SpecString(spec, SK_LOOKBACK, index);
+	types[9] = INTERVALOID;
+	if (s == NULL && update)
+		s = "0";
+	values[9] = s ? DirectFunctionCall3(interval_in, CStringGetDatum(s), ObjectIdGetDatum(InvalidOid),
+										Int32GetDatum(-1)) : (Datum) 0;
+	nulls[9] = s ? ' ' : 'n';
+	types[10] = INT8OID;
+	if (spec->v[SK_BATCH_ROWS])
+		values[10] = DirectFunctionCall1(numeric_int8, NumericGetDatum(spec->v[SK_BATCH_ROWS]->val.numeric));
+	else if (update)
+		values[10] = Int64GetDatum(0);
+	else
+		nulls[10] = 'n';
+	types[11] = BOOLOID;
+	values[11] = BoolGetDatum(SpecBool(spec, SK_CREATE_TARGET, index, true));
+	types[13] = JSONBOID;
+	if (spec->v[SK_METADATA])
+		values[13] = JsonbPGetDatum(JsonbValueToJsonb(spec->v[SK_METADATA]));
+	else
+		values[13] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+}
+
+/* CallRegistry runs create_pipeline or alter_pipeline as the caller */
+static void
+CallRegistry(const char *function, Oid *types, Datum *values, char *nulls)
+{
+	char	   *sql = psprintf("SELECT pipeline.%s(name => $1, source => $2, target => $3,"
+							   " unique_key => $4, incremental_column => $5, mode => $6,"
+							   " delete_column => $7, soft_delete => $8, partition_column => $9,"
+							   " lookback => $10, batch_rows => $11, create_target => $12,"
+							   " description => $13, metadata => $14)", function);
+
+	if (SPI_execute_with_args(sql, NUM_CALL_ARGS, types, values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pipeline.%s failed", function);
+}
+
+/* SetLineageColumnCall runs pipeline.set_lineage_column as the caller */
+static void
+SetLineageColumnCall(const char *name, const char *column)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', column ? ' ' : 'n'};
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = column ? CStringGetTextDatum(column) : (Datum) 0;
+	if (SPI_execute_with_args("SELECT pipeline.set_lineage_column($1, $2)", 2, types, values,
+							  nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pipeline.set_lineage_column failed");
+}
+
+/* PipelineVersion reads a pipeline's current config version, 0 if none */
+static int
+PipelineVersion(const char *name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull = true;
+	Datum		d = (Datum) 0;
+
+	values[0] = CStringGetTextDatum(name);
+	ExecAsExtensionOwner("SELECT config_version FROM pipeline.pipeline WHERE name = $1",
+						 1, types, values, NULL, false);
+	if (SPI_processed > 0)
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
+/*
+ * ApplyOne creates or updates one pipeline from its spec and returns what
+ * it did: created, updated or unchanged.
+ */
+static const char *
+ApplyOne(PipelineSpec *spec, int index, int *version)
+{
+	Oid			types[NUM_CALL_ARGS];
+	Datum		values[NUM_CALL_ARGS];
+	char		nulls[NUM_CALL_ARGS];
+	PipelineDef *existing;
+	char	   *lineage_column = SpecString(spec, SK_LINEAGE_COLUMN, index);
+	int			before;
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	bool		changed;
+
+	{
+		int			nestlevel = PinSearchPath();
+
+		existing = LoadPipelineByName(spec->name, true);
+		UnpinSearchPath(nestlevel);
+	}
+	if (existing == NULL)
+	{
+		SpecCallArgs(spec, index, false, types, values, nulls);
+		CallRegistry("create_pipeline", types, values, nulls);
+		if (lineage_column)
+			SetLineageColumnCall(spec->name, lineage_column);
+		*version = PipelineVersion(spec->name);
+		return "created";
+	}
+
+	before = PipelineVersion(spec->name);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	SpecCallArgs(spec, index, true, types, values, nulls);
+	CallRegistry("alter_pipeline", types, values, nulls);
+	if (lineage_column || existing->lineage_column)
+		SetLineageColumnCall(spec->name, lineage_column);
+	*version = PipelineVersion(spec->name);
+	changed = *version != before;
+	if (changed)
+		ReleaseCurrentSubTransaction();
+	else
+		RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(oldcontext);
+	CurrentResourceOwner = oldowner;
+	if (!changed)
+		*version = before;
+	return changed ? "updated" : "unchanged";
+}
+
+/*
+ * pipeline.apply(spec jsonb) creates or updates the pipelines a spec
+ * describes, in order, and returns one row per pipeline: its name, what
+ * happened (created, updated, unchanged) and its config version.
+ */
+Datum
+pipeline_apply(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Jsonb	   *spec;
+	List	   *objs = NIL;
+	List	   *names = NIL;
+	ListCell   *lc;
+	int			index = 0;
+	int			changed = 0;
+	MemoryContext oldcontext;
+	TupleDesc	desc;
+	Tuplestorestate *store;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("spec must not be NULL")));
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		!(rsinfo->allowedModes & SFRM_Materialize))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pipeline.apply must be called in a context that accepts a set")));
+	spec = PG_GETARG_JSONB_P(0);
+
+	if (JB_ROOT_IS_SCALAR(spec))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("malformed pipeline spec: a spec is a JSON object or an array of objects"),
+				 errhint("Pass {\"name\": ..., \"source\": ..., \"target\": ...} or an array of such objects.")));
+	if (JB_ROOT_IS_OBJECT(spec))
+	{
+		JsonbValue *v = palloc(sizeof(JsonbValue));
+
+		v->type = jbvBinary;
+		v->val.binary.data = &spec->root;
+		v->val.binary.len = VARSIZE(spec) - VARHDRSZ;
+		objs = lappend(objs, v);
+	}
+	else
+	{
+		JsonbIterator *it = JsonbIteratorInit(&spec->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_ELEM)
+			{
+				JsonbValue *copy = palloc(sizeof(JsonbValue));
+
+				*copy = v;
+				objs = lappend(objs, copy);
+			}
+		}
+		if (objs == NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("malformed pipeline spec: the array is empty")));
+	}
+
+	/* check every spec before applying any */
+	foreach(lc, objs)
+	{
+		PipelineSpec *ps = palloc(sizeof(PipelineSpec));
+		ListCell   *nc;
+
+		DecodeSpec(lfirst(lc), ++index, ps);
+		foreach(nc, names)
+			if (strcmp(((PipelineSpec *) lfirst(nc))->name, ps->name) == 0)
+				SpecError(index, psprintf("pipeline \"%s\" appears twice", ps->name), NULL);
+		names = lappend(names, ps);
+	}
+
+	oldcontext = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+	store = tuplestore_begin_heap(true, false, work_mem);
+	MemoryContextSwitchTo(oldcontext);
+
+	SPI_connect();
+	index = 0;
+	foreach(lc, names)
+	{
+		PipelineSpec *ps = lfirst(lc);
+		int			version = 0;
+		const char *action = ApplyOne(ps, ++index, &version);
+		Datum		values[3];
+		bool		nulls[3] = {false, false, version == 0};
+
+		if (strcmp(action, "unchanged") != 0)
+			changed++;
+		values[0] = CStringGetTextDatum(ps->name);
+		values[1] = CStringGetTextDatum(action);
+		values[2] = Int32GetDatum(version);
+		oldcontext = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+		tuplestore_putvalues(store, desc, values, nulls);
+		MemoryContextSwitchTo(oldcontext);
+	}
+	SPI_finish();
+	if (changed == 0)
+		ereport(NOTICE,
+				(errmsg("nothing changed: every pipeline in the spec is already as described")));
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = store;
+	rsinfo->setDesc = desc;
+	return (Datum) 0;
+}

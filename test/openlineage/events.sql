@@ -1,0 +1,42 @@
+-- test/openlineage/events.sql: a raw -> cleaned -> aggregated chain with a
+-- succeeded, a nothing-new, a batched and a failed run; prints one
+-- OpenLineage event per line (compact JSON).
+\set ON_ERROR_STOP 1
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pg_pipeline;
+CREATE SCHEMA ol_raw; CREATE SCHEMA ol_core; CREATE SCHEMA ol_mart;
+CREATE TABLE ol_raw.orders (order_id int, customer_id int, amount numeric(10,2), status text,
+                            day date, seq bigserial);
+CREATE INDEX ON ol_raw.orders (seq);
+CREATE TABLE ol_raw.customers (customer_id int PRIMARY KEY, "Region Name" text);
+CREATE VIEW ol_core.orders_v AS
+SELECT o.order_id, c."Region Name" AS region, o.amount * 2 AS amount2,
+       CASE WHEN o.status = 'x' THEN 'cancelled' ELSE o.status END AS status,
+       10 / (CASE WHEN o.status = 'boom' THEN 0 ELSE 1 END) AS ten, o.day, o.seq
+  FROM ol_raw.orders o JOIN ol_raw.customers c USING (customer_id);
+SELECT pipeline.create_pipeline('ol_orders', 'ol_core.orders_v', 'ol_core.orders',
+                                unique_key => ARRAY['order_id'], incremental_column => 'seq',
+                                batch_rows => 2);
+CREATE VIEW ol_mart.daily_v AS
+SELECT day, region, sum(amount2) AS revenue, count(*) AS n FROM ol_core.orders GROUP BY day, region;
+SELECT pipeline.create_pipeline('ol daily "revenue"', 'ol_mart.daily_v', 'ol_mart.daily',
+                                unique_key => ARRAY['day', 'region'], mode => 'full');
+INSERT INTO ol_raw.customers VALUES (1, 'north'), (2, 'south');
+INSERT INTO ol_raw.orders (order_id, customer_id, amount, status, day) VALUES
+  (1, 1, 10, 'new', '2024-01-01'), (2, 2, 20, 'x', '2024-01-01'), (3, 1, 5, 'new', '2024-01-02');
+SELECT pipeline.run('ol_orders');
+SELECT pipeline.run('ol daily "revenue"');
+SELECT pipeline.run('ol_orders');
+INSERT INTO ol_raw.orders (order_id, customer_id, amount, status, day) VALUES
+  (4, 1, 1, 'new', '2024-01-03'), (5, 2, 2, 'new', '2024-01-03'), (6, 2, 3, 'new', '2024-01-04');
+CALL pipeline.run_batched('ol_orders');
+INSERT INTO ol_raw.orders (order_id, customer_id, amount, status, day) VALUES (7, 1, 1, 'boom', '2024-01-05');
+\set ON_ERROR_STOP 0
+SELECT pipeline.run('ol_orders');
+\set ON_ERROR_STOP 1
+\pset format unaligned
+\pset tuples_only on
+\o :out
+SELECT e::text FROM pipeline.runs r, pipeline.openlineage_events(r.run_id) e
+ WHERE r.pipeline_name LIKE 'ol%' ORDER BY r.run_id;
+\o
