@@ -17,6 +17,8 @@ PACKAGES=(
     postgresql-15-pgtap
     pgtap
     libipc-run-perl
+    python3
+    nodejs
 )
 
 missing=()
@@ -26,6 +28,12 @@ for pkg in "${PACKAGES[@]}"; do
         missing+=("$pkg")
     fi
 done
+
+# npm (for the OpenLineage schema test) comes with some nodejs builds and is
+# a package of its own in Debian's
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
+fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0

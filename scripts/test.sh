@@ -242,6 +242,29 @@ suite_perl_tap() {
         "${#files[@]} files${bad[0]:+; failing: ${bad[*]}}"
 }
 
+# suite_openlineage validates the events of pipeline.openlineage_events
+# against the project's JSON Schema with ajv-cli from the npm registry
+# (test/openlineage/run.sh); it needs node, npm and python3.
+suite_openlineage() {
+    local out rc=0 p fl
+    if ! command -v npm >/dev/null 2>&1 || ! command -v python3 >/dev/null 2>&1; then
+        record openlineage 0 1 "npm or python3 is missing"
+        return
+    fi
+    out=$(mktemp -t pp-openlineage.XXXXXX)
+    timeout -k 10 "$TEST_TIMEOUT" bash test/openlineage/run.sh >"$out" 2>&1 || rc=$?
+    read -r p fl < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ { n = $1; f = $3 }
+                         END { print n + 0, (NR && f != "" ? f : 1) }' "$out")
+    if [ "$rc" -ne 0 ] && [ "$fl" -eq 0 ]; then
+        fl=1
+    fi
+    if [ "$fl" -ne 0 ]; then
+        show_file "openlineage (exit $rc)" "$out" 200
+    fi
+    rm -f "$out"
+    record openlineage "$p" "$fl"
+}
+
 # in_cluster runs every suite against the server pg_virtualenv started.
 in_cluster() {
     cd "$PP_ROOT" || exit 1

@@ -366,18 +366,34 @@ TakeInlineFailure(void)
 	return f;
 }
 
+/*
+ * CopyDefIdentity copies what records of a run need of its pipeline (id,
+ * name, source, target, lineage column) into the current memory context.
+ */
+PipelineDef *
+CopyDefIdentity(PipelineDef *def)
+{
+	PipelineDef *copy = palloc0(sizeof(PipelineDef));
+
+	copy->id = def->id;
+	copy->name = pstrdup(def->name);
+	copy->source_schema = pstrdup(def->source_schema);
+	copy->source_table = pstrdup(def->source_table);
+	copy->target_schema = pstrdup(def->target_schema);
+	copy->target_table = pstrdup(def->target_table);
+	copy->lineage_column = def->lineage_column ? pstrdup(def->lineage_column) : NULL;
+	return copy;
+}
+
 /* KeepInlineFailure copies a failure into TopMemoryContext for the caller */
 static void
 KeepInlineFailure(FailedRun *failed)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	FailedRun  *copy = palloc(sizeof(FailedRun));
-	PipelineDef *def = palloc0(sizeof(PipelineDef));
 
 	*copy = *failed;
-	def->id = failed->def->id;
-	def->name = pstrdup(failed->def->name);
-	copy->def = def;
+	copy->def = CopyDefIdentity(failed->def);
 	copy->wm_from = failed->wm_from ? pstrdup(failed->wm_from) : NULL;
 	copy->wm_to = failed->wm_to ? pstrdup(failed->wm_to) : NULL;
 	copy->message = failed->message ? pstrdup(failed->message) : NULL;
@@ -433,10 +449,12 @@ RunGuarded(RunState *rs, void (*step) (RunState *rs))
 		failed.sqlerrcode = edata->sqlerrcode;
 		failed.message = edata->message;
 		if (rs->req->record_failure_inline)
-			KeepInlineFailure(&failed);
+			KeepInlineFailure(&failed);	/* the caller records and audits it */
 		else
+		{
 			RecordFailedRun(&failed);
-		AuditFailedRun(&failed);
+			AuditFailedRun(&failed);
+		}
 		ReThrowError(edata);
 	}
 	PG_END_TRY();

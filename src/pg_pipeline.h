@@ -231,6 +231,7 @@ extern void RunBatchedCall(FunctionCallInfo fcinfo, const char *name, int64 batc
 extern bool TryLockPipeline(int64 pipeline_id, bool session);
 extern void UnlockPipeline(int64 pipeline_id);
 extern struct FailedRun *TakeInlineFailure(void);
+extern PipelineDef *CopyDefIdentity(PipelineDef *def);
 
 /* cron_expr.c */
 extern void ParseCronSchedule(const char *schedule, CronSchedule *cs);

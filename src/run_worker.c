@@ -216,10 +216,8 @@ pipeline_run_worker_main(Datum arg)
 	}
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-		PipelineDef *copy = palloc0(sizeof(PipelineDef));
+		PipelineDef *copy = CopyDefIdentity(def);
 
-		copy->id = def->id;
-		copy->name = pstrdup(def->name);
 		copy->max_retries = def->max_retries;
 		if (def->retry_delay)
 			copy->retry_delay = CopyInterval(def->retry_delay);
