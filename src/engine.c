@@ -39,6 +39,9 @@
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/guc.h"
+#include "utils/syscache.h"
+#include "catalog/pg_class.h"
+#include "access/htup_details.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -190,6 +193,20 @@ SubtractLookback(Datum wm, Interval *lookback, Oid typid)
 	return (Datum) 0;
 }
 
+/* TargetStatsSayEmpty: the target was analyzed (or vacuumed) while empty */
+static bool
+TargetStatsSayEmpty(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	bool		empty;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	empty = ((Form_pg_class) GETSTRUCT(tup))->reltuples == 0;
+	ReleaseSysCache(tup);
+	return empty;
+}
+
 /*
  * ExecuteLoadStep runs the statements of one load step as the pipeline
  * owner with the window bounds as parameters, and adds their exact counts.
@@ -218,6 +235,14 @@ ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
 	guc_level = NewGUCNestLevel();
 	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	/*
+	 * A target analyzed while empty makes the planner trust it to stay
+	 * empty and pick a nested loop over a scan of it, which is quadratic as
+	 * the load fills it; without nested loops it hashes instead.
+	 */
+	if (TargetStatsSayEmpty(plan->target_relid))
+		(void) set_config_option("enable_nestloop", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	BecomePipelineOwner(&sw, plan->def->owner);
 	if (stmts->prepare)
 	{
