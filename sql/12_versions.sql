@@ -46,6 +46,11 @@ SELECT a.version AS v2, b.version AS v4, a.config_hash = b.config_hash AS same_h
   FROM pipeline.pipeline_versions a JOIN pipeline.pipeline_versions b USING (pipeline_id)
   JOIN pipeline.pipeline p USING (pipeline_id)
  WHERE p.name = 'ver_p' AND a.version = 2 AND b.version = 4;
+-- scheduling options are part of the configuration too
+SELECT pipeline.alter_pipeline('ver_p', max_retries => 2, timeout => '5 minutes') > 0 AS altered;
+SELECT v.version, v.config->'max_retries' AS max_retries, v.config->>'timeout' AS timeout
+  FROM pipeline.pipeline_versions v JOIN pipeline.pipeline p USING (pipeline_id)
+ WHERE p.name = 'ver_p' ORDER BY v.version DESC LIMIT 1;
 
 -- pipeline.apply: create from a spec, apply it again (nothing changes, and
 -- it says so), change it, and apply an array.
@@ -75,6 +80,17 @@ SELECT seq AS before_apply FROM pipeline.audit_head() \gset
 SELECT count(*) FROM pipeline.apply('{"name": "ver_r", "source": "ver.src", "target": "ver.dst3",
                                       "unique_key": ["id"], "mode": "full"}');
 SELECT seq = :before_apply AS nothing_written FROM pipeline.audit_head();
+-- scheduling options in a spec; applied twice, the second time changes nothing
+SELECT * FROM pipeline.apply('{"name": "ver_r", "source": "ver.src", "target": "ver.dst3",
+                               "unique_key": ["id"], "mode": "full", "depends_on": ["ver_q"],
+                               "max_retries": 3, "retry_delay": "30 seconds", "freshness": "1 hour",
+                               "mute_timeliness": true}');
+SELECT * FROM pipeline.apply('{"name": "ver_r", "source": "ver.src", "target": "ver.dst3",
+                               "unique_key": ["id"], "mode": "full", "depends_on": ["ver_q"],
+                               "max_retries": 3, "retry_delay": "30 seconds", "freshness": "1 hour",
+                               "mute_timeliness": true}');
+SELECT name, depends_on, max_retries, retry_delay, freshness, timeliness_muted
+  FROM pipeline.pipelines WHERE name = 'ver_r';
 
 -- Malformed specs: each refused before anything is applied.
 SELECT * FROM pipeline.apply('"ver_q"');
@@ -89,7 +105,9 @@ SELECT * FROM pipeline.apply('{"name": "ver_s", "target": "ver.x"}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM pipeline.apply('{"name": "ver_s", "source": "ver.src"}');
 \echo :LAST_ERROR_SQLSTATE
-SELECT * FROM pipeline.apply('{"name": "ver_s", "source": "ver.src", "target": "ver.x", "schedule": "5 min"}');
+SELECT * FROM pipeline.apply('{"name": "ver_s", "source": "ver.src", "target": "ver.x", "retries_please": 3}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM pipeline.apply('{"name": "ver_s", "source": "ver.src", "target": "ver.x", "depends_on": "ver_q"}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM pipeline.apply('{"name": "ver_s", "source": "ver.src", "target": "ver.x", "unique_key": "id"}');
 \echo :LAST_ERROR_SQLSTATE

@@ -77,12 +77,43 @@ IsoInterval(Interval *iv)
  * option a user sets, and nothing that a run or pause/resume changes
  * (watermark, active).
  */
+/*
+ * DeclaredDependenciesJson returns the names of the pipelines a pipeline
+ * declares it depends on, as a sorted JSON array (they are part of its
+ * configuration; inferred dependencies follow from source and target).
+ */
+static char *
+DeclaredDependenciesJson(int64 pipeline_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+	SPITupleTable *saved = SPI_tuptable;
+	uint64		saved_processed = SPI_processed;
+	char	   *result;
+
+	values[0] = Int64GetDatum(pipeline_id);
+	ExecCatalog("SELECT coalesce(json_agg(u.name ORDER BY u.name), '[]')::text"
+				"  FROM pipeline.dependency d"
+				"  JOIN pipeline.pipeline u ON u.pipeline_id = d.upstream_id"
+				" WHERE d.pipeline_id = $1",
+				1, types, values, NULL, false);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	result = isnull ? pstrdup("[]") : TextDatumGetCString(d);
+	SPI_freetuptable(SPI_tuptable);
+	SPI_tuptable = saved;
+	SPI_processed = saved_processed;
+	return result;
+}
+
 char *
 CanonicalConfig(PipelineDef *def)
 {
 	StringInfoData buf;
 	ListCell   *lc;
 	char	   *owner = GetUserNameFromId(def->owner, true);
+	char	   *depends_on = DeclaredDependenciesJson(def->id);
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"format\":1");
@@ -120,6 +151,17 @@ CanonicalConfig(PipelineDef *def)
 						   : "{}");
 	JsonMember(&buf, "lineage_column", def->lineage_column);
 	JsonMember(&buf, "owner", owner);
+	JsonMember(&buf, "schedule", def->schedule);
+	appendStringInfoString(&buf, ",\"depends_on\":");
+	appendStringInfoString(&buf, depends_on);
+	appendStringInfo(&buf, ",\"max_retries\":%d", def->max_retries);
+	JsonMember(&buf, "retry_delay", def->retry_delay ? IsoInterval(def->retry_delay) : NULL);
+	JsonMember(&buf, "timeout", def->timeout ? IsoInterval(def->timeout) : NULL);
+	JsonMember(&buf, "freshness", def->freshness ? IsoInterval(def->freshness) : NULL);
+	JsonMember(&buf, "timeliness", def->timeliness ? IsoInterval(def->timeliness) : NULL);
+	appendStringInfo(&buf, ",\"mute_freshness\":%s,\"mute_timeliness\":%s",
+					 def->freshness_muted ? "true" : "false",
+					 def->timeliness_muted ? "true" : "false");
 	appendStringInfoChar(&buf, '}');
 
 	/* through jsonb: its key order and spacing are the canonical ones */
@@ -228,16 +270,20 @@ pipeline_config_of(PG_FUNCTION_ARGS)
 static const char *const SpecKeys[] = {
 	"name", "source", "target", "unique_key", "incremental_column", "mode",
 	"delete_column", "soft_delete", "partition_column", "lookback",
-	"batch_rows", "create_target", "description", "metadata", "lineage_column"
+	"batch_rows", "create_target", "description", "metadata", "lineage_column",
+	"schedule", "depends_on", "max_retries", "retry_delay", "timeout",
+	"freshness", "timeliness", "mute_freshness", "mute_timeliness"
 };
 #define NUM_SPEC_KEYS lengthof(SpecKeys)
-#define NUM_CALL_ARGS 14		/* all but lineage_column */
+#define NUM_CALL_ARGS 23		/* all but lineage_column */
 
 enum
 {
 	SK_NAME, SK_SOURCE, SK_TARGET, SK_UNIQUE_KEY, SK_INCREMENTAL, SK_MODE,
 	SK_DELETE, SK_SOFT_DELETE, SK_PARTITION, SK_LOOKBACK, SK_BATCH_ROWS,
-	SK_CREATE_TARGET, SK_DESCRIPTION, SK_METADATA, SK_LINEAGE_COLUMN
+	SK_CREATE_TARGET, SK_DESCRIPTION, SK_METADATA, SK_LINEAGE_COLUMN,
+	SK_SCHEDULE, SK_DEPENDS_ON, SK_MAX_RETRIES, SK_RETRY_DELAY, SK_TIMEOUT,
+	SK_FRESHNESS, SK_TIMELINESS, SK_MUTE_FRESHNESS, SK_MUTE_TIMELINESS
 };
 
 /* One spec object, decoded */
@@ -312,7 +358,7 @@ DecodeSpec(JsonbValue *obj, int index, PipelineSpec *spec)
 					current = k;
 			if (current < 0)
 				SpecError(index, psprintf("unknown key \"%s\"", key),
-						  "The keys are name, source, target, unique_key, incremental_column, mode, delete_column, soft_delete, partition_column, lookback, batch_rows, create_target, description, metadata and lineage_column.");
+						  "The keys are name, source, target, unique_key, incremental_column, mode, delete_column, soft_delete, partition_column, lookback, batch_rows, create_target, description, metadata, lineage_column, schedule, depends_on, max_retries, retry_delay, timeout, freshness, timeliness, mute_freshness and mute_timeliness.");
 			key_next = true;
 		}
 		else if (tok == WJB_VALUE && key_next)
@@ -358,11 +404,11 @@ DecodeSpec(JsonbValue *obj, int index, PipelineSpec *spec)
 	(void) SpecBool(spec, SK_CREATE_TARGET, index, true);
 }
 
-/* UniqueKeyDatum turns the unique_key array into a text[] */
+/* NameArrayDatum turns a spec's array of names (unique_key, depends_on) into a text[] */
 static Datum
-UniqueKeyDatum(JsonbValue *u, int index)
+NameArrayDatum(JsonbValue *u, int index, const char *key)
 {
-	JsonbIterator *it = JsonbIteratorInit(u->val.binary.data);
+	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	List	   *elems = NIL;
@@ -370,12 +416,15 @@ UniqueKeyDatum(JsonbValue *u, int index)
 	int			n = 0;
 	ListCell   *lc;
 
+	if (u->type != jbvBinary || !JsonContainerIsArray(u->val.binary.data))
+		SpecError(index, psprintf("\"%s\" must be an array of names", key), NULL);
+	it = JsonbIteratorInit(u->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		if (tok != WJB_ELEM)
 			continue;
 		if (v.type != jbvString)
-			SpecError(index, "\"unique_key\" must be an array of column names", NULL);
+			SpecError(index, psprintf("\"%s\" must be an array of names", key), NULL);
 		elems = lappend(elems, pnstrdup(v.val.string.val, v.val.string.len));
 	}
 	d = palloc(sizeof(Datum) * (list_length(elems) + 1));
@@ -385,7 +434,7 @@ UniqueKeyDatum(JsonbValue *u, int index)
 }
 
 /*
- * SpecCallArgs fills the 14 arguments of create_pipeline/alter_pipeline.
+ * SpecCallArgs fills the arguments of create_pipeline/alter_pipeline.
  * For an update, an absent option means its default, so the values that
  * clear an option in alter_pipeline are passed.
  */
@@ -406,7 +455,7 @@ SpecCallArgs(PipelineSpec *spec, int index, bool update, Oid *types, Datum *valu
 	values[2] = CStringGetTextDatum(SpecString(spec, SK_TARGET, index));
 	types[3] = TEXTARRAYOID;
 	if (spec->v[SK_UNIQUE_KEY])
-		values[3] = UniqueKeyDatum(spec->v[SK_UNIQUE_KEY], index);
+		values[3] = NameArrayDatum(spec->v[SK_UNIQUE_KEY], index, "unique_key");
 	else if (update)
 		values[3] = PointerGetDatum(construct_empty_array(TEXTOID));
 	else
@@ -452,6 +501,49 @@ SpecCallArgs(PipelineSpec *spec, int index, bool update, Oid *types, Datum *valu
 		values[13] = JsonbPGetDatum(JsonbValueToJsonb(spec->v[SK_METADATA]));
 	else
 		values[13] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+
+	/* scheduling: for an update, an absent option clears it or restores its default */
+	s = SpecString(spec, SK_SCHEDULE, index);
+	types[14] = TEXTOID;
+	if (s == NULL && update)
+		s = "";
+	values[14] = s ? CStringGetTextDatum(s) : (Datum) 0;
+	nulls[14] = s ? ' ' : 'n';
+	types[15] = TEXTARRAYOID;
+	if (spec->v[SK_DEPENDS_ON])
+		values[15] = NameArrayDatum(spec->v[SK_DEPENDS_ON], index, "depends_on");
+	else if (update)
+		values[15] = PointerGetDatum(construct_empty_array(TEXTOID));
+	else
+		nulls[15] = 'n';
+	types[16] = INT4OID;
+	if (spec->v[SK_MAX_RETRIES])
+	{
+		if (spec->v[SK_MAX_RETRIES]->type != jbvNumeric)
+			SpecError(index, "\"max_retries\" must be a number", NULL);
+		values[16] = DirectFunctionCall1(numeric_int4, NumericGetDatum(spec->v[SK_MAX_RETRIES]->val.numeric));
+	}
+	else
+		values[16] = Int32GetDatum(0);
+	{
+		static const int interval_keys[] = {SK_RETRY_DELAY, SK_TIMEOUT, SK_FRESHNESS, SK_TIMELINESS};
+		static const char *const absent[] = {"10 seconds", "0", "0", "0"};
+
+		for (int i = 0; i < lengthof(interval_keys); i++)
+		{
+			s = SpecString(spec, interval_keys[i], index);
+			types[17 + i] = INTERVALOID;
+			if (s == NULL && (update || i == 0))
+				s = (char *) absent[i];
+			values[17 + i] = s ? DirectFunctionCall3(interval_in, CStringGetDatum(s),
+													 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)) : (Datum) 0;
+			nulls[17 + i] = s ? ' ' : 'n';
+		}
+	}
+	types[21] = BOOLOID;
+	values[21] = BoolGetDatum(SpecBool(spec, SK_MUTE_FRESHNESS, index, false));
+	types[22] = BOOLOID;
+	values[22] = BoolGetDatum(SpecBool(spec, SK_MUTE_TIMELINESS, index, false));
 }
 
 /* CallRegistry runs create_pipeline or alter_pipeline as the caller */
@@ -462,7 +554,10 @@ CallRegistry(const char *function, Oid *types, Datum *values, char *nulls)
 							   " unique_key => $4, incremental_column => $5, mode => $6,"
 							   " delete_column => $7, soft_delete => $8, partition_column => $9,"
 							   " lookback => $10, batch_rows => $11, create_target => $12,"
-							   " description => $13, metadata => $14)", function);
+							   " description => $13, metadata => $14, schedule => $15,"
+							   " depends_on => $16, max_retries => $17, retry_delay => $18,"
+							   " timeout => $19, freshness => $20, timeliness => $21,"
+							   " mute_freshness => $22, mute_timeliness => $23)", function);
 
 	if (SPI_execute_with_args(sql, NUM_CALL_ARGS, types, values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pipeline.%s failed", function);
