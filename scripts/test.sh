@@ -279,6 +279,7 @@ in_cluster() {
     suite_isolation
     suite_pgtap
     suite_perl_tap
+    suite_openlineage
     show_server_trouble "$datadir"
     return 0
 }
