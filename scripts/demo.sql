@@ -306,5 +306,36 @@ SELECT NOT EXISTS (SELECT * FROM core.daily_revenue_v EXCEPT ALL SELECT * FROM m
 SELECT * FROM mart.daily_revenue ORDER BY day DESC LIMIT 5;
 
 \echo
+\echo '################################################################'
+\echo '# 5. Lineage and audit: where data comes from, who changed what'
+\echo '################################################################'
+\echo '== what depends on staging.orders (tables, views and pipelines below it)'
+SELECT depth, relation, kind, pipeline FROM pipeline.downstream('staging.orders') ORDER BY depth, relation;
+
+\echo
+\echo '== where mart.daily_revenue.revenue comes from, column by column'
+SELECT depth, relation, column_name, transformation, how
+  FROM pipeline.column_upstream('mart.daily_revenue', 'revenue')
+ ORDER BY depth, relation, column_name;
+
+\echo
+\echo '== the lineage graph as Mermaid (paste into a Markdown file to render it)'
+\set QUIET on
+\pset format unaligned
+\pset tuples_only on
+\set QUIET off
+SELECT pipeline.lineage_graph('mermaid');
+\set QUIET on
+\pset format aligned
+\pset tuples_only off
+\set QUIET off
+
+\echo
+\echo '== the audit log: every registry change and run, hash-chained'
+SELECT seq, action, object_name, outcome, role_name FROM pipeline.audit_log ORDER BY seq DESC LIMIT 6;
+SELECT valid, entries_checked, problem FROM pipeline.verify_audit();
+
+\echo
 \echo 'Done. Next: docs/reference/ for every function, docs/exactly-once.md'
-\echo 'for the guarantees, bash scripts/test.sh for the test suites.'
+\echo 'for the guarantees, docs/workers.md for schedules and background workers,'
+\echo 'docs/lineage.md and docs/audit.md, bash scripts/test.sh for the test suites.'

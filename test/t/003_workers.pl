@@ -165,6 +165,39 @@ ok($node->poll_query_until('postgres',
 is(sql(q{SELECT error_sqlstate FROM pipeline.runs WHERE pipeline_name = 'slow' ORDER BY run_id DESC LIMIT 1}),
    '57P01', 'as terminated by an administrator');
 
+# pipeline.cancel stops the run in progress; a cancelled run is not retried
+sql(q{SELECT pipeline.alter_pipeline('slow', max_retries => 2, retry_delay => '100 milliseconds');
+      SELECT pipeline.trigger('slow');});
+ok($node->poll_query_until('postgres',
+        q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'pg_pipeline worker'}),
+   'a worker runs the slow pipeline, which may retry');
+is(sql(q{SELECT pipeline.cancel('slow')}), 't', 'cancel finds the run');
+ok($node->poll_query_until('postgres',
+        q{SELECT count(*) = 3 FROM pipeline.runs WHERE pipeline_name = 'slow' AND status = 'failed'}),
+   'the cancelled run is recorded as failed');
+sleep 2;
+is(sql(q{SELECT count(*) || ' ' || string_agg(DISTINCT error_sqlstate, ',')
+           FROM pipeline.runs WHERE pipeline_name = 'slow' AND run_id > (
+                SELECT max(run_id) FROM pipeline.runs WHERE pipeline_name = 'slow' AND error_sqlstate = '57P01')}),
+   '1 57014', 'and not retried');
+sql(q{SELECT pipeline.alter_pipeline('slow', max_retries => 0)});
+
+# retries run out: an alert says so
+sql(q{
+    CREATE FUNCTION s.locked(v int) RETURNS int LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'lock not available' USING ERRCODE = '55P03'; END $$;
+    CREATE VIEW s.locked_v AS SELECT id, s.locked(v) AS v FROM s.flaky_src;
+    SELECT pipeline.create_pipeline('locked', 's.locked_v', 's.locked_dst', unique_key => '{id}',
+                                    mode => 'full', max_retries => 1, retry_delay => '100 milliseconds');
+    SELECT pipeline.trigger('locked');
+});
+ok($node->poll_query_until('postgres',
+        q{SELECT count(*) = 1 FROM pipeline.alerts WHERE pipeline_name = 'locked' AND kind = 'retries_exhausted'}),
+   'exhausted retries raise an alert');
+is(sql(q{SELECT string_agg(attempt || ':' || error_sqlstate, ', ' ORDER BY run_id)
+           FROM pipeline.runs WHERE pipeline_name = 'locked'}),
+   '1:55P03, 2:55P03', 'after the first attempt and its one retry');
+
 # kill -9 of a worker in the middle of a run: the server restarts, the run is
 # marked failed and queued again, and the target ends exactly right
 sql(q{SELECT pipeline.trigger('slow')});
