@@ -165,6 +165,11 @@ write_report() {
     mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
     pgver=$(psql_b -c 'SELECT version()')
     mkdir -p "$(dirname "$REPORT")"
+    # sections other benchmarks keep in this page (bench/workers.sh) survive
+    local kept=""
+    if [ -f "$REPORT" ]; then
+        kept=$(awk '/<!-- [a-z]+:start -->/ { keep = 1 } keep { print } /<!-- [a-z]+:end -->/ { keep = 0 }' "$REPORT")
+    fi
     {
         echo "# Benchmarks"
         echo
@@ -204,6 +209,10 @@ write_report() {
         echo "- (d): $WARMUP untimed runs each, then $IDLE_RUNS timed runs each, alternated in one session; the median is reported."
         echo "- Time is psql's \`\\timing\` of the single statement, commit included. After every phase the targets of both contenders are checked to hold exactly the same rows."
         echo "- Ratio = pipeline.run / hand-written; below 1 means the engine was faster."
+        if [ -n "$kept" ]; then
+            echo
+            printf '%s\n' "$kept"
+        fi
     } >"$REPORT"
 }
 

@@ -122,27 +122,6 @@ static void AppendAuditEntries(AuditEntry *entries, int n);
 static void FillSessionFields(AuditEntry *e);
 static char *CanonicalJson(const char *json);
 
-/*
- * ExecAsExtensionOwner runs one catalog statement of lineage, audit or
- * versions as the extension owner with search_path pinned, like catalog.c
- * does for the core catalog. Callers are connected to SPI.
- */
-int
-ExecAsExtensionOwner(const char *sql, int nargs, Oid *types, Datum *values,
-					 const char *nulls, bool read_only)
-{
-	RoleSwitch	sw;
-	int			rc;
-	int			nestlevel = PinSearchPath();
-
-	BecomeCatalogOwner(&sw);
-	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
-	RestoreRole(&sw);
-	UnpinSearchPath(nestlevel);
-	if (rc < 0)
-		elog(ERROR, "pg_pipeline catalog statement failed: %s", SPI_result_code_string(rc));
-	return rc;
-}
 
 /* ExecKeptPlan runs a statement through a plan prepared once per backend */
 static void
@@ -575,7 +554,7 @@ CurrentConfigVersion(int64 pipeline_id)
 	Datum		d = (Datum) 0;
 
 	values[0] = Int64GetDatum(pipeline_id);
-	ExecAsExtensionOwner("SELECT config_version FROM pipeline.pipeline WHERE pipeline_id = $1",
+	ExecCatalog("SELECT config_version FROM pipeline.pipeline WHERE pipeline_id = $1",
 						 1, types, values, NULL, true);
 	if (SPI_processed > 0)
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -820,14 +799,7 @@ WriteAutonomously(AuditEntry *entries, int n, const char *run_io_json)
 				wait = false;
 	}
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "%s", PIPELINE_EXTENSION);
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pipeline_audit_recorder_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_pipeline audit recorder");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_pipeline audit recorder");
+	InitPipelineWorker(&worker, "pipeline_audit_recorder_main", "pg_pipeline audit recorder", "pg_pipeline audit recorder");
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	worker.bgw_notify_pid = MyProcPid;
 
@@ -907,7 +879,7 @@ pipeline_audit_recorder_main(Datum arg)
 		Datum		values[1];
 
 		values[0] = DirectFunctionCall1(jsonb_in, CStringGetDatum(run_io));
-		ExecAsExtensionOwner("INSERT INTO pipeline.run_io SELECT * FROM"
+		ExecCatalog("INSERT INTO pipeline.run_io SELECT * FROM"
 							 " jsonb_populate_record(NULL::pipeline.run_io, $1)"
 							 " ON CONFLICT (run_id) DO NOTHING",
 							 1, types, values, NULL, false);

@@ -122,14 +122,7 @@ RecordFailedRun(FailedRun *run)
 	CopyBounded(msg->sqlstate, unpack_sql_state(run->sqlerrcode), sizeof(msg->sqlstate));
 	CopyBounded(msg->message, run->message ? run->message : "", FAILED_RUN_TEXT_LEN);
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "%s", PIPELINE_EXTENSION);
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pipeline_failure_recorder_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_pipeline failure recorder");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_pipeline failure recorder");
+	InitPipelineWorker(&worker, "pipeline_failure_recorder_main", "pg_pipeline failure recorder", "pg_pipeline failure recorder");
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	worker.bgw_notify_pid = MyProcPid;
 

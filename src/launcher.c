@@ -122,6 +122,26 @@ PipelineShmemStartup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
+/*
+ * InitPipelineWorker fills what every pg_pipeline background worker has in
+ * common: a database connection, started once recovery is over, the entry
+ * point in this library, and its names in pg_stat_activity. Dynamic workers
+ * are never restarted; the caller sets what differs.
+ */
+void
+InitPipelineWorker(BackgroundWorker *worker, const char *function, const char *type,
+				   const char *name)
+{
+	memset(worker, 0, sizeof(BackgroundWorker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "%s", PIPELINE_EXTENSION);
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
+	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", name);
+}
+
 /* RegisterLaunchers registers one launcher per database of pipeline.databases */
 static void
 RegisterLaunchers(void)
@@ -142,14 +162,9 @@ RegisterLaunchers(void)
 	{
 		BackgroundWorker worker;
 
-		memset(&worker, 0, sizeof(worker));
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		InitPipelineWorker(&worker, "pipeline_launcher_main", "pg_pipeline launcher",
+						   psprintf("pg_pipeline launcher for %s", (char *) lfirst(lc)));
 		worker.bgw_restart_time = 1;
-		snprintf(worker.bgw_library_name, BGW_MAXLEN, "%s", PIPELINE_EXTENSION);
-		snprintf(worker.bgw_function_name, BGW_MAXLEN, "pipeline_launcher_main");
-		snprintf(worker.bgw_name, BGW_MAXLEN, "pg_pipeline launcher for %s", (char *) lfirst(lc));
-		snprintf(worker.bgw_type, BGW_MAXLEN, "pg_pipeline launcher");
 		strlcpy(worker.bgw_extra, lfirst(lc), BGW_EXTRALEN);
 		RegisterBackgroundWorker(&worker);
 	}
@@ -378,15 +393,8 @@ StartRunWorker(int64 queue_id, int64 pipeline_id)
 			slot = i;
 	if (slot < 0)
 		return false;
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "%s", PIPELINE_EXTENSION);
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pipeline_run_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_pipeline worker for pipeline %lld",
-			 (long long) pipeline_id);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_pipeline worker");
+	InitPipelineWorker(&worker, "pipeline_run_worker_main", "pg_pipeline worker",
+					   psprintf("pg_pipeline worker for pipeline %lld", (long long) pipeline_id));
 	memcpy(worker.bgw_extra, &args, sizeof(args));
 	worker.bgw_notify_pid = MyProcPid;
 	old = MemoryContextSwitchTo(TopMemoryContext);

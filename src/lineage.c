@@ -632,9 +632,9 @@ RefreshPipelineLineage(PipelineDef *def)
 
 	types[0] = INT8OID;
 	values[0] = Int64GetDatum(def->id);
-	ExecAsExtensionOwner("DELETE FROM pipeline.lineage_edge WHERE pipeline_id = $1",
+	ExecCatalog("DELETE FROM pipeline.lineage_edge WHERE pipeline_id = $1",
 						 1, types, values, NULL, false);
-	ExecAsExtensionOwner("DELETE FROM pipeline.lineage_column_edge WHERE pipeline_id = $1",
+	ExecCatalog("DELETE FROM pipeline.lineage_column_edge WHERE pipeline_id = $1",
 						 1, types, values, NULL, false);
 
 	types[1] = TEXTARRAYOID;
@@ -651,7 +651,7 @@ RefreshPipelineLineage(PipelineDef *def)
 	values[6] = TextListArray(EdgeNames(es.t_to, es.t_to_name));
 	types[7] = TEXTARRAYOID;
 	values[7] = TextListArray(EdgeKinds(es.t_to));
-	ExecAsExtensionOwner("INSERT INTO pipeline.lineage_edge (pipeline_id, edge_kind, from_relid,"
+	ExecCatalog("INSERT INTO pipeline.lineage_edge (pipeline_id, edge_kind, from_relid,"
 						 " from_relation, from_kind, to_relid, to_relation, to_kind)"
 						 " SELECT $1, * FROM unnest($2, $3, $4, $5, $6, $7, $8)",
 						 8, types, values, NULL, false);
@@ -673,7 +673,7 @@ RefreshPipelineLineage(PipelineDef *def)
 	values[8] = TextListArray(bools);
 	types[9] = TEXTARRAYOID;
 	values[9] = TextListArray(es.c_how);
-	ExecAsExtensionOwner("INSERT INTO pipeline.lineage_column_edge (pipeline_id, edge_kind,"
+	ExecCatalog("INSERT INTO pipeline.lineage_column_edge (pipeline_id, edge_kind,"
 						 " from_relid, from_relation, from_column, to_relid, to_relation,"
 						 " to_column, transformation, how)"
 						 " SELECT $1, * FROM unnest($2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -704,7 +704,7 @@ LoadTableEdges(void)
 {
 	List	   *edges = NIL;
 
-	ExecAsExtensionOwner("SELECT DISTINCT e.from_relation, e.to_relation, e.from_kind, e.to_kind,"
+	ExecCatalog("SELECT DISTINCT e.from_relation, e.to_relation, e.from_kind, e.to_kind,"
 						 " CASE WHEN e.edge_kind = 'pipeline' THEN p.name END,"
 						 " CASE WHEN e.edge_kind = 'pipeline' THEN coalesce((SELECT h.status"
 						 "   FROM pipeline.run_history h WHERE h.pipeline_id = p.pipeline_id"
@@ -742,7 +742,7 @@ LoadColumnEdges(void)
 {
 	List	   *edges = NIL;
 
-	ExecAsExtensionOwner("SELECT DISTINCT e.from_relation, e.from_column::text, e.to_relation,"
+	ExecCatalog("SELECT DISTINCT e.from_relation, e.from_column::text, e.to_relation,"
 						 " e.to_column::text, e.transformation, e.how,"
 						 " CASE WHEN e.edge_kind = 'pipeline' THEN p.name END"
 						 " FROM pipeline.lineage_column_edge e"
@@ -1285,7 +1285,7 @@ RefreshPipelinesWhere(const char *sql, int nargs, Oid *types, Datum *values)
 	List	   *names = NIL;
 	ListCell   *lc;
 
-	ExecAsExtensionOwner(sql, nargs, types, values, NULL, false);
+	ExecCatalog(sql, nargs, types, values, NULL, false);
 	for (uint64 i = 0; i < SPI_processed; i++)
 		names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 	foreach(lc, names)
@@ -1441,7 +1441,7 @@ pipeline_set_lineage_column(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(def->id);
 	values[1] = column ? CStringGetTextDatum(column) : (Datum) 0;
 	nulls[1] = column ? ' ' : 'n';
-	ExecAsExtensionOwner("UPDATE pipeline.pipeline SET lineage_column = $2, updated_at = now()"
+	ExecCatalog("UPDATE pipeline.pipeline SET lineage_column = $2, updated_at = now()"
 						 " WHERE pipeline_id = $1", 2, types, values, nulls, false);
 	def->lineage_column = column;
 	RegistryChanged("alter", def, NULL);

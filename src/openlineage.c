@@ -108,7 +108,7 @@ LoadRunFacts(int64 run_id)
 	TupleDesc	d;
 
 	values[0] = Int64GetDatum(run_id);
-	ExecAsExtensionOwner("SELECT h.run_id, h.pipeline_id, h.pipeline_name, h.status,"
+	ExecCatalog("SELECT h.run_id, h.pipeline_id, h.pipeline_name, h.status,"
 						 " to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
 						 " to_char(h.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
 						 " h.error_sqlstate, h.error_message, h.parent_run_id,"
@@ -172,7 +172,7 @@ LoadColumnInputs(RunFacts *f)
 		return NIL;
 	values[0] = Int64GetDatum(f->pipeline_id);
 	values[1] = CStringGetTextDatum(f->target);
-	ExecAsExtensionOwner("WITH RECURSIVE e AS ("
+	ExecCatalog("WITH RECURSIVE e AS ("
 						 "  SELECT DISTINCT from_relation, from_column, to_relation, to_column,"
 						 "         transformation, how"
 						 "    FROM pipeline.lineage_column_edge WHERE pipeline_id = $1),"
@@ -218,7 +218,7 @@ DatasetName(const char *relation)
 	Datum		values[1];
 
 	values[0] = CStringGetTextDatum(relation);
-	ExecAsExtensionOwner("SELECT current_database() || '.' || array_to_string(parse_ident($1, false), '.')",
+	ExecCatalog("SELECT current_database() || '.' || array_to_string(parse_ident($1, false), '.')",
 						 1, types, values, NULL, true);
 	return Val(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
@@ -231,7 +231,7 @@ AppendSchemaFacet(StringInfo buf, const char *relation)
 	Datum		values[1];
 
 	values[0] = CStringGetTextDatum(relation);
-	ExecAsExtensionOwner("SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)"
+	ExecCatalog("SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)"
 						 " FROM pg_attribute a WHERE a.attrelid = to_regclass($1)"
 						 " AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
 						 1, types, values, NULL, true);
@@ -457,7 +457,7 @@ pipeline_openlineage_events(PG_FUNCTION_ARGS)
 	f = LoadRunFacts(PG_GETARG_INT64(0));
 	if (PG_ARGISNULL(1))
 	{
-		ExecAsExtensionOwner("SELECT 'postgres://localhost:' || current_setting('port')",
+		ExecCatalog("SELECT 'postgres://localhost:' || current_setting('port')",
 							 0, NULL, NULL, NULL, true);
 		ns = Val(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	}

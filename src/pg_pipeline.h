@@ -251,6 +251,9 @@ extern void CheckNoDependencyCycle(PipelineDef *def);
 extern void ForgetQueuedRuns(int64 pipeline_id);
 
 /* launcher.c */
+struct BackgroundWorker;
+extern void InitPipelineWorker(struct BackgroundWorker *worker, const char *function,
+							   const char *type, const char *name);
 extern void LauncherInit(void);
 extern void WakeLauncherAtCommit(void);
 extern bool LauncherConfiguredFor(Oid database_id);
@@ -335,8 +338,6 @@ typedef struct RunSummary
 } RunSummary;
 
 /* audit.c */
-extern int	ExecAsExtensionOwner(const char *sql, int nargs, Oid *types, Datum *values,
-								 const char *nulls, bool read_only);
 extern void RegistryChanged(const char *action, PipelineDef *def, const char *value);
 extern void AuditRefusal(const char *action, const char *object_type,
 						 const char *object_name, int64 pipeline_id, const char *message);

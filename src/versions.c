@@ -209,7 +209,7 @@ RecordConfigVersion(PipelineDef *def, char **previous_config, char **config)
 	*config = canonical;
 	*previous_config = NULL;
 	values[0] = Int64GetDatum(def->id);
-	ExecAsExtensionOwner("SELECT version, config::text, config_hash FROM pipeline.pipeline_versions"
+	ExecCatalog("SELECT version, config::text, config_hash FROM pipeline.pipeline_versions"
 						 " WHERE pipeline_id = $1 ORDER BY version DESC LIMIT 1",
 						 1, types, values, NULL, false);
 	if (SPI_processed > 0)
@@ -228,11 +228,11 @@ RecordConfigVersion(PipelineDef *def, char **previous_config, char **config)
 	values[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(canonical));
 	values[3] = CStringGetTextDatum(hash);
 	values[4] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
-	ExecAsExtensionOwner("INSERT INTO pipeline.pipeline_versions"
+	ExecCatalog("INSERT INTO pipeline.pipeline_versions"
 						 " (pipeline_id, version, config, config_hash, created_by)"
 						 " VALUES ($1, $2, $3, $4, $5)",
 						 5, types, values, NULL, false);
-	ExecAsExtensionOwner("UPDATE pipeline.pipeline SET config_version = $2 WHERE pipeline_id = $1",
+	ExecCatalog("UPDATE pipeline.pipeline SET config_version = $2 WHERE pipeline_id = $1",
 						 2, types, values, NULL, false);
 	return version;
 }
@@ -588,7 +588,7 @@ PipelineVersion(const char *name)
 	Datum		d = (Datum) 0;
 
 	values[0] = CStringGetTextDatum(name);
-	ExecAsExtensionOwner("SELECT config_version FROM pipeline.pipeline WHERE name = $1",
+	ExecCatalog("SELECT config_version FROM pipeline.pipeline WHERE name = $1",
 						 1, types, values, NULL, false);
 	if (SPI_processed > 0)
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
