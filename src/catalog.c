@@ -38,9 +38,9 @@ static const char *const LoadPipelineQuery =
 /*
  * ExecCatalog runs one catalog statement as the extension owner, with
  * search_path pinned whatever the caller did, and checks that it succeeded.
- * JIT is off: catalog statements are small, and compiling one (the
- * dependency graph's estimated cost can cross jit_above_cost) would take
- * far longer than running it.
+ * JIT is off (PinSearchPath): catalog statements are small, and compiling
+ * one (the dependency graph's estimated cost can cross jit_above_cost)
+ * would take far longer than running it.
  */
 int
 ExecCatalog(const char *sql, int nargs, Oid *types, Datum *values,
@@ -49,9 +49,6 @@ ExecCatalog(const char *sql, int nargs, Oid *types, Datum *values,
 	RoleSwitch	sw;
 	int			rc;
 	int			nestlevel = PinSearchPath();
-
-	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
 
 	BecomeCatalogOwner(&sw);
 	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);

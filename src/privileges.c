@@ -24,9 +24,13 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "catalog/namespace.h"
+#include "jit/jit.h"
 #include "utils/lsyscache.h"
 
 #include "pg_pipeline.h"
+
+#define PINNED_SEARCH_PATH "pg_catalog, pg_temp"
 
 /* ExtensionOwner returns the role that owns the extension and its catalog */
 Oid
@@ -187,19 +191,25 @@ RestoreRole(RoleSwitch *sw)
 }
 
 /*
- * PinSearchPath sets search_path to pg_catalog, pg_temp for the rest of the
- * call, in its own GUC nest level so that UnpinSearchPath (or an error)
- * restores the caller's value. Every statement pg_pipeline generates is
- * schema-qualified, so nothing it runs depends on the caller's path.
+ * PinSearchPath sets search_path to pg_catalog, pg_temp (and turns JIT off:
+ * the catalog statements and probes a call runs are short) for the rest of
+ * the call, in its own GUC nest level so that UnpinSearchPath (or an error)
+ * restores the caller's values. Every statement pg_pipeline generates is
+ * schema-qualified, so nothing it runs depends on the caller's path. When
+ * both are already in place (an outer call pinned them) nothing is set.
  */
 int
 PinSearchPath(void)
 {
 	int			nestlevel = NewGUCNestLevel();
 
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	if (namespace_search_path == NULL || strcmp(namespace_search_path, PINNED_SEARCH_PATH) != 0)
+		(void) set_config_option("search_path", PINNED_SEARCH_PATH,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	if (jit_enabled)
+		(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	return nestlevel;
 }
 
