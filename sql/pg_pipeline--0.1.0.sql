@@ -239,6 +239,21 @@ SELECT r.pipeline_id, u.pipeline_id AS upstream_id, 'inferred'::text AS kind
            OPERATOR(pg_catalog.||) pg_catalog.quote_ident(u.target_table))::pg_catalog.oid
  WHERE u.pipeline_id OPERATOR(pg_catalog.<>) r.pipeline_id;
 
+-- The backends holding a pipeline's run lock (an advisory lock whose key is
+-- the pipeline id and whose locktag_field4 is 0x5050 = 20560, src/engine.c):
+-- the one place that decodes the lock, for pipeline.cancel and the launcher.
+CREATE VIEW pipeline._run_locks AS
+SELECT ((l.classid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)
+        OPERATOR(pg_catalog.|) l.objid::pg_catalog.int8) AS pipeline_id,
+       l.pid
+  FROM pg_catalog.pg_locks l
+ WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted
+   AND l.objsubid OPERATOR(pg_catalog.=) 20560
+   AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                                           WHERE d.datname OPERATOR(pg_catalog.=)
+                                                 pg_catalog.current_database());
+GRANT SELECT ON pipeline._run_locks TO PUBLIC;   -- no more than pg_locks shows
+
 CREATE VIEW pipeline.alerts AS
 SELECT alert_id, pipeline_id, pipeline_name, kind, observed, limit_value, run_id,
        message, raised_at, resolved_at

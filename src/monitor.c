@@ -192,20 +192,14 @@ RecoverInterruptedRuns(void)
 	SPITupleTable *tuptable;
 	uint64		n;
 
-	ExecCatalog("WITH locked AS ("
-				"   SELECT ((l.classid::int8 << 32) | l.objid::int8) AS pipeline_id"
-				"     FROM pg_locks l"
-				"    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = $1"
-				"      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
-				" UPDATE pipeline.run_history SET status = 'failed',"
+	ExecCatalog("UPDATE pipeline.run_history SET status = 'failed',"
 				"       finished_at = clock_timestamp(), error_sqlstate = '57P02',"
 				"       error_message = '" PIPELINE_INTERRUPTED_MESSAGE "'"
 				" WHERE status = 'running'"
-				"   AND pipeline_id NOT IN (SELECT pipeline_id FROM locked)"
+				"   AND pipeline_id NOT IN (SELECT pipeline_id FROM pipeline._run_locks)"
 				" RETURNING pipeline_id, pipeline_name, run_id, triggered_by,"
 				"           coalesce(parent_run_id, 0), attempt",
-				1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(PIPELINE_RUN_LOCK_CLASS)},
-				NULL, false);
+				0, NULL, NULL, NULL, false);
 	tuptable = SPI_tuptable;
 	n = SPI_processed;
 	for (uint64 i = 0; i < n; i++)

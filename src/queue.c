@@ -240,8 +240,8 @@ pipeline_cancel(PG_FUNCTION_ARGS)
 {
 	PipelineDef *def;
 	int			nestlevel;
-	Oid			types[3] = {OIDOID, OIDOID, INT4OID};
-	Datum		values[3];
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
 	bool		cancelled = false;
 
 	if (PG_ARGISNULL(0))
@@ -252,16 +252,11 @@ pipeline_cancel(PG_FUNCTION_ARGS)
 	nestlevel = PinSearchPath();
 	def = LoadPipelineByName(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
 	CheckPipelineOwner(def, "cancel");
-	values[0] = ObjectIdGetDatum((Oid) (def->id >> 32));
-	values[1] = ObjectIdGetDatum((Oid) def->id);
-	values[2] = Int32GetDatum(PIPELINE_RUN_LOCK_CLASS);
-	if (SPI_execute_with_args("SELECT pg_cancel_backend(l.pid) FROM pg_locks l"
-							  " WHERE l.locktype = 'advisory' AND l.granted"
-							  "   AND l.database = (SELECT oid FROM pg_database"
-							  "                      WHERE datname = current_database())"
-							  "   AND l.classid = $1 AND l.objid = $2 AND l.objsubid = $3"
-							  "   AND l.pid <> pg_backend_pid()",
-							  3, types, values, NULL, false, 0) != SPI_OK_SELECT)
+	/* as the caller: pg_cancel_backend checks that it may signal the backend */
+	values[0] = Int64GetDatum(def->id);
+	if (SPI_execute_with_args("SELECT pg_cancel_backend(l.pid) FROM pipeline._run_locks l"
+							  " WHERE l.pipeline_id = $1 AND l.pid <> pg_backend_pid()",
+							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up the runs of pipeline \"%s\"", def->name);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{

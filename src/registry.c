@@ -409,14 +409,6 @@ FinishDefinition(PipelineDef *def)
 						 quote_identifier(plan->incremental->name))));
 }
 
-/* ResolveSourceAndTarget resolves the target (creating it if asked); returns the source */
-static Oid
-ResolveSourceAndTarget(PipelineDef *def, Oid source_relid, const char *target, bool create)
-{
-	ResolveTarget(def, target, create, source_relid);
-	return source_relid;
-}
-
 /*
  * FinishGraph records what the pipeline's source reads and its declared
  * dependencies (when given), refuses a cycle, and keeps the pg_cron job in
@@ -498,8 +490,7 @@ pipeline_create_pipeline(PG_FUNCTION_ARGS)
 	SPI_connect();
 	CheckNameIsFree(def->name);
 	/* the target's name is resolved on the caller's search_path */
-	source_relid = ResolveSourceAndTarget(def, source_relid, target,
-										  PG_GETARG_BOOL(ARG_CREATE_TARGET));
+	ResolveTarget(def, target, PG_GETARG_BOOL(ARG_CREATE_TARGET), source_relid);
 	nestlevel = PinSearchPath();
 	FinishDefinition(def);
 	InsertPipelineDef(def);
