@@ -137,20 +137,53 @@ static Datum
 QueryAsOwner(PipelineDef *def, const char *sql, int nargs, Oid *types,
 			 Datum *values, bool *isnull)
 {
-	RoleSwitch	sw;
+	OwnerContext ctx;
 	int			rc;
 	Datum		result = (Datum) 0;
 
-	BecomePipelineOwner(&sw, def->owner);
+	EnterOwnerContext(&ctx, def->owner);
 	/* not read-only: each query takes a fresh snapshot under READ COMMITTED */
 	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 1);
-	RestoreRole(&sw);
+	LeaveOwnerContext(&ctx);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pg_pipeline query failed: %s", SPI_result_code_string(rc));
 	*isnull = true;
 	if (SPI_processed > 0)
 		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
 	return result;
+}
+
+/*
+ * ReadHighWaterMark reads the greatest incremental value in the source, as
+ * the owner. Rows at +infinity never become the mark: they would put the
+ * watermark past every later row and stop the pipeline without a failure.
+ * They stay in the source, are not loaded, and are counted as read and
+ * rejected by the run (docs/exactly-once.md), with a WARNING naming them.
+ */
+static Datum
+ReadHighWaterMark(LoadPlan *plan, bool *isnull, LoadCounts *counts)
+{
+	PipelineDef *def = plan->def;
+	Oid			typid = plan->incremental->typid;
+	Datum		hwm = QueryAsOwner(def, BuildHighWaterQuery(plan), 0, NULL, NULL, isnull);
+	bool		count_null;
+	int64		at_infinity;
+
+	if (*isnull || !WatermarkIsPlusInfinity(hwm, typid))
+		return hwm;
+	at_infinity = DatumGetInt64(QueryAsOwner(def, BuildInfiniteRowsQuery(plan), 0, NULL,
+											 NULL, &count_null));
+	counts->read += at_infinity;
+	counts->rejected += at_infinity;
+	ereport(WARNING,
+			(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+			 errmsg("pipeline \"%s\" did not load %lld source rows whose \"%s\" is infinity",
+					def->name, (long long) at_infinity, plan->incremental->name),
+			 errdetail("Source %s: a row at infinity would move the watermark past every later row. Such rows are counted as rejected by every run until they change.",
+					   plan->source_ident),
+			 errhint("Give these rows a finite %s in the source, or delete them.",
+					 quote_identifier(plan->incremental->name))));
+	return QueryAsOwner(def, BuildFiniteHighWaterQuery(plan), 0, NULL, NULL, isnull);
 }
 
 /*
@@ -219,7 +252,7 @@ ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
 	Oid			types[2];
 	Datum		values[2] = {lower, upper};
 	int			nargs = plan->incremental ? 2 : 0;
-	RoleSwitch	sw;
+	OwnerContext ctx;
 	int			rc;
 	int			guc_level;
 
@@ -243,7 +276,7 @@ ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
 	if (TargetStatsSayEmpty(plan->target_relid))
 		(void) set_config_option("enable_nestloop", "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
-	BecomePipelineOwner(&sw, plan->def->owner);
+	EnterOwnerContext(&ctx, plan->def->owner);
 	if (stmts->prepare)
 	{
 		rc = SPI_execute(stmts->prepare, false, 0);
@@ -258,7 +291,7 @@ ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
 	if (rc != SPI_OK_MERGE && rc != SPI_OK_INSERT)
 		elog(ERROR, "pg_pipeline load failed: %s", SPI_result_code_string(rc));
 	CollectLoadCounters(stmts, SPI_processed, counts);
-	RestoreRole(&sw);
+	LeaveOwnerContext(&ctx);
 	AtEOXact_GUC(true, guc_level);
 }
 
@@ -331,9 +364,9 @@ RunOnce(RunState *rs)
 	{
 		Oid			typid = plan->incremental->typid;
 		bool		has_wm = rs->wm_from != NULL;
-		Datum		wm = has_wm ? WatermarkFromText(rs->wm_from, typid, plan->incremental->typmod) : (Datum) 0;
+		Datum		wm = has_wm ? WatermarkFromText(rs->wm_from, typid, plan->incremental->typmod, def->owner) : (Datum) 0;
 		bool		hwm_null;
-		Datum		hwm = QueryAsOwner(def, BuildHighWaterQuery(plan), 0, NULL, NULL, &hwm_null);
+		Datum		hwm = ReadHighWaterMark(plan, &hwm_null, &rs->counts);
 
 		if (hwm_null)
 			nothing_new = true;
@@ -584,7 +617,7 @@ RunBatch(RunState *rs)
 	LoadColumn *inc = plan->incremental;
 	char	   *wm_text = def->watermark;
 	bool		has_wm = wm_text != NULL;
-	Datum		wm = has_wm ? WatermarkFromText(wm_text, inc->typid, inc->typmod) : (Datum) 0;
+	Datum		wm = has_wm ? WatermarkFromText(wm_text, inc->typid, inc->typmod, def->owner) : (Datum) 0;
 	bool		first = rs->batches == 0;
 	bool		isnull;
 	Datum		bound;
@@ -595,7 +628,7 @@ RunBatch(RunState *rs)
 	{
 		rs->wm_from = wm_text;
 		rs->wm_to = wm_text;
-		rs->hwm = QueryAsOwner(def, BuildHighWaterQuery(plan), 0, NULL, NULL, &isnull);
+		rs->hwm = ReadHighWaterMark(plan, &isnull, &rs->counts);
 		rs->have_hwm = !isnull;
 		if (!rs->have_hwm ||
 			(has_wm && def->lookback == NULL &&

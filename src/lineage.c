@@ -1356,16 +1356,24 @@ pipeline_refresh_lineage(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	if (PG_ARGISNULL(0))
-		n = RefreshPipelinesWhere("SELECT name FROM pipeline.pipeline ORDER BY pipeline_id",
-								  0, NULL, NULL);
+	{
+		Oid			types[1] = {OIDOID};
+		Datum		values[1] = {ObjectIdGetDatum(GetUserId())};
+
+		/* every pipeline the caller may manage (all of them for a superuser) */
+		n = RefreshPipelinesWhere("SELECT name FROM pipeline.pipeline"
+								  " WHERE pg_has_role($1, owner, 'USAGE') ORDER BY pipeline_id",
+								  1, types, values);
+	}
 	else
 	{
 		Oid			types[1] = {TEXTOID};
 		Datum		values[1];
 		int			nestlevel = PinSearchPath();
 
-		/* 42704 for an unknown pipeline */
-		(void) LoadPipelineByName(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
+		/* 42704 for an unknown pipeline, 42501 for one of another role */
+		CheckPipelineOwner(LoadPipelineByName(text_to_cstring(PG_GETARG_TEXT_PP(0)), false),
+						   "refresh the lineage of");
 		UnpinSearchPath(nestlevel);
 		values[0] = PG_GETARG_DATUM(0);
 		n = RefreshPipelinesWhere("SELECT name FROM pipeline.pipeline WHERE name = $1",

@@ -24,12 +24,13 @@
 #include "pg_pipeline.h"
 #include "launcher.h"
 
-PIPELINE_FUNCTION(pipeline_source_lag);
-
 /*
  * RaiseAlert records an alert and notifies listeners of channel
  * pipeline_alerts, in the current transaction (so a rolled-back breach is
- * never announced).
+ * never announced). Any role may LISTEN, so the payload carries identifiers,
+ * the kind, the SQLSTATE or measured age, never the message: a run error
+ * can quote source values. The message stays in pipeline.alerts, which
+ * shows an alert to those who may see its pipeline.
  */
 void
 RaiseAlert(int64 pipeline_id, const char *pipeline_name, const char *kind,
@@ -57,7 +58,7 @@ RaiseAlert(int64 pipeline_id, const char *pipeline_name, const char *kind,
 				" SELECT pg_notify('pipeline_alerts', json_build_object("
 				"   'alert_id', a.alert_id, 'pipeline', a.pipeline_name, 'kind', a.kind,"
 				"   'observed', a.observed, 'limit', a.limit_value, 'run_id', a.run_id,"
-				"   'message', left(a.message, 1000), 'time', a.raised_at)::text)"
+				"   'pipeline_id', a.pipeline_id, 'time', a.raised_at)::text)"
 				" FROM a",
 				7, types, values, nulls, false);
 }
@@ -250,71 +251,4 @@ RefreshAllSourceRelations(void)
 		if (!isnull)
 			RefreshSourceRelations(id, DatumGetObjectId(relid));
 	}
-}
-
-/*
- * pipeline.source_lag(pipeline_id): how far the source is ahead of the
- * watermark (an interval for time columns, a count of values for integer
- * ones), 'not loaded yet' before the first run, NULL without an incremental
- * column or when the caller may not read the source.
- */
-Datum
-pipeline_source_lag(PG_FUNCTION_ARGS)
-{
-	int64		pipeline_id = PG_GETARG_INT64(0);
-	PipelineDef *def;
-	Oid			nspid;
-	Oid			relid = InvalidOid;
-	AttrNumber	attnum;
-	Oid			typid = InvalidOid;
-	int32		typmod;
-	Oid			collid;
-	char	   *result = NULL;
-	int			nestlevel;
-
-	SPI_connect();
-	nestlevel = PinSearchPath();
-	def = LoadPipelineById(pipeline_id);
-	if (def && def->incremental_column)
-	{
-		nspid = get_namespace_oid(def->source_schema, true);
-		if (OidIsValid(nspid))
-			relid = get_relname_relid(def->source_table, nspid);
-	}
-	if (OidIsValid(relid) && pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
-		(attnum = get_attnum(relid, def->incremental_column)) > 0)
-		get_atttypetypmodcoll(relid, attnum, &typid, &typmod, &collid);
-	if (OidIsValid(typid) && IsIncrementalType(typid) && def->watermark == NULL)
-		result = "not loaded yet";
-	else if (OidIsValid(typid) && IsIncrementalType(typid))
-	{
-		Oid			base = getBaseType(typid);
-		const char *col = quote_identifier(def->incremental_column);
-		const char *src = quote_qualified_identifier(def->source_schema, def->source_table);
-		char	   *sql;
-		Datum		wm = WatermarkFromText(def->watermark, typid, typmod);
-		bool		isnull;
-		Datum		lag;
-
-		if (base == DATEOID)
-			sql = psprintf("SELECT make_interval(days => greatest(max(s.%s) - $1, 0))::text FROM %s AS s", col, src);
-		else if (IsTimeType(base))
-			sql = psprintf("SELECT greatest(max(s.%s) - $1, '0'::interval)::text FROM %s AS s", col, src);
-		else
-			sql = psprintf("SELECT greatest(max(s.%s) - $1, 0)::text FROM %s AS s", col, src);
-		if (SPI_execute_with_args(sql, 1, &typid, &wm, NULL, true, 1) == SPI_OK_SELECT &&
-			SPI_processed == 1)
-		{
-			lag = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			if (!isnull)
-				result = TextDatumGetCString(lag);
-		}
-	}
-	UnpinSearchPath(nestlevel);
-	if (result)
-		result = strcpy(SPI_palloc(strlen(result) + 1), result);
-	SPI_finish();
-	if (result == NULL)
-		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(cstring_to_text(result));
 }

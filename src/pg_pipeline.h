@@ -211,7 +211,6 @@ extern Oid	ResolveRelationName(const char *schema, const char *relname, const ch
 extern void DescribeRelation(Oid relid, char **schema, char **relname);
 extern char *QualifiedRelationName(const char *schema, const char *relname);
 extern LoadPlan *BuildLoadPlan(PipelineDef *def);
-extern void CheckColumnsForDef(PipelineDef *def, Oid source_relid, Oid target_relid);
 extern void CreateTargetTable(PipelineDef *def, Oid source_relid);
 extern List *CollectBaseTables(Oid relid);
 extern bool SourceKeyIsUnique(Oid source_relid, List *unique_key);
@@ -220,6 +219,8 @@ extern bool SourceHasIndexOn(Oid source_relid, const char *column);
 /* planner.c */
 extern LoadStatements *BuildLoadStatements(LoadPlan *plan, bool has_lower, bool has_upper);
 extern char *BuildHighWaterQuery(LoadPlan *plan);
+extern char *BuildFiniteHighWaterQuery(LoadPlan *plan);
+extern char *BuildInfiniteRowsQuery(LoadPlan *plan);
 extern char *BuildBatchBoundQuery(LoadPlan *plan, bool has_lower);
 extern char *BuildBatchFallbackQuery(LoadPlan *plan, bool has_lower);
 extern List *ExplainPipeline(PipelineDef *def);
@@ -285,7 +286,16 @@ typedef struct RoleSwitch
 	int			saved_sec_context;
 } RoleSwitch;
 
-extern void BecomePipelineOwner(RoleSwitch *sw, Oid owner);
+/* A switch into a pipeline owner's identity, restricted, search_path pinned */
+typedef struct OwnerContext
+{
+	Oid			saved_userid;
+	int			saved_sec_context;
+	int			guc_level;
+} OwnerContext;
+
+extern void EnterOwnerContext(OwnerContext *ctx, Oid owner);
+extern void LeaveOwnerContext(OwnerContext *ctx);
 extern void BecomeCatalogOwner(RoleSwitch *sw);
 extern void RestoreRole(RoleSwitch *sw);
 
@@ -311,7 +321,10 @@ extern void StoreFailedRun(FailedRun *run);
 extern bool IsTransientError(int sqlerrcode);
 
 /* watermark.c */
-extern Datum WatermarkFromText(const char *text, Oid typid, int32 typmod);
+extern Datum WatermarkFromText(const char *text, Oid typid, int32 typmod, Oid owner);
+extern bool WatermarkIsFinite(Datum value, Oid typid);
+extern bool WatermarkIsPlusInfinity(Datum value, Oid typid);
+extern bool WatermarkIsExtreme(Datum value, Oid typid);
 extern char *WatermarkToText(Datum value, Oid typid);
 extern int	CompareWatermarks(Datum a, Datum b, Oid typid, Oid collid);
 extern bool IsTimeType(Oid typid);

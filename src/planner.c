@@ -27,6 +27,7 @@
 
 #include "pg_pipeline.h"
 
+/* The name of the de-duplication counter's column, unless a source column has it */
 #define KEPT_COLUMN "__pipeline_kept"
 
 /* The value a run writes into the pipeline's lineage column (lineage.c) */
@@ -37,6 +38,30 @@ static const char *
 LineageColumn(LoadPlan *plan)
 {
 	return plan->def->lineage_column ? quote_identifier(plan->def->lineage_column) : NULL;
+}
+
+/*
+ * InternalColumnName returns a name for a column the generated SQL adds,
+ * based on base and distinct from every column the plan loads, so that no
+ * user column name, whatever it is, can make a reference ambiguous.
+ */
+static char *
+InternalColumnName(LoadPlan *plan, const char *base)
+{
+	char	   *name = pstrdup(base);
+
+	for (int n = 1;; n++)
+	{
+		ListCell   *lc;
+		bool		taken = false;
+
+		foreach(lc, plan->columns)
+			if (strcmp(((LoadColumn *) lfirst(lc))->name, name) == 0)
+				taken = true;
+		if (!taken)
+			return name;
+		name = psprintf("%s_%d", base, n);
+	}
 }
 
 /* Col returns alias."column" */
@@ -238,7 +263,8 @@ AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 	}
 	appendStringInfoString(buf, "SELECT ");
 	AppendColumns(buf, plan->columns, "d");
-	appendStringInfo(buf, ", pipeline._kept_row() AS %s FROM (SELECT DISTINCT ON (", KEPT_COLUMN);
+	appendStringInfo(buf, ", pipeline._kept_row() AS %s FROM (SELECT DISTINCT ON (",
+					 quote_identifier(InternalColumnName(plan, KEPT_COLUMN)));
 	foreach(lc, plan->columns)
 	{
 		LoadColumn *col = lfirst(lc);
@@ -452,6 +478,38 @@ BuildHighWaterQuery(LoadPlan *plan)
 {
 	return psprintf("SELECT max(%s) FROM %s AS s",
 					Col("s", plan->incremental->name), plan->source_ident);
+}
+
+/* InfinityLiteral spells 'infinity' as a value of the column's base type */
+static char *
+InfinityLiteral(LoadPlan *plan)
+{
+	return psprintf("'infinity'::%s",
+					format_type_extended(getBaseType(plan->incremental->typid), -1,
+										 FORMAT_TYPE_FORCE_QUALIFY));
+}
+
+/*
+ * BuildFiniteHighWaterQuery: the greatest incremental value below infinity,
+ * used when the source holds rows at infinity, which never become the mark
+ * (an index on the column still answers it with one probe).
+ */
+char *
+BuildFiniteHighWaterQuery(LoadPlan *plan)
+{
+	char	   *inc = Col("s", plan->incremental->name);
+
+	return psprintf("SELECT max(%s) FROM %s AS s WHERE %s < %s",
+					inc, plan->source_ident, inc, InfinityLiteral(plan));
+}
+
+/* BuildInfiniteRowsQuery counts the source rows whose value is infinity */
+char *
+BuildInfiniteRowsQuery(LoadPlan *plan)
+{
+	return psprintf("SELECT pg_catalog.count(*) FROM %s AS s WHERE %s = %s",
+					plan->source_ident, Col("s", plan->incremental->name),
+					InfinityLiteral(plan));
 }
 
 /*

@@ -158,17 +158,36 @@ CheckPipelinePrivileges(PipelineDef *def, Oid source_relid, Oid target_relid, Oi
 }
 
 /*
- * BecomePipelineOwner switches to the pipeline owner for a run's data work,
- * as a security-restricted operation so that code in the source's views or
- * the target's triggers cannot escape the owner's identity.
+ * EnterOwnerContext is the one way into code a pipeline's owner controls:
+ * the source's views and the functions they call, domain CHECKs and type
+ * input functions of its columns, defaults, triggers, rules and index
+ * expressions of the target, and the operators and casts a load resolves.
+ * It switches to the owner as a security-restricted operation (so such code
+ * cannot change the session: no SET ROLE, no temporary objects, no
+ * LISTEN...) and pins search_path in a GUC nest level of its own, whoever
+ * the caller is: a superuser, another role, a background worker. Every
+ * evaluation of owner code goes through it, so that a new path cannot run
+ * that code with the caller's rights. LeaveOwnerContext undoes it; on an
+ * error, the (sub)transaction abort restores both the identity and the GUCs.
  */
 void
-BecomePipelineOwner(RoleSwitch *sw, Oid owner)
+EnterOwnerContext(OwnerContext *ctx, Oid owner)
 {
-	GetUserIdAndSecContext(&sw->saved_userid, &sw->saved_sec_context);
-	SetUserIdAndSecContext(owner, sw->saved_sec_context |
+	if (!OidIsValid(owner))
+		elog(ERROR, "pipeline owner is not valid");
+	GetUserIdAndSecContext(&ctx->saved_userid, &ctx->saved_sec_context);
+	ctx->guc_level = PinSearchPath();
+	SetUserIdAndSecContext(owner, ctx->saved_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+}
+
+/* LeaveOwnerContext returns to the identity and settings before the switch */
+void
+LeaveOwnerContext(OwnerContext *ctx)
+{
+	SetUserIdAndSecContext(ctx->saved_userid, ctx->saved_sec_context);
+	UnpinSearchPath(ctx->guc_level);
 }
 
 /*

@@ -377,6 +377,12 @@ ResolveTarget(PipelineDef *def, const char *target, bool create_target, Oid sour
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("target relation \"%s\" does not exist", target),
 				 errhint("Create it, or pass create_target => true.")));
+	if (isAnyTempNamespace(RangeVarGetCreationNamespace(rv)))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("target \"%s\" would be a temporary table", target),
+				 errdetail("A temporary table belongs to one session; runs of a pipeline happen in others."),
+				 errhint("Name a permanent schema for the target.")));
 	def->target_schema = rv->schemaname ? rv->schemaname
 		: get_namespace_name(RangeVarGetCreationNamespace(rv));
 	def->target_table = rv->relname;
@@ -745,7 +751,9 @@ pipeline_resume(PG_FUNCTION_ARGS)
 /*
  * pipeline.reset(name, watermark) sets the watermark: NULL makes the next
  * run read the whole source; a value is parsed as the incremental column's
- * type (with the caller's DateStyle) and stored in canonical form.
+ * type (with the caller's DateStyle, as the pipeline owner, since a domain's
+ * CHECK may call the owner's code) and stored in canonical form. Values at
+ * an end of the type are refused (22023).
  */
 Datum
 pipeline_reset(PG_FUNCTION_ARGS)
@@ -755,6 +763,7 @@ pipeline_reset(PG_FUNCTION_ARGS)
 	PipelineDef *def;
 	int			nestlevel;
 	char	   *canonical = NULL;
+	Datum		wm;
 
 	SPI_connect();
 	nestlevel = PinSearchPath();
@@ -770,11 +779,17 @@ pipeline_reset(PG_FUNCTION_ARGS)
 					 errmsg("pipeline \"%s\" has no incremental column, so no watermark", def->name),
 					 errhint("Call pipeline.reset(%s) without a watermark.", quote_literal_cstr(def->name))));
 		plan = BuildLoadPlan(def);
-		UnpinSearchPath(nestlevel);
-		canonical = WatermarkToText(WatermarkFromText(value, plan->incremental->typid,
-													  plan->incremental->typmod),
-									plan->incremental->typid);
-		nestlevel = PinSearchPath();
+		wm = WatermarkFromText(value, plan->incremental->typid, plan->incremental->typmod,
+							   def->owner);
+		canonical = WatermarkToText(wm, plan->incremental->typid);
+		if (WatermarkIsExtreme(wm, plan->incremental->typid))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("watermark %s of pipeline \"%s\" is at an end of its type", canonical, def->name),
+					 errdetail("Column \"%s\" is of type %s; a watermark at infinity or at the type's minimum or maximum would hide every later row.",
+							   def->incremental_column, format_type_be(plan->incremental->typid)),
+					 errhint("Reset to a finite value inside the type's range, or call pipeline.reset(%s) to reload everything.",
+							 quote_literal_cstr(def->name))));
 	}
 	StoreWatermark(def->id, canonical, 0);
 	RegistryChanged("reset", def, canonical);

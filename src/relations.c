@@ -17,11 +17,15 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "nodes/nodeFuncs.h"
+#include "parser/parse_coerce.h"
+#include "parser/parse_oper.h"
 #include "rewrite/rewriteHandler.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
@@ -184,6 +188,75 @@ FindLoadColumn(List *columns, const char *name)
 }
 
 /*
+ * ColumnComparable tells whether the load can compare target and source
+ * values: the operator it spells (the source type's "=", qualified with its
+ * schema, planner.c) must resolve for (target type, source type).
+ */
+static bool
+ColumnComparable(LoadColumn *col, Oid target_type)
+{
+	HeapTuple	tup;
+	Oid			nspid;
+	Operator	op;
+
+	if (!OidIsValid(col->eq_opr))
+		return true;			/* compared as text (planner.c) */
+	tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(col->eq_opr));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for operator %u", col->eq_opr);
+	nspid = ((Form_pg_operator) GETSTRUCT(tup))->oprnamespace;
+	ReleaseSysCache(tup);
+	op = oper(NULL, list_make2(makeString(get_namespace_name(nspid)),
+							   makeString(get_opname(col->eq_opr))),
+			  target_type, col->typid, true, -1);
+	if (op == NULL)
+		return false;
+	ReleaseSysCache(op);
+	return true;
+}
+
+/*
+ * CheckColumnTypes refuses (42804) a target column whose type the load could
+ * not write from the source column's, or, where the load compares them (the
+ * key, and in merge and full modes every column), not compare: otherwise
+ * every run would fail with a generic error and the whole statement.
+ */
+static void
+CheckColumnTypes(PipelineDef *def, LoadColumn *col, Oid source_relid, Oid target_relid,
+				 AttrNumber target_att)
+{
+	Oid			target_type;
+	int32		target_typmod;
+	Oid			target_coll;
+	const char *problem = NULL;
+
+	get_atttypetypmodcoll(target_relid, target_att, &target_type, &target_typmod, &target_coll);
+	if (target_type == col->typid)
+		return;
+	if (!can_coerce_type(1, &col->typid, &target_type, COERCION_ASSIGNMENT))
+		problem = "no assignment cast";
+	else if ((col->is_key || def->mode != LOAD_MODE_APPEND) && !ColumnComparable(col, target_type))
+		problem = "no equality operator";
+	if (problem == NULL)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("column \"%s\" has type %s in the source but %s in the target",
+					col->name, format_type_be(col->typid), format_type_be(target_type)),
+			 errdetail("Source %s, target %s: there is %s from %s to %s.",
+					   quote_qualified_identifier(get_namespace_name(get_rel_namespace(source_relid)),
+												  get_rel_name(source_relid)),
+					   quote_qualified_identifier(get_namespace_name(get_rel_namespace(target_relid)),
+												  get_rel_name(target_relid)),
+					   problem, format_type_be(col->typid), format_type_be(target_type)),
+			 errhint("ALTER TABLE %s ALTER COLUMN %s TYPE %s, or cast the column in a view over the source.",
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(target_relid)),
+												get_rel_name(target_relid)),
+					 quote_identifier(col->name),
+					 format_type_with_typemod(col->typid, col->typmod))));
+}
+
+/*
  * BuildLoadColumns lists the source's columns, checks that each exists in the
  * target as a writable column, and records the operators a run compares
  * them with.
@@ -235,6 +308,7 @@ BuildLoadColumns(PipelineDef *def, Oid source_relid, Oid target_relid)
 														  get_rel_name(target_relid))),
 					 errhint("Leave the column out of the source, for example with a view.")));
 		col->identity_always = AttributeIdentity(target_relid, target_att) == ATTRIBUTE_IDENTITY_ALWAYS;
+		CheckColumnTypes(def, col, source_relid, target_relid, target_att);
 		columns = lappend(columns, col);
 	}
 	relation_close(source, AccessShareLock);
@@ -404,6 +478,9 @@ CollectBaseTables(Oid relid)
  * CheckRelationKinds checks that the source can be read and the target
  * written, and that they are not the same relation.
  */
+static void RefuseTemporary(Oid relid, const char *what);
+static void RefuseExtensionRelation(Oid relid, Oid seen, const char *what);
+
 static void
 CheckRelationKinds(PipelineDef *def, Oid source_relid, Oid target_relid)
 {
@@ -430,6 +507,74 @@ CheckRelationKinds(PipelineDef *def, Oid source_relid, Oid target_relid)
 				 errmsg("source and target are the same relation %s",
 						quote_qualified_identifier(def->source_schema, def->source_table)),
 				 errhint("Load into a different table.")));
+	RefuseTemporary(source_relid, "source");
+	RefuseTemporary(target_relid, "target");
+	RefuseExtensionRelation(target_relid, target_relid, "target");
+}
+
+/*
+ * RefuseTemporary refuses a temporary relation: it belongs to one session
+ * (stored as pg_temp_N, it names another session's table, or none, in any
+ * other), so a pipeline over it could only fail later.
+ */
+static void
+RefuseTemporary(Oid relid, const char *what)
+{
+	if (get_rel_persistence(relid) == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("%s %s is a temporary table", what,
+						quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												   get_rel_name(relid))),
+				 errdetail("A temporary table belongs to one session; runs of a pipeline happen in others."),
+				 errhint("Use a permanent (or UNLOGGED) table.")));
+}
+
+/*
+ * RefuseExtensionRelation refuses a relation of pg_pipeline's own schema,
+ * or a view reading one (seen is the relation the user named): a pipeline
+ * over its own catalog would read itself (pipeline.status reading its own
+ * source recursed until the stack overflowed).
+ */
+static void
+RefuseExtensionRelation(Oid relid, Oid seen, const char *what)
+{
+	if (get_rel_namespace(relid) != get_namespace_oid(PIPELINE_SCHEMA, false))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s %s reads pg_pipeline's own catalog", what,
+					quote_qualified_identifier(get_namespace_name(get_rel_namespace(seen)),
+											   get_rel_name(seen))),
+			 errdetail("It is or reads %s, which belongs to the extension.",
+					   quote_qualified_identifier(PIPELINE_SCHEMA, get_rel_name(relid))),
+			 errhint("Copy what you need into a table of your own and use that as the %s.", what)));
+}
+
+/*
+ * CheckSourceReads refuses a source that reads, through its views, the
+ * pipeline's own target (a run would read what it writes, as a pipeline
+ * whose source is its target would) or the extension's catalog.
+ */
+static void
+CheckSourceReads(PipelineDef *def, Oid source_relid, Oid target_relid)
+{
+	ListCell   *lc;
+
+	foreach(lc, CollectBaseTables(source_relid))
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		RefuseExtensionRelation(relid, source_relid, "source");
+		if (relid == target_relid)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("source %s reads the pipeline's target %s",
+							quote_qualified_identifier(def->source_schema, def->source_table),
+							quote_qualified_identifier(def->target_schema, def->target_table)),
+					 errdetail("A run would read the rows it writes."),
+					 errhint("Load into a different table, or read a copy of the target.")));
+	}
 }
 
 /*
@@ -449,6 +594,7 @@ BuildLoadPlan(PipelineDef *def)
 	plan->source_ident = QualifiedRelationName(def->source_schema, def->source_table);
 	plan->target_ident = QualifiedRelationName(def->target_schema, def->target_table);
 	CheckRelationKinds(def, plan->source_relid, plan->target_relid);
+	CheckSourceReads(def, plan->source_relid, plan->target_relid);
 	ValidateSourceColumns(def, plan->source_relid);
 	plan->columns = BuildLoadColumns(def, plan->source_relid, plan->target_relid);
 	if (def->incremental_column)
@@ -522,13 +668,4 @@ CreateTargetTable(PipelineDef *def, Oid source_relid)
 			elog(ERROR, "could not index target %s", target);
 	}
 	def->target_created = true;
-}
-
-/* CheckColumnsForDef validates a definition against existing relations */
-void
-CheckColumnsForDef(PipelineDef *def, Oid source_relid, Oid target_relid)
-{
-	CheckRelationKinds(def, source_relid, target_relid);
-	ValidateSourceColumns(def, source_relid);
-	(void) BuildLoadColumns(def, source_relid, target_relid);
 }

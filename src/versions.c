@@ -237,7 +237,10 @@ RecordConfigVersion(PipelineDef *def, char **previous_config, char **config)
 	return version;
 }
 
-/* pipeline.config_of(name): the canonical configuration of a pipeline now */
+/*
+ * pipeline.config_of(name): the canonical configuration of a pipeline now,
+ * for a role that may see the pipeline (42501 for the others).
+ */
 Datum
 pipeline_config_of(PG_FUNCTION_ARGS)
 {
@@ -251,6 +254,8 @@ pipeline_config_of(PG_FUNCTION_ARGS)
 	SPI_connect();
 	nestlevel = PinSearchPath();
 	def = LoadPipelineByName(name, false);
+	/* a definition is shown to those who may see the pipeline (docs/security.md) */
+	CheckPipelineOwner(def, "read");
 	config = CanonicalConfig(def);
 	UnpinSearchPath(nestlevel);
 	/* the config is built in SPI's memory, which SPI_finish releases */
@@ -631,11 +636,28 @@ ApplyOne(PipelineSpec *spec, int index, int *version)
 	before = PipelineVersion(spec->name);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
-	SpecCallArgs(spec, index, true, types, values, nulls);
-	CallRegistry("alter_pipeline", types, values, nulls);
-	if (lineage_column || existing->lineage_column)
-		SetLineageColumnCall(spec->name, lineage_column);
-	*version = PipelineVersion(spec->name);
+	PG_TRY();
+	{
+		SpecCallArgs(spec, index, true, types, values, nulls);
+		CallRegistry("alter_pipeline", types, values, nulls);
+		if (lineage_column || existing->lineage_column)
+			SetLineageColumnCall(spec->name, lineage_column);
+		*version = PipelineVersion(spec->name);
+	}
+	PG_CATCH();
+	{
+		/*
+		 * Close the subtransaction before the error leaves: an internal
+		 * subtransaction left open under a failed call would leave the
+		 * session unable to roll back cleanly.
+		 */
+		MemoryContextSwitchTo(oldcontext);
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	changed = *version != before;
 	if (changed)
 		ReleaseCurrentSubTransaction();

@@ -14,8 +14,10 @@
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "utils/date.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 #include "utils/typcache.h"
 
 #include "pg_pipeline.h"
@@ -37,15 +39,82 @@ IsIncrementalType(Oid typid)
 	return IsTimeType(base) || base == INT2OID || base == INT4OID || base == INT8OID;
 }
 
-/* WatermarkFromText parses watermark text as a value of the column's type */
+/*
+ * WatermarkFromText parses watermark text as a value of the column's type.
+ * The column may be a domain whose CHECK calls the owner's functions, so the
+ * input function runs as the pipeline owner (EnterOwnerContext).
+ */
 Datum
-WatermarkFromText(const char *text, Oid typid, int32 typmod)
+WatermarkFromText(const char *text, Oid typid, int32 typmod, Oid owner)
 {
 	Oid			input;
 	Oid			ioparam;
+	OwnerContext ctx;
+	Datum		value;
 
 	getTypeInputInfo(typid, &input, &ioparam);
-	return OidInputFunctionCall(input, (char *) text, ioparam, typmod);
+	EnterOwnerContext(&ctx, owner);
+	value = OidInputFunctionCall(input, (char *) text, ioparam, typmod);
+	LeaveOwnerContext(&ctx);
+	return value;
+}
+
+/*
+ * WatermarkIsFinite is false for the time types' infinity and -infinity:
+ * such a value can never be a watermark, since every later row would lie
+ * below +infinity and be skipped (docs/exactly-once.md).
+ */
+bool
+WatermarkIsFinite(Datum value, Oid typid)
+{
+	switch (getBaseType(typid))
+	{
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			return !TIMESTAMP_NOT_FINITE(DatumGetTimestamp(value));
+		case DATEOID:
+			return !DATE_NOT_FINITE(DatumGetDateADT(value));
+		default:
+			return true;
+	}
+}
+
+/* WatermarkIsPlusInfinity is true for a time type's +infinity only */
+bool
+WatermarkIsPlusInfinity(Datum value, Oid typid)
+{
+	switch (getBaseType(typid))
+	{
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			return TIMESTAMP_IS_NOEND(DatumGetTimestamp(value));
+		case DATEOID:
+			return DATE_IS_NOEND(DatumGetDateADT(value));
+		default:
+			return false;
+	}
+}
+
+/*
+ * WatermarkIsExtreme is true for a value at either end of the column's type
+ * (its infinities, or an integer type's minimum or maximum): reset() refuses
+ * these, since no later row could lie above the maximum, and the distance
+ * from the minimum to the source's values overflows.
+ */
+bool
+WatermarkIsExtreme(Datum value, Oid typid)
+{
+	switch (getBaseType(typid))
+	{
+		case INT2OID:
+			return DatumGetInt16(value) == PG_INT16_MIN || DatumGetInt16(value) == PG_INT16_MAX;
+		case INT4OID:
+			return DatumGetInt32(value) == PG_INT32_MIN || DatumGetInt32(value) == PG_INT32_MAX;
+		case INT8OID:
+			return DatumGetInt64(value) == PG_INT64_MIN || DatumGetInt64(value) == PG_INT64_MAX;
+		default:
+			return !WatermarkIsFinite(value, typid);
+	}
 }
 
 /* WatermarkToText renders a value in the canonical form kept in the catalog */

@@ -1,0 +1,296 @@
+/*
+ * sql/pg_pipeline--0.1.0--0.2.0.sql
+ *
+ * Upgrade script from 0.1.0 (frozen: what landed with the core, scheduling,
+ * workers, lineage and audit) to 0.2.0. A fresh CREATE EXTENSION of 0.2.0
+ * runs the 0.1.0 install script and then this one, so a fresh install and an
+ * upgraded one are the same catalog by construction; test/t/010_upgrade.pl
+ * checks that they stay so. Every object is schema-qualified, as in the
+ * install script.
+ *
+ * Sections, one per concern, in the order they were added.
+ */
+
+\echo Use "ALTER EXTENSION pg_pipeline UPDATE TO '0.2.0'" to load this file. \quit
+
+-- Hardening (issue 7) --------------------------------------------------------
+
+-- item 4: the lag of each pipeline's source, or why there is none; one
+-- pipeline never fails pipeline.status for the others (src/source_lag.c).
+CREATE FUNCTION pipeline.source_lag_detail(pipeline_id bigint, OUT lag text, OUT reason text)
+RETURNS record
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'pipeline_source_lag_detail';
+
+-- item 5: row-level visibility
+--
+-- A role sees a pipeline, and everything about it (definition, runs, run
+-- errors, alerts, queue entries, lineage, versions, audit entries), when it
+-- has the privileges of the pipeline's owner: pg_has_role(owner, 'USAGE'),
+-- true for the owner, its members with INHERIT and superusers. Nothing of
+-- the others. The views run as their owner (the extension owner), but the
+-- functions in their WHERE clause run as the caller, so pg_has_role answers
+-- for the caller; they are security_barrier views, so that a caller's leaky
+-- function in an outer WHERE sees no row the view filters out. The two
+-- tables PUBLIC reads directly (pipeline_versions, audit_log) get row-level
+-- security; the extension owner writes them as their owner, which bypasses
+-- it. Runs, alerts, versions and audit entries outlive their pipeline: the
+-- owner of a dropped pipeline is kept in pipeline.dropped_pipeline (written
+-- by drop_pipeline), so its owner still sees them. Rows of a pipeline
+-- dropped before 0.2.0 are visible to superusers only.
+--
+-- Whoever redefines one of these views later must keep its WHERE clause.
+
+CREATE TABLE pipeline.dropped_pipeline (
+    pipeline_id         bigint PRIMARY KEY,
+    name                text NOT NULL,
+    owner               regrole NOT NULL,
+    dropped_at          timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON pipeline.dropped_pipeline FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.dropped_pipeline', '');
+
+-- The pipelines, live or dropped, whose owner the caller has the privileges
+-- of: the one definition of visibility for the views and policies below.
+CREATE VIEW pipeline._visible_pipelines WITH (security_barrier) AS
+SELECT o.pipeline_id
+  FROM (SELECT p.pipeline_id, p.owner FROM pipeline.pipeline p
+        UNION ALL
+        SELECT d.pipeline_id, d.owner FROM pipeline.dropped_pipeline d) o
+ WHERE pg_catalog.pg_has_role(o.owner::pg_catalog.oid, 'USAGE');
+GRANT SELECT ON pipeline._visible_pipelines TO PUBLIC;
+
+CREATE OR REPLACE VIEW pipeline.pipelines WITH (security_barrier) AS
+SELECT p.pipeline_id AS id,
+       p.name,
+       pg_catalog.quote_ident(p.source_schema) OPERATOR(pg_catalog.||) '.'
+           OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.source_table) AS source,
+       pg_catalog.quote_ident(p.target_schema) OPERATOR(pg_catalog.||) '.'
+           OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.target_table) AS target,
+       p.mode,
+       p.unique_key,
+       p.incremental_column,
+       p.partition_column,
+       p.delete_column,
+       p.soft_delete,
+       p.lookback,
+       p.batch_rows,
+       p.active,
+       p.owner,
+       w.value AS watermark,
+       r.run_id AS last_run_id,
+       r.status AS last_run_status,
+       p.description,
+       p.metadata,
+       p.schedule,
+       ARRAY(SELECT u.name FROM pipeline.dependency d
+               JOIN pipeline.pipeline u ON u.pipeline_id OPERATOR(pg_catalog.=) d.upstream_id
+              WHERE d.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id ORDER BY u.name) AS depends_on,
+       p.max_retries,
+       p.retry_delay,
+       p.timeout,
+       p.freshness,
+       p.timeliness,
+       p.freshness_muted,
+       p.timeliness_muted,
+       p.created_at,
+       p.updated_at
+  FROM pipeline.pipeline p
+  LEFT JOIN pipeline.watermark w ON w.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+  LEFT JOIN LATERAL (
+        SELECT h.run_id, h.status
+          FROM pipeline.run_history h
+         WHERE h.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+         ORDER BY h.run_id DESC
+         LIMIT 1) r ON true
+ WHERE pg_catalog.pg_has_role(p.owner::pg_catalog.oid, 'USAGE');
+
+-- Runs (and the alerts and lineage of runs) whose pipeline is gone without
+-- a trace in pipeline.dropped_pipeline are shown to superusers only: the
+-- second branch of their WHERE clauses.
+CREATE OR REPLACE VIEW pipeline.runs WITH (security_barrier) AS
+SELECT h.run_id,
+       h.pipeline_id,
+       h.pipeline_name,
+       h.status,
+       h.started_at,
+       h.finished_at,
+       h.rows_read,
+       h.rows_inserted,
+       h.rows_updated,
+       h.rows_deleted,
+       h.rows_unchanged,
+       h.rows_rejected,
+       h.batches,
+       h.watermark_from,
+       h.watermark_to,
+       h.error_sqlstate,
+       h.error_message,
+       h.triggered_by,
+       h.parent_run_id,
+       h.attempt
+  FROM pipeline.run_history h
+ WHERE h.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
+    OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
+         WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+
+CREATE OR REPLACE VIEW pipeline.dependencies WITH (security_barrier) AS
+SELECT d.pipeline_id, d.upstream_id, 'declared'::text AS kind
+  FROM pipeline.dependency d
+ WHERE d.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
+UNION
+SELECT r.pipeline_id, u.pipeline_id AS upstream_id, 'inferred'::text AS kind
+  FROM pipeline.source_relation r
+  JOIN pipeline.pipeline u
+    ON r.relid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(
+           pg_catalog.quote_ident(u.target_schema) OPERATOR(pg_catalog.||) '.'
+           OPERATOR(pg_catalog.||) pg_catalog.quote_ident(u.target_table))::pg_catalog.oid
+ WHERE u.pipeline_id OPERATOR(pg_catalog.<>) r.pipeline_id
+   AND r.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v);
+
+CREATE OR REPLACE VIEW pipeline.alerts WITH (security_barrier) AS
+SELECT a.alert_id, a.pipeline_id, a.pipeline_name, a.kind, a.observed, a.limit_value,
+       a.run_id, a.message, a.raised_at, a.resolved_at
+  FROM pipeline.alert_log a
+ WHERE a.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
+    OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
+         WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+
+CREATE OR REPLACE VIEW pipeline.queue WITH (security_barrier) AS
+SELECT q.queue_id, q.pipeline_id, p.name AS pipeline_name, q.reason, q.enqueued_at,
+       q.not_before, q.parent_run_id, q.attempt
+  FROM pipeline.run_queue q
+  JOIN pipeline.pipeline p ON p.pipeline_id OPERATOR(pg_catalog.=) q.pipeline_id
+ WHERE pg_catalog.pg_has_role(p.owner::pg_catalog.oid, 'USAGE');
+
+CREATE OR REPLACE VIEW pipeline.run_lineage WITH (security_barrier) AS
+SELECT i.run_id,
+       h.pipeline_name AS pipeline,
+       d.direction,
+       CASE d.direction WHEN 'read' THEN i.source_relation ELSE i.target_relation END AS relation,
+       i.watermark_from,
+       i.watermark_to,
+       CASE d.direction WHEN 'read' THEN i.rows_read END AS rows_read,
+       CASE d.direction WHEN 'write' THEN i.rows_inserted END AS rows_inserted,
+       CASE d.direction WHEN 'write' THEN i.rows_updated END AS rows_updated,
+       CASE d.direction WHEN 'write' THEN i.rows_deleted END AS rows_deleted,
+       i.config_version,
+       CASE d.direction WHEN 'write' THEN i.lineage_column END AS lineage_column
+  FROM pipeline.run_io i
+  JOIN pipeline.run_history h ON h.run_id OPERATOR(pg_catalog.=) i.run_id
+ CROSS JOIN (VALUES ('read'), ('write')) AS d (direction)
+ WHERE h.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
+    OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
+         WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+
+CREATE OR REPLACE VIEW pipeline.lineage WITH (security_barrier) AS
+SELECT DISTINCT e.from_relation, e.from_kind, e.to_relation, e.to_kind, e.edge_kind,
+       CASE e.edge_kind WHEN 'pipeline' THEN p.name END AS pipeline
+  FROM pipeline.lineage_edge e
+  JOIN pipeline.pipeline p ON p.pipeline_id OPERATOR(pg_catalog.=) e.pipeline_id
+ WHERE pg_catalog.pg_has_role(p.owner::pg_catalog.oid, 'USAGE');
+
+CREATE OR REPLACE VIEW pipeline.column_lineage WITH (security_barrier) AS
+SELECT DISTINCT e.from_relation, e.from_column, e.to_relation, e.to_column,
+       e.transformation, e.how, e.edge_kind,
+       CASE e.edge_kind WHEN 'pipeline' THEN p.name END AS pipeline
+  FROM pipeline.lineage_column_edge e
+  JOIN pipeline.pipeline p ON p.pipeline_id OPERATOR(pg_catalog.=) e.pipeline_id
+ WHERE pg_catalog.pg_has_role(p.owner::pg_catalog.oid, 'USAGE');
+
+-- run_tree read pipeline.run_history as the caller, which only superusers
+-- may; it reads the filtered pipeline.runs now, so a role gets the runs of
+-- the tree it may see.
+CREATE OR REPLACE FUNCTION pipeline.run_tree(run_id bigint)
+RETURNS TABLE (run_id bigint, parent_run_id bigint, depth integer, pipeline_name text,
+               status text, triggered_by text, attempt integer,
+               started_at timestamptz, finished_at timestamptz)
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE tree AS (
+        SELECT h.run_id, h.parent_run_id, 0 AS depth
+          FROM pipeline.runs h WHERE h.run_id OPERATOR(pg_catalog.=) $1
+        UNION ALL
+        SELECT h.run_id, h.parent_run_id, t.depth OPERATOR(pg_catalog.+) 1
+          FROM pipeline.runs h
+          JOIN tree t ON h.parent_run_id OPERATOR(pg_catalog.=) t.run_id
+    )
+    SELECT t.run_id, t.parent_run_id, t.depth, h.pipeline_name, h.status, h.triggered_by,
+           h.attempt, h.started_at, h.finished_at
+      FROM tree t JOIN pipeline.runs h ON h.run_id OPERATOR(pg_catalog.=) t.run_id
+     ORDER BY t.depth, t.run_id
+$$;
+
+-- The tables PUBLIC reads directly. A policy's subquery runs as the caller,
+-- who may read pipeline._visible_pipelines (and only their own ids in it).
+ALTER TABLE pipeline.pipeline_versions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY pipeline_versions_visible ON pipeline.pipeline_versions
+    FOR SELECT TO PUBLIC
+    USING (pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v));
+
+-- An audit entry is visible with its pipeline, and to the role that made it
+-- (a refused call on somebody else's pipeline, an entry without pipeline).
+ALTER TABLE pipeline.audit_log ENABLE ROW LEVEL SECURITY;
+CREATE POLICY audit_log_visible ON pipeline.audit_log
+    FOR SELECT TO PUBLIC
+    USING (pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
+           OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                       WHERE r.rolname OPERATOR(pg_catalog.=) role_name
+                         AND pg_catalog.pg_has_role(r.oid, 'USAGE')));
+
+CREATE OR REPLACE VIEW pipeline.status WITH (security_barrier) AS
+SELECT p.pipeline_id AS id,
+       p.name,
+       p.active,
+       last.run_id AS last_run_id,
+       last.status AS last_run_status,
+       last.finished_at AS last_run_finished_at,
+       ok.finished_at AS last_success_at,
+       changed.finished_at AS last_change_at,
+       (SELECT pg_catalog.count(*) FROM pipeline.run_history f
+         WHERE f.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+           AND f.status OPERATOR(pg_catalog.=) 'failed'
+           AND f.run_id OPERATOR(pg_catalog.>) COALESCE(ok.run_id, 0)) AS consecutive_failures,
+       pipeline.source_lag(p.pipeline_id) AS source_ahead_by,
+       p.schedule,
+       CASE WHEN p.schedule IS NOT NULL AND p.active
+            THEN pipeline.next_run_time(p.schedule) END AS next_scheduled_at,
+       CASE WHEN p.freshness IS NULL THEN NULL
+            WHEN p.freshness_muted THEN 'muted'
+            WHEN pg_catalog.now() OPERATOR(pg_catalog.-)
+                 COALESCE(changed.finished_at, p.created_at)
+                 OPERATOR(pg_catalog.>) p.freshness THEN 'breached'
+            ELSE 'ok' END AS freshness_state,
+       CASE WHEN p.timeliness IS NULL THEN NULL
+            WHEN p.timeliness_muted THEN 'muted'
+            WHEN COALESCE(last.finished_at, pg_catalog.now())
+                 OPERATOR(pg_catalog.-) last.started_at OPERATOR(pg_catalog.>) p.timeliness
+            THEN 'breached'
+            ELSE 'ok' END AS timeliness_state
+  FROM pipeline.pipeline p
+  LEFT JOIN LATERAL (
+        SELECT h.run_id, h.status, h.started_at, h.finished_at FROM pipeline.run_history h
+         WHERE h.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+           AND h.status OPERATOR(pg_catalog.<>) 'skipped'
+         ORDER BY h.run_id DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (
+        SELECT h.run_id, h.finished_at FROM pipeline.run_history h
+         WHERE h.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+           AND h.status OPERATOR(pg_catalog.=) 'succeeded'
+         ORDER BY h.run_id DESC LIMIT 1) ok ON true
+  LEFT JOIN LATERAL (
+        SELECT h.finished_at FROM pipeline.run_history h
+         WHERE h.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+           AND h.status OPERATOR(pg_catalog.=) 'succeeded'
+           AND h.rows_inserted OPERATOR(pg_catalog.+) h.rows_updated
+               OPERATOR(pg_catalog.+) h.rows_deleted OPERATOR(pg_catalog.>) 0
+         ORDER BY h.run_id DESC LIMIT 1) changed ON true
+ WHERE pg_catalog.pg_has_role(p.owner::pg_catalog.oid, 'USAGE');
+
+-- item 6: cancel
+--
+-- No schema change: pipeline.cancel (src/queue.c) checks ownership, finds
+-- the backend through pipeline._run_locks and signals it from C.
+
+-- Audit: bounded log (issue 7, item 8) ----------------------------------------
