@@ -396,7 +396,11 @@ UpdatePipelineDef(PipelineDef *def, bool reset_watermark)
 		StoreWatermark(def->id, NULL, 0);
 }
 
-/* DeletePipelineDef removes a definition; its watermark goes by cascade */
+/*
+ * DeletePipelineDef removes a definition; its watermark goes by cascade. Its
+ * owner is kept in pipeline.dropped_pipeline, so that the owner still sees
+ * the runs, alerts, versions and audit entries that outlive it.
+ */
 void
 DeletePipelineDef(int64 pipeline_id)
 {
@@ -404,7 +408,10 @@ DeletePipelineDef(int64 pipeline_id)
 	Datum		values[1];
 
 	values[0] = Int64GetDatum(pipeline_id);
-	ExecCatalog("DELETE FROM pipeline.pipeline WHERE pipeline_id = $1",
+	ExecCatalog("WITH d AS (DELETE FROM pipeline.pipeline WHERE pipeline_id = $1"
+				"           RETURNING pipeline_id, name, owner)"
+				" INSERT INTO pipeline.dropped_pipeline (pipeline_id, name, owner)"
+				" SELECT pipeline_id, name, owner FROM d ON CONFLICT DO NOTHING",
 				1, types, values, NULL, false);
 }
 

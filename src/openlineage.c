@@ -97,7 +97,12 @@ Int8Val(HeapTuple t, TupleDesc d, int n)
 	return s ? strtoll(s, NULL, 10) : 0;
 }
 
-/* LoadRunFacts reads a run, raising 42704 when there is none */
+/*
+ * LoadRunFacts reads a run, raising 42704 when there is none or when the
+ * caller may not see it: the run must show in pipeline.runs read as the
+ * caller, so that a run's error and counts reach only those who may see its
+ * pipeline.
+ */
 static RunFacts *
 LoadRunFacts(int64 run_id)
 {
@@ -106,8 +111,13 @@ LoadRunFacts(int64 run_id)
 	RunFacts   *f;
 	HeapTuple	t;
 	TupleDesc	d;
+	bool		visible;
 
 	values[0] = Int64GetDatum(run_id);
+	if (SPI_execute_with_args("SELECT 1 FROM pipeline.runs WHERE run_id = $1",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up run %lld", (long long) run_id);
+	visible = SPI_processed > 0;
 	ExecCatalog("SELECT h.run_id, h.pipeline_id, h.pipeline_name, h.status,"
 						 " to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
 						 " to_char(h.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
@@ -125,7 +135,7 @@ LoadRunFacts(int64 run_id)
 						 " LEFT JOIN pipeline.pipelines p ON p.id = h.pipeline_id"
 						 " WHERE h.run_id = $1",
 						 1, types, values, NULL, true);
-	if (SPI_processed == 0)
+	if (SPI_processed == 0 || !visible)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("run %lld does not exist", (long long) run_id),

@@ -16,11 +16,15 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 
@@ -230,10 +234,43 @@ pipeline_trigger(PG_FUNCTION_ARGS)
 }
 
 /*
- * pipeline.cancel(name) cancels the run in progress, wherever it runs (a
- * worker or a session), by cancelling the backend that holds the pipeline's
- * run lock. The run is rolled back and recorded as failed; a cancelled run
- * is not retried. Returns whether a run was cancelled.
+ * SignalRunHolder cancels the current statement of the backend that holds a
+ * pipeline's run lock, as pg_cancel_backend would, but on the strength of
+ * the caller's right to the pipeline (checked by the caller) rather than a
+ * right to signal that backend: a worker connects as the bootstrap
+ * superuser, and a superuser's session may be running the pipeline. Only a
+ * live backend of this database is signalled; like pg_cancel_backend, a run
+ * that ends at this very moment may see the cancel hit the next statement
+ * of the same backend. Returns whether the signal was sent.
+ */
+static bool
+SignalRunHolder(int pid)
+{
+	PGPROC	   *proc = BackendPidGetProc(pid);
+
+	if (proc == NULL || proc->databaseId != MyDatabaseId)
+		return false;
+#ifdef HAVE_SETSID
+	if (kill(-pid, SIGINT) != 0)
+#else
+	if (kill(pid, SIGINT) != 0)
+#endif
+	{
+		ereport(WARNING,
+				(errmsg("could not send signal to process %d: %m", pid)));
+		return false;
+	}
+	return true;
+}
+
+/*
+ * pipeline.cancel(name) cancels the pipeline's pending run (it leaves the
+ * queue) and its run in progress, wherever that runs (a worker or a
+ * session): the backend holding the pipeline's run lock, found through
+ * pipeline._run_locks, is signalled from here once the caller is known to
+ * have the privileges of the pipeline's owner. The run is rolled back and
+ * recorded as failed (57014); a cancelled run is not retried. Returns
+ * whether anything was cancelled.
  */
 Datum
 pipeline_cancel(PG_FUNCTION_ARGS)
@@ -242,7 +279,9 @@ pipeline_cancel(PG_FUNCTION_ARGS)
 	int			nestlevel;
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
-	bool		cancelled = false;
+	bool		cancelled;
+	SPITupleTable *holders;
+	uint64		n;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -252,17 +291,20 @@ pipeline_cancel(PG_FUNCTION_ARGS)
 	nestlevel = PinSearchPath();
 	def = LoadPipelineByName(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
 	CheckPipelineOwner(def, "cancel");
-	/* as the caller: pg_cancel_backend checks that it may signal the backend */
+	ForgetQueuedRuns(def->id);
+	cancelled = SPI_processed > 0;
 	values[0] = Int64GetDatum(def->id);
-	if (SPI_execute_with_args("SELECT pg_cancel_backend(l.pid) FROM pipeline._run_locks l"
-							  " WHERE l.pipeline_id = $1 AND l.pid <> pg_backend_pid()",
-							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up the runs of pipeline \"%s\"", def->name);
-	for (uint64 i = 0; i < SPI_processed; i++)
+	ExecCatalog("SELECT l.pid FROM pipeline._run_locks l"
+				" WHERE l.pipeline_id = $1 AND l.pid <> pg_backend_pid()",
+				1, types, values, NULL, true);
+	holders = SPI_tuptable;
+	n = SPI_processed;
+	for (uint64 i = 0; i < n; i++)
 	{
 		bool		isnull;
+		Datum		pid = SPI_getbinval(holders->vals[i], holders->tupdesc, 1, &isnull);
 
-		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)))
+		if (!isnull && SignalRunHolder(DatumGetInt32(pid)))
 			cancelled = true;
 	}
 	UnpinSearchPath(nestlevel);

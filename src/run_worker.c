@@ -130,6 +130,8 @@ HandleFailure(PipelineDef *def, FailedRun *failed, bool timed_out)
 	transient = IsTransientError(failed->sqlerrcode) &&
 		(failed->sqlerrcode != ERRCODE_QUERY_CANCELED || timed_out || termination_requested);
 
+	/* a second cancel (or SIGTERM) must not lose the record of the first */
+	HOLD_CANCEL_INTERRUPTS();
 	BeginWork();
 	StoreFailedRun(failed);
 	AuditFailedRun(failed);
@@ -142,6 +144,7 @@ HandleFailure(PipelineDef *def, FailedRun *failed, bool timed_out)
 				   psprintf("pipeline \"%s\" failed %d times: %s", def->name,
 							failed->attempt, failed->message));
 	EndWork();
+	RESUME_CANCEL_INTERRUPTS();
 }
 
 /*

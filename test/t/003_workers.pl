@@ -7,7 +7,9 @@
 # its timeout is cancelled and recorded; SIGTERM to a worker is recorded
 # cleanly; kill -9 of a worker in the middle of a run restarts the server,
 # and the recovered run leaves the target exactly right; the launcher comes
-# back by itself after it is terminated.
+# back by itself after it is terminated. The owner of a pipeline, not a
+# superuser, cancels its run in a worker (another role may not), and a NOTIFY
+# payload never carries a run's error message.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -181,6 +183,61 @@ is(sql(q{SELECT count(*) || ' ' || string_agg(DISTINCT error_sqlstate, ',')
                 SELECT max(run_id) FROM pipeline.runs WHERE pipeline_name = 'slow' AND error_sqlstate = '57P01')}),
    '1 57014', 'and not retried');
 sql(q{SELECT pipeline.alter_pipeline('slow', max_retries => 0)});
+
+# the owner, not a superuser, cancels a run that a worker (connected as the
+# bootstrap superuser) executes; another role may not, and cancels nothing
+sql(q{
+    CREATE ROLE w_owner;
+    CREATE ROLE w_other;
+    CREATE SCHEMA w AUTHORIZATION w_owner;
+    GRANT USAGE ON SCHEMA w TO w_other;
+    SET ROLE w_owner;
+    CREATE TABLE w.src (id int PRIMARY KEY, v int);
+    INSERT INTO w.src VALUES (1, 1);
+    CREATE FUNCTION w.slow(v int) RETURNS int LANGUAGE sql AS $$ SELECT v FROM (SELECT pg_sleep(60)) x $$;
+    CREATE VIEW w.slow_v AS SELECT id, w.slow(v) AS v FROM w.src;
+    SELECT pipeline.create_pipeline('w_slow', 'w.slow_v', 'w.slow_dst', unique_key => '{id}', mode => 'full');
+    SELECT pipeline.trigger('w_slow');
+});
+ok($node->poll_query_until('postgres',
+        q{SELECT count(*) = 1 FROM pipeline.runs WHERE pipeline_name = 'w_slow' AND status = 'running'}),
+   'a worker runs the pipeline of w_owner');
+my ($cancel_out, $cancel_err) = ('', '');
+$node->psql('postgres', q{SET ROLE w_other; SELECT pipeline.cancel('w_slow')},
+            stdout => \$cancel_out, stderr => \$cancel_err);
+like($cancel_err, qr/permission denied to cancel pipeline "w_slow"/, 'another role may not cancel it (42501)');
+is(sql(q{SELECT status FROM pipeline.runs WHERE pipeline_name = 'w_slow'}), 'running',
+   'and the run goes on');
+is(sql(q{SET ROLE w_owner; SELECT pipeline.cancel('w_slow')}), 't',
+   'its owner cancels the run in the worker');
+ok($node->poll_query_until('postgres',
+        q{SELECT count(*) = 1 FROM pipeline.runs WHERE pipeline_name = 'w_slow' AND status = 'failed'}),
+   'the cancelled run ends');
+is(sql(q{SELECT error_sqlstate FROM pipeline.runs WHERE pipeline_name = 'w_slow'}), '57014',
+   'recorded as failed with 57014');
+
+# NOTIFY payloads carry identifiers and SQLSTATEs, never a run's message,
+# which can quote source values (any role may LISTEN)
+my ($notify_out, $notify_err) = ('', '');
+my $notify_listener = IPC::Run::start(
+    [ 'psql', '-X', '-At', '-d', $node->connstr('postgres'),
+      '-c', 'LISTEN pipeline_alerts', '-c', 'SELECT pg_sleep(4)' ],
+    '>', \$notify_out, '2>', \$notify_err);
+sleep 1;
+sql(q{
+    SET ROLE w_owner;
+    CREATE TABLE w.codes (id int PRIMARY KEY, code text);
+    INSERT INTO w.codes VALUES (1, 'SSN-123');
+    CREATE VIEW w.codes_v AS SELECT id, code::int AS code FROM w.codes;
+    SELECT pipeline.create_pipeline('w_codes', 'w.codes_v', 'w.codes_dst', unique_key => '{id}', mode => 'full');
+});
+$node->psql('postgres', q{SET ROLE w_owner; SELECT pipeline.run('w_codes')});
+$notify_listener->finish;
+like(sql(q{SELECT message FROM pipeline.alerts WHERE pipeline_name = 'w_codes' AND kind = 'run_failed'}),
+     qr/invalid input syntax for type integer: "SSN-123"/, 'the failed run raised an alert quoting the value');
+like($notify_out, qr/"pipeline" : "w_codes", "kind" : "run_failed", "observed" : "22P02"/,
+     'the NOTIFY payload names the pipeline, the kind and the SQLSTATE');
+unlike($notify_out, qr/SSN|invalid input/, 'and not the message');
 
 # retries run out: an alert says so
 sql(q{
