@@ -361,6 +361,12 @@ ResolveTarget(PipelineDef *def, const char *target, bool create_target, Oid sour
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("target \"%s\" names a database", target),
 				 errhint("Name the target as schema.table.")));
+	if (rv->schemaname && strcmp(rv->schemaname, "pg_temp") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("target \"%s\" would be a temporary table", target),
+				 errdetail("A temporary table belongs to one session; runs of a pipeline happen in others."),
+				 errhint("Name a permanent schema for the target.")));
 	if (rv->schemaname && !OidIsValid(get_namespace_oid(rv->schemaname, true)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_SCHEMA),

@@ -523,9 +523,7 @@ RefuseTemporary(Oid relid, const char *what)
 	if (get_rel_persistence(relid) == RELPERSISTENCE_TEMP)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("%s %s is a temporary table", what,
-						quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-												   get_rel_name(relid))),
+				 errmsg("%s %s is a temporary table", what, quote_identifier(get_rel_name(relid))),
 				 errdetail("A temporary table belongs to one session; runs of a pipeline happen in others."),
 				 errhint("Use a permanent (or UNLOGGED) table.")));
 }
@@ -543,7 +541,7 @@ RefuseExtensionRelation(Oid relid, Oid seen, const char *what)
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("%s %s reads pg_pipeline's own catalog", what,
+			 errmsg("%s %s uses pg_pipeline's own catalog", what,
 					quote_qualified_identifier(get_namespace_name(get_rel_namespace(seen)),
 											   get_rel_name(seen))),
 			 errdetail("It is or reads %s, which belongs to the extension.",

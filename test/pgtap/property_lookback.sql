@@ -21,7 +21,13 @@ CREATE EXTENSION IF NOT EXISTS pg_pipeline;
 -- the watermark must be the high-water mark.  Because every late row is inside
 -- the lookback, l_mh must also end equal to DISTINCT ON over every staging
 -- row minus deleted keys, whatever the timing and batching of its runs.
-SET client_min_messages = warning;
+--
+-- Non-finite values (docs/exactly-once.md): rows at +infinity arrive at
+-- random and are sometimes fixed later (given the current time); they never
+-- become the watermark, are never loaded while at infinity, and every run
+-- counts them as read and rejected. Rows at -infinity arrive before the first
+-- run of a seed and load like any other row.
+SET client_min_messages = error;  -- runs over rows at infinity WARN every time
 SET TimeZone = 'UTC';
 
 \set nseeds 20
@@ -38,7 +44,7 @@ SELECT set_config('plb.inc_counts', :'inc_counts', false) AS inc_counts_set,
 SELECT set_config('plb.nseeds', :'nseeds', false) AS nseeds_set,
        set_config('plb.steps', :'steps', false) AS steps_set \gset
 -- per seed: 3 pipes x (contents, counts, watermark) + 1 timing-free reference
-SELECT plan(:nseeds * 10 + 5);
+SELECT plan(:nseeds * 10 + 8);
 
 CREATE SCHEMA plb;
 CREATE TABLE plb.checks (
@@ -54,13 +60,15 @@ CREATE TABLE plb.model (pipe text, k integer, ts timestamptz, v1 integer, v2 tex
 CREATE TABLE plb.win (k integer, ts timestamptz, v1 integer, v2 text, del boolean);
 CREATE TABLE plb.lat (k integer, ts timestamptz, v1 integer, v2 text, del boolean);
 CREATE TABLE plb.runlog (seed integer, pipe text, run_id bigint, batched boolean, late_rows integer);
+CREATE TABLE plb.nonfinite (seed integer, what text);
 
 -- model_run applies one run of pipe p to the model and returns the expected counts.
 CREATE FUNCTION plb.model_run(p text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     lo timestamptz := (SELECT wm - interval '10 minutes' FROM plb.model_wm WHERE pipe = p);
-    hi timestamptz := (SELECT max(ts) FROM plb.stg);
+    hi timestamptz := (SELECT max(ts) FROM plb.stg WHERE ts < 'infinity');
+    n_inf bigint := (SELECT count(*) FROM plb.stg WHERE ts = 'infinity');
     n_read bigint; n_rej bigint; n_lat bigint;
     n_ins bigint := 0; n_upd bigint := 0; n_del bigint := 0;
     inc_counts boolean := current_setting('plb.inc_counts')::boolean;
@@ -69,11 +77,16 @@ BEGIN
     DELETE FROM plb.win;
     DELETE FROM plb.lat;
     INSERT INTO plb.win SELECT k, ts, v1, v2, del FROM plb.stg WHERE (lo IS NULL OR ts > lo) AND ts <= hi;
+    -- ties: a flagged delete first, then v1, v2 greater; l_ak has no delete
+    -- column, so for it del is an ordinary last column
     INSERT INTO plb.lat
     SELECT DISTINCT ON (k) * FROM plb.win WHERE k IS NOT NULL
-     ORDER BY k, ts DESC, del DESC, v1 DESC NULLS LAST, v2 DESC NULLS LAST;
+     ORDER BY k, ts DESC, CASE WHEN p <> 'l_ak' THEN del END DESC,
+              v1 DESC NULLS LAST, v2 DESC NULLS LAST, del DESC;
     SELECT count(*), count(*) FILTER (WHERE k IS NULL) INTO n_read, n_rej FROM plb.win;
     SELECT count(*) INTO n_lat FROM plb.lat;
+    n_read := n_read + n_inf;
+    n_rej := n_rej + n_inf;
     IF p = 'l_ak' THEN
         SELECT count(*) INTO n_ins FROM plb.lat l
          WHERE NOT EXISTS (SELECT 1 FROM plb.model m WHERE m.pipe = p AND m.k = l.k);
@@ -216,6 +229,24 @@ BEGIN
         late := 0;
         COMMIT;
         FOR step IN 1..steps + 1 LOOP
+            IF step = 1 AND random() < 0.5 THEN
+                INSERT INTO plb.stg VALUES (plb.rnd_key(), '-infinity', plb.rnd_v1(), plb.rnd_v2(), false);
+                INSERT INTO plb.nonfinite VALUES (seed, '-infinity');
+            END IF;
+            IF step <= steps AND random() < 0.12 THEN
+                INSERT INTO plb.stg VALUES (plb.rnd_key(), 'infinity', plb.rnd_v1(), plb.rnd_v2(), random() < 0.15);
+                INSERT INTO plb.nonfinite VALUES (seed, 'infinity');
+            END IF;
+            IF step <= steps AND random() < 0.08 THEN
+                -- a row at infinity is fixed at the source: it becomes a new row
+                clock := clock + make_interval(secs => 1 + floor(random() * 60)::int);
+                UPDATE plb.stg SET ts = clock
+                 WHERE ctid = (SELECT ctid FROM plb.stg WHERE ts = 'infinity' LIMIT 1);
+                IF FOUND THEN
+                    last_ts := clock;
+                    INSERT INTO plb.nonfinite VALUES (seed, 'fixed');
+                END IF;
+            END IF;
             IF step <= steps THEN
                 -- new rows, sometimes several with one timestamp
                 n := 1 + floor(random() * 6)::int;
@@ -265,7 +296,7 @@ BEGIN
                 END IF;
                 COMMIT;
             END LOOP;
-            wm := (SELECT max(ts) FROM plb.stg);
+            wm := (SELECT max(ts) FROM plb.stg WHERE ts < 'infinity');
             -- sometimes run again at once: the lookback is re-read, nothing changes
             IF random() < 0.2 THEN
                 FOREACH p IN ARRAY ARRAY['l_mh', 'l_ms', 'l_ak'] LOOP
@@ -284,12 +315,14 @@ BEGIN
           FROM ((SELECT k, CASE WHEN inc_counts THEN ts END, v1, v2, del FROM plb.t_mh
                  EXCEPT ALL
                  SELECT k, CASE WHEN inc_counts THEN ts END, v1, v2, del
-                   FROM (SELECT DISTINCT ON (k) k, ts, v1, v2, del FROM plb.stg WHERE k IS NOT NULL
+                   FROM (SELECT DISTINCT ON (k) k, ts, v1, v2, del FROM plb.stg
+                          WHERE k IS NOT NULL AND ts < 'infinity'
                           ORDER BY k, ts DESC, del DESC, v1 DESC NULLS LAST, v2 DESC NULLS LAST) x
                   WHERE NOT del)
                 UNION ALL
                 (SELECT k, CASE WHEN inc_counts THEN ts END, v1, v2, del
-                   FROM (SELECT DISTINCT ON (k) k, ts, v1, v2, del FROM plb.stg WHERE k IS NOT NULL
+                   FROM (SELECT DISTINCT ON (k) k, ts, v1, v2, del FROM plb.stg
+                          WHERE k IS NOT NULL AND ts < 'infinity'
                           ORDER BY k, ts DESC, del DESC, v1 DESC NULLS LAST, v2 DESC NULLS LAST) x
                   WHERE NOT del
                  EXCEPT ALL
@@ -344,5 +377,11 @@ SELECT cmp_ok((SELECT sum(rows_unchanged) FROM plb.runlog l JOIN pipeline.runs r
                 WHERE l.pipe = 'l_mh'), '>=', 200::numeric, 're-read rows found unchanged');
 SELECT cmp_ok((SELECT sum(rows_deleted) FROM plb.runlog l JOIN pipeline.runs r USING (run_id)),
               '>=', 50::numeric, 'deletes applied');
+SELECT cmp_ok((SELECT count(*) FROM plb.nonfinite WHERE what = 'infinity'), '>=', 20::bigint,
+              'rows at infinity were generated');
+SELECT cmp_ok((SELECT count(*) FROM plb.nonfinite WHERE what = 'fixed'), '>=', 5::bigint,
+              'rows at infinity were fixed and loaded later');
+SELECT cmp_ok((SELECT count(*) FROM plb.nonfinite WHERE what = '-infinity'), '>=', 5::bigint,
+              'rows at -infinity were generated');
 
 SELECT * FROM finish();
