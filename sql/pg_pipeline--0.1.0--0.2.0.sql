@@ -252,7 +252,7 @@ SELECT p.pipeline_id AS id,
          WHERE f.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
            AND f.status OPERATOR(pg_catalog.=) 'failed'
            AND f.run_id OPERATOR(pg_catalog.>) COALESCE(ok.run_id, 0)) AS consecutive_failures,
-       pipeline.source_lag(p.pipeline_id) AS source_ahead_by,
+       lag.lag AS source_ahead_by,
        p.schedule,
        CASE WHEN p.schedule IS NOT NULL AND p.active
             THEN pipeline.next_run_time(p.schedule) END AS next_scheduled_at,
@@ -267,8 +267,10 @@ SELECT p.pipeline_id AS id,
             WHEN COALESCE(last.finished_at, pg_catalog.now())
                  OPERATOR(pg_catalog.-) last.started_at OPERATOR(pg_catalog.>) p.timeliness
             THEN 'breached'
-            ELSE 'ok' END AS timeliness_state
+            ELSE 'ok' END AS timeliness_state,
+       lag.reason AS source_lag_reason
   FROM pipeline.pipeline p
+  CROSS JOIN LATERAL pipeline.source_lag_detail(p.pipeline_id) lag
   LEFT JOIN LATERAL (
         SELECT h.run_id, h.status, h.started_at, h.finished_at FROM pipeline.run_history h
          WHERE h.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
@@ -294,3 +296,50 @@ SELECT p.pipeline_id AS id,
 -- the backend through pipeline._run_locks and signals it from C.
 
 -- Audit: bounded log (issue 7, item 8) ----------------------------------------
+--
+-- Retention cuts the oldest entries off the chain and keeps an anchor: the
+-- last removed entry's seq and hash, from which pipeline.verify_audit()
+-- goes on (src/audit.c). Anchors are append-only like the log: the trigger
+-- lets DELETE through only for pipeline.prune_audit's own statements (which
+-- drop anchors older than the retention but the latest one). Refusals are
+-- coalesced per role, action, object and pipeline.audit_refusal_window (no
+-- schema change); pipeline.flush_audit_refusals() writes the counts now.
+CREATE TABLE pipeline.audit_anchor (
+    seq                 bigint PRIMARY KEY,
+    hash                bytea NOT NULL,
+    logged_at           timestamptz NOT NULL,
+    removed_from        bigint NOT NULL,
+    entries_removed     bigint NOT NULL,
+    older_than          interval NOT NULL,
+    cut_at              timestamptz NOT NULL
+);
+
+REVOKE ALL ON pipeline.audit_anchor FROM PUBLIC;
+GRANT SELECT ON pipeline.audit_anchor TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.audit_anchor', '');
+
+CREATE TRIGGER audit_anchor_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON pipeline.audit_anchor
+    FOR EACH STATEMENT EXECUTE FUNCTION pipeline._audit_refuse();
+
+-- verify_audit() says which anchor it verified from.
+DROP FUNCTION pipeline.verify_audit();
+CREATE FUNCTION pipeline.verify_audit()
+RETURNS TABLE (valid boolean, entries_checked bigint, first_bad_seq bigint,
+               problem text, detail text, anchor_seq bigint)
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'pipeline_verify_audit';
+
+CREATE FUNCTION pipeline.prune_audit(older_than interval DEFAULT NULL,
+                                     batch_size integer DEFAULT 10000)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_prune_audit';
+
+CREATE FUNCTION pipeline.flush_audit_refusals()
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_flush_audit_refusals';
+
+REVOKE ALL ON FUNCTION pipeline.prune_audit(interval, integer),
+    pipeline.flush_audit_refusals() FROM PUBLIC;

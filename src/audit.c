@@ -23,11 +23,35 @@
  * inside a caller's BEGIN, a long batch) makes other writers wait.
  *
  * Entries that must survive the rollback of the caller's transaction (a
- * refused action, a failed run) are written by a short-lived dynamic
- * background worker in its own transaction, as failure_recorder.c does for
- * the failed run's record. When the caller itself already holds the chain
- * lock, the worker would wait for the caller's transaction to end; the
- * caller then does not wait for it, and the entry lands right after.
+ * failed run) are written by a short-lived dynamic background worker in its
+ * own transaction, as failure_recorder.c does for the failed run's record.
+ * When the caller itself already holds the chain lock, the worker would
+ * wait for the caller's transaction to end; the caller then does not wait
+ * for it, and the entry lands right after.
+ *
+ * Refusals are coalesced, so that a role with no privileges cannot grow the
+ * log or use up worker slots by calling in a loop. A refusal is counted in a
+ * table keyed by (database, role, session role, action, object) and a window
+ * of pipeline.audit_refusal_window: the window's first refusal gets an entry
+ * of its own (count 1), the later ones one entry when the window closes
+ * (their count, first and last time). With the launcher preloaded for the
+ * database the table is in shared memory (protected by an LWLock) and only
+ * the launcher writes its entries, in its pass, so a refusal starts no
+ * worker; it survives the caller's rollback because it is not part of the
+ * caller's transaction. Without a launcher the table is the backend's own,
+ * and its entries go to a recorder worker: at most
+ * LOCAL_RECORDERS_PER_WINDOW per backend and window, never while the
+ * backend holds a lock the worker would wait for. Flushers of the shared
+ * table take the chain lock first, so that one slot is never written twice.
+ *
+ * Retention. pipeline.prune_audit() (and the launcher, when
+ * pipeline.audit_retention is set) removes the oldest entries, a prefix of
+ * the chain, after checking that prefix links and hashes; it keeps an
+ * anchor (the last removed entry's seq and hash) in pipeline.audit_anchor
+ * and appends an audit_prune entry that records the anchor. verify_audit()
+ * starts from the latest anchor and requires that entry. The append-only
+ * trigger lets DELETE through only while the prune's own statements run
+ * (audit_prune_active).
  *
  *-------------------------------------------------------------------------
  */
@@ -54,8 +78,12 @@
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -65,10 +93,13 @@
 #include "utils/timestamp.h"
 
 #include "pg_pipeline.h"
+#include "launcher.h"
 
 PIPELINE_FUNCTION(pipeline_audit_refuse);
 PIPELINE_FUNCTION(pipeline_verify_audit);
 PIPELINE_FUNCTION(pipeline_audit_head);
+PIPELINE_FUNCTION(pipeline_prune_audit);
+PIPELINE_FUNCTION(pipeline_flush_audit_refusals);
 
 PGDLLEXPORT void pipeline_audit_recorder_main(Datum arg);
 
@@ -119,6 +150,8 @@ static List *pending_entries = NIL;
 static bool audit_callbacks_registered = false;
 
 static void AppendAuditEntries(AuditEntry *entries, int n);
+static Oid	AuditAnchorRelid(void);
+static int64 PruneAudit(Interval *age, int batch, const char *triggered_by, bool raise);
 static void FillSessionFields(AuditEntry *e);
 static char *CanonicalJson(const char *json);
 
@@ -236,33 +269,30 @@ AuditLogRelid(void)
 }
 
 /*
- * ReadAuditHead returns the seq and hash of the last entry (0 and a zero
- * hash for an empty log), read backwards through the primary key with the
- * latest snapshot. The caller holds the chain lock, so every earlier writer
- * has ended and the latest snapshot sees exactly the committed chain (plus
- * this transaction's own entries).
+ * ReadLastRow reads the seq and hash of the row with the greatest seq of a
+ * table keyed by seq (the log or its anchors), backwards through the
+ * primary key with the latest snapshot; false when the table is empty.
  */
-static int64
-ReadAuditHead(uint8 *hash)
+static bool
+ReadLastRow(Oid relid, int64 *seq, uint8 *hash)
 {
-	Oid			relid = AuditLogRelid();
 	Relation	rel = table_open(relid, AccessShareLock);
 	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
 	Relation	idx = index_open(pkey, AccessShareLock);
 	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
 	IndexScanDesc scan = index_beginscan(rel, idx, snap, 0, 0);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	int64		seq = 0;
 	AttrNumber	hash_att = get_attnum(relid, "hash");
+	bool		found = false;
 
-	memset(hash, 0, PG_SHA256_DIGEST_LENGTH);
 	index_rescan(scan, NULL, 0, NULL, 0);
 	if (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
 		bool		isnull;
 		bytea	   *h;
 
-		seq = DatumGetInt64(slot_getattr(slot, 1, &isnull));
+		found = true;
+		*seq = DatumGetInt64(slot_getattr(slot, 1, &isnull));
 		h = DatumGetByteaPP(slot_getattr(slot, hash_att, &isnull));
 		if (!isnull && VARSIZE_ANY_EXHDR(h) == PG_SHA256_DIGEST_LENGTH)
 			memcpy(hash, VARDATA_ANY(h), PG_SHA256_DIGEST_LENGTH);
@@ -272,7 +302,29 @@ ReadAuditHead(uint8 *hash)
 	UnregisterSnapshot(snap);
 	index_close(idx, AccessShareLock);
 	table_close(rel, AccessShareLock);
-	return seq;
+	return found;
+}
+
+/*
+ * ReadAuditHead returns the seq and hash of the last entry: of the log, or,
+ * when a prune removed every entry, of the latest anchor (0 and a zero hash
+ * for a log that never had any). The caller holds the chain lock, so every
+ * earlier writer has ended and the latest snapshot sees exactly the
+ * committed chain (plus this transaction's own entries).
+ */
+static int64
+ReadAuditHead(uint8 *hash)
+{
+	int64		seq = 0;
+	Oid			anchors;
+
+	memset(hash, 0, PG_SHA256_DIGEST_LENGTH);
+	if (ReadLastRow(AuditLogRelid(), &seq, hash))
+		return seq;
+	anchors = AuditAnchorRelid();
+	if (OidIsValid(anchors) && ReadLastRow(anchors, &seq, hash))
+		return seq;
+	return 0;
 }
 
 /* FillSessionFields sets who did it: session, current role, session role */
@@ -741,10 +793,35 @@ UnpackString(char **p)
 }
 
 /*
- * WriteAutonomously hands entries (and optionally a run_io row as JSON) to
- * a recorder worker, which appends them in a transaction of its own.
+ * RecorderWouldWaitForUs tells whether a recorder worker would wait for this
+ * transaction to end: when we hold the chain lock, or a lock on the audit
+ * log that conflicts with its INSERT (a refused TRUNCATE holds ACCESS
+ * EXCLUSIVE).
  */
-static void
+static bool
+RecorderWouldWaitForUs(void)
+{
+	LOCKTAG		tag;
+	LOCKTAG		reltag;
+	static const LOCKMODE blocking[] = {ShareLock, ShareRowExclusiveLock,
+	ExclusiveLock, AccessExclusiveLock};
+
+	SetAuditLockTag(&tag);
+	if (LockHeldByMe(&tag, ExclusiveLock))
+		return true;
+	SET_LOCKTAG_RELATION(reltag, MyDatabaseId, AuditLogRelid());
+	for (int i = 0; i < lengthof(blocking); i++)
+		if (LockHeldByMe(&reltag, blocking[i]))
+			return true;
+	return false;
+}
+
+/*
+ * WriteAutonomously hands entries (and optionally a run_io row as JSON) to
+ * a recorder worker, which appends them in a transaction of its own. It
+ * returns false when no worker could be started (a WARNING says so).
+ */
+static bool
 WriteAutonomously(AuditEntry *entries, int n, const char *run_io_json)
 {
 	StringInfoData buf;
@@ -753,7 +830,6 @@ WriteAutonomously(AuditEntry *entries, int n, const char *run_io_json)
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	pid_t		pid;
-	LOCKTAG		tag;
 	bool		wait;
 
 	initStringInfo(&buf);
@@ -781,23 +857,8 @@ WriteAutonomously(AuditEntry *entries, int n, const char *run_io_json)
 	msg->len = buf.len;
 	memcpy(msg->data, buf.data, buf.len);
 
-	/*
-	 * Wait for the worker unless it would wait for us: when we hold the
-	 * chain lock, or a lock on the audit log that conflicts with its INSERT
-	 * (a refused TRUNCATE holds ACCESS EXCLUSIVE).
-	 */
-	SetAuditLockTag(&tag);
-	wait = !LockHeldByMe(&tag, ExclusiveLock);
-	{
-		LOCKTAG		reltag;
-		static const LOCKMODE blocking[] = {ShareLock, ShareRowExclusiveLock,
-		ExclusiveLock, AccessExclusiveLock};
-
-		SET_LOCKTAG_RELATION(reltag, MyDatabaseId, AuditLogRelid());
-		for (int i = 0; i < lengthof(blocking); i++)
-			if (LockHeldByMe(&reltag, blocking[i]))
-				wait = false;
-	}
+	/* wait for the worker unless it would wait for us */
+	wait = !RecorderWouldWaitForUs();
 
 	InitPipelineWorker(&worker, "pipeline_audit_recorder_main", "pg_pipeline audit recorder", "pg_pipeline audit recorder");
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
@@ -815,7 +876,7 @@ WriteAutonomously(AuditEntry *entries, int n, const char *run_io_json)
 						entries[0].f[AF_ACTION], entries[0].f[AF_OBJECT_NAME] ? entries[0].f[AF_OBJECT_NAME] : ""),
 				 errdetail("No background worker slot was free to write it."),
 				 errhint("Raise max_worker_processes.")));
-		return;
+		return false;
 	}
 	if (wait)
 	{
@@ -829,6 +890,7 @@ WriteAutonomously(AuditEntry *entries, int n, const char *run_io_json)
 					 errdetail("The audit recorder did not finish; see the server log.")));
 	}
 	dsm_detach(seg);
+	return true;
 }
 
 /*
@@ -894,30 +956,470 @@ pipeline_audit_recorder_main(Datum arg)
 	proc_exit(0);
 }
 
+/* ---- refusals, coalesced ----------------------------------------------- */
+
+/* GUCs (AuditInit) */
+int			audit_refusal_window = 60;	/* seconds */
+int			audit_retention = 0;	/* seconds, 0: no automatic pruning */
+
+#define REFUSAL_SLOTS				256 /* shared, for every database */
+#define LOCAL_REFUSAL_SLOTS			32	/* one backend's; slot 0 takes overflow */
+#define LOCAL_RECORDERS_PER_WINDOW	16
+#define AUDIT_PRUNE_BATCH			10000
+#define REFUSAL_OBJECT_LEN			(2 * NAMEDATALEN * 2 + 8)
+
+/* The refusals of one key in one window */
+typedef struct RefusalCount
+{
+	Oid			database_id;	/* InvalidOid: a free slot */
+	uint32		generation;		/* bumped each time the slot is taken */
+	bool		first_pending;	/* the window's first refusal awaits its entry */
+	int64		pipeline_id;
+	int64		count;			/* later refusals not written yet */
+	TimestampTz window_start;	/* the first refusal */
+	TimestampTz window_end;
+	TimestampTz count_from;		/* the first of the later ones not written */
+	TimestampTz last_at;
+	char		role_name[NAMEDATALEN];
+	char		session_role[NAMEDATALEN];
+	char		session_id[32];
+	char		action[64];
+	char		object_type[32];
+	char		object_name[REFUSAL_OBJECT_LEN];
+	char		message[256];
+} RefusalCount;
+
+typedef struct AuditShared
+{
+	LWLock	   *lock;
+	RefusalCount slots[REFUSAL_SLOTS];
+} AuditShared;
+
+/* What a flush wrote for one slot, applied to the slot once written */
+typedef struct RefusalEmit
+{
+	int			slot;
+	uint32		generation;
+	bool		first;
+	int64		count;
+} RefusalEmit;
+
+static AuditShared *audit_shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static RefusalCount local_refusals[LOCAL_REFUSAL_SLOTS];
+static bool local_exit_hook = false;
+static TimestampTz local_budget_start = 0;
+static int	local_recorders = 0;
+
+/* set only while pipeline.prune_audit()'s own DELETE statements run */
+static bool audit_prune_active = false;
+
+/* AuditShmemRequest reserves the shared refusal table and its lock */
+static void
+AuditShmemRequest(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(AuditShared)));
+	RequestNamedLWLockTranche("pg_pipeline audit", 1);
+}
+
+/* AuditShmemStartup creates (or attaches to) the shared refusal table */
+static void
+AuditShmemStartup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	audit_shared = ShmemInitStruct("pg_pipeline audit", sizeof(AuditShared), &found);
+	if (!found)
+	{
+		memset(audit_shared, 0, sizeof(AuditShared));
+		audit_shared->lock = &(GetNamedLWLockTranche("pg_pipeline audit"))->lock;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
 /*
- * AuditRefusal records, autonomously, an attempt to do something the
- * caller is not allowed to do, just before the error is raised: the error
- * rolls back the caller's transaction, the entry stays.
+ * AuditInit defines the audit GUCs and, under shared_preload_libraries,
+ * asks for the shared refusal table. LauncherInit calls it.
+ */
+void
+AuditInit(void)
+{
+	DefineCustomIntVariable("pipeline.audit_refusal_window",
+							"Refusals of one action on one object by one role within this window share one audit entry.",
+							"The window's first refusal is logged at once; the later ones as one entry with their count when the window closes.",
+							&audit_refusal_window, 60, 1, 86400,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("pipeline.audit_retention",
+							"Audit entries older than this are pruned by the launcher (0: never).",
+							"The chain stays verifiable from the anchor kept at the cut.",
+							&audit_retention, 0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = AuditShmemRequest;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = AuditShmemStartup;
+}
+
+/* SameRefusalKey tells whether two slots count the same key */
+static bool
+SameRefusalKey(const RefusalCount *a, const RefusalCount *b)
+{
+	return a->database_id == b->database_id && a->pipeline_id == b->pipeline_id &&
+		strcmp(a->role_name, b->role_name) == 0 &&
+		strcmp(a->session_role, b->session_role) == 0 &&
+		strcmp(a->action, b->action) == 0 &&
+		strcmp(a->object_type, b->object_type) == 0 &&
+		strcmp(a->object_name, b->object_name) == 0;
+}
+
+/*
+ * CountRefusal counts a refusal in the open window of its key, or opens a
+ * window in a free slot (*opened); false when every slot is taken.
+ */
+static bool
+CountRefusal(RefusalCount *slots, int n, const RefusalCount *key, TimestampTz now,
+			 bool *opened)
+{
+	RefusalCount *free_slot = NULL;
+	uint32		generation;
+
+	*opened = false;
+	for (int i = 0; i < n; i++)
+	{
+		RefusalCount *s = &slots[i];
+
+		if (s->database_id == InvalidOid)
+		{
+			if (free_slot == NULL)
+				free_slot = s;
+			continue;
+		}
+		if (s->window_end > now && SameRefusalKey(s, key))
+		{
+			if (s->count == 0)
+				s->count_from = now;
+			s->count++;
+			s->last_at = now;
+			memcpy(s->session_id, key->session_id, sizeof(s->session_id));
+			return true;
+		}
+	}
+	if (free_slot == NULL)
+		return false;
+	generation = free_slot->generation + 1;
+	memcpy(free_slot, key, sizeof(RefusalCount));
+	free_slot->generation = generation;
+	free_slot->first_pending = true;
+	free_slot->count = 0;
+	free_slot->window_start = now;
+	free_slot->last_at = now;
+	free_slot->window_end = now + (TimestampTz) audit_refusal_window * USECS_PER_SEC;
+	*opened = true;
+	return true;
+}
+
+/* IsoTime spells a time as ISO 8601 in UTC, whatever the session's settings */
+static char *
+IsoTime(TimestampTz t)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (TIMESTAMP_NOT_FINITE(t) || timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
+		return pstrdup("infinity");
+	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year, tm.tm_mon,
+					tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+}
+
+/* RefusalEntry fills the entry for count refusals of a slot, first to last */
+static void
+RefusalEntry(AuditEntry *e, const RefusalCount *s, int64 count, TimestampTz first,
+			 TimestampTz last)
+{
+	StringInfoData d;
+
+	initStringInfo(&d);
+	appendStringInfoChar(&d, '{');
+	JsonString(&d, "message", s->message);
+	appendStringInfo(&d, ",\"count\":%lld,", (long long) count);
+	JsonString(&d, "first_at", IsoTime(first));
+	appendStringInfoChar(&d, ',');
+	JsonString(&d, "last_at", IsoTime(last));
+	appendStringInfoChar(&d, ',');
+	JsonString(&d, "window_start", IsoTime(s->window_start));
+	appendStringInfo(&d, ",\"window_seconds\":%lld}",
+					 (long long) ((s->window_end - s->window_start) / USECS_PER_SEC));
+	memset(e, 0, sizeof(*e));
+	e->f[AF_SESSION_ID] = pstrdup(s->session_id);
+	e->f[AF_ROLE_NAME] = pstrdup(s->role_name);
+	e->f[AF_SESSION_ROLE] = pstrdup(s->session_role);
+	e->f[AF_ACTION] = pstrdup(s->action);
+	e->f[AF_OBJECT_TYPE] = pstrdup(s->object_type);
+	e->f[AF_OBJECT_NAME] = s->object_name[0] ? pstrdup(s->object_name) : NULL;
+	e->f[AF_OUTCOME] = "refused";
+	e->f[AF_DETAILS] = d.data;
+	e->pipeline_id = s->pipeline_id;
+}
+
+/*
+ * CollectRefusals fills the entries due for a database's slots: each
+ * window's first refusal, and the count of the later ones once the window
+ * has closed (every window when force). entries and emits hold 2 * n.
+ */
+static int
+CollectRefusals(RefusalCount *slots, int n, TimestampTz now, bool force,
+				AuditEntry *entries, RefusalEmit *emits)
+{
+	int			k = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		RefusalCount *s = &slots[i];
+
+		if (s->database_id != MyDatabaseId)
+			continue;
+		if (s->first_pending)
+		{
+			RefusalEntry(&entries[k], s, 1, s->window_start, s->window_start);
+			emits[k++] = (RefusalEmit) {i, s->generation, true, 1};
+		}
+		if (s->count > 0 && (force || s->window_end <= now))
+		{
+			RefusalEntry(&entries[k], s, s->count, s->count_from, s->last_at);
+			emits[k++] = (RefusalEmit) {i, s->generation, false, s->count};
+		}
+	}
+	return k;
+}
+
+/*
+ * ApplyRefusals takes what was written off the slots (refusals counted
+ * meanwhile stay), and frees the database's closed slots with nothing left.
+ */
+static void
+ApplyRefusals(RefusalCount *slots, int n, RefusalEmit *emits, int k, TimestampTz now,
+			  bool force)
+{
+	for (int j = 0; j < k; j++)
+	{
+		RefusalCount *s = &slots[emits[j].slot];
+
+		if (s->database_id != MyDatabaseId || s->generation != emits[j].generation)
+			continue;
+		if (emits[j].first)
+			s->first_pending = false;
+		else
+			s->count -= emits[j].count;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		RefusalCount *s = &slots[i];
+
+		if (s->database_id == MyDatabaseId && !s->first_pending && s->count == 0 &&
+			(force || s->window_end <= now))
+			s->database_id = InvalidOid;
+	}
+}
+
+/* RefusalsDue tells, without writing, whether a flush would write anything */
+static bool
+RefusalsDue(RefusalCount *slots, int n, TimestampTz now, bool force)
+{
+	for (int i = 0; i < n; i++)
+	{
+		RefusalCount *s = &slots[i];
+
+		if (s->database_id == MyDatabaseId &&
+			(s->first_pending || force || s->window_end <= now))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * FlushSharedRefusals appends, in the current transaction, the entries due
+ * in the shared table for this database and returns how many. The chain
+ * lock, taken first, makes flushers (the launcher, flush_audit_refusals)
+ * take turns. Callers are connected to SPI.
+ */
+static int
+FlushSharedRefusals(bool force)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	AuditEntry *entries;
+	RefusalEmit *emits;
+	LOCKTAG		tag;
+	bool		due;
+	int			k;
+
+	if (audit_shared == NULL)
+		return 0;
+	LWLockAcquire(audit_shared->lock, LW_SHARED);
+	due = RefusalsDue(audit_shared->slots, REFUSAL_SLOTS, now, force);
+	LWLockRelease(audit_shared->lock);
+	if (!due)
+		return 0;
+	SetAuditLockTag(&tag);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	entries = palloc(sizeof(AuditEntry) * 2 * REFUSAL_SLOTS);
+	emits = palloc(sizeof(RefusalEmit) * 2 * REFUSAL_SLOTS);
+	LWLockAcquire(audit_shared->lock, LW_SHARED);
+	k = CollectRefusals(audit_shared->slots, REFUSAL_SLOTS, now, force, entries, emits);
+	LWLockRelease(audit_shared->lock);
+	if (k > 0)
+		AppendAuditEntries(entries, k);
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	ApplyRefusals(audit_shared->slots, REFUSAL_SLOTS, emits, k, now, force);
+	LWLockRelease(audit_shared->lock);
+	return k;
+}
+
+/* LogUnwrittenRefusals reports, at backend exit, refusals still only counted */
+static void
+LogUnwrittenRefusals(int code, Datum arg)
+{
+	for (int i = 0; i < LOCAL_REFUSAL_SLOTS; i++)
+	{
+		RefusalCount *s = &local_refusals[i];
+		int64		n = s->count + (s->first_pending ? 1 : 0);
+
+		if (s->database_id == InvalidOid || n == 0)
+			continue;
+		ereport(LOG,
+				(errmsg("pg_pipeline: %lld refused \"%s\" on %s %s by role \"%s\" were not written to the audit log",
+						(long long) n, s->action, s->object_type, s->object_name, s->role_name),
+				 errdetail("The session ended within pipeline.audit_refusal_window of them, and no launcher serves the database.")));
+		s->database_id = InvalidOid;
+	}
+}
+
+/*
+ * FlushLocalRefusals hands the entries due in the backend's own table to a
+ * recorder worker, at most LOCAL_RECORDERS_PER_WINDOW times per window, and
+ * never when the worker would wait for us (the entries then wait for a
+ * later refusal, flush_audit_refusals or the session's end).
+ */
+static void
+FlushLocalRefusals(TimestampTz now)
+{
+	AuditEntry	entries[2 * LOCAL_REFUSAL_SLOTS];
+	RefusalEmit emits[2 * LOCAL_REFUSAL_SLOTS];
+	int			k;
+
+	if (local_budget_start + (TimestampTz) audit_refusal_window * USECS_PER_SEC <= now)
+	{
+		local_budget_start = now;
+		local_recorders = 0;
+	}
+	if (local_recorders >= LOCAL_RECORDERS_PER_WINDOW || RecorderWouldWaitForUs())
+		return;
+	k = CollectRefusals(local_refusals, LOCAL_REFUSAL_SLOTS, now, false, entries, emits);
+	if (k == 0)
+		return;
+	local_recorders++;
+	if (WriteAutonomously(entries, k, NULL))
+		ApplyRefusals(local_refusals, LOCAL_REFUSAL_SLOTS, emits, k, now, false);
+}
+
+/*
+ * AuditRefusal records an attempt to do something the caller is not allowed
+ * to do, just before the error is raised, in a way that outlives the
+ * caller's rollback: counted in the launcher's shared table, or in the
+ * backend's own table flushed by a recorder worker (see the file header).
  */
 void
 AuditRefusal(const char *action, const char *object_type, const char *object_name,
 			 int64 pipeline_id, const char *message)
 {
-	AuditEntry	e;
-	StringInfoData d;
+	RefusalCount key;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		opened;
 
-	initStringInfo(&d);
-	appendStringInfoChar(&d, '{');
-	JsonString(&d, "message", message);
-	appendStringInfoChar(&d, '}');
-	memset(&e, 0, sizeof(e));
-	e.f[AF_ACTION] = action;
-	e.f[AF_OBJECT_TYPE] = object_type;
-	e.f[AF_OBJECT_NAME] = object_name;
-	e.f[AF_OUTCOME] = "refused";
-	e.f[AF_DETAILS] = d.data;
-	e.pipeline_id = pipeline_id;
-	WriteAutonomously(&e, 1, NULL);
+	memset(&key, 0, sizeof(key));
+	key.database_id = MyDatabaseId;
+	key.pipeline_id = pipeline_id;
+	strlcpy(key.role_name, GetUserNameFromId(GetUserId(), false), sizeof(key.role_name));
+	strlcpy(key.session_role, GetUserNameFromId(GetSessionUserId(), false), sizeof(key.session_role));
+	snprintf(key.session_id, sizeof(key.session_id), "%lx.%x", (long) MyStartTime, MyProcPid);
+	strlcpy(key.action, action, sizeof(key.action));
+	strlcpy(key.object_type, object_type, sizeof(key.object_type));
+	strlcpy(key.object_name, object_name ? object_name : "", sizeof(key.object_name));
+	strlcpy(key.message, message ? message : "", sizeof(key.message));
+
+	if (audit_shared != NULL && LauncherConfiguredFor(MyDatabaseId))
+	{
+		bool		counted;
+
+		LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+		counted = CountRefusal(audit_shared->slots, REFUSAL_SLOTS, &key, now, &opened);
+		LWLockRelease(audit_shared->lock);
+		if (counted)
+		{
+			if (opened)
+				WakeLauncher();
+			return;
+		}
+		/* the shared table is full: count it here instead */
+	}
+
+	if (!local_exit_hook)
+	{
+		before_shmem_exit(LogUnwrittenRefusals, (Datum) 0);
+		local_exit_hook = true;
+	}
+	if (!CountRefusal(local_refusals + 1, LOCAL_REFUSAL_SLOTS - 1, &key, now, &opened))
+	{
+		/* a full table: slot 0 counts every further refusal of the window */
+		strlcpy(key.action, "(several)", sizeof(key.action));
+		strlcpy(key.object_type, "several", sizeof(key.object_type));
+		key.object_name[0] = '\0';
+		key.pipeline_id = 0;
+		strlcpy(key.message, "refusals of several actions or objects", sizeof(key.message));
+		if (!CountRefusal(local_refusals, 1, &key, now, &opened))
+		{
+			local_refusals[0].count++;
+			local_refusals[0].last_at = now;
+		}
+	}
+	FlushLocalRefusals(now);
+}
+
+/*
+ * AuditLauncherPass is the launcher's share of the audit work, once per
+ * pass: write the refusals due in the shared table, and prune entries older
+ * than pipeline.audit_retention every tenth of it (at least every
+ * pipeline.check_interval, at most daily). It returns true when a full
+ * batch was pruned, so that the launcher comes back soon for the rest.
+ */
+bool
+AuditLauncherPass(void)
+{
+	static TimestampTz last_prune = 0;
+	static bool more = false;
+	TimestampTz now = GetCurrentTimestamp();
+	int64		every_ms;
+	Interval	age;
+
+	(void) FlushSharedRefusals(false);
+	if (audit_retention <= 0 || !OidIsValid(AuditAnchorRelid()))
+		return false;
+	every_ms = Max((int64) audit_retention * 100, (int64) pipeline_check_interval * 1000);
+	every_ms = Min(every_ms, (int64) 86400 * 1000);
+	if (!more && !TimestampDifferenceExceeds(last_prune, now, (int) every_ms))
+		return false;
+	last_prune = now;
+	memset(&age, 0, sizeof(age));
+	age.time = (TimeOffset) audit_retention * USECS_PER_SEC;
+	more = PruneAudit(&age, AUDIT_PRUNE_BATCH, "launcher", false) >= AUDIT_PRUNE_BATCH;
+	return more;
 }
 
 /*
@@ -976,53 +1478,38 @@ AuditFailedRun(FailedRun *run)
 
 /*
  * pipeline._audit_refuse() is the statement trigger that refuses UPDATE,
- * DELETE and TRUNCATE on pipeline.audit_log, for every role, after logging
- * the attempt autonomously.
+ * DELETE and TRUNCATE on pipeline.audit_log and pipeline.audit_anchor, for
+ * every role, after logging the attempt. Only the DELETE statements of
+ * pipeline.prune_audit() itself (audit_prune_active) pass.
  */
 Datum
 pipeline_audit_refuse(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	const char *op;
+	const char *table;
+	char	   *qualified;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "pipeline._audit_refuse must be called as a trigger");
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && audit_prune_active)
+		return PointerGetDatum(NULL);	/* a statement trigger's result is ignored */
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		op = "UPDATE";
 	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 		op = "DELETE";
 	else
 		op = "TRUNCATE";
-	SPI_connect();
-	AuditRefusal(psprintf("audit_log %s", op), "audit_log", "pipeline.audit_log", 0,
-				 "pipeline.audit_log is append-only");
-	SPI_finish();
+	table = RelationGetRelationName(trigdata->tg_relation);
+	qualified = psprintf("pipeline.%s", table);
+	AuditRefusal(psprintf("%s %s", table, op), table, qualified, 0,
+				 psprintf("%s is append-only", qualified));
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("pipeline.audit_log is append-only"),
-			 errdetail("%s on pipeline.audit_log is refused for every role; the attempt was logged.", op),
-			 errhint("Audit entries are written by pg_pipeline only; read them, or verify them with pipeline.verify_audit().")));
+			 errmsg("%s is append-only", qualified),
+			 errdetail("%s on %s is refused for every role; the attempt was logged.", op, qualified),
+			 errhint("Audit entries are written by pg_pipeline only; read them, or verify them with pipeline.verify_audit(); old entries go with pipeline.prune_audit().")));
 	PG_RETURN_NULL();
-}
-
-/* VerifyResult fills the one row pipeline.verify_audit() returns */
-static Datum
-VerifyResult(FunctionCallInfo fcinfo, bool valid, int64 checked, int64 bad_seq,
-			 const char *problem, const char *detail)
-{
-	TupleDesc	desc;
-	Datum		values[5];
-	bool		nulls[5] = {false, false, bad_seq == 0, problem == NULL, detail == NULL};
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	desc = BlessTupleDesc(desc);
-	values[0] = BoolGetDatum(valid);
-	values[1] = Int64GetDatum(checked);
-	values[2] = Int64GetDatum(bad_seq);
-	values[3] = problem ? CStringGetTextDatum(problem) : (Datum) 0;
-	values[4] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
-	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
 }
 
 /* ColumnText reads a text-like column of the current row, NULL if null */
@@ -1064,134 +1551,511 @@ ColumnDigest(HeapTuple tup, TupleDesc desc, int attno, uint8 *out)
 }
 
 /*
- * pipeline.verify_audit() walks the chain in seq order and reports the first
- * entry that breaks it: a gap in seq (entries removed), an entry whose
- * content no longer matches its hash (changed), or an entry that does not
- * link to the one before it (inserted or moved out of order). Entries are
- * read through a cursor, a thousand at a time.
+ * The columns a chain walk reads, in this order; the last two are the cut
+ * an audit_prune entry records (NULL for other entries).
+ */
+#define CHAIN_COLUMNS \
+	"seq, logged_at, session_id, role_name, session_role, action, object_type," \
+	" object_name, pipeline_id, run_id, outcome, config_before, config_after," \
+	" details, prev_hash, hash," \
+	" CASE WHEN action = 'audit_prune' THEN details->>'cut_seq' END," \
+	" CASE WHEN action = 'audit_prune' THEN details->>'cut_hash' END"
+
+/*
+ * A walk along the chain from an anchor (or from the start): what is
+ * expected next, what was checked, and the first problem found. Messages
+ * are allocated in mcxt, which outlives SPI.
+ */
+typedef struct ChainWalk
+{
+	MemoryContext mcxt;
+	uint8		prev[PG_SHA256_DIGEST_LENGTH];
+	int64		expected;
+	int64		checked;
+	int64		anchor_seq;		/* 0: no anchor */
+	char	   *anchor_hex;
+	bool		anchor_confirmed;
+	int64		seq;			/* of the last good entry */
+	TimestampTz logged_at;		/* of the last good entry */
+	int64		bad_seq;
+	const char *problem;		/* NULL: no problem so far */
+	char	   *detail;
+} ChainWalk;
+
+/* StartWalk sets a walk to begin right after the anchor (seq 0: none) */
+static void
+StartWalk(ChainWalk *w, int64 anchor_seq, const uint8 *anchor_hash)
+{
+	memset(w, 0, sizeof(*w));
+	w->mcxt = CurrentMemoryContext;
+	w->anchor_seq = anchor_seq;
+	w->expected = anchor_seq + 1;
+	if (anchor_seq > 0)
+	{
+		memcpy(w->prev, anchor_hash, PG_SHA256_DIGEST_LENGTH);
+		w->anchor_hex = HexDigest(anchor_hash, PG_SHA256_DIGEST_LENGTH);
+	}
+}
+
+/* WalkProblem records the first problem of a walk and returns false */
+static bool
+WalkProblem(ChainWalk *w, int64 seq, const char *problem, const char *detail)
+{
+	w->bad_seq = seq;
+	w->problem = problem;
+	w->detail = MemoryContextStrdup(w->mcxt, detail);
+	return false;
+}
+
+/*
+ * WalkEntry checks one entry (a row of CHAIN_COLUMNS) against the walk: its
+ * seq follows, its content matches its hash, it links to the entry before
+ * it, and an audit_prune entry that records the anchor records its hash.
+ * It returns false at the first problem.
+ */
+static bool
+WalkEntry(ChainWalk *w, HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+	int64		seq = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	TimestampTz at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
+	const char *fields[AF_NFIELDS];
+	Datum		d;
+	int64		pipeline_id;
+	int64		run_id;
+	uint8		stored_prev[PG_SHA256_DIGEST_LENGTH];
+	uint8		stored[PG_SHA256_DIGEST_LENGTH];
+	uint8		computed[PG_SHA256_DIGEST_LENGTH];
+	bool		prev_ok;
+	bool		hash_ok;
+	char	   *cut_seq;
+
+	fields[AF_SESSION_ID] = ColumnText(tup, desc, 3);
+	fields[AF_ROLE_NAME] = ColumnText(tup, desc, 4);
+	fields[AF_SESSION_ROLE] = ColumnText(tup, desc, 5);
+	fields[AF_ACTION] = ColumnText(tup, desc, 6);
+	fields[AF_OBJECT_TYPE] = ColumnText(tup, desc, 7);
+	fields[AF_OBJECT_NAME] = ColumnText(tup, desc, 8);
+	d = SPI_getbinval(tup, desc, 9, &isnull);
+	pipeline_id = isnull ? 0 : DatumGetInt64(d);
+	d = SPI_getbinval(tup, desc, 10, &isnull);
+	run_id = isnull ? 0 : DatumGetInt64(d);
+	fields[AF_OUTCOME] = ColumnText(tup, desc, 11);
+	fields[AF_BEFORE] = ColumnJson(tup, desc, 12);
+	fields[AF_AFTER] = ColumnJson(tup, desc, 13);
+	fields[AF_DETAILS] = ColumnJson(tup, desc, 14);
+	prev_ok = ColumnDigest(tup, desc, 15, stored_prev);
+	hash_ok = ColumnDigest(tup, desc, 16, stored);
+
+	if (seq > w->expected)
+		return WalkProblem(w, w->expected, "removed",
+						   seq == w->expected + 1
+						   ? psprintf("entry %lld is missing: the entry after %lld is %lld",
+									  (long long) w->expected, (long long) (w->expected - 1), (long long) seq)
+						   : psprintf("entries %lld to %lld are missing",
+									  (long long) w->expected, (long long) (seq - 1)));
+	if (seq < w->expected)
+		return WalkProblem(w, seq, "out of order",
+						   psprintf("entry %lld comes after entry %lld", (long long) seq,
+									(long long) (w->expected - 1)));
+	EntryHash(prev_ok ? stored_prev : w->prev, seq, at, pipeline_id, run_id, fields, computed);
+	if (!hash_ok || memcmp(computed, stored, PG_SHA256_DIGEST_LENGTH) != 0)
+		return WalkProblem(w, seq, "changed",
+						   psprintf("the content of entry %lld does not match its hash", (long long) seq));
+	if (!prev_ok || memcmp(stored_prev, w->prev, PG_SHA256_DIGEST_LENGTH) != 0)
+		return WalkProblem(w, seq, "out of order",
+						   psprintf(seq == w->anchor_seq + 1
+									? "entry %lld does not link to the anchor before it: the anchor or the entry was replaced"
+									: "entry %lld does not link to the entry before it: it was inserted, or the entries before it were replaced",
+									(long long) seq));
+	cut_seq = ColumnText(tup, desc, 17);
+	if (w->anchor_seq > 0 && cut_seq != NULL &&
+		strcmp(cut_seq, psprintf("%lld", (long long) w->anchor_seq)) == 0)
+	{
+		char	   *cut_hash = ColumnText(tup, desc, 18);
+
+		if (cut_hash == NULL || strcmp(cut_hash, w->anchor_hex) != 0)
+			return WalkProblem(w, seq, "anchor",
+							   psprintf("the audit_prune entry %lld records another hash for the anchor at seq %lld than pipeline.audit_anchor holds",
+										(long long) seq, (long long) w->anchor_seq));
+		w->anchor_confirmed = true;
+	}
+	memcpy(w->prev, stored, PG_SHA256_DIGEST_LENGTH);
+	w->expected = seq + 1;
+	w->seq = seq;
+	w->logged_at = at;
+	w->checked++;
+	return true;
+}
+
+/* FinishWalk requires, once the whole chain was walked, the anchor's entry */
+static bool
+FinishWalk(ChainWalk *w)
+{
+	if (w->problem != NULL || w->anchor_seq == 0 || w->anchor_confirmed)
+		return w->problem == NULL;
+	return WalkProblem(w, w->anchor_seq, "anchor",
+					   psprintf("no audit_prune entry in the chain records the anchor at seq %lld",
+								(long long) w->anchor_seq));
+}
+
+/* AuditAnchorRelid returns pipeline.audit_anchor, InvalidOid before 0.2.0 */
+static Oid
+AuditAnchorRelid(void)
+{
+	Oid			nsp = get_namespace_oid(PIPELINE_SCHEMA, true);
+
+	return OidIsValid(nsp) ? get_relname_relid("audit_anchor", nsp) : InvalidOid;
+}
+
+/*
+ * ReadLatestAnchor returns the seq (0: none) and hash of the latest anchor,
+ * through SPI with the caller's snapshot rules (read_only: the caller's).
+ */
+static int64
+ReadLatestAnchor(uint8 *hash, bool read_only)
+{
+	bool		isnull;
+	int64		seq;
+
+	memset(hash, 0, PG_SHA256_DIGEST_LENGTH);
+	if (!OidIsValid(AuditAnchorRelid()))
+		return 0;
+	ExecCatalog("SELECT seq, hash FROM pipeline.audit_anchor ORDER BY seq DESC LIMIT 1",
+				0, NULL, NULL, NULL, read_only);
+	if (SPI_processed == 0)
+		return 0;
+	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!ColumnDigest(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, hash))
+		memset(hash, 0xff, PG_SHA256_DIGEST_LENGTH);	/* never links */
+	return seq;
+}
+
+/* OpenChainCursor opens a cursor over the entries after an anchor, as the catalog owner */
+static Portal
+OpenChainCursor(int64 after_seq, bool read_only)
+{
+	RoleSwitch	sw;
+	int			nestlevel = PinSearchPath();
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(after_seq)};
+	Portal		portal;
+
+	BecomeCatalogOwner(&sw);
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT " CHAIN_COLUMNS " FROM pipeline.audit_log"
+									   " WHERE seq > $1 ORDER BY seq",
+									   1, types, values, NULL, read_only, 0);
+	RestoreRole(&sw);
+	UnpinSearchPath(nestlevel);
+	return portal;
+}
+
+/* FetchChain fetches the next rows of a chain cursor as the catalog owner */
+static uint64
+FetchChain(Portal portal, int rows)
+{
+	RoleSwitch	sw;
+	int			nestlevel = PinSearchPath();
+
+	BecomeCatalogOwner(&sw);
+	SPI_cursor_fetch(portal, true, rows);
+	RestoreRole(&sw);
+	UnpinSearchPath(nestlevel);
+	return SPI_processed;
+}
+
+/* VerifyResult fills the one row pipeline.verify_audit() returns */
+static Datum
+VerifyResult(FunctionCallInfo fcinfo, ChainWalk *w)
+{
+	TupleDesc	desc;
+	Datum		values[6];
+	bool		nulls[6] = {false, false, w->problem == NULL, w->problem == NULL,
+	w->problem == NULL, w->anchor_seq == 0};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	desc = BlessTupleDesc(desc);
+	values[0] = BoolGetDatum(w->problem == NULL);
+	values[1] = Int64GetDatum(w->checked);
+	values[2] = Int64GetDatum(w->bad_seq);
+	values[3] = w->problem ? CStringGetTextDatum(w->problem) : (Datum) 0;
+	values[4] = w->detail ? CStringGetTextDatum(w->detail) : (Datum) 0;
+	values[5] = Int64GetDatum(w->anchor_seq);
+	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+/*
+ * pipeline.verify_audit() walks the chain in seq order from the latest
+ * anchor (or from the first entry when nothing was ever pruned) and reports
+ * the first entry that breaks it: a gap in seq (entries removed), an entry
+ * whose content no longer matches its hash (changed), one that does not
+ * link to the one before it or to the anchor (inserted, moved, or the
+ * anchor replaced), or an anchor that no audit_prune entry of the chain
+ * records. Entries are read through a cursor, a thousand at a time.
  */
 Datum
 pipeline_verify_audit(PG_FUNCTION_ARGS)
 {
-	uint8		prev[PG_SHA256_DIGEST_LENGTH];
-	int64		expected = 1;
-	int64		checked = 0;
+	uint8		anchor_hash[PG_SHA256_DIGEST_LENGTH];
+	int64		anchor_seq;
+	ChainWalk	w;
 	Portal		portal;
-	RoleSwitch	sw;
-	int			nestlevel;
-	Datum		result = (Datum) 0;
-	bool		done = false;
 	MemoryContext outer = CurrentMemoryContext;
 
-	memset(prev, 0, sizeof(prev));
 	SPI_connect();
-	nestlevel = PinSearchPath();
-	BecomeCatalogOwner(&sw);
-	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT seq, logged_at, session_id, role_name, session_role,"
-									   " action, object_type, object_name, pipeline_id, run_id, outcome,"
-									   " config_before, config_after, details, prev_hash, hash"
-									   " FROM pipeline.audit_log ORDER BY seq",
-									   0, NULL, NULL, NULL, true, 0);
-	while (!done)
+	anchor_seq = ReadLatestAnchor(anchor_hash, true);
+	StartWalk(&w, anchor_seq, anchor_hash);
+	w.mcxt = outer;
+	portal = OpenChainCursor(anchor_seq, true);
+	while (w.problem == NULL && FetchChain(portal, 1000) > 0)
 	{
-		SPI_cursor_fetch(portal, true, 1000);
-		if (SPI_processed == 0)
-			break;
+		for (uint64 i = 0; i < SPI_processed && w.problem == NULL; i++)
+			(void) WalkEntry(&w, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	(void) FinishWalk(&w);
+	SPI_finish();
+	return VerifyResult(fcinfo, &w);
+}
+
+/*
+ * CheckAuditAdmin refuses (42501, logged) the audit maintenance functions
+ * to anyone but a superuser or a member of the extension owner.
+ */
+static void
+CheckAuditAdmin(const char *function)
+{
+	Oid			owner = ExtensionOwner();
+
+	if (superuser() || has_privs_of_role(GetUserId(), owner))
+		return;
+	AuditRefusal(function, "audit_log", "pipeline.audit_log", 0,
+				 psprintf("permission denied for %s", function));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for %s", function),
+			 errdetail("Only a superuser or the owner of extension pg_pipeline (role \"%s\") may call pipeline.%s().",
+					   GetUserNameFromId(owner, false), function),
+			 errhint("Call it as the extension owner.")));
+}
+
+/*
+ * PruneThreshold turns older_than into the time before which entries go,
+ * measured from the transaction's start. An age beyond any timestamp means
+ * that nothing is that old (-infinity).
+ */
+static TimestampTz
+PruneThreshold(Interval *age)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	double		days = (double) age->month * DAYS_PER_MONTH + age->day +
+		(double) age->time / USECS_PER_DAY;
+	TimestampTz threshold;
+
+	if (days > 1e6)
+		return DT_NOBEGIN;
+	if (days < -1e6)
+		threshold = DT_NOEND;
+	else
+		threshold = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+															TimestampTzGetDatum(now),
+															IntervalPGetDatum(age)));
+	if (threshold > now)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("older_than must not be negative"),
+				 errdetail("older_than is %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(age)))),
+				 errhint("Pass an age such as '90 days'; '0' prunes every entry logged before now.")));
+	return threshold;
+}
+
+/*
+ * CutChain deletes the entries first..w->seq and keeps their anchor, then
+ * drops anchors older than the threshold but the new one. Only these
+ * statements may delete (audit_prune_active); the flag never outlives them.
+ */
+static void
+CutChain(int64 first, ChainWalk *w, Interval *age, TimestampTz threshold)
+{
+	Oid			dtypes[2] = {INT8OID, INT8OID};
+	Datum		dvalues[2] = {Int64GetDatum(first), Int64GetDatum(w->seq)};
+	Oid			atypes[6] = {INT8OID, BYTEAOID, TIMESTAMPTZOID, INT8OID, INT8OID, INTERVALOID};
+	Datum		avalues[6];
+	Oid			otypes[2] = {INT8OID, TIMESTAMPTZOID};
+	Datum		ovalues[2] = {Int64GetDatum(w->seq), TimestampTzGetDatum(threshold)};
+
+	avalues[0] = Int64GetDatum(w->seq);
+	avalues[1] = ByteaDatum(w->prev, PG_SHA256_DIGEST_LENGTH);
+	avalues[2] = TimestampTzGetDatum(w->logged_at);
+	avalues[3] = Int64GetDatum(first);
+	avalues[4] = Int64GetDatum(w->checked);
+	avalues[5] = IntervalPGetDatum(age);
+	audit_prune_active = true;
+	PG_TRY();
+	{
+		ExecCatalog("DELETE FROM pipeline.audit_log WHERE seq BETWEEN $1 AND $2",
+					2, dtypes, dvalues, NULL, false);
+		ExecCatalog("INSERT INTO pipeline.audit_anchor (seq, hash, logged_at, removed_from,"
+					" entries_removed, older_than, cut_at) VALUES ($1, $2, $3, $4, $5, $6, now())",
+					6, atypes, avalues, NULL, false);
+		ExecCatalog("DELETE FROM pipeline.audit_anchor WHERE seq < $1 AND cut_at < $2",
+					2, otypes, ovalues, NULL, false);
+	}
+	PG_FINALLY();
+	{
+		audit_prune_active = false;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * PruneAudit removes, in one batch, the oldest entries logged before the
+ * age, a prefix of the chain after the latest anchor, and returns how many.
+ * It checks the prefix first (links, hashes, the anchor): a broken chain is
+ * never cut, so an anchor only ever stands for a verified prefix (raise:
+ * XX001, else a WARNING and nothing pruned). Then, under the chain lock and
+ * in the caller's transaction: delete the prefix, add the anchor (its last
+ * entry's seq and hash), drop anchors older than the age but the new one,
+ * and append an audit_prune entry that records the anchor.
+ */
+static int64
+PruneAudit(Interval *age, int batch, const char *triggered_by, bool raise)
+{
+	TimestampTz threshold = PruneThreshold(age);
+	uint8		anchor_hash[PG_SHA256_DIGEST_LENGTH];
+	int64		anchor_seq;
+	int64		first = 0;
+	ChainWalk	w;
+	Portal		portal;
+	LOCKTAG		tag;
+	bool		done = false;
+	char	   *age_text = DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(age)));
+	char	   *cut_hex;
+	StringInfoData d;
+	AuditEntry	e;
+
+	SetAuditLockTag(&tag);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	anchor_seq = ReadLatestAnchor(anchor_hash, false);
+	StartWalk(&w, anchor_seq, anchor_hash);
+	portal = OpenChainCursor(anchor_seq, false);
+	while (!done && FetchChain(portal, Min(batch, 1000)) > 0)
+	{
 		for (uint64 i = 0; i < SPI_processed && !done; i++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
-			int64		seq = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-			TimestampTz at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
-			const char *fields[AF_NFIELDS];
-			Datum		d;
-			int64		pipeline_id;
-			int64		run_id;
-			uint8		stored_prev[PG_SHA256_DIGEST_LENGTH];
-			uint8		stored[PG_SHA256_DIGEST_LENGTH];
-			uint8		computed[PG_SHA256_DIGEST_LENGTH];
-			bool		prev_ok;
-			bool		hash_ok;
 
-			fields[AF_SESSION_ID] = ColumnText(tup, desc, 3);
-			fields[AF_ROLE_NAME] = ColumnText(tup, desc, 4);
-			fields[AF_SESSION_ROLE] = ColumnText(tup, desc, 5);
-			fields[AF_ACTION] = ColumnText(tup, desc, 6);
-			fields[AF_OBJECT_TYPE] = ColumnText(tup, desc, 7);
-			fields[AF_OBJECT_NAME] = ColumnText(tup, desc, 8);
-			d = SPI_getbinval(tup, desc, 9, &isnull);
-			pipeline_id = isnull ? 0 : DatumGetInt64(d);
-			d = SPI_getbinval(tup, desc, 10, &isnull);
-			run_id = isnull ? 0 : DatumGetInt64(d);
-			fields[AF_OUTCOME] = ColumnText(tup, desc, 11);
-			fields[AF_BEFORE] = ColumnJson(tup, desc, 12);
-			fields[AF_AFTER] = ColumnJson(tup, desc, 13);
-			fields[AF_DETAILS] = ColumnJson(tup, desc, 14);
-			prev_ok = ColumnDigest(tup, desc, 15, stored_prev);
-			hash_ok = ColumnDigest(tup, desc, 16, stored);
-
-			if (seq > expected)
-			{
-				MemoryContext old = MemoryContextSwitchTo(outer);
-
-				result = VerifyResult(fcinfo, false, checked, expected, "removed",
-									  seq == expected + 1
-									  ? psprintf("entry %lld is missing: the entry after %lld is %lld",
-												 (long long) expected, (long long) (expected - 1), (long long) seq)
-									  : psprintf("entries %lld to %lld are missing",
-												 (long long) expected, (long long) (seq - 1)));
-				MemoryContextSwitchTo(old);
+			if (DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull)) >= threshold ||
+				w.checked >= batch || !WalkEntry(&w, tup, SPI_tuptable->tupdesc))
 				done = true;
-				break;
-			}
-			if (seq < expected)
-			{
-				MemoryContext old = MemoryContextSwitchTo(outer);
-
-				result = VerifyResult(fcinfo, false, checked, seq, "out of order",
-									  psprintf("entry %lld comes after entry %lld", (long long) seq,
-											   (long long) (expected - 1)));
-				MemoryContextSwitchTo(old);
-				done = true;
-				break;
-			}
-			EntryHash(prev_ok ? stored_prev : prev, seq, at, pipeline_id, run_id, fields, computed);
-			if (!hash_ok || memcmp(computed, stored, PG_SHA256_DIGEST_LENGTH) != 0)
-			{
-				MemoryContext old = MemoryContextSwitchTo(outer);
-
-				result = VerifyResult(fcinfo, false, checked, seq, "changed",
-									  psprintf("the content of entry %lld does not match its hash", (long long) seq));
-				MemoryContextSwitchTo(old);
-				done = true;
-				break;
-			}
-			if (!prev_ok || memcmp(stored_prev, prev, PG_SHA256_DIGEST_LENGTH) != 0)
-			{
-				MemoryContext old = MemoryContextSwitchTo(outer);
-
-				result = VerifyResult(fcinfo, false, checked, seq, "out of order",
-									  psprintf("entry %lld does not link to the entry before it: it was inserted, or the entries before it were replaced",
-											   (long long) seq));
-				MemoryContextSwitchTo(old);
-				done = true;
-				break;
-			}
-			memcpy(prev, stored, PG_SHA256_DIGEST_LENGTH);
-			expected = seq + 1;
-			checked++;
+			else if (first == 0)
+				first = w.seq;
 		}
 		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_cursor_close(portal);
-	RestoreRole(&sw);
-	UnpinSearchPath(nestlevel);
+	if (w.problem != NULL)
+	{
+		ereport(raise ? ERROR : WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("audit chain is broken at entry %lld: %s", (long long) w.bad_seq, w.problem),
+				 errdetail("%s; entries are pruned only from a chain that verifies.", w.detail),
+				 errhint("Find out what changed with SELECT * FROM pipeline.verify_audit(); nothing was pruned.")));
+		return 0;
+	}
+	if (w.checked == 0)
+		return 0;
+
+	cut_hex = HexDigest(w.prev, PG_SHA256_DIGEST_LENGTH);
+	CutChain(first, &w, age, threshold);
+
+	initStringInfo(&d);
+	appendStringInfo(&d, "{\"cut_seq\":%lld,", (long long) w.seq);
+	JsonString(&d, "cut_hash", cut_hex);
+	appendStringInfoChar(&d, ',');
+	JsonString(&d, "cut_logged_at", IsoTime(w.logged_at));
+	appendStringInfo(&d, ",\"removed_from\":%lld,\"entries_removed\":%lld,",
+					 (long long) first, (long long) w.checked);
+	JsonString(&d, "older_than", age_text);
+	appendStringInfoChar(&d, ',');
+	JsonString(&d, "triggered_by", triggered_by);
+	appendStringInfoChar(&d, '}');
+	memset(&e, 0, sizeof(e));
+	e.f[AF_ACTION] = "audit_prune";
+	e.f[AF_OBJECT_TYPE] = "audit_log";
+	e.f[AF_OBJECT_NAME] = "pipeline.audit_log";
+	e.f[AF_OUTCOME] = "ok";
+	e.f[AF_DETAILS] = d.data;
+	AppendAuditEntries(&e, 1);
+	return w.checked;
+}
+
+/*
+ * pipeline.prune_audit(older_than, batch_size) removes up to batch_size of
+ * the oldest entries logged more than older_than ago (default:
+ * pipeline.audit_retention) and keeps the anchor; see PruneAudit.
+ */
+Datum
+pipeline_prune_audit(PG_FUNCTION_ARGS)
+{
+	Interval	age;
+	int32		batch = PG_ARGISNULL(1) ? AUDIT_PRUNE_BATCH : PG_GETARG_INT32(1);
+	int64		removed;
+
+	CheckAuditAdmin("prune_audit");
+	if (batch < 1 || batch > 1000000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch_size must be between 1 and 1000000"),
+				 errdetail("batch_size is %d.", batch),
+				 errhint("Prune in batches of thousands; call again while it returns batch_size.")));
+	if (!PG_ARGISNULL(0))
+		age = *PG_GETARG_INTERVAL_P(0);
+	else if (audit_retention > 0)
+	{
+		memset(&age, 0, sizeof(age));
+		age.time = (TimeOffset) audit_retention * USECS_PER_SEC;
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no audit retention given"),
+				 errdetail("older_than is NULL and pipeline.audit_retention is 0 (off)."),
+				 errhint("Pass older_than, e.g. pipeline.prune_audit('90 days'), or set pipeline.audit_retention.")));
+	SPI_connect();
+	removed = PruneAudit(&age, batch, "prune_audit", true);
 	SPI_finish();
-	if (!done)
-		result = VerifyResult(fcinfo, true, checked, 0, NULL, NULL);
-	return result;
+	PG_RETURN_INT64(removed);
+}
+
+/*
+ * pipeline.flush_audit_refusals() writes now, in the caller's transaction,
+ * every refusal still only counted: those of this database in the shared
+ * table and those of the calling session. Each window closes.
+ */
+Datum
+pipeline_flush_audit_refusals(PG_FUNCTION_ARGS)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	AuditEntry	entries[2 * LOCAL_REFUSAL_SLOTS];
+	RefusalEmit emits[2 * LOCAL_REFUSAL_SLOTS];
+	int			k;
+	int64		written;
+
+	CheckAuditAdmin("flush_audit_refusals");
+	SPI_connect();
+	written = FlushSharedRefusals(true);
+	k = CollectRefusals(local_refusals, LOCAL_REFUSAL_SLOTS, now, true, entries, emits);
+	if (k > 0)
+		AppendAuditEntries(entries, k);
+	ApplyRefusals(local_refusals, LOCAL_REFUSAL_SLOTS, emits, k, now, true);
+	SPI_finish();
+	PG_RETURN_INT64(written + k);
 }
 
 /*

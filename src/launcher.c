@@ -12,7 +12,8 @@
  *   run worker for every queued run that is due, whose pipeline is not
  *   running, and none of whose upstream pipelines is queued or running, up
  *   to pipeline.max_workers at once; every pipeline.check_interval, check
- *   freshness and timeliness limits and prune old run history.
+ *   freshness and timeliness limits and prune old run history; every pass,
+ *   write the coalesced refusals and prune the audit log (audit.c).
  *
  * Shared memory holds one slot per launcher (database and latch), so that
  * any backend can wake its database's launcher when it commits.
@@ -203,6 +204,23 @@ WakeLauncherAtCommit(void)
 	wake_at_commit = true;
 }
 
+/* WakeLauncher sets the latch of this database's launcher now, if one runs */
+void
+WakeLauncher(void)
+{
+	Latch	   *latch = NULL;
+
+	if (shared == NULL)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	for (int i = 0; i < MAX_LAUNCHERS; i++)
+		if (shared->launchers[i].database_id == MyDatabaseId && shared->launchers[i].pid != 0)
+			latch = shared->launchers[i].latch;
+	SpinLockRelease(&shared->mutex);
+	if (latch)
+		SetLatch(latch);
+}
+
 /* LauncherConfiguredFor tells whether a launcher serves the database */
 bool
 LauncherConfiguredFor(Oid database_id)
@@ -242,6 +260,7 @@ LauncherInit(void)
 							"Most run records one launcher pass deletes.",
 							NULL, &pipeline_prune_batch, 1000, 1, 1000000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	AuditInit();
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomStringVariable("pipeline.databases",
 								   "Databases in which a pg_pipeline launcher runs pipelines.",
@@ -531,6 +550,8 @@ LauncherPass(bool *recovered, TimestampTz *last_checks)
 				sleep_ms = 100;	/* more to prune: come back soon */
 			*last_checks = GetCurrentTimestamp();
 		}
+		if (AuditLauncherPass())
+			sleep_ms = 100;		/* more audit entries to prune */
 		due = StartDueRuns();
 		if (due >= 0 && due < sleep_ms)
 			sleep_ms = due;

@@ -257,6 +257,7 @@ extern void InitPipelineWorker(struct BackgroundWorker *worker, const char *func
 							   const char *type, const char *name);
 extern void LauncherInit(void);
 extern void WakeLauncherAtCommit(void);
+extern void WakeLauncher(void);
 extern bool LauncherConfiguredFor(Oid database_id);
 extern int	pipeline_max_workers;
 
@@ -351,6 +352,8 @@ typedef struct RunSummary
 } RunSummary;
 
 /* audit.c */
+extern void AuditInit(void);
+extern bool AuditLauncherPass(void);
 extern void RegistryChanged(const char *action, PipelineDef *def, const char *value);
 extern void AuditRefusal(const char *action, const char *object_type,
 						 const char *object_name, int64 pipeline_id, const char *message);
