@@ -74,9 +74,8 @@ UPDATE pipeline.watermark SET value = 'infinity'
 UPDATE pipeline.watermark SET value = '-9223372036854775808'
  WHERE pipeline_id = (SELECT id FROM pipeline.pipelines WHERE name = 'hard_ids');
 INSERT INTO hard.ids VALUES (5, 'x');
-SELECT s.name, s.source_ahead_by, d.reason
-  FROM pipeline.status s, pipeline.source_lag_detail(s.id) d
- WHERE s.name LIKE 'hard%' ORDER BY s.name;
+SELECT name, source_ahead_by, source_lag_reason
+  FROM pipeline.status WHERE name LIKE 'hard%' ORDER BY name;
 -- a source that fails when read gives a reason with its SQLSTATE
 CREATE TABLE hard.base (id int PRIMARY KEY, n int NOT NULL, z int NOT NULL);
 INSERT INTO hard.base VALUES (1, 1, 1);
@@ -85,7 +84,7 @@ SELECT pipeline.create_pipeline('hard_fragile', 'hard.fragile', 'hard.fragile_ds
                                 unique_key => '{id}', incremental_column => 'n') > 0 AS created;
 SELECT pipeline.run('hard_fragile') > 0 AS ran;
 UPDATE hard.base SET z = 0, n = 2;
-SELECT name, source_ahead_by FROM pipeline.status WHERE name = 'hard_fragile';
+SELECT name, source_ahead_by, source_lag_reason FROM pipeline.status WHERE name = 'hard_fragile';
 SELECT lag, reason FROM pipeline.source_lag_detail((SELECT id FROM pipeline.pipelines WHERE name = 'hard_fragile'));
 SELECT pipeline.source_lag(-1) IS NULL AS no_lag, (pipeline.source_lag_detail(-1)).reason;
 
