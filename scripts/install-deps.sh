@@ -3,9 +3,9 @@
 #
 # Installs, from Debian 12's own repositories, everything pg_pipeline needs to
 # build, test, demo and benchmark: the compiler, PostgreSQL 15 with its server
-# headers, pg_cron, pgTAP (extension and pg_prove) and IPC::Run for the Perl
-# TAP tests. Idempotent: when every package is already installed it only asks
-# dpkg and returns; apt-get update runs once, and only if something is missing.
+# headers, pg_cron, pgTAP (extension and pg_prove), IPC::Run and DBD::Pg for
+# the Perl TAP tests, and sqlsmith for the reliability suite. Idempotent: when
+# every package is already installed it only asks dpkg and returns; apt-get update runs once, and only if something is missing.
 set -euo pipefail
 
 PACKAGES=(
@@ -17,6 +17,8 @@ PACKAGES=(
     postgresql-15-pgtap
     pgtap
     libipc-run-perl
+    libdbd-pg-perl
+    sqlsmith
     python3
     nodejs
 )
