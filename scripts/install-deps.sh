@@ -5,7 +5,8 @@
 # build, test, demo and benchmark: the compiler, PostgreSQL 15 with its server
 # headers, pg_cron, pgTAP (extension and pg_prove), IPC::Run and DBD::Pg for
 # the Perl TAP tests, and sqlsmith for the reliability suite. Idempotent: when
-# every package is already installed it only asks dpkg and returns; apt-get update runs once, and only if something is missing.
+# every package is already installed it only asks dpkg and returns; apt-get
+# update runs once, and only if something is missing.
 set -euo pipefail
 
 PACKAGES=(
