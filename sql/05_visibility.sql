@@ -122,7 +122,16 @@ SELECT count(*) FROM pipeline.openlineage_events(:ben_run);
 SELECT pipeline.config_of('vis_ann_p')->>'name' AS config_of_own;
 SELECT pipeline.config_of('vis_ben_p');
 \echo :LAST_ERROR_SQLSTATE
+-- impact analysis and the graph walk the edges of visible pipelines only
+SELECT string_agg(DISTINCT pipeline, ' ') AS downstream_of_ann_src FROM pipeline.downstream('vis.ann_src');
+SELECT count(*) AS downstream_of_ben_src FROM pipeline.downstream('vis.ben_src');
+SELECT count(*) AS upstream_of_ben_col FROM pipeline.column_upstream('vis.ben_dst', 'code');
+SELECT pipeline.lineage_graph() LIKE '%vis_ann_p%' AS graph_has_ann,
+       pipeline.lineage_graph() LIKE '%vis_ben_p%' AS graph_has_ben,
+       pipeline.lineage_graph('mermaid') LIKE '%vis_ben_p%' AS mermaid_has_ben;
 RESET ROLE;
+SELECT string_agg(DISTINCT pipeline, ' ') AS superuser_downstream_of_ben_src
+  FROM pipeline.downstream('vis.ben_src');
 SET ROLE vis_ben;
 SELECT pipeline_name, status FROM pipeline.run_tree(:ben_run);
 SELECT event->'run'->'facets'->'errorMessage'->>'message' AS own_error

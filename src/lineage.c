@@ -698,11 +698,16 @@ typedef struct GraphEdge
 	char	   *how;
 } GraphEdge;
 
-/* LoadTableEdges reads every distinct table edge, in a stable order */
+/*
+ * LoadTableEdges reads every distinct table edge of the pipelines the caller
+ * may see (as pipeline.lineage shows them), in a stable order.
+ */
 static List *
 LoadTableEdges(void)
 {
 	List	   *edges = NIL;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(GetUserId())};
 
 	ExecCatalog("SELECT DISTINCT e.from_relation, e.to_relation, e.from_kind, e.to_kind,"
 						 " CASE WHEN e.edge_kind = 'pipeline' THEN p.name END,"
@@ -711,8 +716,9 @@ LoadTableEdges(void)
 						 "   ORDER BY h.run_id DESC LIMIT 1), 'never run') END"
 						 " FROM pipeline.lineage_edge e"
 						 " JOIN pipeline.pipeline p ON p.pipeline_id = e.pipeline_id"
+						 " WHERE pg_has_role($1, p.owner::oid, 'USAGE')"
 						 " ORDER BY 1, 2, 5",
-						 0, NULL, NULL, NULL, true);
+						 1, types, values, NULL, true);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
@@ -737,18 +743,22 @@ ColumnKey(const char *rel, const char *col)
 	return psprintf("%s.%s", rel, quote_identifier(col));
 }
 
+/* LoadColumnEdges reads the column edges the caller may see, likewise */
 static List *
 LoadColumnEdges(void)
 {
 	List	   *edges = NIL;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(GetUserId())};
 
 	ExecCatalog("SELECT DISTINCT e.from_relation, e.from_column::text, e.to_relation,"
 						 " e.to_column::text, e.transformation, e.how,"
 						 " CASE WHEN e.edge_kind = 'pipeline' THEN p.name END"
 						 " FROM pipeline.lineage_column_edge e"
 						 " JOIN pipeline.pipeline p ON p.pipeline_id = e.pipeline_id"
+						 " WHERE pg_has_role($1, p.owner::oid, 'USAGE')"
 						 " ORDER BY 1, 2, 3, 4, 7",
-						 0, NULL, NULL, NULL, true);
+						 1, types, values, NULL, true);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
