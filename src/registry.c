@@ -834,6 +834,8 @@ pipeline_explain(PG_FUNCTION_ARGS)
 	SPI_connect();
 	nestlevel = PinSearchPath();
 	def = LoadPipelineByName(name, false);
+	/* the statements name the owner's relations and columns: the owner's eyes only */
+	CheckPipelineOwner(def, "explain");
 	rows = ExplainPipeline(def);
 	foreach(lc, rows)
 	{
