@@ -208,6 +208,10 @@ suite_perl_tap() {
     work=$(mktemp -d -t pp-perl-tap.XXXXXX)
     tar -C "$PP_ROOT" --exclude=./.git --exclude=./results -cf - . |
         tar -C "$work" -xf -
+    # the released versions, each on an installation of its own, for the
+    # upgrade test (test/t/010_upgrade.pl); a failed build fails that test
+    bash "$PP_ROOT/test/upgrade/old-install.sh" "$work/.old-installs" >"$work/.old-installs.log" 2>&1 ||
+        show_file "building the released versions for the upgrade test failed" "$work/.old-installs.log" 100
     chown -R postgres:postgres "$work"
     out=$work/.out
     err=$work/.err
@@ -218,7 +222,7 @@ suite_perl_tap() {
             -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE -u PGPASSWORD \
             -u PGSYSCONFDIR -u PGSERVICE -u PGHOSTADDR \
             PATH="$PP_BINDIR:$PATH" TESTDIR="$work" PG_REGRESS="$PG_REGRESS" \
-            PG_CONFIG="$PP_BINDIR/pg_config" \
+            PG_CONFIG="$PP_BINDIR/pg_config" PP_OLD_INSTALLS="$work/.old-installs" \
             perl -I "$PP_PGXS/src/test/perl" -I "$work/test/t" "$f") \
             >"$out" 2>"$err" || rc=$?
         read -r p fl < <(count_tap "$out" "$rc")
