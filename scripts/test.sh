@@ -10,6 +10,9 @@
 #   isolation    pg_isolation_regress on test/isolation/specs/*.spec
 #   pgtap        each test/pgtap/*.sql in a fresh database of its own
 #   perl-tap     test/t/*.pl (PostgreSQL::Test::Cluster), as user postgres
+#   fuzz, sqlsmith, kill-9, soak
+#                the reliability suite: the files of test/t/ whose header
+#                says "# suite: NAME" (test/README.md), each its own line
 #
 # It prints one summary line per suite, details only for what failed, and as
 # its last line "N passed, N failed" (tests for pg_regress and isolation,
@@ -193,16 +196,25 @@ suite_pgtap() {
         "${#files[@]} files${bad[0]:+; failing: ${bad[*]}}"
 }
 
-# suite_perl_tap runs test/t/*.pl with PostgreSQL's Perl test modules. They
-# run initdb, which refuses root, so they run as user postgres on a copy of
-# the repository that postgres owns (TESTDIR, tmp_check/ and logs live there).
+# perl_tap_suite FILE prints the suite a TAP file belongs to: NAME from a
+# "# suite: NAME" line in its header, else perl-tap.
+perl_tap_suite() {
+    local suite
+    suite=$(sed -n '1,10s/^# suite: *\([a-z0-9-]*\).*/\1/p' "$1" | head -n 1)
+    echo "${suite:-perl-tap}"
+}
+
+# suite_perl_tap [SUITE] runs the files of test/t/*.pl that belong to SUITE
+# (default perl-tap) with PostgreSQL's Perl test modules. They run initdb,
+# which refuses root, so they run as user postgres on a copy of the
+# repository that postgres owns (TESTDIR, tmp_check/ and logs live there).
 suite_perl_tap() {
-    local files=() f work out err rc p fl passed=0 failed=0 bad=()
+    local suite=${1:-perl-tap} files=() f work out err rc p fl passed=0 failed=0 bad=()
     for f in test/t/*.pl; do
-        [ -e "$f" ] && files+=("$f")
+        [ -e "$f" ] && [ "$(perl_tap_suite "$f")" = "$suite" ] && files+=("$f")
     done
     if [ "${#files[@]}" -eq 0 ]; then
-        record perl-tap 0 0 "no files in test/t/"
+        record "$suite" 0 0 "no files in test/t/"
         return
     fi
     work=$(mktemp -d -t pp-perl-tap.XXXXXX)
@@ -230,19 +242,19 @@ suite_perl_tap() {
         failed=$((failed + fl))
         if [ "$fl" -ne 0 ]; then
             bad+=("$(basename "$f")")
-            [ "$rc" -eq 124 ] && echo "perl-tap: $f timed out after ${TEST_TIMEOUT}s"
-            show_file "perl-tap $f: TAP ($p passed, $fl failed, exit $rc)" "$out" 200
-            show_file "perl-tap $f: diagnostics" "$err" 200
+            [ "$rc" -eq 124 ] && echo "$suite: $f timed out after ${TEST_TIMEOUT}s"
+            show_file "$suite $f: TAP ($p passed, $fl failed, exit $rc)" "$out" 200
+            show_file "$suite $f: diagnostics" "$err" 200
             local logs
             logs=$(find "$work/tmp_check/log" -name '*.log' 2>/dev/null | sort)
             for l in $logs; do
-                show_file "perl-tap server log $(basename "$l")" "$l" 60
+                show_file "$suite server log $(basename "$l")" "$l" 60
             done
         fi
         rm -rf "$work/tmp_check"
     done
     rm -rf "$work"
-    record perl-tap "$passed" "$failed" \
+    record "$suite" "$passed" "$failed" \
         "${#files[@]} files${bad[0]:+; failing: ${bad[*]}}"
 }
 
@@ -282,8 +294,12 @@ in_cluster() {
     suite_regress
     suite_isolation
     suite_pgtap
-    suite_perl_tap
+    suite_perl_tap perl-tap
     suite_openlineage
+    suite_perl_tap fuzz
+    suite_perl_tap sqlsmith
+    suite_perl_tap kill-9
+    suite_perl_tap soak
     show_server_trouble "$datadir"
     return 0
 }

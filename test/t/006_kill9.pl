@@ -151,6 +151,15 @@ ok(!@bad, 'before any kill, every target equals its reference') or diag(join("\n
 my $writes = "$FindBin::Bin/../reliability/kill9_writes.pgbench";
 my %kills;
 
+# ready_count counts the times the server said it was ready: one more
+# after each crash and restart
+sub ready_count {
+    open(my $fh, '<', $node->logfile) or return 0;
+    my $n = grep { /database system is ready to accept connections/ } <$fh>;
+    close $fh;
+    return $n;
+}
+
 # pid_of returns the pid of a backend matching a pg_stat_activity condition
 sub pid_of {
     my ($cond) = @_;
@@ -186,12 +195,9 @@ for my $it (1 .. $ITERATIONS) {
     usleep($wait * 1e6) if $wait > 0;
 
     my $victim;
-    diag(sprintf('iteration %d: %s, the batched run of %s %s', $it, $kind, $batched,
-                 defined pid_of(q{query LIKE 'CALL pipeline.run_batched%' AND state = 'active'})
-                 ? 'is running' : 'has finished')) if $ENV{PP_VERBOSE};
     if ($kind eq 'batched') {
         $victim = pid_of(q{query LIKE 'CALL pipeline.run_batched%' AND state = 'active'});
-        $kind = 'batched (finished; a worker instead)' unless $victim;
+        $kind = 'worker (the batched run had finished)' unless $victim;
     }
     if (!$victim && $kind ne 'postmaster') {
         $victim = pid_of(q{backend_type = 'pg_pipeline worker'});
@@ -199,16 +205,16 @@ for my $it (1 .. $ITERATIONS) {
     }
     my $what;
     if ($victim) {
+        my $ready = ready_count();
         kill 'KILL', $victim;
-        $what = "$kind backend $victim";
-        ok($node->poll_query_until('postgres', 'SELECT 1', '1'),
-           "iteration $it: the server is back after kill -9 of $what");
+        $what = "the $kind backend $victim";
+        ok(wait_for(60, sub { ready_count() > $ready }) && $node->poll_query_until('postgres', 'SELECT 1', '1'),
+           "iteration $it: the server restarts after kill -9 of $what");
     } else {
-        $what = $kind;
+        $what = "the $kind";
         ok(restart_after_kill($node), "iteration $it: the node starts again after kill -9 of the postmaster");
     }
-    (my $k = $kind) =~ s/ .*//;
-    $kills{$k}++;
+    $kills{ (split / /, $kind)[0] }++;
 
     $writers->kill_kill;
     $writers->finish;
