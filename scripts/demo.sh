@@ -7,7 +7,10 @@
 # pipelines through the three medallion stages (raw staging.orders -> cleaned
 # core.orders -> aggregated mart.daily_revenue) on generated data, two batches,
 # printing the runs, the registry, the statements a run executes and the
-# resulting tables. The server is dropped at the end.
+# resulting tables. The server preloads pg_pipeline: the aggregated stage is
+# run by a background worker whenever the cleaned stage lands new rows, and
+# the cleaned stage runs on a pg_cron schedule once the demo sets one. The
+# server is dropped at the end.
 # Usage: bash scripts/demo.sh   (as root)
 set -euo pipefail
 
@@ -25,5 +28,14 @@ pp_install_deps
 echo "== building and installing pg_pipeline (make && make install)"
 pp_build all install
 echo "== starting a throwaway PostgreSQL $PP_PGVERSION server and running scripts/demo.sql"
+# The server preloads pg_pipeline, as a production server would: its
+# launcher runs the pipelines downstream of a run by themselves. pg_cron
+# connects to the local socket for the scheduled runs.
+PP_EXTRA_OPTS=(
+    -o "shared_preload_libraries=pg_cron,pg_pipeline"
+    -o "pipeline.databases=postgres"
+    -o "pipeline.check_interval=1"
+    -o "cron.host=/var/run/postgresql"
+)
 pp_virtualenv bash "$PP_ROOT/scripts/demo.sh" --in-cluster
 echo "== demo finished; the throwaway server has been dropped"

@@ -25,6 +25,7 @@ SET client_min_messages = warning;
 \echo '# 0. Setup: the extension and one schema per stage'
 \echo '################################################################'
 
+CREATE EXTENSION IF NOT EXISTS pg_cron;     -- schedules (section 7)
 CREATE EXTENSION IF NOT EXISTS pg_pipeline;
 -- (so that the demo can run again on the same database)
 SELECT pipeline.drop_pipeline(name)
@@ -153,12 +154,50 @@ SELECT * FROM pipeline.explain('orders_to_core');
 \set QUIET off
 
 \echo
+\echo '== daily_revenue reads core.orders (through its view): it depends on'
+\echo '   orders_to_core, inferred, so a background worker runs it by itself'
+\echo '   whenever orders_to_core lands new data'
+SELECT p.name AS pipeline, u.name AS depends_on, d.kind
+  FROM pipeline.dependencies d
+  JOIN pipeline.pipelines p ON p.id = d.pipeline_id
+  JOIN pipeline.pipelines u ON u.id = d.upstream_id;
+
+-- demo_wait_downstream(upstream run) waits (at most 60 s) until the worker
+-- runs of everything downstream of that run have finished
+CREATE FUNCTION pg_temp.demo_wait_downstream(upstream bigint) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE deadline timestamptz := clock_timestamp() + interval '60 seconds';
+BEGIN
+    LOOP
+        IF EXISTS (SELECT 1 FROM pipeline.runs WHERE parent_run_id = upstream AND status <> 'running')
+           AND NOT EXISTS (SELECT 1 FROM pipeline.queue)
+           AND NOT EXISTS (SELECT 1 FROM pipeline.runs WHERE status = 'running') THEN
+            RETURN 'downstream runs finished';
+        END IF;
+        IF clock_timestamp() > deadline THEN
+            RETURN 'no downstream run within 60 s: is pg_pipeline in shared_preload_libraries?';
+        END IF;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END $$;
+
+\echo
 \echo '################################################################'
-\echo '# 4. First runs: load batch 1 through both stages'
+\echo '# 4. First runs: load batch 1; the aggregated stage follows by itself'
 \echo '################################################################'
 
-SELECT pipeline.run('orders_to_core') AS run_id;
-SELECT pipeline.run('daily_revenue') AS run_id;
+SELECT pipeline.run('orders_to_core') AS run_id \gset first_
+SELECT pg_temp.demo_wait_downstream(:first_run_id) AS waited;
+
+\echo
+\echo '== the run tree: daily_revenue was started by a worker, triggered by'
+\echo '   the orders_to_core run that committed new rows'
+SELECT depth, pipeline_name, status, triggered_by,
+       CASE WHEN depth > 0
+            THEN round(extract(epoch FROM started_at - (SELECT finished_at FROM pipeline.runs
+                                                        WHERE run_id = :first_run_id)) * 1000)
+       END AS started_ms_after_upstream
+  FROM pipeline.run_tree(:first_run_id);
 
 \echo
 \echo '== the runs: pipeline.runs'
@@ -225,19 +264,21 @@ SELECT count(*) AS new_staging_rows
 \echo '# 6. Second runs: only the new rows are read'
 \echo '################################################################'
 
-SELECT pipeline.run('orders_to_core') AS run_id;
-SELECT pipeline.run('daily_revenue') AS run_id;
+SELECT pipeline.run('orders_to_core') AS run_id \gset second_
+SELECT pg_temp.demo_wait_downstream(:second_run_id) AS waited;
 
 \echo
-\echo '== and a third run of orders_to_core with nothing new: it reads nothing'
+\echo '== and a third run of orders_to_core with nothing new: it reads nothing,'
+\echo '   changes nothing, and so wakes nothing downstream'
 SELECT pipeline.run('orders_to_core') AS run_id;
 
 \echo
 \echo '== pipeline.runs after batch 2'
 \echo '   orders_to_core read only the batch-2 rows (its window starts at the'
-\echo '   watermark); daily_revenue (full) re-reads its view, rewrites only the'
-\echo '   days whose numbers changed and leaves the others unchanged'
-SELECT run_id, pipeline_name, status, rows_read, rows_inserted AS inserted,
+\echo '   watermark); daily_revenue (full, run by a worker) re-reads its view,'
+\echo '   rewrites only the days whose numbers changed and leaves the others'
+\echo '   unchanged'
+SELECT run_id, pipeline_name, status, triggered_by, rows_read, rows_inserted AS inserted,
        rows_updated AS updated, rows_deleted AS deleted,
        rows_unchanged AS unchanged,
        rows_read - rows_inserted - rows_updated - rows_deleted
@@ -267,7 +308,53 @@ SELECT * FROM pipeline.explain('daily_revenue');
 
 \echo
 \echo '################################################################'
-\echo '# 7. The results'
+\echo '# 7. On a schedule: pg_cron runs orders_to_core every minute'
+\echo '################################################################'
+\echo 'The job runs as the pipeline owner; when it lands new rows, the worker'
+\echo 'runs daily_revenue after it, as before. Batch 3 arrives; nobody calls'
+\echo 'pipeline.run.'
+SELECT pipeline.schedule('orders_to_core', '* * * * *');
+SELECT jobname, schedule, username FROM cron.job;
+
+INSERT INTO staging.orders (order_id, customer_id, status, amount, ordered_at)
+SELECT g, 1 + (g * 7919) % 5000, 'placed', 25.00, timestamptz '2024-01-31 12:00:00+00'
+  FROM generate_series(42001, 42100) AS g;
+
+\echo
+\echo '== pipeline.status while it waits for the next minute'
+SELECT name, active, last_run_status, consecutive_failures, source_ahead_by,
+       source_lag_reason, schedule, next_scheduled_at IS NOT NULL AS has_next_run
+  FROM pipeline.status ORDER BY id;
+
+\echo
+\echo '== waiting for pg_cron (at most a minute)...'
+DO $$
+DECLARE deadline timestamptz := clock_timestamp() + interval '75 seconds';
+BEGIN
+    WHILE clock_timestamp() < deadline LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM pipeline.runs r
+                           WHERE r.pipeline_name = 'daily_revenue' AND r.status = 'succeeded'
+                             AND r.parent_run_id IN (SELECT run_id FROM pipeline.runs
+                                                      WHERE triggered_by = 'schedule'
+                                                        AND rows_inserted > 0));
+        PERFORM pg_sleep(0.5);
+    END LOOP;
+END $$;
+SELECT run_id, pipeline_name, status, triggered_by, parent_run_id, rows_read,
+       rows_inserted AS inserted, rows_updated AS updated
+  FROM pipeline.runs WHERE run_id > :second_run_id ORDER BY run_id;
+SELECT status, return_message FROM cron.job_run_details ORDER BY runid DESC LIMIT 1;
+SELECT pipeline.unschedule('orders_to_core');
+
+\echo
+\echo '== pipeline.status: every stage caught up'
+SELECT name, last_run_status, last_change_at IS NOT NULL AS changed, source_ahead_by,
+       freshness_state
+  FROM pipeline.status ORDER BY id;
+
+\echo
+\echo '################################################################'
+\echo '# 8. The results'
 \echo '################################################################'
 
 \echo '== core.orders: one current row per live order'
@@ -307,7 +394,7 @@ SELECT * FROM mart.daily_revenue ORDER BY day DESC LIMIT 5;
 
 \echo
 \echo '################################################################'
-\echo '# 5. Lineage and audit: where data comes from, who changed what'
+\echo '# 9. Lineage and audit: where data comes from, who changed what'
 \echo '################################################################'
 \echo '== what depends on staging.orders (tables, views and pipelines below it)'
 SELECT depth, relation, kind, pipeline FROM pipeline.downstream('staging.orders') ORDER BY depth, relation;
