@@ -22,7 +22,8 @@
 # 'running'; verify_audit() is valid; the other role's pipelines are
 # exactly as they were; every owner is unchanged.
 #
-# The seed is printed; PP_SEED=<seed> repeats a run call for call.
+# The seed is printed; PP_SEED=<seed> repeats a run call for call, and
+# PP_FUZZ_SHOW=<regex> prints every call that failed with a matching SQLSTATE.
 use strict;
 use warnings;
 use FindBin;
@@ -257,7 +258,7 @@ sub a_value {
     my $n = $argname // '';
     my $v;
     if ($byname && $n =~ /^(name|new_name)$/) {
-        $v = pick(@PIPELINE_NAMES, @PIPELINE_NAMES, map({ "fz_$_" } 0 .. 11), 'nosuch', @TEXTS);
+        $v = rand() < 0.5 ? pick(@PIPELINE_NAMES) : pick(map({ "fz_$_" } 0 .. 11), 'nosuch', @TEXTS);
     } elsif ($byname && $n =~ /^(source|relation|around)$/) {
         $v = pick(@RELS);
     } elsif ($byname && $n eq 'target') {
@@ -353,8 +354,10 @@ sub a_call {
         $plausible{depends_on} = a_value('depends_on', 'text[]') if rand() < 0.1;
         $plausible{schedule} = lit(pick(@SCHEDULES)) if rand() < 0.1;
         delete $plausible{incremental_column} if rand() < 0.2;
+        # the required arguments, and each of the others now and then
+        my %required = map { $_ => 1 } grep { defined } @names[0 .. $required - 1];
         my %have = map { $_ => 1 } grep { defined } @names;
-        my @use = grep { $have{$_} } sort keys %plausible;
+        my @use = grep { $have{$_} && ($required{$_} || rand() < 0.5) } sort keys %plausible;
         if (rand() < 0.5) {
             my $i = int(rand($nargs));
             my $n = $names[$i];
@@ -455,6 +458,8 @@ for (my $i = 0; $i < @order; $i++) {
     $st->{calls}++;
     $st->{ok}++ if $ok;
     $st->{states}{$sqlstate}++ unless $ok;
+    diag("call #$i" . ($in_tx ? ' (in a transaction)' : '') . ": $call\n  $sqlstate: $errmsg")
+      if $ENV{PP_FUZZ_SHOW} && $sqlstate =~ /^(?:$ENV{PP_FUZZ_SHOW})$/;
     push @problem, "internal error $sqlstate: $errmsg" if $sqlstate =~ /^XX/;
     push @problem, "FATAL or lost connection ($sqlstate): $errmsg"
       if !$ok && ($sqlstate =~ /^(08|57P)/ || $errmsg =~ /server closed the connection|terminat/i);
@@ -488,10 +493,9 @@ for (my $i = 0; $i < @order; $i++) {
         push @{ $st->{problems} }, "call #$i: $call\n  " . join("\n  ", @problem)
           if @{ $st->{problems} } < 5;
         $st->{nproblems}++;
-        if (!$fz->ping) {
-            $broken_sessions++;
-            connect_fuzzer();
-        }
+        # a fresh session, so that the next calls are judged on their own
+        $broken_sessions++ unless $fz->ping;
+        connect_fuzzer();
         unless (postmaster_alive($pm_pid)) {
             fail("the postmaster died at call #$i: $call");
             last;
