@@ -1,14 +1,23 @@
 # pg_pipeline: PGXS build
 EXTENSION    = pg_pipeline
 MODULE_big   = pg_pipeline
-OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))
+OBJS         = $(patsubst %.c,%.o,$(sort $(wildcard src/*/*.c)))
 DATA         = $(wildcard sql/pg_pipeline--*.sql)
 PGFILEDESC   = "pg_pipeline - data pipelines inside PostgreSQL"
 
-REGRESS      = $(basename $(notdir $(filter-out $(DATA),$(wildcard sql/*.sql))))
-REGRESS_OPTS = --load-extension=pg_pipeline
+# make installcheck runs, against a running server with the extension
+# installed: the pg_regress suites (sql/, expected/), the isolation specs
+# (test/isolation/) and the Perl TAP tests (test/t/, which start servers of
+# their own; not as root). scripts/test.sh runs these and the pgTAP, layer
+# and OpenLineage suites, each on a throwaway server.
+REGRESS        = $(basename $(notdir $(filter-out $(DATA),$(wildcard sql/*.sql))))
+REGRESS_OPTS   = --load-extension=pg_pipeline
+ISOLATION      = $(basename $(notdir $(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pg_pipeline
+TAP_TESTS      = 1
+PROVE_TESTS    = test/t/*.pl
 
-PG_CPPFLAGS  = -I$(srcdir)/src -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+PG_CPPFLAGS  = -I$(srcdir)/src/include -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 # Export only what PostgreSQL looks up (SQL functions, the magic block,
 # _PG_init, worker entry points), so that no other library loaded into the
 # server can interpose on our internal functions, nor we on theirs.

@@ -6,6 +6,7 @@
 # throwaway PostgreSQL 15 server (pg_virtualenv) and runs every suite against
 # it:
 #
+#   layers       test/layers/check.py: src/ keeps its layers (before the server)
 #   pg_regress   make installcheck (REGRESS in the Makefile: sql/*.sql)
 #   isolation    pg_isolation_regress on test/isolation/specs/*.spec
 #   pgtap        each test/pgtap/*.sql in a fresh database of its own
@@ -113,6 +114,7 @@ suite_regress() {
     log=$(mktemp -t pp-regress.XXXXXX)
     timeout -k 10 "$TEST_TIMEOUT" \
         make --no-print-directory PG_CONFIG="$PP_BINDIR/pg_config" installcheck \
+        ISOLATION= TAP_TESTS= \
         >"$log" 2>&1 || rc=$?
     read -r passed failed < <(count_regress "$log")
     if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ]; then
@@ -321,6 +323,23 @@ show_server_trouble() {
     fi
 }
 
+# suite_layers checks that src/ keeps its layers: no file includes a header
+# of a higher layer, no include cycle, no C file past 800 lines
+# (test/layers/check.py, one check per file).
+suite_layers() {
+    local out rc=0 passed failed
+    out=$(mktemp -t pp-layers.XXXXXX)
+    python3 test/layers/check.py src >"$out" 2>&1 || rc=$?
+    read -r passed failed < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ { print $1, $3 }' "$out")
+    passed=${passed:-0}
+    failed=${failed:-1}
+    if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ]; then
+        grep -v '^ok' "$out" | sed 's/^/layers: /'
+    fi
+    record layers "$passed" "$failed"
+    rm -f "$out"
+}
+
 # finish prints the grand total as the last line and exits with the verdict.
 finish() {
     local passed failed suites
@@ -348,6 +367,7 @@ main() {
         finish
     fi
     echo "build: ok (make clean all install, -Werror)"
+    suite_layers
 
     local rc=0
     pp_virtualenv bash "$PP_ROOT/scripts/test.sh" --in-cluster || rc=$?

@@ -1,5 +1,4 @@
-CREATE EXTENSION IF NOT EXISTS pgtap;
-CREATE EXTENSION IF NOT EXISTS pg_pipeline;
+\ir common/preamble.sql
 -- test/pgtap/01_merge.sql
 --
 -- Merge mode with hard deletes: the created target, exact target contents
@@ -8,15 +7,9 @@ CREATE EXTENSION IF NOT EXISTS pg_pipeline;
 -- columns in column order, greater wins, NULLs lose), NULL keys rejected,
 -- NULL incremental values never read, NULL transitions in non-key columns,
 -- watermark advancement, reset(), and unchanged rows left untouched (xmin).
-SET client_min_messages = warning;
 
 SELECT plan(45);
 
-CREATE FUNCTION run_counts(bigint) RETURNS text LANGUAGE sql AS $$
-  SELECT format('%s read=%s ins=%s upd=%s del=%s unch=%s rej=%s',
-                status, rows_read, rows_inserted, rows_updated, rows_deleted,
-                rows_unchanged, rows_rejected)
-    FROM pipeline.runs WHERE run_id = $1 $$;
 CREATE FUNCTION watermark_of(text) RETURNS text LANGUAGE sql AS $$
   SELECT watermark FROM pipeline.pipelines WHERE name = $1 $$;
 

@@ -1,5 +1,4 @@
-CREATE EXTENSION IF NOT EXISTS pgtap;
-CREATE EXTENSION IF NOT EXISTS pg_pipeline;
+\ir common/preamble.sql
 -- test/pgtap/02_soft_delete.sql
 --
 -- Merge mode with soft deletes: a row flagged deleted keeps its key and its
@@ -7,15 +6,8 @@ CREATE EXTENSION IF NOT EXISTS pg_pipeline;
 -- value, so that downstream pipelines see it (counted as deleted); flagging an absent key
 -- is a no-op (unchanged); flagging an already soft-deleted row is unchanged
 -- and does not rewrite it; a later non-deleted row revives the key.
-SET client_min_messages = warning;
 
 SELECT plan(16);
-
-CREATE FUNCTION run_counts(bigint) RETURNS text LANGUAGE sql AS $$
-  SELECT format('%s read=%s ins=%s upd=%s del=%s unch=%s rej=%s',
-                status, rows_read, rows_inserted, rows_updated, rows_deleted,
-                rows_unchanged, rows_rejected)
-    FROM pipeline.runs WHERE run_id = $1 $$;
 
 CREATE TABLE customers_raw (
     id         integer,

@@ -1,5 +1,4 @@
-CREATE EXTENSION IF NOT EXISTS pgtap;
-CREATE EXTENSION IF NOT EXISTS pg_pipeline;
+\ir common/preamble.sql
 -- test/pgtap/03_append_full.sql
 --
 -- Append mode with a key (existing keys skipped and counted unchanged) and
@@ -7,15 +6,9 @@ CREATE EXTENSION IF NOT EXISTS pg_pipeline;
 -- and soft deletes (keys that vanished from the source, rows flagged deleted),
 -- duplicate keys without an incremental column (ties broken by the remaining
 -- columns in column order), NULL keys rejected.
-SET client_min_messages = warning;
 
 SELECT plan(36);
 
-CREATE FUNCTION run_counts(bigint) RETURNS text LANGUAGE sql AS $$
-  SELECT format('%s read=%s ins=%s upd=%s del=%s unch=%s rej=%s',
-                status, rows_read, rows_inserted, rows_updated, rows_deleted,
-                rows_unchanged, rows_rejected)
-    FROM pipeline.runs WHERE run_id = $1 $$;
 CREATE FUNCTION watermark_of(text) RETURNS text LANGUAGE sql AS $$
   SELECT watermark FROM pipeline.pipelines WHERE name = $1 $$;
 

@@ -1,5 +1,4 @@
-CREATE EXTENSION IF NOT EXISTS pgtap;
-CREATE EXTENSION IF NOT EXISTS pg_pipeline;
+\ir common/preamble.sql
 -- test/pgtap/04_lookback_pause.sql
 --
 -- A timestamptz incremental column with lookback: late rows inside the
@@ -7,16 +6,10 @@ CREATE EXTENSION IF NOT EXISTS pg_pipeline;
 -- rewritten); rows older than watermark - lookback are not read (the lower
 -- bound is exclusive); reset() to a given timestamp stores it in UTC; reset()
 -- to NULL reloads everything; pause()/resume().
-SET client_min_messages = warning;
 SET TimeZone = 'UTC';
 
 SELECT plan(32);
 
-CREATE FUNCTION run_counts(bigint) RETURNS text LANGUAGE sql AS $$
-  SELECT format('%s read=%s ins=%s upd=%s del=%s unch=%s rej=%s',
-                status, rows_read, rows_inserted, rows_updated, rows_deleted,
-                rows_unchanged, rows_rejected)
-    FROM pipeline.runs WHERE run_id = $1 $$;
 CREATE FUNCTION watermark_of(text) RETURNS text LANGUAGE sql AS $$
   SELECT watermark FROM pipeline.pipelines WHERE name = $1 $$;
 

@@ -1,5 +1,4 @@
-CREATE EXTENSION IF NOT EXISTS pgtap;
-CREATE EXTENSION IF NOT EXISTS pg_pipeline;
+\ir common/preamble.sql
 -- test/pgtap/05_run_batched.sql
 --
 -- CALL pipeline.run_batched: batches of at most batch_rows source rows that
@@ -11,15 +10,9 @@ CREATE EXTENSION IF NOT EXISTS pg_pipeline;
 --
 -- CALL run_batched commits, so this file runs statement by statement (no
 -- surrounding transaction) and captures errors of CALL with psql's :SQLSTATE.
-SET client_min_messages = warning;
 
 SELECT plan(27);
 
-CREATE FUNCTION run_counts(bigint) RETURNS text LANGUAGE sql AS $$
-  SELECT format('%s read=%s ins=%s upd=%s del=%s unch=%s rej=%s',
-                status, rows_read, rows_inserted, rows_updated, rows_deleted,
-                rows_unchanged, rows_rejected)
-    FROM pipeline.runs WHERE run_id = $1 $$;
 CREATE FUNCTION watermark_of(text) RETURNS text LANGUAGE sql AS $$
   SELECT watermark FROM pipeline.pipelines WHERE name = $1 $$;
 CREATE FUNCTION last_run_of(text) RETURNS bigint LANGUAGE sql AS $$

@@ -1,20 +1,13 @@
-CREATE EXTENSION IF NOT EXISTS pgtap;
-CREATE EXTENSION IF NOT EXISTS pg_pipeline;
+\ir common/preamble.sql
 -- test/pgtap/06_failures.sql
 --
 -- A failed run: the caller gets the original error; the target and the
 -- watermark are unchanged; a 'failed' run record with the SQLSTATE and the
 -- message survives, even when the caller's whole transaction rolls back.
 -- A successful run rolled back by its caller leaves nothing behind.
-SET client_min_messages = warning;
 
 SELECT plan(26);
 
-CREATE FUNCTION run_counts(bigint) RETURNS text LANGUAGE sql AS $$
-  SELECT format('%s read=%s ins=%s upd=%s del=%s unch=%s rej=%s',
-                status, rows_read, rows_inserted, rows_updated, rows_deleted,
-                rows_unchanged, rows_rejected)
-    FROM pipeline.runs WHERE run_id = $1 $$;
 CREATE FUNCTION watermark_of(text) RETURNS text LANGUAGE sql AS $$
   SELECT watermark FROM pipeline.pipelines WHERE name = $1 $$;
 -- The failed-run record is written by a separate (autonomous) transaction;

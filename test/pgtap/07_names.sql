@@ -1,20 +1,12 @@
-CREATE EXTENSION IF NOT EXISTS pgtap;
-CREATE EXTENSION IF NOT EXISTS pg_pipeline;
+\ir common/preamble.sql
 -- test/pgtap/07_names.sql
 --
 -- Names with capitals, spaces, quotes and reserved words in schemas, tables,
 -- columns and pipeline names: registration, created targets, runs, deletes,
 -- views, explain; unqualified targets follow the caller's search_path and
 -- unquoted names fold to lower case.
-SET client_min_messages = warning;
 
 SELECT plan(24);
-
-CREATE FUNCTION run_counts(bigint) RETURNS text LANGUAGE sql AS $$
-  SELECT format('%s read=%s ins=%s upd=%s del=%s unch=%s rej=%s',
-                status, rows_read, rows_inserted, rows_updated, rows_deleted,
-                rows_unchanged, rows_rejected)
-    FROM pipeline.runs WHERE run_id = $1 $$;
 
 CREATE SCHEMA "Raw Data";
 CREATE SCHEMA "Clean ""Data""";

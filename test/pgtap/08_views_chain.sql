@@ -1,21 +1,14 @@
-CREATE EXTENSION IF NOT EXISTS pgtap;
-CREATE EXTENSION IF NOT EXISTS pg_pipeline;
+\ir common/preamble.sql
 -- test/pgtap/08_views_chain.sql
 --
 -- A view as source (the view is the transform) and a chain of pipelines
 -- through the three stages: raw staging -> (view) -> cleaned table ->
 -- (aggregate view, full mode) -> aggregated table, plus an incremental
 -- pipeline whose source is the target of another pipeline.
-SET client_min_messages = warning;
 SET TimeZone = 'UTC';
 
 SELECT plan(21);
 
-CREATE FUNCTION run_counts(bigint) RETURNS text LANGUAGE sql AS $$
-  SELECT format('%s read=%s ins=%s upd=%s del=%s unch=%s rej=%s',
-                status, rows_read, rows_inserted, rows_updated, rows_deleted,
-                rows_unchanged, rows_rejected)
-    FROM pipeline.runs WHERE run_id = $1 $$;
 CREATE FUNCTION watermark_of(text) RETURNS text LANGUAGE sql AS $$
   SELECT watermark FROM pipeline.pipelines WHERE name = $1 $$;
 

@@ -1,5 +1,4 @@
-CREATE EXTENSION IF NOT EXISTS pgtap;
-CREATE EXTENSION IF NOT EXISTS pg_pipeline;
+\ir common/preamble.sql
 -- test/pgtap/09_privileges.sql
 --
 -- The security model: a pipeline belongs to the role that created it; other
@@ -9,7 +8,6 @@ CREATE EXTENSION IF NOT EXISTS pg_pipeline;
 -- checked at registration and at every run (42501, recorded as failed).
 --
 -- Roles are cluster-wide: created here if missing, never dropped.
-SET client_min_messages = warning;
 
 SELECT plan(35);
 
@@ -24,11 +22,6 @@ BEGIN
 END $$;
 GRANT pgtap_pp_alice TO pgtap_pp_carol;
 
-CREATE FUNCTION run_counts(bigint) RETURNS text LANGUAGE sql AS $$
-  SELECT format('%s read=%s ins=%s upd=%s del=%s unch=%s rej=%s',
-                status, rows_read, rows_inserted, rows_updated, rows_deleted,
-                rows_unchanged, rows_rejected)
-    FROM pipeline.runs WHERE run_id = $1 $$;
 CREATE FUNCTION last_failure(p text, after bigint, OUT status text, OUT error_sqlstate text)
 LANGUAGE plpgsql AS $$
 DECLARE deadline timestamptz := clock_timestamp() + interval '10 seconds';

@@ -1,11 +1,9 @@
+\ir common/preamble.sql
 -- test/pgtap/10_lineage_impact.sql: impact analysis on a graph of twelve
 -- pipelines (a fan-out, a fan-in, a diamond, views of views), checked
 -- against the graph as built; column lineage of expressions; the pictures
 -- list every pipeline with its last run status.
 BEGIN;
-CREATE EXTENSION IF NOT EXISTS pgtap;
-CREATE EXTENSION IF NOT EXISTS pg_pipeline;
-SET client_min_messages = warning;
 SELECT plan(25);
 
 CREATE SCHEMA g;

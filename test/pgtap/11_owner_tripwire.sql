@@ -1,5 +1,4 @@
-CREATE EXTENSION IF NOT EXISTS pgtap;
-CREATE EXTENSION IF NOT EXISTS pg_pipeline;
+\ir common/preamble.sql
 -- test/pgtap/11_owner_tripwire.sql
 --
 -- Owner code runs only as the owner, restricted, whoever calls. Owner
@@ -12,7 +11,6 @@ CREATE EXTENSION IF NOT EXISTS pg_pipeline;
 -- pinned. The worker path is test/t/012_owner_tripwire.pl.
 --
 -- Roles are cluster-wide: created here if missing, never dropped.
-SET client_min_messages = warning;
 
 SELECT plan(24);
 

@@ -1,5 +1,4 @@
-CREATE EXTENSION IF NOT EXISTS pgtap;
-CREATE EXTENSION IF NOT EXISTS pg_pipeline;
+\ir common/preamble.sql
 -- test/pgtap/property_incremental.sql
 --
 -- Property test, integer incremental column fed by a sequence (the strict
@@ -32,7 +31,6 @@ CREATE EXTENSION IF NOT EXISTS pg_pipeline;
 -- The driver runs in one DO block that commits as it goes (CALL run_batched
 -- must not run inside a transaction block or an exception block), records
 -- every check in prop.checks, and the TAP lines are emitted at the end.
-SET client_min_messages = warning;
 
 \set nseeds 20
 \set steps 25

@@ -1,5 +1,4 @@
-CREATE EXTENSION IF NOT EXISTS pgtap;
-CREATE EXTENSION IF NOT EXISTS pg_pipeline;
+\ir common/preamble.sql
 -- test/pgtap/property_lookback.sql
 --
 -- Property test, timestamptz incremental column with a 10-minute lookback.

@@ -1,0 +1,27 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/api/pg_pipeline.c
+ *
+ * Module entry point of pg_pipeline: the module magic and _PG_init, which
+ * installs the executor hook that reads a load's exact MERGE counts (a
+ * no-op for every statement but the engine's own MERGE), defines the GUCs,
+ * and, under shared_preload_libraries, registers the launchers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+
+#include "pipeline/workers.h"
+
+PG_MODULE_MAGIC;
+
+PGDLLEXPORT void _PG_init(void);
+
+void
+_PG_init(void)
+{
+	InstallCounterHooks();
+	LauncherInit();
+}

@@ -1,0 +1,308 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/api/registry_args.c
+ *
+ * The arguments of the registry's SQL functions: reading each one (22004
+ * for a required NULL), the name rules, and the validation of a whole
+ * definition's options, each mistake with its own SQLSTATE, before
+ * anything is written.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/timestamp.h"
+
+#include "pipeline/workers.h"
+#include "registry_internal.h"
+
+/* RequireArg raises 22004 when a required argument is NULL */
+void
+RequireArg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+}
+
+/* PipelineNameArg reads and checks the pipeline name argument */
+char *
+PipelineNameArg(FunctionCallInfo fcinfo, int argno)
+{
+	RequireArg(fcinfo, argno, "pipeline name");
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/* ValidateName checks a new pipeline name: not empty, at most 63 characters */
+void
+ValidateName(const char *name)
+{
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pipeline name must not be empty")));
+	if (pg_mbstrlen(name) > PIPELINE_NAME_MAXLEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("pipeline name is too long"),
+				 errdetail("The name has %d characters; the limit is %d.",
+						   pg_mbstrlen(name), PIPELINE_NAME_MAXLEN),
+				 errhint("Choose a shorter name.")));
+}
+
+/* CheckNameIsFree raises 42710 when a pipeline already has the name */
+void
+CheckNameIsFree(const char *name)
+{
+	if (LoadPipelineByName(name, true) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("pipeline \"%s\" already exists", name),
+				 errhint("Choose another name, or change it with pipeline.alter_pipeline.")));
+}
+
+/* OptionalText reads a text argument; NULL, or '' when empty_is_null, is NULL */
+char *
+OptionalText(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/* EmptyToNull maps the '' that clears an option in alter_pipeline to NULL */
+char *
+EmptyToNull(char *s)
+{
+	return (s && s[0] == '\0') ? NULL : s;
+}
+
+/*
+ * UniqueKeyArg turns the unique_key text[] into a list of column names,
+ * refusing NULL elements, empty names and repeated columns.
+ */
+List *
+UniqueKeyArg(FunctionCallInfo fcinfo, int argno)
+{
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *key = NIL;
+
+	if (PG_ARGISNULL(argno))
+		return NIL;
+	arr = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unique key must be a one-dimensional array of column names")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		char	   *col;
+		ListCell   *lc;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("unique key must not contain NULL")));
+		col = TextDatumGetCString(elems[i]);
+		if (col[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unique key must not contain an empty column name")));
+		foreach(lc, key)
+			if (strcmp(lfirst(lc), col) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("column \"%s\" appears twice in the unique key", col)));
+		key = lappend(key, col);
+	}
+	return key;
+}
+
+/* ModeArg parses a mode name, raising 22023 for an unknown one */
+LoadMode
+ModeArg(const char *text)
+{
+	LoadMode	mode;
+
+	if (!ParseLoadMode(text, &mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown mode \"%s\"", text),
+				 errhint("The modes are merge, append and full.")));
+	return mode;
+}
+
+/* LookbackArg reads a lookback: negative is refused, zero means none */
+Interval *
+LookbackArg(Interval *lookback)
+{
+	Interval	zero = {0};
+
+	if (lookback == NULL)
+		return NULL;
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(lookback),
+										  IntervalPGetDatum(&zero))) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lookback must not be negative"),
+				 errdetail("The lookback given is %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(lookback))))));
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(lookback),
+										  IntervalPGetDatum(&zero))) == 0)
+		return NULL;
+	return lookback;
+}
+
+/* MetadataArg checks that metadata is a JSON object */
+Jsonb *
+MetadataArg(Jsonb *metadata)
+{
+	if (!JB_ROOT_IS_OBJECT(metadata) || JB_ROOT_IS_SCALAR(metadata))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("metadata must be a JSON object"),
+				 errhint("Pass something like '{\"team\": \"finance\"}'.")));
+	return metadata;
+}
+
+/*
+ * PositiveIntervalArg reads a limit that must be longer than zero (a
+ * timeout, a freshness or timeliness limit, a retry delay). With allow_zero
+ * a zero removes the limit (NULL).
+ */
+Interval *
+PositiveIntervalArg(FunctionCallInfo fcinfo, int argno, const char *what, bool allow_zero)
+{
+	Interval   *value;
+	Interval	zero = {0};
+	int			cmp;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	value = PG_GETARG_INTERVAL_P(argno);
+	cmp = DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(value),
+											IntervalPGetDatum(&zero)));
+	if (cmp == 0 && allow_zero)
+		return NULL;
+	if (cmp <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be positive", what),
+				 errdetail("The value given is %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(value)))),
+				 errhint("%s", allow_zero ? "Pass '0' to remove it." : "Pass a positive interval.")));
+	return value;
+}
+
+/* MaxRetriesArg reads max_retries, refusing a negative count */
+int32
+MaxRetriesArg(FunctionCallInfo fcinfo, int argno)
+{
+	int32		n = PG_GETARG_INT32(argno);
+
+	if (n < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_retries must not be negative"),
+				 errdetail("The value given is %d.", n)));
+	return n;
+}
+
+/* DependsOnArg turns depends_on text[] into a list of pipeline names */
+List *
+DependsOnArg(FunctionCallInfo fcinfo, int argno)
+{
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(argno);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *names = NIL;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("depends_on must not contain NULL")));
+		names = lappend(names, TextDatumGetCString(elems[i]));
+	}
+	return names;
+}
+
+/* ValidateSchedule checks a cron schedule when one is given */
+void
+ValidateSchedule(const char *schedule)
+{
+	CronSchedule cs;
+
+	if (schedule)
+		ParseCronSchedule(schedule, &cs);
+}
+
+/* OptionError raises the 22023 of an option combination that cannot work */
+void
+OptionError(PipelineDef *def, const char *message, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s", message),
+			 errdetail("Pipeline \"%s\" has mode %s.", def->name, LoadModeName(def->mode)),
+			 errhint("%s", hint)));
+}
+
+/*
+ * ValidateOptions checks that the options of a definition fit together, before
+ * any relation is looked at.
+ */
+void
+ValidateOptions(PipelineDef *def)
+{
+	if (def->mode != LOAD_MODE_APPEND && def->unique_key == NIL)
+		OptionError(def, psprintf("mode %s needs a unique key", LoadModeName(def->mode)),
+					"Pass unique_key, or use mode append.");
+	if (def->soft_delete && def->delete_column == NULL)
+		OptionError(def, "soft_delete needs a delete column",
+					"Pass delete_column: the boolean source column that flags deleted rows.");
+	if (def->mode == LOAD_MODE_APPEND && def->delete_column)
+		OptionError(def, "mode append does not delete",
+					"Use mode merge to apply deletes, or leave out delete_column.");
+	if (def->lookback && def->incremental_column == NULL)
+		OptionError(def, "lookback needs an incremental column",
+					"Pass incremental_column, or leave out lookback.");
+	if (def->batch_rows > 0 && def->incremental_column == NULL)
+		OptionError(def, "batch_rows needs an incremental column",
+					"Batches are cut along the incremental column.");
+	if (def->mode == LOAD_MODE_FULL && def->lookback)
+		OptionError(def, "mode full reads the whole source and takes no lookback",
+					"Leave out lookback.");
+	if (def->mode == LOAD_MODE_FULL && def->batch_rows > 0)
+		OptionError(def, "mode full cannot run in batches",
+					"Leave out batch_rows, or use mode merge.");
+	if (def->mode == LOAD_MODE_APPEND && def->unique_key == NIL)
+	{
+		if (def->incremental_column == NULL)
+			OptionError(def, "mode append without a unique key needs an incremental column",
+						"Without either, every run would append the whole source again.");
+		if (def->lookback)
+			OptionError(def, "mode append without a unique key cannot re-read a lookback",
+						"Pass unique_key so that re-read rows are skipped, or leave out lookback.");
+	}
+}

@@ -1,0 +1,81 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/common/util.c
+ *
+ * Small helpers several layers share, so that each is written once: a
+ * nullable text parameter for SPI, a JSON member with an escaped string
+ * value (or null), and SHA-256 through PostgreSQL's cryptohash.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+
+#include "pipeline/common.h"
+
+/* TextOrNull returns a text Datum for a C string and sets SPI's null flag */
+Datum
+TextOrNull(const char *s, char *null)
+{
+	*null = s ? ' ' : 'n';
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+/*
+ * AppendJsonMember appends "key":"value" (value escaped, or null), after a
+ * comma if asked; with a NULL key only the value.
+ */
+void
+AppendJsonMember(StringInfo buf, const char *key, const char *value, bool comma)
+{
+	if (comma)
+		appendStringInfoChar(buf, ',');
+	if (key)
+	{
+		escape_json(buf, key);
+		appendStringInfoChar(buf, ':');
+	}
+	if (value)
+		escape_json(buf, value);
+	else
+		appendStringInfoString(buf, "null");
+}
+
+/* Sha256 computes the SHA-256 digest of data into digest (32 bytes) */
+void
+Sha256(const char *data, size_t len, uint8 *digest)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0 ||
+		pg_cryptohash_final(ctx, digest, PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "could not compute SHA-256: %s",
+			 ctx ? pg_cryptohash_error(ctx) : "out of memory");
+	pg_cryptohash_free(ctx);
+}
+
+/* HexString spells bytes as lower-case hex */
+char *
+HexString(const uint8 *bytes, int len)
+{
+	char	   *s = palloc(len * 2 + 1);
+
+	for (int i = 0; i < len; i++)
+		sprintf(s + i * 2, "%02x", bytes[i]);
+	return s;
+}
+
+/* Sha256Hex returns the hex SHA-256 of data */
+char *
+Sha256Hex(const char *data, size_t len)
+{
+	uint8		d[PG_SHA256_DIGEST_LENGTH];
+
+	Sha256(data, len, d);
+	return HexString(d, PG_SHA256_DIGEST_LENGTH);
+}

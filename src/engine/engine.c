@@ -1,0 +1,612 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/engine/engine.c
+ *
+ * One run of a pipeline, in the caller's transaction (pipeline.run) or in
+ * committed batches (pipeline.run_batched):
+ *
+ *   1. take the pipeline's run lock without waiting; if another run holds
+ *      it, record a skipped run and return;
+ *   2. lock and read the watermark (READ COMMITTED only, so that every
+ *      statement sees what committed before it);
+ *   3. read the high-water mark, then wait for every transaction that holds
+ *      a write lock on a base table of the source, so that no row committed
+ *      later with a value at or below the mark is skipped;
+ *   4. lock the target SHARE ROW EXCLUSIVE and load the window (watermark -
+ *      lookback, high-water mark] with one set-based statement;
+ *   5. store the new watermark and the run record in the same transaction.
+ *
+ * Steps 2-5 run in a subtransaction. On error it is rolled back (load and
+ * watermark together), the failed run is recorded by an autonomous worker
+ * (recorders/failure_recorder.c), and the error is re-thrown to the caller.
+ *
+ * The run lock is an advisory lock (locktag_field4 = PIPELINE_RUN_LOCK_CLASS)
+ * held to the end of the caller's transaction, or for the whole of a
+ * batched run at session level.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/guc.h"
+#include "utils/syscache.h"
+#include "catalog/pg_class.h"
+#include "access/htup_details.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "pipeline/engine.h"
+#include "run_internal.h"
+
+PIPELINE_FUNCTION(pipeline_run);
+PIPELINE_FUNCTION(pipeline_run_batched);
+
+/* The state of one run, kept outside its subtransactions */
+typedef struct RunState
+{
+	PipelineDef *def;
+	int64		run_id;
+	TimestampTz started_at;
+	LoadCounts	counts;
+	int			batches;
+	char	   *wm_from;
+	char	   *wm_to;
+	RunRequest *req;
+	bool		record_exists;	/* a 'running' record was written before */
+	/* batched runs: the high-water mark fixed by the first batch */
+	bool		have_hwm;
+	Datum		hwm;
+	bool		finished;
+} RunState;
+
+/*
+ * SummariseRun describes a run for its lineage and audit records
+ * (recorders/audit_entries.c); the summary points into rs, so it lives as long as rs.
+ */
+static RunSummary *
+SummariseRun(RunState *rs, const char *status)
+{
+	RunSummary *s = palloc0(sizeof(RunSummary));
+
+	s->run_id = rs->run_id;
+	s->def = rs->def;
+	s->status = status;
+	s->started_at = rs->started_at;
+	s->counts = &rs->counts;
+	s->batches = rs->batches;
+	s->wm_from = rs->wm_from;
+	s->wm_to = rs->wm_to;
+	s->triggered_by = rs->req->triggered_by;
+	s->parent_run_id = rs->req->parent_run_id;
+	return s;
+}
+
+/* RequireReadCommitted refuses isolation levels that would hide new rows */
+static void
+RequireReadCommitted(PipelineDef *def)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("pipeline \"%s\" cannot run in a %s transaction", def->name,
+						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errdetail("A run must see rows committed after its transaction began, or it would skip them for good."),
+				 errhint("Run it in a READ COMMITTED transaction.")));
+}
+
+/* SetRunLockTag names the advisory lock that serialises runs of a pipeline */
+static void
+SetRunLockTag(LOCKTAG *tag, int64 pipeline_id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (pipeline_id >> 32),
+						 (uint32) pipeline_id, PIPELINE_RUN_LOCK_CLASS);
+}
+
+/* TryLockPipeline takes the run lock if it is free; it never waits */
+bool
+TryLockPipeline(int64 pipeline_id, bool session)
+{
+	LOCKTAG		tag;
+
+	SetRunLockTag(&tag, pipeline_id);
+	return LockAcquire(&tag, ExclusiveLock, session, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+void
+UnlockPipeline(int64 pipeline_id)
+{
+	LOCKTAG		tag;
+
+	SetRunLockTag(&tag, pipeline_id);
+	LockRelease(&tag, ExclusiveLock, true);
+}
+
+/*
+ * LockCurrentDefinition locks the pipeline's watermark row and makes the run
+ * use the definition current from then on. A pipeline paused while the run
+ * waited is refused; a batched run stops when its source, incremental
+ * column or target changed between batches, since its window was cut for
+ * the old ones.
+ */
+static PipelineDef *
+LockCurrentDefinition(RunState *rs)
+{
+	PipelineDef *def = LockPipelineForRun(rs->def);
+
+	if (!def->active)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pipeline \"%s\" was paused before it could run", def->name),
+				 errhint("Resume it with SELECT pipeline.resume(%s).", quote_literal_cstr(def->name))));
+	if (rs->batches > 0 &&
+		(strcmp(def->source_schema, rs->def->source_schema) != 0 ||
+		 strcmp(def->source_table, rs->def->source_table) != 0 ||
+		 strcmp(def->target_schema, rs->def->target_schema) != 0 ||
+		 strcmp(def->target_table, rs->def->target_table) != 0 ||
+		 def->incremental_column == NULL ||
+		 strcmp(def->incremental_column, rs->def->incremental_column) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pipeline \"%s\" was altered during its batched run", def->name),
+				 errdetail("Its source, target or incremental column changed after batch %d.", rs->batches),
+				 errhint("Run it again.")));
+	def->batch_rows = rs->def->batch_rows;	/* the size this call asked for */
+	rs->def = def;
+	SetLineageRunId(rs->run_id);
+	return def;
+}
+
+/*
+ * PrepareRun resolves the plan and checks, as of now, that the owner may
+ * still read the source and write the target.
+ */
+static LoadPlan *
+PrepareRun(RunState *rs)
+{
+	LoadPlan   *plan = BuildLoadPlan(rs->def);
+
+	CheckPipelinePrivileges(rs->def, plan->source_relid, plan->target_relid, rs->def->owner);
+	return plan;
+}
+
+/*
+ * RunOnce performs a whole run in the current (sub)transaction: window,
+ * wait, load, watermark, run record.
+ */
+static void
+RunOnce(RunState *rs)
+{
+	PipelineDef *def = LockCurrentDefinition(rs);
+	LoadPlan   *plan = PrepareRun(rs);
+	bool		has_lower = false;
+	bool		has_upper = false;
+	bool		nothing_new = false;
+	Datum		lower = (Datum) 0;
+	Datum		upper = (Datum) 0;
+
+	rs->wm_from = def->watermark;
+	rs->wm_to = rs->wm_from;
+	if (plan->incremental)
+	{
+		Oid			typid = plan->incremental->typid;
+		bool		has_wm = rs->wm_from != NULL;
+		Datum		wm = has_wm ? WatermarkFromText(rs->wm_from, typid, plan->incremental->typmod, def->owner) : (Datum) 0;
+		bool		hwm_null;
+		Datum		hwm = ReadHighWaterMark(plan, &hwm_null, &rs->counts);
+
+		if (hwm_null)
+			nothing_new = true;
+		else if (has_wm && def->lookback == NULL &&
+				 CompareWatermarks(hwm, wm, typid, plan->incremental->collid) <= 0)
+			nothing_new = true;
+		else
+		{
+			WaitForSourceWriters(plan);
+			has_upper = true;
+			upper = hwm;
+			if (has_wm)
+			{
+				has_lower = true;
+				lower = def->lookback ? SubtractLookback(wm, def->lookback, typid) : wm;
+				if (CompareWatermarks(hwm, wm, typid, plan->incremental->collid) < 0)
+					hwm = wm;	/* rows were removed: never move backwards */
+			}
+			rs->wm_to = WatermarkToText(hwm, typid);
+		}
+	}
+	if (!nothing_new)
+	{
+		ExecuteLoadStep(plan, has_lower, lower, has_upper, upper, &rs->counts);
+		rs->batches = 1;
+		RefreshSourceRelations(def->id, plan->source_relid);
+		if (rs->counts.inserted + rs->counts.updated + rs->counts.deleted > 0)
+			EnqueueDownstream(def->id, rs->run_id);
+	}
+	if (rs->wm_to && (rs->wm_from == NULL || strcmp(rs->wm_to, rs->wm_from) != 0))
+		StoreWatermark(def->id, rs->wm_to, rs->run_id);
+	if (rs->record_exists)
+		UpdateRunRecord(rs->run_id, "succeeded", true, &rs->counts, rs->batches,
+						rs->wm_from, rs->wm_to);
+	else
+		InsertRunRecord(rs->run_id, def, "succeeded", rs->started_at, true, &rs->counts,
+						rs->batches, rs->wm_from, rs->wm_to, rs->req);
+	RecordRunEnd(SummariseRun(rs, "succeeded"), CurrentConfigVersion(rs->def->id));
+}
+
+/* The failure of the last run whose caller records failures itself */
+static FailedRun *inline_failure = NULL;
+
+/*
+ * TakeInlineFailure hands over (once) the failure of the last run made with
+ * record_failure_inline; it lives in TopMemoryContext so that it survives
+ * the abort of the run's transaction.
+ */
+FailedRun *
+TakeInlineFailure(void)
+{
+	FailedRun  *f = inline_failure;
+
+	inline_failure = NULL;
+	return f;
+}
+
+/* KeepInlineFailure copies a failure into TopMemoryContext for the caller */
+static void
+KeepInlineFailure(FailedRun *failed)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	FailedRun  *copy = palloc(sizeof(FailedRun));
+
+	*copy = *failed;
+	copy->def = CopyDefIdentity(failed->def);
+	copy->wm_from = failed->wm_from ? pstrdup(failed->wm_from) : NULL;
+	copy->wm_to = failed->wm_to ? pstrdup(failed->wm_to) : NULL;
+	copy->message = failed->message ? pstrdup(failed->message) : NULL;
+	copy->triggered_by = pstrdup(failed->triggered_by);
+	MemoryContextSwitchTo(old);
+	inline_failure = copy;
+}
+
+/*
+ * RunGuarded runs step(rs) in a subtransaction. On error it rolls the
+ * subtransaction back, records the failed run autonomously and re-throws.
+ */
+static void
+RunGuarded(RunState *rs, void (*step) (RunState *rs))
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	LoadCounts	before = rs->counts;
+	int			batches_before = rs->batches;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		step(rs);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		FailedRun	failed;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+
+		memset(&failed, 0, sizeof(failed));
+		failed.run_id = rs->run_id;
+		failed.def = rs->def;
+		failed.started_at = rs->started_at;
+		failed.counts = before;
+		failed.batches = batches_before;
+		failed.wm_from = rs->wm_from;
+		failed.wm_to = rs->batches > 0 ? rs->wm_to : rs->wm_from;
+		failed.triggered_by = rs->req->triggered_by;
+		failed.parent_run_id = rs->req->parent_run_id;
+		failed.attempt = rs->req->attempt;
+		failed.sqlerrcode = edata->sqlerrcode;
+		failed.message = edata->message;
+		if (rs->req->record_failure_inline)
+			KeepInlineFailure(&failed);	/* the caller records and audits it */
+		else
+		{
+			RecordFailedRun(&failed);
+			AuditFailedRun(&failed, CurrentConfigVersion(failed.def->id));
+		}
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+}
+
+/* StartRunState fills the parts of a run's state known before it starts */
+static void
+StartRunState(RunState *rs, PipelineDef *def, RunRequest *req)
+{
+	memset(rs, 0, sizeof(RunState));
+	rs->def = def;
+	rs->req = req;
+	rs->wm_from = def->watermark;
+}
+
+/*
+ * CheckRunnable refuses runs that the caller may not start or that the
+ * pipeline's state forbids.
+ */
+static void
+CheckRunnable(PipelineDef *def)
+{
+	CheckPipelineOwner(def, "run");
+	if (!def->active)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pipeline \"%s\" is paused", def->name),
+				 errhint("Resume it with SELECT pipeline.resume(%s).", quote_literal_cstr(def->name))));
+	RequireReadCommitted(def);
+}
+
+/* RecordSkippedRun records that a run found another one in progress */
+static int64
+RecordSkippedRun(RunState *rs)
+{
+	LoadCounts	zero = {0};
+
+	rs->run_id = NextRunId();
+	InsertRunRecord(rs->run_id, rs->def, "skipped", GetCurrentTimestamp(), true, &zero,
+					0, NULL, NULL, rs->req);
+	RecordSkippedRunAudit(SummariseRun(rs, "skipped"));
+	ereport(NOTICE,
+			(errmsg("pipeline \"%s\" is already running; run %lld skipped",
+					rs->def->name, (long long) rs->run_id)));
+	return rs->run_id;
+}
+
+/*
+ * RunPipeline runs a pipeline now in the caller's transaction and returns
+ * the run id. Callers must be connected to SPI with search_path pinned. A
+ * background worker passes the id of the 'running' record it committed
+ * before, and holds the run lock already.
+ */
+int64
+RunPipeline(PipelineDef *def, RunRequest *req)
+{
+	RunState	rs;
+
+	StartRunState(&rs, def, req);
+	CheckRunnable(def);
+	if (!TryLockPipeline(def->id, false))
+		return RecordSkippedRun(&rs);
+
+	rs.record_exists = req->run_id > 0;
+	rs.run_id = rs.record_exists ? req->run_id : NextRunId();
+	rs.started_at = GetCurrentTimestamp();
+	FailStaleRuns(def->id, rs.run_id);
+	RunGuarded(&rs, RunOnce);
+	return rs.run_id;
+}
+
+/* pipeline.run(name) */
+Datum
+pipeline_run(PG_FUNCTION_ARGS)
+{
+	int			nestlevel;
+	int64		run_id;
+	RunRequest	req = {"manual", 0, 1, 0, false};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline name must not be NULL")));
+	SPI_connect();
+	nestlevel = PinSearchPath();
+	run_id = RunPipeline(LoadPipelineByName(text_to_cstring(PG_GETARG_TEXT_PP(0)), false), &req);
+	UnpinSearchPath(nestlevel);
+	SPI_finish();
+	PG_RETURN_INT64(run_id);
+}
+
+/*
+ * RunBatch loads the next batch of a batched run: at most batch_rows source
+ * rows past the watermark (more only when a single incremental value has
+ * more rows), up to the high-water mark the first batch fixed.
+ */
+static void
+RunBatch(RunState *rs)
+{
+	PipelineDef *def = LockCurrentDefinition(rs);
+	LoadPlan   *plan = PrepareRun(rs);
+	LoadColumn *inc = plan->incremental;
+	char	   *wm_text = def->watermark;
+	bool		has_wm = wm_text != NULL;
+	Datum		wm = has_wm ? WatermarkFromText(wm_text, inc->typid, inc->typmod, def->owner) : (Datum) 0;
+	bool		first = rs->batches == 0;
+	bool		isnull;
+	Datum		bound;
+	Oid			types[3] = {inc->typid, inc->typid, INT8OID};
+	Datum		values[3];
+
+	if (first)
+	{
+		rs->wm_from = wm_text;
+		rs->wm_to = wm_text;
+		rs->hwm = ReadHighWaterMark(plan, &isnull, &rs->counts);
+		rs->have_hwm = !isnull;
+		if (!rs->have_hwm ||
+			(has_wm && def->lookback == NULL &&
+			 CompareWatermarks(rs->hwm, wm, inc->typid, inc->collid) <= 0))
+		{
+			rs->finished = true;
+			return;
+		}
+		WaitForSourceWriters(plan);
+	}
+
+	values[0] = wm;
+	values[1] = rs->hwm;
+	values[2] = Int64GetDatum(def->batch_rows);
+	bound = QueryAsOwner(def, BuildBatchBoundQuery(plan, has_wm), 3, types, values, &isnull);
+	if (isnull)
+	{
+		bound = rs->hwm;
+		rs->finished = true;
+	}
+	else
+	{
+		Datum		below;
+
+		values[1] = bound;
+		below = QueryAsOwner(def, BuildBatchFallbackQuery(plan, has_wm), 2, types, values, &isnull);
+		if (!isnull)
+			bound = below;
+	}
+	if (has_wm && CompareWatermarks(bound, wm, inc->typid, inc->collid) < 0)
+		bound = wm;
+	if (CompareWatermarks(bound, rs->hwm, inc->typid, inc->collid) >= 0)
+		rs->finished = true;
+
+	{
+		LoadCounts	before = rs->counts;
+
+		ExecuteLoadStep(plan, has_wm,
+						(first && has_wm && def->lookback) ? SubtractLookback(wm, def->lookback, inc->typid) : wm,
+						true, bound, &rs->counts);
+		if (rs->counts.inserted + rs->counts.updated + rs->counts.deleted >
+			before.inserted + before.updated + before.deleted)
+			EnqueueDownstream(def->id, rs->run_id);
+	}
+	if (first)
+		RefreshSourceRelations(def->id, plan->source_relid);
+	rs->batches++;
+	rs->wm_to = WatermarkToText(bound, inc->typid);
+	if (wm_text == NULL || strcmp(rs->wm_to, wm_text) != 0)
+		StoreWatermark(def->id, rs->wm_to, rs->run_id);
+	UpdateRunRecord(rs->run_id, "running", false, &rs->counts, rs->batches, NULL, rs->wm_to);
+}
+
+/* RequireNonAtomic refuses run_batched where it cannot commit */
+static void
+RequireNonAtomic(FunctionCallInfo fcinfo)
+{
+	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
+		castNode(CallContext, fcinfo->context)->atomic)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+				 errmsg("pipeline.run_batched cannot run inside a transaction block"),
+				 errdetail("A batched run commits after every batch."),
+				 errhint("CALL it outside BEGIN ... COMMIT, or use pipeline.run.")));
+}
+
+/*
+ * RunBatchedCall performs a run in committed batches for a CALL (of
+ * pipeline.run_batched or pipeline.scheduled_run). The run lock is held at
+ * session level across the commits and released on every way out.
+ */
+void
+RunBatchedCall(FunctionCallInfo fcinfo, const char *name, int64 batch_rows,
+			   const char *triggered_by)
+{
+	PipelineDef *def;
+	RunState	rs;
+	RunRequest	req = {triggered_by, 0, 1, 0, false};
+	int			nestlevel;
+	LoadCounts	zero = {0};
+
+	RequireNonAtomic(fcinfo);
+	SPI_connect_ext(SPI_OPT_NONATOMIC);
+	nestlevel = PinSearchPath();
+	def = LoadPipelineByName(name, false);
+	if (batch_rows != 0)
+		def->batch_rows = batch_rows;
+	StartRunState(&rs, def, &req);
+	CheckRunnable(def);
+	if (def->incremental_column == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pipeline \"%s\" has no incremental column to batch by", def->name),
+				 errhint("Use pipeline.run, or give the pipeline an incremental column.")));
+	if (def->batch_rows <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch size of pipeline \"%s\" must be positive", def->name),
+				 errdetail("The batch size is %lld.", (long long) def->batch_rows),
+				 errhint("Pass batch_rows, or set it with pipeline.alter_pipeline.")));
+	if (!TryLockPipeline(def->id, true))
+	{
+		RecordSkippedRun(&rs);
+		UnpinSearchPath(nestlevel);
+		SPI_finish();
+		return;
+	}
+
+	PG_TRY();
+	{
+		rs.run_id = NextRunId();
+		rs.started_at = GetCurrentTimestamp();
+		FailStaleRuns(def->id, rs.run_id);
+		InsertRunRecord(rs.run_id, def, "running", rs.started_at, false, &zero, 0,
+						def->watermark, def->watermark, &req);
+		rs.wm_from = def->watermark;
+		RecordRunStart(SummariseRun(&rs, "running"));
+		UnpinSearchPath(nestlevel);
+		SPI_commit();
+
+		while (!rs.finished)
+		{
+			nestlevel = PinSearchPath();
+			RequireReadCommitted(def);
+			RunGuarded(&rs, RunBatch);
+			if (rs.finished)
+			{
+				UpdateRunRecord(rs.run_id, "succeeded", true, &rs.counts, rs.batches,
+								rs.wm_from, rs.wm_to);
+				RecordRunEnd(SummariseRun(&rs, "succeeded"), CurrentConfigVersion(rs.def->id));
+			}
+			UnpinSearchPath(nestlevel);
+			SPI_commit();
+		}
+	}
+	PG_FINALLY();
+	{
+		UnlockPipeline(def->id);
+	}
+	PG_END_TRY();
+	SPI_finish();
+}
+
+/* pipeline.run_batched(name, batch_rows) */
+Datum
+pipeline_run_batched(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline name must not be NULL")));
+	if (!PG_ARGISNULL(1) && PG_GETARG_INT64(1) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch size of pipeline \"%s\" must be positive",
+						text_to_cstring(PG_GETARG_TEXT_PP(0))),
+				 errdetail("The batch size is %lld.", (long long) PG_GETARG_INT64(1)),
+				 errhint("Pass batch_rows, or set it with pipeline.alter_pipeline.")));
+	RunBatchedCall(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(0)),
+				   PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1), "manual");
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,193 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/engine/load_step.c
+ *
+ * The data work of one run, each piece as the pipeline's owner through
+ * EnterOwnerContext: reading the source's high-water mark (rows at
+ * +infinity kept out of it), waiting for the writers in flight on the
+ * source's base tables, the window's lower bound with a lookback, and one
+ * load step (the statements of planner.c with the window as parameters,
+ * and their exact counts). engine.c drives them through a run.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "pipeline/engine.h"
+#include "run_internal.h"
+
+/* QueryAsOwner runs one data query as the pipeline owner; returns datum 1 */
+Datum
+QueryAsOwner(PipelineDef *def, const char *sql, int nargs, Oid *types,
+			 Datum *values, bool *isnull)
+{
+	OwnerContext ctx;
+	int			rc;
+	Datum		result = (Datum) 0;
+
+	EnterOwnerContext(&ctx, def->owner);
+	/* not read-only: each query takes a fresh snapshot under READ COMMITTED */
+	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 1);
+	LeaveOwnerContext(&ctx);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_pipeline query failed: %s", SPI_result_code_string(rc));
+	*isnull = true;
+	if (SPI_processed > 0)
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+	return result;
+}
+
+/*
+ * ReadHighWaterMark reads the greatest incremental value in the source, as
+ * the owner. Rows at +infinity never become the mark: they would put the
+ * watermark past every later row and stop the pipeline without a failure.
+ * They stay in the source, are not loaded, and are counted as read and
+ * rejected by the run (docs/exactly-once.md), with a WARNING naming them.
+ */
+Datum
+ReadHighWaterMark(LoadPlan *plan, bool *isnull, LoadCounts *counts)
+{
+	PipelineDef *def = plan->def;
+	Oid			typid = plan->incremental->typid;
+	Datum		hwm = QueryAsOwner(def, BuildHighWaterQuery(plan), 0, NULL, NULL, isnull);
+	bool		count_null;
+	int64		at_infinity;
+
+	if (*isnull || !WatermarkIsPlusInfinity(hwm, typid))
+		return hwm;
+	at_infinity = DatumGetInt64(QueryAsOwner(def, BuildInfiniteRowsQuery(plan), 0, NULL,
+											 NULL, &count_null));
+	counts->read += at_infinity;
+	counts->rejected += at_infinity;
+	ereport(WARNING,
+			(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+			 errmsg("pipeline \"%s\" did not load %lld source rows whose \"%s\" is infinity",
+					def->name, (long long) at_infinity, plan->incremental->name),
+			 errdetail("Source %s: a row at infinity would move the watermark past every later row. Such rows are counted as rejected by every run until they change.",
+					   plan->source_ident),
+			 errhint("Give these rows a finite %s in the source, or delete them.",
+					 quote_identifier(plan->incremental->name))));
+	return QueryAsOwner(def, BuildFiniteHighWaterQuery(plan), 0, NULL, NULL, isnull);
+}
+
+/*
+ * WaitForSourceWriters waits for every transaction that holds a lock
+ * conflicting with SHARE on a base table of the source (that is, every
+ * transaction that has written to it and not yet ended), the way CREATE
+ * INDEX CONCURRENTLY waits for writers.
+ */
+void
+WaitForSourceWriters(LoadPlan *plan)
+{
+	List	   *tags = NIL;
+	ListCell   *lc;
+
+	foreach(lc, CollectBaseTables(plan->source_relid))
+	{
+		LOCKTAG    *tag = palloc(sizeof(LOCKTAG));
+
+		SET_LOCKTAG_RELATION(*tag, MyDatabaseId, lfirst_oid(lc));
+		tags = lappend(tags, tag);
+	}
+	WaitForLockersMultiple(tags, ShareLock, false);
+}
+
+/* SubtractLookback computes watermark - lookback in the column's type */
+Datum
+SubtractLookback(Datum wm, Interval *lookback, Oid typid)
+{
+	Oid			base = getBaseType(typid);
+
+	if (base == TIMESTAMPTZOID)
+		return DirectFunctionCall2(timestamptz_mi_interval, wm, IntervalPGetDatum(lookback));
+	if (base == TIMESTAMPOID)
+		return DirectFunctionCall2(timestamp_mi_interval, wm, IntervalPGetDatum(lookback));
+	if (base == DATEOID)
+		return DirectFunctionCall1(timestamp_date,
+								   DirectFunctionCall2(date_mi_interval, wm,
+													   IntervalPGetDatum(lookback)));
+	elog(ERROR, "lookback applies to time columns only");
+	return (Datum) 0;
+}
+
+/* TargetStatsSayEmpty: the target was analyzed (or vacuumed) while empty */
+static bool
+TargetStatsSayEmpty(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	bool		empty;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	empty = ((Form_pg_class) GETSTRUCT(tup))->reltuples == 0;
+	ReleaseSysCache(tup);
+	return empty;
+}
+
+/*
+ * ExecuteLoadStep runs the statements of one load step as the pipeline
+ * owner with the window bounds as parameters, and adds their exact counts.
+ */
+void
+ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
+				Datum upper, LoadCounts *counts)
+{
+	LoadStatements *stmts = BuildLoadStatements(plan, has_lower, has_upper);
+	Oid			types[2];
+	Datum		values[2] = {lower, upper};
+	int			nargs = plan->incremental ? 2 : 0;
+	OwnerContext ctx;
+	int			rc;
+	int			guc_level;
+
+	if (plan->incremental)
+		types[0] = types[1] = plan->incremental->typid;
+
+	LockRelationOid(plan->target_relid, ShareRowExclusiveLock);
+	/*
+	 * No JIT for the load: the row counter's cost (which keeps it the last
+	 * filter) would otherwise push every large load over jit_above_cost, and
+	 * compiling a set-based MERGE costs more than it saves.
+	 */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	/*
+	 * A target analyzed while empty makes the planner trust it to stay
+	 * empty and pick a nested loop over a scan of it, which is quadratic as
+	 * the load fills it; without nested loops it hashes instead.
+	 */
+	if (TargetStatsSayEmpty(plan->target_relid))
+		(void) set_config_option("enable_nestloop", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	EnterOwnerContext(&ctx, plan->def->owner);
+	if (stmts->prepare)
+	{
+		rc = SPI_execute(stmts->prepare, false, 0);
+		if (rc != SPI_OK_DELETE && rc != SPI_OK_UPDATE)
+			elog(ERROR, "pg_pipeline could not remove vanished keys: %s", SPI_result_code_string(rc));
+		counts->deleted += SPI_processed;
+	}
+	ResetLoadCounters();
+	if (stmts->load_is_merge)
+		ArmMergeCapture();
+	rc = SPI_execute_with_args(stmts->load, nargs, types, values, NULL, false, 0);
+	if (rc != SPI_OK_MERGE && rc != SPI_OK_INSERT)
+		elog(ERROR, "pg_pipeline load failed: %s", SPI_result_code_string(rc));
+	CollectLoadCounters(stmts, SPI_processed, counts);
+	LeaveOwnerContext(&ctx);
+	AtEOXact_GUC(true, guc_level);
+}

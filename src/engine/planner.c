@@ -1,0 +1,586 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/engine/planner.c
+ *
+ * Turns a resolved load plan into the SQL a run executes: the high-water
+ * mark query, the batch boundary queries, and the one set-based load
+ * statement per step (MERGE, or INSERT for keyless appends, plus the delete
+ * of vanished keys in full mode). Pure string building: nothing here runs a
+ * statement, so pipeline.explain shows exactly what a run would execute.
+ *
+ * Every identifier is quoted, every value is a parameter ($1 = lower bound
+ * of the window, $2 = upper bound), and operators that do not live in
+ * pg_catalog are schema-qualified, because runs pin search_path to
+ * pg_catalog, pg_temp.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_operator.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "pipeline/engine.h"
+
+/* The name of the de-duplication counter's column, unless a source column has it */
+#define KEPT_COLUMN "__pipeline_kept"
+
+/* The value a run writes into the pipeline's lineage column (recorders/lineage_store.c) */
+#define LINEAGE_RUN_ID "pipeline._current_run_id()"
+
+/* LineageColumn returns the quoted lineage column of the target, or NULL */
+static const char *
+LineageColumn(LoadPlan *plan)
+{
+	return plan->def->lineage_column ? quote_identifier(plan->def->lineage_column) : NULL;
+}
+
+/*
+ * InternalColumnName returns a name for a column the generated SQL adds,
+ * based on base and distinct from every column the plan loads, so that no
+ * user column name, whatever it is, can make a reference ambiguous.
+ */
+static char *
+InternalColumnName(LoadPlan *plan, const char *base)
+{
+	char	   *name = pstrdup(base);
+
+	for (int n = 1;; n++)
+	{
+		ListCell   *lc;
+		bool		taken = false;
+
+		foreach(lc, plan->columns)
+			if (strcmp(((LoadColumn *) lfirst(lc))->name, name) == 0)
+				taken = true;
+		if (!taken)
+			return name;
+		name = psprintf("%s_%d", base, n);
+	}
+}
+
+/* Col returns alias."column" */
+static char *
+Col(const char *alias, const char *column)
+{
+	return psprintf("%s.%s", alias, quote_identifier(column));
+}
+
+/* AppendColumns appends alias."c1", alias."c2", ... (bare names if alias NULL) */
+static void
+AppendColumns(StringInfo buf, List *columns, const char *alias)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	foreach(lc, columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		appendStringInfo(buf, "%s%s", first ? "" : ", ",
+						 alias ? Col(alias, col->name) : quote_identifier(col->name));
+		first = false;
+	}
+}
+
+/* OperatorNamespace returns the schema an operator lives in */
+static Oid
+OperatorNamespace(Oid opr)
+{
+	HeapTuple	tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(opr));
+	Oid			nsp;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for operator %u", opr);
+	nsp = ((Form_pg_operator) GETSTRUCT(tup))->oprnamespace;
+	ReleaseSysCache(tup);
+	return nsp;
+}
+
+/* EqualityOperator spells a column's equality operator, qualified if needed */
+static char *
+EqualityOperator(LoadColumn *col)
+{
+	if (OperatorNamespace(col->eq_opr) == PG_CATALOG_NAMESPACE)
+		return "=";
+	return psprintf("OPERATOR(%s.%s)",
+					quote_identifier(get_namespace_name(OperatorNamespace(col->eq_opr))),
+					get_opname(col->eq_opr));
+}
+
+/* AppendKeyJoin appends t."k1" = s."k1" AND ... for the unique key */
+static void
+AppendKeyJoin(StringInfo buf, LoadPlan *plan, const char *left, const char *right)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (!col->is_key)
+			continue;
+		appendStringInfo(buf, "%s%s %s %s", first ? "" : " AND ",
+						 Col(left, col->name), EqualityOperator(col), Col(right, col->name));
+		first = false;
+	}
+}
+
+/*
+ * AppendDistinct appends a test that a column differs between target and
+ * source, NULLs included; types without equality compare as text.
+ */
+static void
+AppendDistinct(StringInfo buf, LoadColumn *col)
+{
+	char	   *t = Col("t", col->name);
+	char	   *s = Col("s", col->name);
+
+	if (!OidIsValid(col->eq_opr))
+		appendStringInfo(buf, "%s::pg_catalog.text IS DISTINCT FROM %s::pg_catalog.text", t, s);
+	else if (OperatorNamespace(col->eq_opr) == PG_CATALOG_NAMESPACE)
+		appendStringInfo(buf, "%s IS DISTINCT FROM %s", t, s);
+	else
+		appendStringInfo(buf, "NOT ((%s %s %s) IS TRUE OR (%s IS NULL AND %s IS NULL))",
+						 t, EqualityOperator(col), s, t, s);
+}
+
+/* AppendWindowPredicate appends the incremental window condition, if any */
+static void
+AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
+					  bool has_lower, bool has_upper, const char *upper_op)
+{
+	char	   *inc;
+
+	if (plan->incremental == NULL || (!has_lower && !has_upper))
+		return;
+	inc = Col(alias, plan->incremental->name);
+	appendStringInfoString(buf, " WHERE ");
+	if (has_lower)
+		appendStringInfo(buf, "%s > $1", inc);
+	if (has_lower && has_upper)
+		appendStringInfoString(buf, " AND ");
+	if (has_upper)
+		appendStringInfo(buf, "%s %s $2", inc, upper_op);
+}
+
+/*
+ * AppendWindowRows appends the query of the source rows in the window. Each
+ * row that passes the window predicate is counted by pipeline._window_row,
+ * which also counts and filters out rows with a NULL key column. The
+ * counter is a filter, not an output column, so the planner can still
+ * flatten the query into the load and keep its best join; its high COST
+ * makes it the last filter evaluated.
+ */
+static void
+AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
+				 bool has_lower, bool has_upper)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	appendStringInfoString(buf, "SELECT ");
+	AppendColumns(buf, plan->columns, alias);
+	appendStringInfo(buf, " FROM %s AS %s", plan->source_ident, alias);
+	AppendWindowPredicate(buf, plan, alias, has_lower, has_upper, "<=");
+	appendStringInfoString(buf, (plan->incremental && (has_lower || has_upper))
+						   ? " AND pipeline._window_row(" : " WHERE pipeline._window_row(");
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (!col->is_key)
+			continue;
+		appendStringInfo(buf, "%s%s IS NULL", first ? "" : " OR ", Col(alias, col->name));
+		first = false;
+	}
+	if (first)
+		appendStringInfoString(buf, "false");
+	appendStringInfoChar(buf, ')');
+}
+
+/*
+ * AppendDedupOrder appends the ORDER BY that makes DISTINCT ON keep, for each
+ * key, the row with the greatest incremental value; on a tie a row flagged
+ * deleted, then the row whose other columns are greater in column order
+ * (NULLs lose), so the choice never depends on physical order.
+ */
+static void
+AppendDedupOrder(StringInfo buf, LoadPlan *plan)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	appendStringInfoString(buf, " ORDER BY ");
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (!col->is_key)
+			continue;
+		appendStringInfo(buf, "%s%s", first ? "" : ", ", Col("w", col->name));
+		first = false;
+	}
+	if (plan->incremental)
+		appendStringInfo(buf, ", %s DESC NULLS LAST", Col("w", plan->incremental->name));
+	if (plan->delete_flag)
+		appendStringInfo(buf, ", %s DESC NULLS LAST", Col("w", plan->delete_flag->name));
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (col->is_key || col == plan->incremental || col == plan->delete_flag)
+			continue;
+		if (col->sortable)
+			appendStringInfo(buf, ", %s DESC NULLS LAST", Col("w", col->name));
+		else
+			appendStringInfo(buf, ", %s::pg_catalog.text DESC NULLS LAST", Col("w", col->name));
+	}
+}
+
+/*
+ * AppendSourceRows appends the USING query of the load: the window rows,
+ * reduced to one row per key when the source may hold several, in which
+ * case each row kept is counted by pipeline._kept_row. Without
+ * de-duplication every row read and not rejected is kept.
+ */
+static void
+AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	if (!plan->needs_dedup)
+	{
+		AppendWindowRows(buf, plan, "s", has_lower, has_upper);
+		return;
+	}
+	appendStringInfoString(buf, "SELECT ");
+	AppendColumns(buf, plan->columns, "d");
+	appendStringInfo(buf, ", pipeline._kept_row() AS %s FROM (SELECT DISTINCT ON (",
+					 quote_identifier(InternalColumnName(plan, KEPT_COLUMN)));
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (!col->is_key)
+			continue;
+		appendStringInfo(buf, "%s%s", first ? "" : ", ", Col("w", col->name));
+		first = false;
+	}
+	appendStringInfoString(buf, ") * FROM (");
+	AppendWindowRows(buf, plan, "s", has_lower, has_upper);
+	appendStringInfoString(buf, ") AS w");
+	AppendDedupOrder(buf, plan);
+	appendStringInfoString(buf, ") AS d");
+}
+
+/* AppendInsertAction appends the INSERT of a new key */
+static void
+AppendInsertAction(StringInfo buf, LoadPlan *plan)
+{
+	ListCell   *lc;
+	bool		override = false;
+
+	foreach(lc, plan->columns)
+		override |= ((LoadColumn *) lfirst(lc))->identity_always;
+	appendStringInfoString(buf, " INSERT (");
+	AppendColumns(buf, plan->columns, NULL);
+	if (LineageColumn(plan))
+		appendStringInfo(buf, ", %s", LineageColumn(plan));
+	appendStringInfoString(buf, override ? ") OVERRIDING SYSTEM VALUE VALUES (" : ") VALUES (");
+	AppendColumns(buf, plan->columns, "s");
+	if (LineageColumn(plan))
+		appendStringInfoString(buf, ", " LINEAGE_RUN_ID);
+	appendStringInfoChar(buf, ')');
+}
+
+/* AppendSetList appends the SET list of an update: every non-key column */
+static void
+AppendSetList(StringInfo buf, LoadPlan *plan)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (col->is_key)
+			continue;
+		appendStringInfo(buf, "%s%s = %s", first ? "" : ", ", quote_identifier(col->name),
+						 Col("s", col->name));
+		first = false;
+	}
+	if (LineageColumn(plan))
+		appendStringInfo(buf, ", %s = " LINEAGE_RUN_ID, LineageColumn(plan));
+}
+
+/*
+ * AppendUpdateAction appends the update of a changed row: only when some
+ * column other than the key and the incremental column differs, so that
+ * unchanged rows, including rows delivered again with nothing but a newer
+ * incremental value, are never rewritten.
+ */
+static void
+AppendUpdateAction(StringInfo buf, LoadPlan *plan)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (col->is_key || col == plan->incremental)
+			continue;
+		appendStringInfoString(buf, first ? "\nWHEN MATCHED AND (" : " OR ");
+		AppendDistinct(buf, col);
+		first = false;
+	}
+	if (first)
+		return;					/* nothing but key and watermark: nothing to update */
+	appendStringInfoString(buf, ") THEN UPDATE SET ");
+	AppendSetList(buf, plan);
+}
+
+/* BuildMerge builds the MERGE of merge, full and keyed append modes */
+static char *
+BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
+{
+	StringInfoData buf;
+	const char *del = plan->delete_flag ? quote_identifier(plan->delete_flag->name) : NULL;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "MERGE INTO %s AS t\nUSING (", plan->target_ident);
+	AppendSourceRows(&buf, plan, has_lower, has_upper);
+	appendStringInfoString(&buf, ") AS s\nON ");
+	AppendKeyJoin(&buf, plan, "t", "s");
+
+	if (plan->def->mode != LOAD_MODE_APPEND)
+	{
+		if (del && plan->def->soft_delete)
+		{
+			/*
+			 * A soft delete keeps the row's last known values (a tombstone
+			 * often carries nothing but the key) and sets the flag; it also
+			 * takes the tombstone's incremental value, so that a pipeline
+			 * reading this target incrementally sees the delete.
+			 */
+			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE AND t.%s IS NOT TRUE"
+							 " THEN UPDATE SET %s = pipeline._soft_delete()", del, del, del);
+			if (plan->incremental && !plan->incremental->is_key &&
+				plan->incremental != plan->delete_flag)
+				appendStringInfo(&buf, ", %s = %s", quote_identifier(plan->incremental->name),
+								 Col("s", plan->incremental->name));
+			if (LineageColumn(plan))
+				appendStringInfo(&buf, ", %s = " LINEAGE_RUN_ID, LineageColumn(plan));
+			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE THEN DO NOTHING", del);
+		}
+		else if (del)
+			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE THEN DELETE", del);
+		AppendUpdateAction(&buf, plan);
+	}
+	if (del)
+		appendStringInfo(&buf, "\nWHEN NOT MATCHED AND s.%s IS NOT TRUE THEN", del);
+	else
+		appendStringInfoString(&buf, "\nWHEN NOT MATCHED THEN");
+	AppendInsertAction(&buf, plan);
+	return buf.data;
+}
+
+/* BuildAppendInsert builds the plain INSERT of an append without a key */
+static char *
+BuildAppendInsert(LoadPlan *plan, bool has_lower, bool has_upper)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	bool		override = false;
+
+	foreach(lc, plan->columns)
+		override |= ((LoadColumn *) lfirst(lc))->identity_always;
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "INSERT INTO %s (", plan->target_ident);
+	AppendColumns(&buf, plan->columns, NULL);
+	if (LineageColumn(plan))
+		appendStringInfo(&buf, ", %s", LineageColumn(plan));
+	appendStringInfoString(&buf, override ? ") OVERRIDING SYSTEM VALUE " : ") ");
+	if (LineageColumn(plan))
+	{
+		appendStringInfoString(&buf, "SELECT w.*, " LINEAGE_RUN_ID " FROM (");
+		AppendWindowRows(&buf, plan, "s", has_lower, has_upper);
+		appendStringInfoString(&buf, ") AS w");
+	}
+	else
+		AppendWindowRows(&buf, plan, "s", has_lower, has_upper);
+	return buf.data;
+}
+
+/*
+ * BuildVanishedKeyStatement builds the full-mode statement that deletes (or
+ * soft-deletes) target rows whose key no longer exists in the source.
+ */
+static char *
+BuildVanishedKeyStatement(LoadPlan *plan)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	if (plan->delete_flag && plan->def->soft_delete)
+	{
+		const char *del = quote_identifier(plan->delete_flag->name);
+
+		appendStringInfo(&buf, "UPDATE %s AS t SET %s = true%s%s%s WHERE t.%s IS NOT TRUE AND",
+						 plan->target_ident, del,
+						 LineageColumn(plan) ? ", " : "",
+						 LineageColumn(plan) ? LineageColumn(plan) : "",
+						 LineageColumn(plan) ? " = " LINEAGE_RUN_ID : "", del);
+	}
+	else
+		appendStringInfo(&buf, "DELETE FROM %s AS t WHERE", plan->target_ident);
+	appendStringInfo(&buf, " NOT EXISTS (SELECT 1 FROM %s AS s WHERE ", plan->source_ident);
+	AppendKeyJoin(&buf, plan, "s", "t");
+	appendStringInfoChar(&buf, ')');
+	return buf.data;
+}
+
+/* BuildLoadStatements builds the statements of one load step */
+LoadStatements *
+BuildLoadStatements(LoadPlan *plan, bool has_lower, bool has_upper)
+{
+	LoadStatements *stmts = palloc0(sizeof(LoadStatements));
+
+	if (plan->def->mode == LOAD_MODE_FULL)
+		stmts->prepare = BuildVanishedKeyStatement(plan);
+	if (plan->def->mode == LOAD_MODE_APPEND && plan->def->unique_key == NIL)
+	{
+		stmts->load = BuildAppendInsert(plan, has_lower, has_upper);
+		stmts->load_is_merge = false;
+	}
+	else
+	{
+		stmts->load = BuildMerge(plan, has_lower, has_upper);
+		stmts->load_is_merge = true;
+		stmts->counts_kept = plan->needs_dedup;
+	}
+	return stmts;
+}
+
+/* BuildHighWaterQuery: the greatest incremental value now in the source */
+char *
+BuildHighWaterQuery(LoadPlan *plan)
+{
+	return psprintf("SELECT max(%s) FROM %s AS s",
+					Col("s", plan->incremental->name), plan->source_ident);
+}
+
+/* InfinityLiteral spells 'infinity' as a value of the column's base type */
+static char *
+InfinityLiteral(LoadPlan *plan)
+{
+	return psprintf("'infinity'::%s",
+					format_type_extended(getBaseType(plan->incremental->typid), -1,
+										 FORMAT_TYPE_FORCE_QUALIFY));
+}
+
+/*
+ * BuildFiniteHighWaterQuery: the greatest incremental value below infinity,
+ * used when the source holds rows at infinity, which never become the mark
+ * (an index on the column still answers it with one probe).
+ */
+char *
+BuildFiniteHighWaterQuery(LoadPlan *plan)
+{
+	char	   *inc = Col("s", plan->incremental->name);
+
+	return psprintf("SELECT max(%s) FROM %s AS s WHERE %s < %s",
+					inc, plan->source_ident, inc, InfinityLiteral(plan));
+}
+
+/* BuildInfiniteRowsQuery counts the source rows whose value is infinity */
+char *
+BuildInfiniteRowsQuery(LoadPlan *plan)
+{
+	return psprintf("SELECT pg_catalog.count(*) FROM %s AS s WHERE %s = %s",
+					plan->source_ident, Col("s", plan->incremental->name),
+					InfinityLiteral(plan));
+}
+
+/*
+ * BuildBatchBoundQuery finds the incremental value just past a batch:
+ * the ($3 + 1)-th value of the window in order, NULL if the window holds no
+ * more than $3 rows.
+ */
+char *
+BuildBatchBoundQuery(LoadPlan *plan, bool has_lower)
+{
+	StringInfoData buf;
+	char	   *inc = Col("s", plan->incremental->name);
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "SELECT %s FROM %s AS s", inc, plan->source_ident);
+	AppendWindowPredicate(&buf, plan, "s", has_lower, true, "<=");
+	appendStringInfo(&buf, " ORDER BY %s OFFSET $3 LIMIT 1", inc);
+	return buf.data;
+}
+
+/*
+ * BuildBatchFallbackQuery finds the greatest value below that boundary, so
+ * that a batch ends between two distinct values and holds at most $3 rows.
+ */
+char *
+BuildBatchFallbackQuery(LoadPlan *plan, bool has_lower)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "SELECT max(%s) FROM %s AS s",
+					 Col("s", plan->incremental->name), plan->source_ident);
+	AppendWindowPredicate(&buf, plan, "s", has_lower, true, "<");
+	return buf.data;
+}
+
+/*
+ * ExplainPipeline lists, as text rows, what the next run of a pipeline would
+ * execute given its current watermark.
+ */
+List *
+ExplainPipeline(PipelineDef *def)
+{
+	LoadPlan   *plan = BuildLoadPlan(def);
+	List	   *rows = NIL;
+	bool		has_lower = plan->incremental && def->watermark != NULL;
+	bool		has_upper = plan->incremental != NULL;
+	LoadStatements *stmts = BuildLoadStatements(plan, has_lower, has_upper);
+
+	rows = lappend(rows, psprintf("-- pipeline %s: %s %s into %s", quote_literal_cstr(def->name),
+								  LoadModeName(def->mode), plan->source_ident, plan->target_ident));
+	if (plan->incremental)
+	{
+		const char *inc = quote_identifier(plan->incremental->name);
+
+		rows = lappend(rows, psprintf("-- window: %s > $1 AND %s <= $2", inc, inc));
+		if (def->watermark)
+			rows = lappend(rows, psprintf("-- $1 = watermark %s%s", quote_literal_cstr(def->watermark),
+										  def->lookback ? " minus lookback" : ""));
+		else
+			rows = lappend(rows, "-- no watermark yet: the first run reads every row up to $2");
+		rows = lappend(rows, "-- $2 = the high-water mark, read first; the run then waits for in-flight writers");
+	}
+	else
+		rows = lappend(rows, "-- no incremental column: every run reads the whole source");
+	if (!plan->needs_dedup && def->unique_key != NIL)
+		rows = lappend(rows, "-- the source's unique index makes de-duplication unnecessary");
+	if (plan->incremental)
+		rows = lappend(rows, BuildHighWaterQuery(plan));
+	if (stmts->prepare)
+		rows = lappend(rows, stmts->prepare);
+	rows = lappend(rows, stmts->load);
+	return rows;
+}

@@ -1,0 +1,117 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/include/pipeline/catalog.h
+ *
+ * Layer 1, the catalog store (src/catalog/): a pipeline definition in
+ * memory and its rows in pipeline.pipeline and pipeline.watermark, the
+ * statements that read and write them (as the extension owner, search_path
+ * pinned), and the facts about relations a definition names: resolving
+ * them, what a view reads, which indexes a source has.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PIPELINE_CATALOG_H
+#define PIPELINE_CATALOG_H
+
+#include "pipeline/common.h"
+
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+/* Columns of pipeline.pipeline, in the order LoadPipelineQuery selects them */
+#define Anum_pipeline_id				1
+#define Anum_pipeline_name				2
+#define Anum_pipeline_source_schema		3
+#define Anum_pipeline_source_table		4
+#define Anum_pipeline_target_schema		5
+#define Anum_pipeline_target_table		6
+#define Anum_pipeline_mode				7
+#define Anum_pipeline_unique_key		8
+#define Anum_pipeline_incremental		9
+#define Anum_pipeline_delete_column		10
+#define Anum_pipeline_soft_delete		11
+#define Anum_pipeline_partition_column	12
+#define Anum_pipeline_lookback			13
+#define Anum_pipeline_batch_rows		14
+#define Anum_pipeline_description		15
+#define Anum_pipeline_metadata			16
+#define Anum_pipeline_active			17
+#define Anum_pipeline_owner				18
+#define Anum_pipeline_target_created	19
+#define Anum_pipeline_watermark			20
+#define Anum_pipeline_schedule			21
+#define Anum_pipeline_max_retries		22
+#define Anum_pipeline_retry_delay		23
+#define Anum_pipeline_timeout			24
+#define Anum_pipeline_freshness			25
+#define Anum_pipeline_timeliness		26
+#define Anum_pipeline_freshness_muted	27
+#define Anum_pipeline_timeliness_muted	28
+#define Anum_pipeline_lineage_column	29
+#define Natts_pipeline_query			29
+
+typedef enum LoadMode
+{
+	LOAD_MODE_MERGE,
+	LOAD_MODE_APPEND,
+	LOAD_MODE_FULL
+} LoadMode;
+
+/* A pipeline definition as stored in pipeline.pipeline (plus its watermark) */
+typedef struct PipelineDef
+{
+	int64		id;
+	char	   *name;
+	char	   *source_schema;
+	char	   *source_table;
+	char	   *target_schema;
+	char	   *target_table;
+	LoadMode	mode;
+	List	   *unique_key;		/* list of char * column names */
+	char	   *incremental_column;	/* NULL if none */
+	char	   *delete_column;	/* NULL if none */
+	bool		soft_delete;
+	char	   *partition_column;	/* NULL if none */
+	Interval   *lookback;		/* NULL if none */
+	int64		batch_rows;		/* 0 if none */
+	char	   *description;	/* NULL if none */
+	Jsonb	   *metadata;
+	bool		active;
+	Oid			owner;
+	bool		target_created;
+	char	   *watermark;		/* canonical text, NULL if none */
+	char	   *schedule;		/* cron expression, NULL if none */
+	int32		max_retries;
+	Interval   *retry_delay;
+	Interval   *timeout;		/* NULL if none */
+	Interval   *freshness;		/* NULL if none */
+	Interval   *timeliness;		/* NULL if none */
+	bool		freshness_muted;
+	bool		timeliness_muted;
+	char	   *lineage_column;	/* target column for the run id, NULL if none */
+} PipelineDef;
+
+/* catalog/pipeline_store.c */
+extern int	ExecCatalog(const char *sql, int nargs, Oid *types, Datum *values,
+						const char *nulls, bool read_only);
+extern PipelineDef *LoadPipelineByName(const char *name, bool missing_ok);
+extern PipelineDef *LoadPipelineById(int64 pipeline_id);
+extern int64 InsertPipelineDef(PipelineDef *def);
+extern void UpdatePipelineDef(PipelineDef *def, bool reset_watermark);
+extern void DeletePipelineDef(int64 pipeline_id);
+extern void SetPipelineActive(int64 pipeline_id, bool active);
+extern void StoreWatermark(int64 pipeline_id, const char *value, int64 run_id);
+extern PipelineDef *LockPipelineForRun(PipelineDef *def);
+extern PipelineDef *CopyDefIdentity(PipelineDef *def);
+extern const char *LoadModeName(LoadMode mode);
+extern bool ParseLoadMode(const char *text, LoadMode *mode);
+
+/* catalog/relation_names.c */
+extern Oid	ResolveRelationName(const char *schema, const char *relname, const char *role);
+extern void DescribeRelation(Oid relid, char **schema, char **relname);
+extern char *QualifiedRelationName(const char *schema, const char *relname);
+extern List *CollectBaseTables(Oid relid);
+extern bool SourceKeyIsUnique(Oid source_relid, List *unique_key);
+extern bool SourceHasIndexOn(Oid source_relid, const char *column);
+
+#endif							/* PIPELINE_CATALOG_H */

@@ -1,0 +1,91 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/include/pipeline/engine.h
+ *
+ * Layer 4, the engine (src/engine/): a definition resolved into a load plan
+ * against the catalogs of now, the statements a run executes (a pure
+ * builder, shown by explain), the exact row counters, one run (plain or in
+ * committed batches), the queue of runs for the workers and the dependency
+ * graph, and the lag of a source.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PIPELINE_ENGINE_H
+#define PIPELINE_ENGINE_H
+
+#include "pipeline/policy.h"
+
+/* One column a run loads: present in the source and in the target */
+typedef struct LoadColumn
+{
+	char	   *name;
+	Oid			typid;
+	int32		typmod;
+	Oid			collid;
+	bool		is_key;
+	Oid			eq_opr;			/* equality operator, InvalidOid if none */
+	bool		sortable;		/* has a default btree opclass */
+	bool		identity_always;	/* target column is GENERATED ALWAYS AS IDENTITY */
+} LoadColumn;
+
+/* Everything a run needs, resolved against the catalogs at run time */
+typedef struct LoadPlan
+{
+	PipelineDef *def;
+	Oid			source_relid;
+	Oid			target_relid;
+	char	   *source_ident;	/* "schema"."table", quoted */
+	char	   *target_ident;
+	List	   *columns;		/* LoadColumn *, in source column order */
+	LoadColumn *incremental;	/* NULL if none */
+	LoadColumn *delete_flag;	/* NULL if none */
+	bool		needs_dedup;	/* source may hold several rows per key */
+	List	   *base_relids;	/* tables whose writers a run waits for */
+} LoadPlan;
+
+/* The statements of one load step, with $1 = lower bound, $2 = upper bound */
+typedef struct LoadStatements
+{
+	char	   *prepare;		/* full mode: delete vanished keys; else NULL */
+	char	   *load;			/* MERGE or INSERT */
+	bool		load_is_merge;
+	bool		counts_kept;	/* pipeline._kept_row counts rows after de-duplication */
+} LoadStatements;
+
+/* engine/load_plan.c */
+extern LoadPlan *BuildLoadPlan(PipelineDef *def);
+extern void CreateTargetTable(PipelineDef *def, Oid source_relid);
+
+/* engine/planner.c */
+extern LoadStatements *BuildLoadStatements(LoadPlan *plan, bool has_lower, bool has_upper);
+extern char *BuildHighWaterQuery(LoadPlan *plan);
+extern char *BuildFiniteHighWaterQuery(LoadPlan *plan);
+extern char *BuildInfiniteRowsQuery(LoadPlan *plan);
+extern char *BuildBatchBoundQuery(LoadPlan *plan, bool has_lower);
+extern char *BuildBatchFallbackQuery(LoadPlan *plan, bool has_lower);
+extern List *ExplainPipeline(PipelineDef *def);
+
+/* engine/counters.c */
+extern void ResetLoadCounters(void);
+extern void ArmMergeCapture(void);
+extern void CollectLoadCounters(LoadStatements *stmts, uint64 processed, LoadCounts *counts);
+extern void InstallCounterHooks(void);
+
+/* engine/engine.c */
+extern int64 RunPipeline(PipelineDef *def, RunRequest *req);
+extern void RunBatchedCall(FunctionCallInfo fcinfo, const char *name, int64 batch_rows,
+						   const char *triggered_by);
+extern bool TryLockPipeline(int64 pipeline_id, bool session);
+extern void UnlockPipeline(int64 pipeline_id);
+extern FailedRun *TakeInlineFailure(void);
+
+/* engine/queue.c */
+extern void EnqueueDownstream(int64 pipeline_id, int64 run_id);
+extern void EnqueueRun(int64 pipeline_id, const char *reason, int64 parent_run_id,
+					   int32 attempt, double delay_seconds);
+extern void SetDeclaredDependencies(PipelineDef *def, List *upstream_names);
+extern void RefreshSourceRelations(int64 pipeline_id, Oid source_relid);
+extern void CheckNoDependencyCycle(PipelineDef *def);
+extern void ForgetQueuedRuns(int64 pipeline_id);
+
+#endif							/* PIPELINE_ENGINE_H */

@@ -1,0 +1,25 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/include/pipeline/recorders/lineage.h
+ *
+ * Layer 2, the recorders: table and column lineage derived from
+ * definitions and view query trees (src/recorders/lineage_analysis.c),
+ * stored per pipeline (lineage_store.c), kept current by DDL
+ * (lineage_ddl.c), walked for impact analysis (lineage_graph.c), drawn as
+ * DOT or Mermaid (lineage_picture.c), and told as OpenLineage events
+ * (openlineage.c). The SQL functions that need an ownership check live in
+ * src/api/lineage_api.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PIPELINE_RECORDERS_LINEAGE_H
+#define PIPELINE_RECORDERS_LINEAGE_H
+
+#include "pipeline/catalog.h"
+
+/* recorders/lineage_store.c */
+extern void RefreshPipelineLineage(PipelineDef *def);
+extern int	RefreshPipelinesWhere(const char *sql, int nargs, Oid *types, Datum *values);
+extern void SetLineageRunId(int64 run_id);
+
+#endif							/* PIPELINE_RECORDERS_LINEAGE_H */

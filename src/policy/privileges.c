@@ -1,0 +1,120 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/policy/privileges.c
+ *
+ * Who may act on a pipeline (its owner, a member of the owner, or a
+ * superuser), and which privileges the owner needs on the source and the
+ * target, checked at registration and at every run. Refusals are audited
+ * (coalesced, recorders/audit_refusals.c) and raised with 42501.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "pipeline/policy.h"
+
+/*
+ * CheckPipelineOwner refuses an action on a pipeline to anyone who does not
+ * have the privileges of its owner (superusers do).
+ */
+void
+CheckPipelineOwner(PipelineDef *def, const char *action)
+{
+	if (has_privs_of_role(GetUserId(), def->owner))
+		return;
+	AuditRefusal(action, "pipeline", def->name, def->id,
+				 psprintf("permission denied to %s pipeline \"%s\"", action, def->name));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to %s pipeline \"%s\"", action, def->name),
+			 errdetail("Pipeline \"%s\" is owned by role \"%s\"; role \"%s\" is not a member of it.",
+					   def->name, GetUserNameFromId(def->owner, true) ? GetUserNameFromId(def->owner, true) : "(dropped role)",
+					   GetUserNameFromId(GetUserId(), false)),
+			 errhint("Run it as the owner, or GRANT the owner role to this role.")));
+}
+
+/* PrivilegeNames spells an ACL mask the way GRANT does */
+static char *
+PrivilegeNames(AclMode mode)
+{
+	StringInfoData buf;
+	static const struct
+	{
+		AclMode		bit;
+		const char *name;
+	}			names[] = {
+		{ACL_SELECT, "SELECT"}, {ACL_INSERT, "INSERT"},
+		{ACL_UPDATE, "UPDATE"}, {ACL_DELETE, "DELETE"},
+	};
+
+	initStringInfo(&buf);
+	for (int i = 0; i < lengthof(names); i++)
+	{
+		if (mode & names[i].bit)
+			appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", names[i].name);
+	}
+	return buf.data;
+}
+
+/*
+ * CheckRelationAccess raises 42501 unless role holds every privilege in mode
+ * on the relation, at table level or on all its columns.
+ */
+void
+CheckRelationAccess(Oid relid, Oid role, AclMode mode, const char *what)
+{
+	AclMode		missing = 0;
+	static const AclMode bits[] = {ACL_SELECT, ACL_INSERT, ACL_UPDATE, ACL_DELETE};
+
+	for (int i = 0; i < lengthof(bits); i++)
+	{
+		if (!(mode & bits[i]))
+			continue;
+		if (pg_class_aclcheck(relid, role, bits[i]) == ACLCHECK_OK)
+			continue;
+		if (bits[i] != ACL_DELETE &&
+			pg_attribute_aclcheck_all(relid, role, bits[i], ACLMASK_ALL) == ACLCHECK_OK)
+			continue;
+		missing |= bits[i];
+	}
+	if (missing == 0)
+		return;
+	AuditRefusal("access", what,
+				 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid)),
+				 0, psprintf("role \"%s\" lacks %s privilege on %s", GetUserNameFromId(role, false),
+							 PrivilegeNames(missing), what));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("role \"%s\" lacks %s privilege on %s %s",
+					GetUserNameFromId(role, false), PrivilegeNames(missing), what,
+					quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+											   get_rel_name(relid))),
+			 errdetail("A pipeline reads its source and writes its target with its owner's privileges."),
+			 errhint("GRANT %s ON %s TO %s.", PrivilegeNames(missing),
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												get_rel_name(relid)),
+					 quote_identifier(GetUserNameFromId(role, false)))));
+}
+
+/*
+ * CheckPipelinePrivileges checks what a pipeline's mode needs: SELECT on the
+ * source; SELECT and INSERT on the target, UPDATE unless it only appends,
+ * DELETE when it deletes.
+ */
+void
+CheckPipelinePrivileges(PipelineDef *def, Oid source_relid, Oid target_relid, Oid role)
+{
+	AclMode		target_mode = ACL_SELECT | ACL_INSERT;
+
+	if (def->mode != LOAD_MODE_APPEND)
+		target_mode |= ACL_UPDATE;
+	if (def->mode == LOAD_MODE_FULL || (def->delete_column && !def->soft_delete))
+		target_mode |= ACL_DELETE;
+	CheckRelationAccess(source_relid, role, ACL_SELECT, "source");
+	CheckRelationAccess(target_relid, role, target_mode, "target");
+}

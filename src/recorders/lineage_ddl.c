@@ -1,0 +1,69 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/recorders/lineage_ddl.c
+ *
+ * The event trigger that keeps lineage current: pipeline._lineage_ddl()
+ * runs on ddl_command_end and refreshes (lineage_store.c) the lineage of
+ * every pipeline whose stored edges a command may have made stale, so that
+ * creating, replacing, altering, renaming or dropping a relation a pipeline
+ * reads through shows in its lineage without anybody asking.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/event_trigger.h"
+#include "executor/spi.h"
+
+#include "lineage_internal.h"
+
+PIPELINE_FUNCTION(pipeline_lineage_ddl);
+
+/*
+ * pipeline._lineage_ddl() runs at the end of DDL that creates, replaces,
+ * alters or drops a relation. It refreshes the pipelines whose lineage
+ * mentions a relation the command touched, a relation that no longer
+ * exists, a relation that was renamed, or a missing relation that exists
+ * again.
+ */
+Datum
+pipeline_lineage_ddl(PG_FUNCTION_ARGS)
+{
+	List	   *relids = NIL;
+	Oid			types[1] = {OIDARRAYOID};
+	Datum		values[1];
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "pipeline._lineage_ddl must be called as an event trigger");
+	SPI_connect();
+	if (SPI_execute("SELECT objid FROM pg_catalog.pg_event_trigger_ddl_commands()"
+					" WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass",
+					true, 0) == SPI_OK_SELECT)
+	{
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+				relids = lappend_oid(relids, DatumGetObjectId(d));
+		}
+	}
+	values[0] = OidListArray(relids);
+	RefreshPipelinesWhere("SELECT p.name FROM pipeline.pipeline p WHERE EXISTS ("
+						  " SELECT 1 FROM pipeline.lineage_edge e"
+						  " LEFT JOIN pg_class f ON f.oid = e.from_relid"
+						  " LEFT JOIN pg_class t ON t.oid = e.to_relid"
+						  " WHERE e.pipeline_id = p.pipeline_id AND ("
+						  "  e.from_relid = ANY ($1) OR e.to_relid = ANY ($1)"
+						  "  OR (e.from_relid <> 0 AND f.oid IS NULL) OR (e.to_relid <> 0 AND t.oid IS NULL)"
+						  "  OR (e.from_relid = 0 AND to_regclass(e.from_relation) IS NOT NULL)"
+						  "  OR (e.to_relid = 0 AND to_regclass(e.to_relation) IS NOT NULL)"
+						  "  OR (f.oid IS NOT NULL AND f.relname <> (parse_ident(e.from_relation, false))[2])"
+						  "  OR (t.oid IS NOT NULL AND t.relname <> (parse_ident(e.to_relation, false))[2])))"
+						  " ORDER BY p.pipeline_id",
+						  1, types, values);
+	SPI_finish();
+	PG_RETURN_NULL();
+}

@@ -1,0 +1,477 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/recorders/openlineage.c
+ *
+ * pipeline.openlineage_events(run_id, namespace) returns a run's events in
+ * the shape of OpenLineage 2-0-2 RunEvents, ready to POST to a collector
+ * such as Marquez: a START event at the run's start and a COMPLETE (or
+ * FAIL, or ABORT for a skipped run) event at its end; a run still in
+ * progress has only its START. Each event names the run (a UUID derived
+ * from the cluster, the database and the run id, so it is stable), the job
+ * (the pipeline), the input datasets (the source, and the base relations
+ * its columns come from through views) and the output dataset (the target)
+ * with the schema, columnLineage and outputStatistics facets, plus a
+ * pg_pipeline run facet with the run id, window and config version, and
+ * errorMessage for a failed run.
+ *
+ * Datasets follow OpenLineage's naming for PostgreSQL: namespace
+ * postgres://host:port, name database.schema.table.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "common/sha2.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+
+#include "pipeline/recorders.h"
+
+PIPELINE_FUNCTION(pipeline_openlineage_events);
+
+#define OL_PRODUCER "https://github.com/pg-pipeline/pg_pipeline/tree/v0.1.0"
+#define OL_EVENT_SCHEMA "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
+#define OL_SCHEMA_FACET "https://openlineage.io/spec/facets/1-1-1/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet"
+#define OL_COLUMN_FACET "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json#/$defs/ColumnLineageDatasetFacet"
+#define OL_STATS_FACET "https://openlineage.io/spec/facets/1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet"
+#define OL_ERROR_FACET "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"
+#define OL_PARENT_FACET "https://openlineage.io/spec/facets/1-0-1/ParentRunFacet.json#/$defs/ParentRunFacet"
+#define OL_JOBTYPE_FACET "https://openlineage.io/spec/facets/2-0-3/JobTypeJobFacet.json#/$defs/JobTypeJobFacet"
+#define PP_RUN_FACET "https://github.com/pg-pipeline/pg_pipeline/blob/v0.1.0/docs/lineage.md#the-pg_pipeline-run-facet"
+
+/* What a run's events are built from */
+typedef struct RunFacts
+{
+	int64		run_id;
+	int64		pipeline_id;
+	char	   *pipeline;
+	char	   *status;
+	char	   *started_at;		/* ISO 8601, UTC */
+	char	   *finished_at;	/* NULL while running */
+	char	   *sqlstate;
+	char	   *message;
+	int64		parent_run_id;
+	char	   *parent_pipeline;
+	char	   *triggered_by;
+	char	   *source;			/* stored relation names, quoted */
+	char	   *target;
+	int			config_version;
+	char	   *wm_from;
+	char	   *wm_to;
+	int64		read;
+	int64		inserted;
+	int64		updated;
+	int64		deleted;
+} RunFacts;
+
+/* A column lineage row: target column <- input relation column */
+typedef struct ColumnInput
+{
+	char	   *target_column;
+	char	   *relation;
+	char	   *column;
+	bool		transformed;
+	char	   *how;
+} ColumnInput;
+
+/* Val returns column n of an SPI row as text, NULL for NULL */
+static char *
+Val(HeapTuple t, TupleDesc d, int n)
+{
+	return SPI_getvalue(t, d, n);
+}
+
+/* Int8Val returns column n of an SPI row as a bigint, 0 for NULL */
+static int64
+Int8Val(HeapTuple t, TupleDesc d, int n)
+{
+	char	   *s = SPI_getvalue(t, d, n);
+
+	return s ? strtoll(s, NULL, 10) : 0;
+}
+
+/*
+ * LoadRunFacts reads a run, raising 42704 when there is none or when the
+ * caller may not see it: the run must show in pipeline.runs read as the
+ * caller, so that a run's error and counts reach only those who may see its
+ * pipeline.
+ */
+static RunFacts *
+LoadRunFacts(int64 run_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	RunFacts   *f;
+	HeapTuple	t;
+	TupleDesc	d;
+	bool		visible;
+
+	values[0] = Int64GetDatum(run_id);
+	if (SPI_execute_with_args("SELECT 1 FROM pipeline.runs WHERE run_id = $1",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up run %lld", (long long) run_id);
+	visible = SPI_processed > 0;
+	ExecCatalog("SELECT h.run_id, h.pipeline_id, h.pipeline_name, h.status,"
+				" to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+				" to_char(h.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+				" h.error_sqlstate, h.error_message, h.parent_run_id,"
+				" (SELECT ph.pipeline_name FROM pipeline.run_history ph WHERE ph.run_id = h.parent_run_id),"
+				" h.triggered_by,"
+				" coalesce(i.source_relation, v.config->>'source', p.source),"
+				" coalesce(i.target_relation, v.config->>'target', p.target),"
+				" coalesce(i.config_version, 0), h.watermark_from, h.watermark_to,"
+				" h.rows_read, h.rows_inserted, h.rows_updated, h.rows_deleted"
+				" FROM pipeline.run_history h"
+				" LEFT JOIN pipeline.run_io i ON i.run_id = h.run_id"
+				" LEFT JOIN pipeline.pipeline_versions v"
+				"   ON v.pipeline_id = h.pipeline_id AND v.version = i.config_version"
+				" LEFT JOIN pipeline.pipelines p ON p.id = h.pipeline_id"
+				" WHERE h.run_id = $1",
+				1, types, values, NULL, true);
+	if (SPI_processed == 0 || !visible)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("run %lld does not exist", (long long) run_id),
+				 errhint("List runs with SELECT run_id, pipeline_name FROM pipeline.runs.")));
+	t = SPI_tuptable->vals[0];
+	d = SPI_tuptable->tupdesc;
+	f = palloc0(sizeof(RunFacts));
+	f->run_id = Int8Val(t, d, 1);
+	f->pipeline_id = Int8Val(t, d, 2);
+	f->pipeline = Val(t, d, 3);
+	f->status = Val(t, d, 4);
+	f->started_at = Val(t, d, 5);
+	f->finished_at = Val(t, d, 6);
+	f->sqlstate = Val(t, d, 7);
+	f->message = Val(t, d, 8);
+	f->parent_run_id = Int8Val(t, d, 9);
+	f->parent_pipeline = Val(t, d, 10);
+	f->triggered_by = Val(t, d, 11);
+	f->source = Val(t, d, 12);
+	f->target = Val(t, d, 13);
+	f->config_version = (int) Int8Val(t, d, 14);
+	f->wm_from = Val(t, d, 15);
+	f->wm_to = Val(t, d, 16);
+	f->read = Int8Val(t, d, 17);
+	f->inserted = Int8Val(t, d, 18);
+	f->updated = Int8Val(t, d, 19);
+	f->deleted = Int8Val(t, d, 20);
+	return f;
+}
+
+/*
+ * LoadColumnInputs traces each column of the target up through the
+ * pipeline's column edges to the columns it ultimately comes from (columns
+ * of relations that are not views of this pipeline's lineage).
+ */
+static List *
+LoadColumnInputs(RunFacts *f)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2];
+	List	   *out = NIL;
+
+	if (f->target == NULL)
+		return NIL;
+	values[0] = Int64GetDatum(f->pipeline_id);
+	values[1] = CStringGetTextDatum(f->target);
+	ExecCatalog("WITH RECURSIVE e AS ("
+				"  SELECT DISTINCT from_relation, from_column, to_relation, to_column,"
+				"         transformation, how"
+				"    FROM pipeline.lineage_column_edge WHERE pipeline_id = $1),"
+				" walk (target_column, relation, column_name, transformed, how, depth) AS ("
+				"  SELECT to_column, from_relation, from_column, transformation = 'transformed',"
+				"         CASE WHEN transformation = 'transformed' THEN how END, 1"
+				"    FROM e WHERE to_relation = $2"
+				"  UNION"
+				"  SELECT w.target_column, e.from_relation, e.from_column,"
+				"         w.transformed OR e.transformation = 'transformed',"
+				"         coalesce(w.how, CASE WHEN e.transformation = 'transformed' THEN e.how END),"
+				"         w.depth + 1"
+				"    FROM walk w JOIN e ON e.to_relation = w.relation AND e.to_column = w.column_name"
+				"   WHERE w.depth < 64)"
+				" SELECT target_column::text, relation, column_name::text, bool_or(transformed),"
+				"        coalesce(min(how), 'copy')"
+				"   FROM walk w"
+				"  WHERE NOT EXISTS (SELECT 1 FROM e WHERE e.to_relation = w.relation"
+				"                    AND e.to_column = w.column_name)"
+				"  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+				2, types, values, NULL, true);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		ColumnInput *c = palloc(sizeof(ColumnInput));
+
+		c->target_column = Val(t, d, 1);
+		c->relation = Val(t, d, 2);
+		c->column = Val(t, d, 3);
+		c->transformed = strcmp(Val(t, d, 4), "t") == 0;
+		c->how = Val(t, d, 5);
+		out = lappend(out, c);
+	}
+	return out;
+}
+
+/* DatasetName turns a stored "schema"."table" into database.schema.table */
+static char *
+DatasetName(const char *relation)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(relation);
+	ExecCatalog("SELECT current_database() || '.' || array_to_string(parse_ident($1, false), '.')",
+				1, types, values, NULL, true);
+	return Val(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/* AppendSchemaFacet appends the schema facet of a relation, if it exists */
+static void
+AppendSchemaFacet(StringInfo buf, const char *relation)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(relation);
+	ExecCatalog("SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)"
+				" FROM pg_attribute a WHERE a.attrelid = to_regclass($1)"
+				" AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+				1, types, values, NULL, true);
+	appendStringInfo(buf, "\"schema\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\",\"fields\":[",
+					 OL_PRODUCER, OL_SCHEMA_FACET);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		appendStringInfoString(buf, i ? ",{\"name\":" : "{\"name\":");
+		escape_json(buf, Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		appendStringInfoString(buf, ",\"type\":");
+		escape_json(buf, Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+		appendStringInfoChar(buf, '}');
+	}
+	appendStringInfoString(buf, "]}");
+}
+
+/* RunUuid derives a stable UUID for a run from cluster, database and run id */
+static char *
+RunUuid(int64 run_id)
+{
+	char	   *seed = psprintf("pg_pipeline run %llu/%u/%lld",
+								(unsigned long long) GetSystemIdentifier(), MyDatabaseId,
+								(long long) run_id);
+	uint8		d[PG_SHA256_DIGEST_LENGTH];
+	char	   *hex;
+
+	Sha256(seed, strlen(seed), d);
+	d[6] = (d[6] & 0x0f) | 0x50;	/* version 5: name-based (SHA) */
+	d[8] = (d[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	hex = HexString(d, 16);
+	return psprintf("%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+/* AppendDataset appends one dataset object of an event */
+static void
+AppendDataset(StringInfo buf, const char *ns, const char *relation, List *columns,
+			  RunFacts *f, bool output, bool final)
+{
+	appendStringInfoChar(buf, '{');
+	AppendJsonMember(buf, "namespace", ns, false);
+	AppendJsonMember(buf, "name", DatasetName(relation), true);
+	appendStringInfoString(buf, ",\"facets\":{");
+	AppendSchemaFacet(buf, relation);
+	if (output && columns != NIL)
+	{
+		ListCell   *lc;
+		char	   *current = NULL;
+
+		appendStringInfo(buf, ",\"columnLineage\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\",\"fields\":{",
+						 OL_PRODUCER, OL_COLUMN_FACET);
+		foreach(lc, columns)
+		{
+			ColumnInput *c = lfirst(lc);
+
+			if (current == NULL || strcmp(current, c->target_column) != 0)
+			{
+				if (current)
+					appendStringInfoString(buf, "]},");
+				escape_json(buf, c->target_column);
+				appendStringInfoString(buf, ":{\"inputFields\":[");
+				current = c->target_column;
+			}
+			else
+				appendStringInfoChar(buf, ',');
+			appendStringInfoChar(buf, '{');
+			AppendJsonMember(buf, "namespace", ns, false);
+			AppendJsonMember(buf, "name", DatasetName(c->relation), true);
+			AppendJsonMember(buf, "field", c->column, true);
+			appendStringInfo(buf, ",\"transformations\":[{\"type\":\"DIRECT\",\"subtype\":\"%s\"",
+							 !c->transformed ? "IDENTITY"
+							 : strcmp(c->how, "aggregate") == 0 ? "AGGREGATION" : "TRANSFORMATION");
+			AppendJsonMember(buf, "description", c->how, true);
+			appendStringInfoString(buf, "}]}");
+		}
+		appendStringInfoString(buf, "]}}}");
+	}
+	appendStringInfoChar(buf, '}');
+	if (output && final)
+		appendStringInfo(buf, ",\"outputFacets\":{\"outputStatistics\":{\"_producer\":\"%s\","
+						 "\"_schemaURL\":\"%s\",\"rowCount\":%lld}}",
+						 OL_PRODUCER, OL_STATS_FACET,
+						 (long long) (f->inserted + f->updated + f->deleted));
+	appendStringInfoChar(buf, '}');
+}
+
+/* BuildEvent builds one event as JSON text */
+static char *
+BuildEvent(RunFacts *f, const char *ns, const char *type, const char *time, List *columns)
+{
+	StringInfoData buf;
+	bool		final = strcmp(type, "START") != 0;
+	List	   *inputs = NIL;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	AppendJsonMember(&buf, "eventType", type, false);
+	AppendJsonMember(&buf, "eventTime", time, true);
+	AppendJsonMember(&buf, "producer", OL_PRODUCER, true);
+	AppendJsonMember(&buf, "schemaURL", OL_EVENT_SCHEMA, true);
+
+	/* run */
+	appendStringInfoString(&buf, ",\"run\":{");
+	AppendJsonMember(&buf, "runId", RunUuid(f->run_id), false);
+	appendStringInfo(&buf, ",\"facets\":{\"pg_pipeline_run\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\","
+					 "\"runId\":%lld", OL_PRODUCER, PP_RUN_FACET, (long long) f->run_id);
+	AppendJsonMember(&buf, "triggeredBy", f->triggered_by, true);
+	AppendJsonMember(&buf, "watermarkFrom", f->wm_from, true);
+	AppendJsonMember(&buf, "watermarkTo", f->wm_to, true);
+	appendStringInfo(&buf, ",\"configVersion\":%d,\"rowsRead\":%lld}", f->config_version,
+					 (long long) f->read);
+	if (f->parent_run_id > 0 && f->parent_pipeline)
+	{
+		appendStringInfo(&buf, ",\"parent\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\",\"run\":{",
+						 OL_PRODUCER, OL_PARENT_FACET);
+		AppendJsonMember(&buf, "runId", RunUuid(f->parent_run_id), false);
+		appendStringInfoString(&buf, "},\"job\":{");
+		AppendJsonMember(&buf, "namespace", ns, false);
+		AppendJsonMember(&buf, "name", f->parent_pipeline, true);
+		appendStringInfoString(&buf, "}}");
+	}
+	if (strcmp(type, "FAIL") == 0)
+	{
+		appendStringInfo(&buf, ",\"errorMessage\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\"",
+						 OL_PRODUCER, OL_ERROR_FACET);
+		AppendJsonMember(&buf, "message", f->message ? f->message : "run failed", true);
+		AppendJsonMember(&buf, "programmingLanguage", "SQL", true);
+		AppendJsonMember(&buf, "stackTrace",
+						 psprintf("SQLSTATE %s", f->sqlstate ? f->sqlstate : "XX000"), true);
+		appendStringInfoChar(&buf, '}');
+	}
+	appendStringInfoString(&buf, "}}");
+
+	/* job */
+	appendStringInfoString(&buf, ",\"job\":{");
+	AppendJsonMember(&buf, "namespace", ns, false);
+	AppendJsonMember(&buf, "name", f->pipeline, true);
+	appendStringInfo(&buf, ",\"facets\":{\"jobType\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\","
+					 "\"processingType\":\"BATCH\",\"integration\":\"PG_PIPELINE\",\"jobType\":\"PIPELINE\"}}}",
+					 OL_PRODUCER, OL_JOBTYPE_FACET);
+
+	/* inputs: the source, and every relation a target column comes from */
+	if (f->source)
+		inputs = lappend(inputs, f->source);
+	foreach(lc, columns)
+	{
+		ColumnInput *c = lfirst(lc);
+		ListCell   *ic;
+		bool		have = false;
+
+		foreach(ic, inputs)
+			if (strcmp(lfirst(ic), c->relation) == 0)
+				have = true;
+		if (!have)
+			inputs = lappend(inputs, c->relation);
+	}
+	appendStringInfoString(&buf, ",\"inputs\":[");
+	foreach(lc, inputs)
+	{
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoChar(&buf, ',');
+		AppendDataset(&buf, ns, lfirst(lc), NIL, f, false, final);
+	}
+	appendStringInfoString(&buf, "],\"outputs\":[");
+	if (f->target)
+		AppendDataset(&buf, ns, f->target, columns, f, true, final);
+	appendStringInfoString(&buf, "]}");
+	return buf.data;
+}
+
+/*
+ * pipeline.openlineage_events(run_id, namespace): the run's OpenLineage
+ * events, START first. namespace defaults to postgres://localhost:<port>.
+ */
+Datum
+pipeline_openlineage_events(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	RunFacts   *f;
+	List	   *columns;
+	char	   *ns;
+	List	   *events = NIL;
+	ListCell   *lc;
+	int			nestlevel;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("run_id must not be NULL")));
+	/* SETOF jsonb has no row type: the executor's expected one describes it */
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC | MAT_SRF_BLESS);
+	if (!PG_ARGISNULL(1) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("namespace must not be empty"),
+				 errhint("Pass something like 'postgres://db.example.com:5432', or leave it out.")));
+
+	SPI_connect();
+	nestlevel = PinSearchPath();
+	f = LoadRunFacts(PG_GETARG_INT64(0));
+	if (PG_ARGISNULL(1))
+	{
+		ExecCatalog("SELECT 'postgres://localhost:' || current_setting('port')",
+					0, NULL, NULL, NULL, true);
+		ns = Val(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	}
+	else
+		ns = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	columns = LoadColumnInputs(f);
+
+	events = lappend(events, BuildEvent(f, ns, "START", f->started_at, NIL));
+	if (strcmp(f->status, "running") != 0)
+	{
+		const char *type = strcmp(f->status, "succeeded") == 0 ? "COMPLETE"
+			: strcmp(f->status, "failed") == 0 ? "FAIL" : "ABORT";
+
+		events = lappend(events, BuildEvent(f, ns, type,
+											f->finished_at ? f->finished_at : f->started_at,
+											columns));
+	}
+	UnpinSearchPath(nestlevel);
+
+	foreach(lc, events)
+	{
+		Datum		value = DirectFunctionCall1(jsonb_in, CStringGetDatum(lfirst(lc)));
+		bool		isnull = false;
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}

@@ -1,0 +1,213 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/workers/monitor.c
+ *
+ * Watching pipelines: the freshness and timeliness checks (raising alerts,
+ * recorders/alerts.c) and the pruning of run history that the launcher does every
+ * pipeline.check_interval, and the recovery that marks the runs a crash
+ * interrupted as failed and queues them again.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "pipeline/workers.h"
+
+/* RaiseAlertsFromQuery raises one alert of a kind per row (id, name, observed, limit, run) */
+static void
+RaiseAlertsFromQuery(const char *kind, const char *sql)
+{
+	SPITupleTable *tuptable;
+	uint64		n;
+
+	ExecCatalog(sql, 0, NULL, NULL, NULL, false);
+	tuptable = SPI_tuptable;
+	n = SPI_processed;
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tup = tuptable->vals[i];
+		TupleDesc	desc = tuptable->tupdesc;
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		char	   *name = SPI_getvalue(tup, desc, 2);
+		char	   *observed = SPI_getvalue(tup, desc, 3);
+		char	   *limit_value = SPI_getvalue(tup, desc, 4);
+		Datum		run = SPI_getbinval(tup, desc, 5, &isnull);
+
+		RaiseAlert(id, name, kind, observed, limit_value, isnull ? 0 : DatumGetInt64(run),
+				   psprintf("%s limit of pipeline \"%s\" breached: %s, limit %s",
+							kind, name, observed, limit_value));
+	}
+}
+
+/*
+ * CheckLimits raises freshness alerts (no successful run changed data for
+ * longer than the limit) and timeliness alerts (a run took, or is taking,
+ * longer than the limit), once per breach, and resolves breaches that have
+ * ended. Muted limits raise nothing.
+ */
+void
+CheckLimits(void)
+{
+	RaiseAlertsFromQuery("freshness",
+						 "SELECT s.id, s.name, date_trunc('second', s.age)::text,"
+						 "       s.freshness::text, NULL::bigint"
+						 "  FROM (SELECT p.pipeline_id AS id, p.name, p.freshness,"
+						 "               now() - coalesce((SELECT max(h.finished_at)"
+						 "                  FROM pipeline.run_history h"
+						 "                 WHERE h.pipeline_id = p.pipeline_id AND h.status = 'succeeded'"
+						 "                   AND h.rows_inserted + h.rows_updated + h.rows_deleted > 0),"
+						 "                 p.created_at) AS age"
+						 "          FROM pipeline.pipeline p"
+						 "         WHERE p.freshness IS NOT NULL AND p.active AND NOT p.freshness_muted) s"
+						 " WHERE s.age > s.freshness"
+						 "   AND NOT EXISTS (SELECT 1 FROM pipeline.alert_log a"
+						 "                    WHERE a.pipeline_id = s.id AND a.kind = 'freshness'"
+						 "                      AND a.resolved_at IS NULL)");
+	ExecCatalog("UPDATE pipeline.alert_log a SET resolved_at = clock_timestamp()"
+				"  FROM pipeline.pipeline p"
+				" WHERE a.kind = 'freshness' AND a.resolved_at IS NULL"
+				"   AND p.pipeline_id = a.pipeline_id"
+				"   AND (p.freshness IS NULL OR p.freshness_muted OR NOT p.active"
+				"        OR now() - coalesce((SELECT max(h.finished_at) FROM pipeline.run_history h"
+				"                 WHERE h.pipeline_id = p.pipeline_id AND h.status = 'succeeded'"
+				"                   AND h.rows_inserted + h.rows_updated + h.rows_deleted > 0),"
+				"                 p.created_at) <= p.freshness)",
+				0, NULL, NULL, NULL, false);
+
+	RaiseAlertsFromQuery("timeliness",
+						 "SELECT p.pipeline_id, p.name,"
+						 "       date_trunc('second', coalesce(h.finished_at, now()) - h.started_at)::text,"
+						 "       p.timeliness::text, h.run_id"
+						 "  FROM pipeline.pipeline p"
+						 "  JOIN LATERAL (SELECT r.run_id, r.started_at, r.finished_at"
+						 "                  FROM pipeline.run_history r"
+						 "                 WHERE r.pipeline_id = p.pipeline_id AND r.status <> 'skipped'"
+						 "                 ORDER BY r.run_id DESC LIMIT 1) h ON true"
+						 " WHERE p.timeliness IS NOT NULL AND NOT p.timeliness_muted"
+						 "   AND coalesce(h.finished_at, now()) - h.started_at > p.timeliness"
+						 "   AND NOT EXISTS (SELECT 1 FROM pipeline.alert_log a"
+						 "                    WHERE a.pipeline_id = p.pipeline_id AND a.kind = 'timeliness'"
+						 "                      AND a.run_id = h.run_id)");
+	ExecCatalog("UPDATE pipeline.alert_log a SET resolved_at = clock_timestamp()"
+				" WHERE a.kind = 'timeliness' AND a.resolved_at IS NULL"
+				"   AND EXISTS (SELECT 1 FROM pipeline.run_history r"
+				"                WHERE r.pipeline_id = a.pipeline_id AND r.run_id > a.run_id"
+				"                  AND r.status = 'succeeded')",
+				0, NULL, NULL, NULL, false);
+}
+
+/*
+ * PruneHistory deletes at most batch finished runs (and resolved alerts)
+ * older than the retention period; it returns how many runs went, so the
+ * launcher can come back soon while there is more.
+ */
+uint64
+PruneHistory(int retention_seconds, int batch)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2];
+	uint64		pruned;
+
+	values[0] = Int32GetDatum(retention_seconds);
+	values[1] = Int32GetDatum(batch);
+	ExecCatalog("DELETE FROM pipeline.run_history WHERE run_id IN ("
+				"  SELECT run_id FROM pipeline.run_history"
+				"   WHERE started_at < now() - make_interval(secs => $1) AND status <> 'running'"
+				"   ORDER BY started_at LIMIT $2)",
+				2, types, values, NULL, false);
+	pruned = SPI_processed;
+	ExecCatalog("DELETE FROM pipeline.alert_log WHERE alert_id IN ("
+				"  SELECT alert_id FROM pipeline.alert_log"
+				"   WHERE resolved_at < now() - make_interval(secs => $1)"
+				"      OR (resolved_at IS NULL AND kind IN ('run_failed', 'retries_exhausted')"
+				"          AND raised_at < now() - make_interval(secs => $1))"
+				"   ORDER BY alert_id LIMIT $2)",
+				2, types, values, NULL, false);
+	return pruned;
+}
+
+/*
+ * RecoverInterruptedRuns marks as failed the runs whose process is gone: a
+ * committed 'running' record is written only while its process holds the
+ * pipeline's run lock, and the lock is released only after the final record
+ * commits, so a 'running' record whose lock nobody holds belongs to a
+ * process that crashed, was killed, or went down with the server. It raises
+ * their run_failed alerts and queues again the ones background workers were
+ * running, so that nothing is lost; the interrupted runs rolled back, so
+ * running them again applies nothing twice.
+ */
+void
+RecoverInterruptedRuns(void)
+{
+	SPITupleTable *tuptable;
+	uint64		n;
+
+	ExecCatalog("UPDATE pipeline.run_history SET status = 'failed',"
+				"       finished_at = clock_timestamp(), error_sqlstate = '57P02',"
+				"       error_message = '" PIPELINE_INTERRUPTED_MESSAGE "'"
+				" WHERE status = 'running'"
+				"   AND pipeline_id NOT IN (SELECT pipeline_id FROM pipeline._run_locks)"
+				" RETURNING pipeline_id, pipeline_name, run_id, triggered_by,"
+				"           coalesce(parent_run_id, 0), attempt",
+				0, NULL, NULL, NULL, false);
+	tuptable = SPI_tuptable;
+	n = SPI_processed;
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tup = tuptable->vals[i];
+		TupleDesc	desc = tuptable->tupdesc;
+		bool		isnull;
+		int64		pipeline_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		char	   *name = SPI_getvalue(tup, desc, 2);
+		int64		run_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		char	   *triggered_by = SPI_getvalue(tup, desc, 4);
+		int64		parent = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+		int32		attempt = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+
+		RaiseAlert(pipeline_id, name, "run_failed", "57P02", NULL, run_id,
+				   PIPELINE_INTERRUPTED_MESSAGE);
+		if (strcmp(triggered_by, "manual") != 0 && strcmp(triggered_by, "schedule") != 0)
+		{
+			PipelineDef *def = LoadPipelineById(pipeline_id);
+
+			if (def && def->active)
+				EnqueueRun(pipeline_id, "recovery", parent, attempt + 1, 0);
+		}
+	}
+}
+
+/*
+ * RefreshAllSourceRelations recomputes what every pipeline's source reads
+ * (after a restore, the derived table is empty).
+ */
+void
+RefreshAllSourceRelations(void)
+{
+	SPITupleTable *tuptable;
+	uint64		n;
+
+	ExecCatalog("SELECT pipeline_id, to_regclass(quote_ident(source_schema) || '.'"
+				"       || quote_ident(source_table))::oid FROM pipeline.pipeline",
+				0, NULL, NULL, NULL, false);
+	tuptable = SPI_tuptable;
+	n = SPI_processed;
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tuptable->vals[i], tuptable->tupdesc, 1, &isnull));
+		Datum		relid = SPI_getbinval(tuptable->vals[i], tuptable->tupdesc, 2, &isnull);
+
+		if (!isnull)
+			RefreshSourceRelations(id, DatumGetObjectId(relid));
+	}
+}
