@@ -343,3 +343,19 @@ AS 'MODULE_PATHNAME', 'pipeline_flush_audit_refusals';
 
 REVOKE ALL ON FUNCTION pipeline.prune_audit(interval, integer),
     pipeline.flush_audit_refusals() FROM PUBLIC;
+
+-- Architecture (issue 8) -----------------------------------------------------
+
+-- deliverable 2: one option table. pipeline._options() shows the C table of
+-- a pipeline's options (src/catalog/options.c), from which create_pipeline's
+-- and alter_pipeline's arguments are read, pipeline.pipeline is read and
+-- written, the canonical config is built and apply() takes its keys;
+-- sql/14_options.sql compares it with those functions' signatures and with
+-- pipeline.pipeline's columns. sql_default is NULL for an argument without
+-- a default; catalog_column lists a relation's two columns as schema,table.
+CREATE FUNCTION pipeline._options()
+RETURNS TABLE (name text, sql_type text, sql_default text, catalog_column text,
+               alterable boolean, in_config boolean, in_spec boolean)
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'pipeline_options';
+COMMENT ON FUNCTION pipeline._options() IS 'internal: the option table of create_pipeline, alter_pipeline and apply, checked against their signatures by the regression tests';

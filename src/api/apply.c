@@ -4,9 +4,11 @@
  *
  * Declarative specs. pipeline.apply(spec) creates or updates pipelines from
  * a spec (one object or an array of them) through create_pipeline and
- * alter_pipeline, so it validates exactly as they do. An update runs in a
- * subtransaction that is rolled back when the config version did not move:
- * applying the same spec twice writes nothing, and says so.
+ * alter_pipeline, so it validates exactly as they do; its keys and the
+ * arguments it passes are the options of the option table
+ * (catalog/options.c). An update runs in a subtransaction that is rolled
+ * back when the config version did not move: applying the same spec twice
+ * writes nothing, and says so.
  * pipeline.config_of(name) shows a pipeline's canonical configuration
  * (recorders/versions.c) to those who may see it.
  *
@@ -24,6 +26,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
 #include "utils/resowner.h"
@@ -67,32 +70,41 @@ pipeline_config_of(PG_FUNCTION_ARGS)
 
 /* ---- pipeline.apply ---------------------------------------------------- */
 
-/* The keys a spec may hold, in create_pipeline's argument order */
-static const char *const SpecKeys[] = {
-	"name", "source", "target", "unique_key", "incremental_column", "mode",
-	"delete_column", "soft_delete", "partition_column", "lookback",
-	"batch_rows", "create_target", "description", "metadata", "lineage_column",
-	"schedule", "depends_on", "max_retries", "retry_delay", "timeout",
-	"freshness", "timeliness", "mute_freshness", "mute_timeliness"
-};
-#define NUM_SPEC_KEYS lengthof(SpecKeys)
-#define NUM_CALL_ARGS 23		/* all but lineage_column */
-
-enum
-{
-	SK_NAME, SK_SOURCE, SK_TARGET, SK_UNIQUE_KEY, SK_INCREMENTAL, SK_MODE,
-	SK_DELETE, SK_SOFT_DELETE, SK_PARTITION, SK_LOOKBACK, SK_BATCH_ROWS,
-	SK_CREATE_TARGET, SK_DESCRIPTION, SK_METADATA, SK_LINEAGE_COLUMN,
-	SK_SCHEDULE, SK_DEPENDS_ON, SK_MAX_RETRIES, SK_RETRY_DELAY, SK_TIMEOUT,
-	SK_FRESHNESS, SK_TIMELINESS, SK_MUTE_FRESHNESS, SK_MUTE_TIMELINESS
-};
-
-/* One spec object, decoded */
+/*
+ * One spec object, decoded. The keys a spec may hold are the options of
+ * the option table that are in_spec, named as the arguments of
+ * create_pipeline; a spec's values are kept by the option's index in the
+ * table.
+ */
 typedef struct PipelineSpec
 {
-	JsonbValue *v[NUM_SPEC_KEYS];	/* NULL when absent or JSON null */
+	JsonbValue **v;				/* by option, NULL when absent or JSON null */
 	char	   *name;
 } PipelineSpec;
+
+/*
+ * The JSON type of a spec's value, in the order in which DecodeSpec reports
+ * wrong ones (after the keys a spec must have).
+ */
+typedef enum SpecType
+{
+	SPEC_ARRAY,
+	SPEC_NUMBER,
+	SPEC_OBJECT,
+	SPEC_STRING,
+	SPEC_BOOL
+} SpecType;
+
+/* The hint of a missing key that a spec must have */
+static const struct
+{
+	const char *key;
+	const char *hint;
+}			MissingKeyHints[] = {
+	{"name", "Every spec names its pipeline."},
+	{"source", "Name the source table or view, e.g. \"staging.orders\"."},
+	{"target", "Name the target table, e.g. \"core.orders\"."},
+};
 
 static void
 SpecError(int index, const char *message, const char *hint)
@@ -104,6 +116,63 @@ SpecError(int index, const char *message, const char *hint)
 			 hint ? errhint("%s", hint) : 0));
 }
 
+/* SpecKey is the index of the option named key in the option table */
+static int
+SpecKey(const char *key)
+{
+	return PipelineOptionIndex(PipelineOptionByName(key));
+}
+
+/* SpecKeysHint lists the keys a spec may hold: "The keys are a, b and c." */
+static const char *
+SpecKeysHint(void)
+{
+	StringInfoData buf;
+	int			last = -1;
+
+	for (int k = 0; k < NumPipelineOptions; k++)
+		if (PipelineOptions[k].in_spec)
+			last = k;
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "The keys are");
+	for (int k = 0, n = 0; k < NumPipelineOptions; k++)
+	{
+		if (!PipelineOptions[k].in_spec)
+			continue;
+		appendStringInfo(&buf, "%s%s", n++ == 0 ? " " : k == last ? " and " : ", ",
+						 PipelineOptions[k].name);
+	}
+	appendStringInfoChar(&buf, '.');
+	return buf.data;
+}
+
+/* SpecMustHave says whether a spec must hold an option: an argument without default */
+static bool
+SpecMustHave(const PipelineOption *o)
+{
+	return OidIsValid(o->sql_type) && !o->has_default;
+}
+
+/* SpecTypeOf is the JSON type of an option's value in a spec */
+static SpecType
+SpecTypeOf(const PipelineOption *o)
+{
+	switch (o->sql_type)
+	{
+		case TEXTARRAYOID:
+			return SPEC_ARRAY;
+		case INT4OID:
+		case INT8OID:
+			return SPEC_NUMBER;
+		case JSONBOID:
+			return SPEC_OBJECT;
+		case BOOLOID:
+			return SPEC_BOOL;
+		default:
+			return SPEC_STRING; /* text, regclass, an interval as text, no argument */
+	}
+}
+
 /* SpecString returns a string member, checking its JSON type */
 static char *
 SpecString(PipelineSpec *spec, int key, int index)
@@ -113,7 +182,7 @@ SpecString(PipelineSpec *spec, int key, int index)
 	if (v == NULL)
 		return NULL;
 	if (v->type != jbvString)
-		SpecError(index, psprintf("\"%s\" must be a string", SpecKeys[key]), NULL);
+		SpecError(index, psprintf("\"%s\" must be a string", PipelineOptions[key].name), NULL);
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
@@ -125,8 +194,42 @@ SpecBool(PipelineSpec *spec, int key, int index, bool dflt)
 	if (v == NULL)
 		return dflt;
 	if (v->type != jbvBool)
-		SpecError(index, psprintf("\"%s\" must be true or false", SpecKeys[key]), NULL);
+		SpecError(index, psprintf("\"%s\" must be true or false", PipelineOptions[key].name), NULL);
 	return v->val.boolean;
+}
+
+/* CheckSpecType checks the JSON type of one member of a spec, when present */
+static void
+CheckSpecType(PipelineSpec *spec, int key, int index)
+{
+	const PipelineOption *o = &PipelineOptions[key];
+	JsonbValue *v = spec->v[key];
+
+	if (v == NULL)
+		return;
+	switch (SpecTypeOf(o))
+	{
+		case SPEC_ARRAY:
+			if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+				SpecError(index, psprintf("\"%s\" must be an array of %s", o->name,
+										  o->check == OPTION_CHECK_COLUMN_LIST ? "column names" : "names"),
+						  NULL);
+			break;
+		case SPEC_NUMBER:
+			if (v->type != jbvNumeric)
+				SpecError(index, psprintf("\"%s\" must be a number", o->name), NULL);
+			break;
+		case SPEC_OBJECT:
+			if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+				SpecError(index, psprintf("\"%s\" must be a JSON object", o->name), NULL);
+			break;
+		case SPEC_STRING:
+			(void) SpecString(spec, key, index);
+			break;
+		case SPEC_BOOL:
+			(void) SpecBool(spec, key, index, false);
+			break;
+	}
 }
 
 /*
@@ -143,6 +246,7 @@ DecodeSpec(JsonbValue *obj, int index, PipelineSpec *spec)
 	int			current = -1;
 
 	memset(spec, 0, sizeof(*spec));
+	spec->v = palloc0(sizeof(JsonbValue *) * NumPipelineOptions);
 	if (obj->type != jbvBinary || !JsonContainerIsObject(obj->val.binary.data))
 		SpecError(index, "each spec must be a JSON object",
 				  "Pass {\"name\": ..., \"source\": ..., \"target\": ...} or an array of such objects.");
@@ -154,12 +258,11 @@ DecodeSpec(JsonbValue *obj, int index, PipelineSpec *spec)
 			char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
 
 			current = -1;
-			for (int k = 0; k < NUM_SPEC_KEYS; k++)
-				if (strcmp(key, SpecKeys[k]) == 0)
+			for (int k = 0; k < NumPipelineOptions; k++)
+				if (PipelineOptions[k].in_spec && strcmp(key, PipelineOptions[k].name) == 0)
 					current = k;
 			if (current < 0)
-				SpecError(index, psprintf("unknown key \"%s\"", key),
-						  "The keys are name, source, target, unique_key, incremental_column, mode, delete_column, soft_delete, partition_column, lookback, batch_rows, create_target, description, metadata, lineage_column, schedule, depends_on, max_retries, retry_delay, timeout, freshness, timeliness, mute_freshness and mute_timeliness.");
+				SpecError(index, psprintf("unknown key \"%s\"", key), SpecKeysHint());
 			key_next = true;
 		}
 		else if (tok == WJB_VALUE && key_next)
@@ -172,40 +275,31 @@ DecodeSpec(JsonbValue *obj, int index, PipelineSpec *spec)
 			key_next = false;
 		}
 	}
-	spec->name = SpecString(spec, SK_NAME, index);
-	if (spec->name == NULL)
-		SpecError(index, "\"name\" is missing", "Every spec names its pipeline.");
-	if (spec->v[SK_SOURCE] == NULL)
-		SpecError(index, "\"source\" is missing", "Name the source table or view, e.g. \"staging.orders\".");
-	if (spec->v[SK_TARGET] == NULL)
-		SpecError(index, "\"target\" is missing", "Name the target table, e.g. \"core.orders\".");
-	(void) SpecString(spec, SK_SOURCE, index);
-	(void) SpecString(spec, SK_TARGET, index);
-	if (spec->v[SK_UNIQUE_KEY])
-	{
-		JsonbValue *u = spec->v[SK_UNIQUE_KEY];
+	spec->name = SpecString(spec, SpecKey("name"), index);
+	for (int k = 0; k < NumPipelineOptions; k++)
+		if (PipelineOptions[k].in_spec && SpecMustHave(&PipelineOptions[k]) && spec->v[k] == NULL)
+		{
+			const char *hint = NULL;
 
-		if (u->type != jbvBinary || !JsonContainerIsArray(u->val.binary.data))
-			SpecError(index, "\"unique_key\" must be an array of column names", NULL);
-	}
-	if (spec->v[SK_BATCH_ROWS] && spec->v[SK_BATCH_ROWS]->type != jbvNumeric)
-		SpecError(index, "\"batch_rows\" must be a number", NULL);
-	if (spec->v[SK_METADATA])
-	{
-		JsonbValue *m = spec->v[SK_METADATA];
-
-		if (m->type != jbvBinary || !JsonContainerIsObject(m->val.binary.data))
-			SpecError(index, "\"metadata\" must be a JSON object", NULL);
-	}
-	for (int k = 0; k < NUM_SPEC_KEYS; k++)
-		if (k == SK_INCREMENTAL || k == SK_MODE || k == SK_DELETE || k == SK_PARTITION ||
-			k == SK_LOOKBACK || k == SK_DESCRIPTION || k == SK_LINEAGE_COLUMN)
-			(void) SpecString(spec, k, index);
-	(void) SpecBool(spec, SK_SOFT_DELETE, index, false);
-	(void) SpecBool(spec, SK_CREATE_TARGET, index, true);
+			for (int h = 0; h < lengthof(MissingKeyHints); h++)
+				if (strcmp(MissingKeyHints[h].key, PipelineOptions[k].name) == 0)
+					hint = MissingKeyHints[h].hint;
+			SpecError(index, psprintf("\"%s\" is missing", PipelineOptions[k].name), hint);
+		}
+	for (int k = 0; k < NumPipelineOptions; k++)
+		if (PipelineOptions[k].in_spec && SpecMustHave(&PipelineOptions[k]))
+			CheckSpecType(spec, k, index);
+	for (SpecType t = SPEC_ARRAY; t <= SPEC_BOOL; t++)
+		for (int k = 0; k < NumPipelineOptions; k++)
+			if (PipelineOptions[k].in_spec && !SpecMustHave(&PipelineOptions[k]) &&
+				SpecTypeOf(&PipelineOptions[k]) == t)
+				CheckSpecType(spec, k, index);
 }
 
-/* NameArrayDatum turns a spec's array of names (unique_key, depends_on) into a text[] */
+/*
+ * NameArrayDatum turns a spec's array of names (unique_key, depends_on)
+ * into a text[], refusing anything but strings in it.
+ */
 static Datum
 NameArrayDatum(JsonbValue *u, int index, const char *key)
 {
@@ -234,133 +328,148 @@ NameArrayDatum(JsonbValue *u, int index, const char *key)
 	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
+/* IntervalDatum reads an interval spelled as text (22007 when it is not one) */
+static Datum
+IntervalDatum(const char *s)
+{
+	return DirectFunctionCall3(interval_in, CStringGetDatum(s), ObjectIdGetDatum(InvalidOid),
+							   Int32GetDatum(-1));
+}
+
+/* SpecValue converts the spec's value of an option to its argument's type */
+static Datum
+SpecValue(PipelineSpec *spec, int key, int index)
+{
+	const PipelineOption *o = &PipelineOptions[key];
+	JsonbValue *v = spec->v[key];
+
+	switch (o->sql_type)
+	{
+		case REGCLASSOID:
+			{
+				/* the source is resolved on the caller's search_path: 42P01 if missing */
+				List	   *names = stringToQualifiedNameList(SpecString(spec, key, index));
+
+				return ObjectIdGetDatum(RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, false));
+			}
+		case TEXTOID:
+			return CStringGetTextDatum(SpecString(spec, key, index));
+		case TEXTARRAYOID:
+			return NameArrayDatum(v, index, o->name);
+		case BOOLOID:
+			return BoolGetDatum(SpecBool(spec, key, index, false));
+		case INT4OID:
+			return DirectFunctionCall1(numeric_int4, NumericGetDatum(v->val.numeric));
+		case INT8OID:
+			return DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric));
+		case INTERVALOID:
+			return IntervalDatum(SpecString(spec, key, index));
+		case JSONBOID:
+			return JsonbPGetDatum(JsonbValueToJsonb(v));
+		default:
+			elog(ERROR, "option \"%s\" has no spec value", o->name);
+	}
+	return (Datum) 0;			/* keep compiler quiet */
+}
+
+/* DefaultDatum is the default of an option's argument (not NULL), as a value */
+static Datum
+DefaultDatum(const PipelineOption *o)
+{
+	Oid			typinput;
+	Oid			typioparam;
+
+	getTypeInputInfo(o->sql_type, &typinput, &typioparam);
+	return OidInputFunctionCall(typinput, (char *) o->default_value, typioparam, -1);
+}
+
+/* ClearDatum is the value that clears an option in alter_pipeline */
+static Datum
+ClearDatum(const PipelineOption *o)
+{
+	switch (o->sql_type)
+	{
+		case TEXTOID:
+			return CStringGetTextDatum("");
+		case TEXTARRAYOID:
+			return PointerGetDatum(construct_empty_array(TEXTOID));
+		case INTERVALOID:
+			return IntervalDatum("0");
+		case INT8OID:
+			return Int64GetDatum(0);
+		default:
+			elog(ERROR, "option \"%s\" cannot be cleared", o->name);
+	}
+	return (Datum) 0;			/* keep compiler quiet */
+}
+
+/* NumCallArgs is the number of arguments of create_pipeline */
+static int
+NumCallArgs(void)
+{
+	int			n = 0;
+
+	for (int k = 0; k < NumPipelineOptions; k++)
+		if (OidIsValid(PipelineOptions[k].sql_type))
+			n++;
+	return n;
+}
+
 /*
- * SpecCallArgs fills the arguments of create_pipeline/alter_pipeline.
- * For an update, an absent option means its default, so the values that
- * clear an option in alter_pipeline are passed.
+ * SpecCallArgs fills the arguments of create_pipeline/alter_pipeline, one
+ * per option with an argument, numbered as create_pipeline's. An absent
+ * option means its default: for a create, the argument's default (NULL
+ * included); for an update, the default too when it is not NULL, and
+ * otherwise the value that clears the option in alter_pipeline ('', an
+ * empty array, '0', 0), so that the spec is the whole truth.
  */
 static void
 SpecCallArgs(PipelineSpec *spec, int index, bool update, Oid *types, Datum *values, char *nulls)
 {
-	char	   *s;
-	RangeVar   *rv;
-
-	memset(nulls, ' ', NUM_CALL_ARGS);
-	types[0] = TEXTOID;
-	values[0] = CStringGetTextDatum(spec->name);
-	/* the source is resolved on the caller's search_path: 42P01 if missing */
-	rv = makeRangeVarFromNameList(stringToQualifiedNameList(SpecString(spec, SK_SOURCE, index)));
-	types[1] = REGCLASSOID;
-	values[1] = ObjectIdGetDatum(RangeVarGetRelid(rv, NoLock, false));
-	types[2] = TEXTOID;
-	values[2] = CStringGetTextDatum(SpecString(spec, SK_TARGET, index));
-	types[3] = TEXTARRAYOID;
-	if (spec->v[SK_UNIQUE_KEY])
-		values[3] = NameArrayDatum(spec->v[SK_UNIQUE_KEY], index, "unique_key");
-	else if (update)
-		values[3] = PointerGetDatum(construct_empty_array(TEXTOID));
-	else
-		nulls[3] = 'n';
-
+	for (int k = 0; k < NumPipelineOptions; k++)
 	{
-		static const int text_keys[] = {SK_INCREMENTAL, SK_DELETE, SK_PARTITION, SK_DESCRIPTION};
-		static const int text_args[] = {4, 6, 8, 12};
+		const PipelineOption *o = &PipelineOptions[k];
+		int			n = PipelineOptionArgno(o, false);
 
-		for (int i = 0; i < lengthof(text_keys); i++)
+		if (n < 0)
+			continue;
+		types[n] = o->sql_type;
+		nulls[n] = ' ';
+		if (spec->v[k] != NULL)
+			values[n] = SpecValue(spec, k, index);
+		else if (o->default_value != NULL)
+			values[n] = DefaultDatum(o);
+		else if (update)
+			values[n] = ClearDatum(o);
+		else
 		{
-			s = SpecString(spec, text_keys[i], index);
-			types[text_args[i]] = TEXTOID;
-			if (s == NULL && update)
-				s = "";
-			values[text_args[i]] = s ? CStringGetTextDatum(s) : (Datum) 0;
-			nulls[text_args[i]] = s ? ' ' : 'n';
+			values[n] = (Datum) 0;
+			nulls[n] = 'n';
 		}
 	}
-	s = SpecString(spec, SK_MODE, index);
-	types[5] = TEXTOID;
-	values[5] = CStringGetTextDatum(s ? s : "merge");
-	types[7] = BOOLOID;
-	values[7] = BoolGetDatum(SpecBool(spec, SK_SOFT_DELETE, index, false));
-	s = SpecString(spec, SK_LOOKBACK, index);
-	types[9] = INTERVALOID;
-	if (s == NULL && update)
-		s = "0";
-	values[9] = s ? DirectFunctionCall3(interval_in, CStringGetDatum(s), ObjectIdGetDatum(InvalidOid),
-										Int32GetDatum(-1)) : (Datum) 0;
-	nulls[9] = s ? ' ' : 'n';
-	types[10] = INT8OID;
-	if (spec->v[SK_BATCH_ROWS])
-		values[10] = DirectFunctionCall1(numeric_int8, NumericGetDatum(spec->v[SK_BATCH_ROWS]->val.numeric));
-	else if (update)
-		values[10] = Int64GetDatum(0);
-	else
-		nulls[10] = 'n';
-	types[11] = BOOLOID;
-	values[11] = BoolGetDatum(SpecBool(spec, SK_CREATE_TARGET, index, true));
-	types[13] = JSONBOID;
-	if (spec->v[SK_METADATA])
-		values[13] = JsonbPGetDatum(JsonbValueToJsonb(spec->v[SK_METADATA]));
-	else
-		values[13] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
-
-	/* scheduling: for an update, an absent option clears it or restores its default */
-	s = SpecString(spec, SK_SCHEDULE, index);
-	types[14] = TEXTOID;
-	if (s == NULL && update)
-		s = "";
-	values[14] = s ? CStringGetTextDatum(s) : (Datum) 0;
-	nulls[14] = s ? ' ' : 'n';
-	types[15] = TEXTARRAYOID;
-	if (spec->v[SK_DEPENDS_ON])
-		values[15] = NameArrayDatum(spec->v[SK_DEPENDS_ON], index, "depends_on");
-	else if (update)
-		values[15] = PointerGetDatum(construct_empty_array(TEXTOID));
-	else
-		nulls[15] = 'n';
-	types[16] = INT4OID;
-	if (spec->v[SK_MAX_RETRIES])
-	{
-		if (spec->v[SK_MAX_RETRIES]->type != jbvNumeric)
-			SpecError(index, "\"max_retries\" must be a number", NULL);
-		values[16] = DirectFunctionCall1(numeric_int4, NumericGetDatum(spec->v[SK_MAX_RETRIES]->val.numeric));
-	}
-	else
-		values[16] = Int32GetDatum(0);
-	{
-		static const int interval_keys[] = {SK_RETRY_DELAY, SK_TIMEOUT, SK_FRESHNESS, SK_TIMELINESS};
-		static const char *const absent[] = {"10 seconds", "0", "0", "0"};
-
-		for (int i = 0; i < lengthof(interval_keys); i++)
-		{
-			s = SpecString(spec, interval_keys[i], index);
-			types[17 + i] = INTERVALOID;
-			if (s == NULL && (update || i == 0))
-				s = (char *) absent[i];
-			values[17 + i] = s ? DirectFunctionCall3(interval_in, CStringGetDatum(s),
-													 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)) : (Datum) 0;
-			nulls[17 + i] = s ? ' ' : 'n';
-		}
-	}
-	types[21] = BOOLOID;
-	values[21] = BoolGetDatum(SpecBool(spec, SK_MUTE_FRESHNESS, index, false));
-	types[22] = BOOLOID;
-	values[22] = BoolGetDatum(SpecBool(spec, SK_MUTE_TIMELINESS, index, false));
 }
 
-/* CallRegistry runs create_pipeline or alter_pipeline as the caller */
+/*
+ * CallRegistry runs create_pipeline or alter_pipeline as the caller, each
+ * argument passed by name: "name => $1, source => $2, ...".
+ */
 static void
 CallRegistry(const char *function, Oid *types, Datum *values, char *nulls)
 {
-	char	   *sql = psprintf("SELECT pipeline.%s(name => $1, source => $2, target => $3,"
-							   " unique_key => $4, incremental_column => $5, mode => $6,"
-							   " delete_column => $7, soft_delete => $8, partition_column => $9,"
-							   " lookback => $10, batch_rows => $11, create_target => $12,"
-							   " description => $13, metadata => $14, schedule => $15,"
-							   " depends_on => $16, max_retries => $17, retry_delay => $18,"
-							   " timeout => $19, freshness => $20, timeliness => $21,"
-							   " mute_freshness => $22, mute_timeliness => $23)", function);
+	StringInfoData sql;
+	int			n = 0;
 
-	if (SPI_execute_with_args(sql, NUM_CALL_ARGS, types, values, nulls, false, 0) != SPI_OK_SELECT)
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT pipeline.%s(", function);
+	for (int k = 0; k < NumPipelineOptions; k++)
+		if (OidIsValid(PipelineOptions[k].sql_type))
+		{
+			appendStringInfo(&sql, "%s%s => $%d", n == 0 ? "" : ", ", PipelineOptions[k].name, n + 1);
+			n++;
+		}
+	appendStringInfoChar(&sql, ')');
+
+	if (SPI_execute_with_args(sql.data, n, types, values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pipeline.%s failed", function);
 }
 
@@ -403,11 +512,13 @@ PipelineVersion(const char *name)
 static const char *
 ApplyOne(PipelineSpec *spec, int index, int *version)
 {
-	Oid			types[NUM_CALL_ARGS];
-	Datum		values[NUM_CALL_ARGS];
-	char		nulls[NUM_CALL_ARGS];
+	int			nargs = NumCallArgs();
+	Oid		   *types = palloc(sizeof(Oid) * nargs);
+	Datum	   *values = palloc(sizeof(Datum) * nargs);
+	char	   *nulls = palloc(nargs);
 	PipelineDef *existing;
-	char	   *lineage_column = SpecString(spec, SK_LINEAGE_COLUMN, index);
+	/* lineage_column has no argument: set by set_lineage_column after the call */
+	char	   *lineage_column = SpecString(spec, SpecKey("lineage_column"), index);
 	int			before;
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;

@@ -4,7 +4,8 @@
  *
  * The SQL API that manages pipeline definitions: create_pipeline,
  * alter_pipeline and drop_pipeline (pause, resume, reset and explain are in
- * pipeline_actions.c, the arguments in registry_args.c). Input is
+ * pipeline_actions.c; the arguments are read in registry_args.c, as the
+ * option table of catalog/options.c lists them). Input is
  * validated completely before anything is written, each mistake with its
  * own SQLSTATE, and everything a call does happens in the caller's
  * transaction, so a failed call changes nothing.
@@ -137,110 +138,45 @@ FinishGraph(PipelineDef *def, Oid source_relid, List *depends_on, bool set_depen
 		ScheduleCronJob(def, old_name);
 }
 
+/*
+ * OptionArgno is the position of an option's argument in create_pipeline
+ * or alter_pipeline, looked up by name in the option table.
+ */
+static int
+OptionArgno(const char *name, bool alter)
+{
+	return PipelineOptionArgno(PipelineOptionByName(name), alter);
+}
+
 /* pipeline.create_pipeline(...) registers a pipeline and returns its id */
 Datum
 pipeline_create_pipeline(PG_FUNCTION_ARGS)
 {
 	PipelineDef *def = palloc0(sizeof(PipelineDef));
-	Oid			source_relid;
-	char	   *target;
+	OptionArgs	args;
 	int			nestlevel;
-	List	   *depends_on;
 
-	def->name = PipelineNameArg(fcinfo, ARG_NAME);
-	RequireArg(fcinfo, ARG_SOURCE, "source");
-	RequireArg(fcinfo, ARG_TARGET, "target");
-	RequireArg(fcinfo, ARG_MODE, "mode");
-	RequireArg(fcinfo, ARG_SOFT_DELETE, "soft_delete");
-	RequireArg(fcinfo, ARG_CREATE_TARGET, "create_target");
-	RequireArg(fcinfo, ARG_METADATA, "metadata");
+	def->name = PipelineNameArg(fcinfo, OptionArgno("name", false));
+	RequireOptionArgs(fcinfo);
 	ValidateName(def->name);
 
-	source_relid = PG_GETARG_OID(ARG_SOURCE);
-	DescribeRelation(source_relid, &def->source_schema, &def->source_table);
-	target = text_to_cstring(PG_GETARG_TEXT_PP(ARG_TARGET));
-	def->unique_key = UniqueKeyArg(fcinfo, ARG_UNIQUE_KEY);
-	def->incremental_column = OptionalText(fcinfo, ARG_INCREMENTAL);
-	def->mode = ModeArg(text_to_cstring(PG_GETARG_TEXT_PP(ARG_MODE)));
-	def->delete_column = OptionalText(fcinfo, ARG_DELETE_COLUMN);
-	def->soft_delete = PG_GETARG_BOOL(ARG_SOFT_DELETE);
-	def->partition_column = OptionalText(fcinfo, ARG_PARTITION_COLUMN);
-	def->lookback = LookbackArg(PG_ARGISNULL(ARG_LOOKBACK) ? NULL : PG_GETARG_INTERVAL_P(ARG_LOOKBACK));
-	if (!PG_ARGISNULL(ARG_BATCH_ROWS))
-	{
-		def->batch_rows = PG_GETARG_INT64(ARG_BATCH_ROWS);
-		if (def->batch_rows <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("batch_rows must be positive"),
-					 errdetail("The value given is %lld.", (long long) def->batch_rows)));
-	}
-	def->description = OptionalText(fcinfo, ARG_DESCRIPTION);
-	def->metadata = MetadataArg(PG_GETARG_JSONB_P(ARG_METADATA));
 	def->active = true;
 	def->owner = GetUserId();
-	def->schedule = OptionalText(fcinfo, ARG_SCHEDULE);
-	ValidateSchedule(def->schedule);
-	depends_on = PG_ARGISNULL(ARG_DEPENDS_ON) ? NIL : DependsOnArg(fcinfo, ARG_DEPENDS_ON);
-	def->max_retries = PG_ARGISNULL(ARG_MAX_RETRIES) ? 0 : MaxRetriesArg(fcinfo, ARG_MAX_RETRIES);
-	def->retry_delay = PositiveIntervalArg(fcinfo, ARG_RETRY_DELAY, "retry_delay", false);
-	def->timeout = PositiveIntervalArg(fcinfo, ARG_TIMEOUT, "timeout", false);
-	def->freshness = PositiveIntervalArg(fcinfo, ARG_FRESHNESS, "freshness", false);
-	def->timeliness = PositiveIntervalArg(fcinfo, ARG_TIMELINESS, "timeliness", false);
-	def->freshness_muted = !PG_ARGISNULL(ARG_MUTE_FRESHNESS) && PG_GETARG_BOOL(ARG_MUTE_FRESHNESS);
-	def->timeliness_muted = !PG_ARGISNULL(ARG_MUTE_TIMELINESS) && PG_GETARG_BOOL(ARG_MUTE_TIMELINESS);
+	ReadOptionArgs(fcinfo, def, false, &args);
 	ValidateOptions(def);
 
 	SPI_connect();
 	CheckNameIsFree(def->name);
 	/* the target's name is resolved on the caller's search_path */
-	ResolveTarget(def, target, PG_GETARG_BOOL(ARG_CREATE_TARGET), source_relid);
+	ResolveTarget(def, args.target, args.create_target, args.source_relid);
 	nestlevel = PinSearchPath();
 	FinishDefinition(def);
 	InsertPipelineDef(def);
-	FinishGraph(def, source_relid, depends_on, true, def->name, NULL);
+	FinishGraph(def, args.source_relid, args.depends_on, true, def->name, NULL);
 	RegistryChanged("create", def, NULL);
 	UnpinSearchPath(nestlevel);
 	SPI_finish();
 	PG_RETURN_INT64(def->id);
-}
-
-/* Argument positions of alter_pipeline */
-enum
-{
-	ALTER_NAME,
-	ALTER_NEW_NAME,
-	ALTER_SOURCE,
-	ALTER_TARGET,
-	ALTER_UNIQUE_KEY,
-	ALTER_INCREMENTAL,
-	ALTER_MODE,
-	ALTER_DELETE_COLUMN,
-	ALTER_SOFT_DELETE,
-	ALTER_PARTITION_COLUMN,
-	ALTER_LOOKBACK,
-	ALTER_BATCH_ROWS,
-	ALTER_CREATE_TARGET,
-	ALTER_DESCRIPTION,
-	ALTER_METADATA,
-	ALTER_SCHEDULE,
-	ALTER_DEPENDS_ON,
-	ALTER_MAX_RETRIES,
-	ALTER_RETRY_DELAY,
-	ALTER_TIMEOUT,
-	ALTER_FRESHNESS,
-	ALTER_TIMELINESS,
-	ALTER_MUTE_FRESHNESS,
-	ALTER_MUTE_TIMELINESS
-};
-
-/* SameText compares two optional strings */
-static bool
-SameText(const char *a, const char *b)
-{
-	if (a == NULL || b == NULL)
-		return a == b;
-	return strcmp(a, b) == 0;
 }
 
 /*
@@ -251,14 +187,14 @@ SameText(const char *a, const char *b)
 Datum
 pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 {
-	char	   *name = PipelineNameArg(fcinfo, ALTER_NAME);
+	char	   *name = PipelineNameArg(fcinfo, OptionArgno("name", true));
 	PipelineDef *def;
-	bool		reset_watermark = false;
+	OptionArgs	args;
 	int			nestlevel;
-	char	   *s;
 	char	   *old_name;
 	char	   *old_schedule;
 	Oid			source_relid;
+	int			depends_argno = OptionArgno("depends_on", true);
 
 	SPI_connect();
 	nestlevel = PinSearchPath();
@@ -268,94 +204,34 @@ pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 	old_name = def->name;
 	old_schedule = def->schedule;
 
-	if (!PG_ARGISNULL(ALTER_NEW_NAME))
+	if (!PG_ARGISNULL(ALTER_NEW_NAME_ARGNO))
 	{
-		char	   *new_name = text_to_cstring(PG_GETARG_TEXT_PP(ALTER_NEW_NAME));
+		char	   *new_name = text_to_cstring(PG_GETARG_TEXT_PP(ALTER_NEW_NAME_ARGNO));
 
 		ValidateName(new_name);
 		if (strcmp(new_name, def->name) != 0)
 			CheckNameIsFree(new_name);
 		def->name = new_name;
 	}
-	if (!PG_ARGISNULL(ALTER_SOURCE))
-	{
-		char	   *schema;
-		char	   *table;
-
-		DescribeRelation(PG_GETARG_OID(ALTER_SOURCE), &schema, &table);
-		if (strcmp(schema, def->source_schema) != 0 || strcmp(table, def->source_table) != 0)
-			reset_watermark = true;
-		def->source_schema = schema;
-		def->source_table = table;
-	}
-	if (!PG_ARGISNULL(ALTER_UNIQUE_KEY))
-		def->unique_key = UniqueKeyArg(fcinfo, ALTER_UNIQUE_KEY);
-	if (!PG_ARGISNULL(ALTER_INCREMENTAL))
-	{
-		s = EmptyToNull(OptionalText(fcinfo, ALTER_INCREMENTAL));
-		if (!SameText(s, def->incremental_column))
-			reset_watermark = true;
-		def->incremental_column = s;
-	}
-	if (!PG_ARGISNULL(ALTER_MODE))
-		def->mode = ModeArg(text_to_cstring(PG_GETARG_TEXT_PP(ALTER_MODE)));
-	if (!PG_ARGISNULL(ALTER_DELETE_COLUMN))
-		def->delete_column = EmptyToNull(OptionalText(fcinfo, ALTER_DELETE_COLUMN));
-	if (!PG_ARGISNULL(ALTER_SOFT_DELETE))
-		def->soft_delete = PG_GETARG_BOOL(ALTER_SOFT_DELETE);
-	if (!PG_ARGISNULL(ALTER_PARTITION_COLUMN))
-		def->partition_column = EmptyToNull(OptionalText(fcinfo, ALTER_PARTITION_COLUMN));
-	if (!PG_ARGISNULL(ALTER_LOOKBACK))
-		def->lookback = LookbackArg(PG_GETARG_INTERVAL_P(ALTER_LOOKBACK));
-	if (!PG_ARGISNULL(ALTER_BATCH_ROWS))
-	{
-		def->batch_rows = PG_GETARG_INT64(ALTER_BATCH_ROWS);
-		if (def->batch_rows < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("batch_rows must not be negative"),
-					 errhint("Pass 0 to remove the batch size.")));
-	}
-	if (!PG_ARGISNULL(ALTER_DESCRIPTION))
-		def->description = EmptyToNull(OptionalText(fcinfo, ALTER_DESCRIPTION));
-	if (!PG_ARGISNULL(ALTER_METADATA))
-		def->metadata = MetadataArg(PG_GETARG_JSONB_P(ALTER_METADATA));
-	if (!PG_ARGISNULL(ALTER_SCHEDULE))
-		def->schedule = EmptyToNull(OptionalText(fcinfo, ALTER_SCHEDULE));
-	ValidateSchedule(def->schedule);
-	if (!PG_ARGISNULL(ALTER_MAX_RETRIES))
-		def->max_retries = MaxRetriesArg(fcinfo, ALTER_MAX_RETRIES);
-	if (!PG_ARGISNULL(ALTER_RETRY_DELAY))
-		def->retry_delay = PositiveIntervalArg(fcinfo, ALTER_RETRY_DELAY, "retry_delay", false);
-	if (!PG_ARGISNULL(ALTER_TIMEOUT))
-		def->timeout = PositiveIntervalArg(fcinfo, ALTER_TIMEOUT, "timeout", true);
-	if (!PG_ARGISNULL(ALTER_FRESHNESS))
-		def->freshness = PositiveIntervalArg(fcinfo, ALTER_FRESHNESS, "freshness", true);
-	if (!PG_ARGISNULL(ALTER_TIMELINESS))
-		def->timeliness = PositiveIntervalArg(fcinfo, ALTER_TIMELINESS, "timeliness", true);
-	if (!PG_ARGISNULL(ALTER_MUTE_FRESHNESS))
-		def->freshness_muted = PG_GETARG_BOOL(ALTER_MUTE_FRESHNESS);
-	if (!PG_ARGISNULL(ALTER_MUTE_TIMELINESS))
-		def->timeliness_muted = PG_GETARG_BOOL(ALTER_MUTE_TIMELINESS);
+	ReadOptionArgs(fcinfo, def, true, &args);
 	ValidateOptions(def);
 
-	if (!PG_ARGISNULL(ALTER_TARGET))
+	if (args.target)
 	{
-		bool		create = !PG_ARGISNULL(ALTER_CREATE_TARGET) && PG_GETARG_BOOL(ALTER_CREATE_TARGET);
 		Oid			source_relid = ResolveRelationName(def->source_schema, def->source_table, "source");
 
-		ResolveTarget(def, text_to_cstring(PG_GETARG_TEXT_PP(ALTER_TARGET)), create, source_relid);
+		ResolveTarget(def, args.target, args.create_target, source_relid);
 	}
 
 	nestlevel = PinSearchPath();
 	FinishDefinition(def);
-	UpdatePipelineDef(def, reset_watermark);
+	UpdatePipelineDef(def, args.reset_watermark);
 	source_relid = ResolveRelationName(def->source_schema, def->source_table, "source");
 	FinishGraph(def, source_relid,
-				PG_ARGISNULL(ALTER_DEPENDS_ON) ? NIL : DependsOnArg(fcinfo, ALTER_DEPENDS_ON),
-				!PG_ARGISNULL(ALTER_DEPENDS_ON), old_name, old_schedule);
+				PG_ARGISNULL(depends_argno) ? NIL : DependsOnArg(fcinfo, depends_argno),
+				!PG_ARGISNULL(depends_argno), old_name, old_schedule);
 	RegistryChanged("alter", def, NULL);
-	if (reset_watermark)
+	if (args.reset_watermark)
 		ereport(NOTICE,
 				(errmsg("watermark of pipeline \"%s\" reset", def->name),
 				 errdetail("The source or the incremental column changed; the next run reads the whole source.")));

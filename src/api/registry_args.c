@@ -3,9 +3,9 @@
  * src/api/registry_args.c
  *
  * The arguments of the registry's SQL functions: reading each one (22004
- * for a required NULL), the name rules, and the validation of a whole
- * definition's options, each mistake with its own SQLSTATE, before
- * anything is written.
+ * for a required NULL) as the option table (catalog/options.c) describes
+ * it, the name rules, and the validation of a whole definition's options,
+ * each mistake with its own SQLSTATE, before anything is written.
  *
  *-------------------------------------------------------------------------
  */
@@ -74,7 +74,7 @@ CheckNameIsFree(const char *name)
 				 errhint("Choose another name, or change it with pipeline.alter_pipeline.")));
 }
 
-/* OptionalText reads a text argument; NULL, or '' when empty_is_null, is NULL */
+/* OptionalText reads a text argument, NULL when it is NULL ('' stays: see EmptyToNull) */
 char *
 OptionalText(FunctionCallInfo fcinfo, int argno)
 {
@@ -94,7 +94,7 @@ EmptyToNull(char *s)
  * UniqueKeyArg turns the unique_key text[] into a list of column names,
  * refusing NULL elements, empty names and repeated columns.
  */
-List *
+static List *
 UniqueKeyArg(FunctionCallInfo fcinfo, int argno)
 {
 	ArrayType  *arr;
@@ -136,7 +136,7 @@ UniqueKeyArg(FunctionCallInfo fcinfo, int argno)
 }
 
 /* ModeArg parses a mode name, raising 22023 for an unknown one */
-LoadMode
+static LoadMode
 ModeArg(const char *text)
 {
 	LoadMode	mode;
@@ -150,7 +150,7 @@ ModeArg(const char *text)
 }
 
 /* LookbackArg reads a lookback: negative is refused, zero means none */
-Interval *
+static Interval *
 LookbackArg(Interval *lookback)
 {
 	Interval	zero = {0};
@@ -171,7 +171,7 @@ LookbackArg(Interval *lookback)
 }
 
 /* MetadataArg checks that metadata is a JSON object */
-Jsonb *
+static Jsonb *
 MetadataArg(Jsonb *metadata)
 {
 	if (!JB_ROOT_IS_OBJECT(metadata) || JB_ROOT_IS_SCALAR(metadata))
@@ -187,7 +187,7 @@ MetadataArg(Jsonb *metadata)
  * timeout, a freshness or timeliness limit, a retry delay). With allow_zero
  * a zero removes the limit (NULL).
  */
-Interval *
+static Interval *
 PositiveIntervalArg(FunctionCallInfo fcinfo, int argno, const char *what, bool allow_zero)
 {
 	Interval   *value;
@@ -211,17 +211,39 @@ PositiveIntervalArg(FunctionCallInfo fcinfo, int argno, const char *what, bool a
 	return value;
 }
 
-/* MaxRetriesArg reads max_retries, refusing a negative count */
-int32
-MaxRetriesArg(FunctionCallInfo fcinfo, int argno)
+/* NotNegativeArg reads a count that may be zero (max_retries), refusing a negative one */
+static int32
+NotNegativeArg(FunctionCallInfo fcinfo, int argno, const char *what)
 {
 	int32		n = PG_GETARG_INT32(argno);
 
 	if (n < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_retries must not be negative"),
+				 errmsg("%s must not be negative", what),
 				 errdetail("The value given is %d.", n)));
+	return n;
+}
+
+/*
+ * CountArg reads a count (batch_rows): create_pipeline wants it positive,
+ * alter_pipeline also takes 0, which removes it.
+ */
+static int64
+CountArg(FunctionCallInfo fcinfo, int argno, const char *what, bool alter)
+{
+	int64		n = PG_GETARG_INT64(argno);
+
+	if (!alter && n <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be positive", what),
+				 errdetail("The value given is %lld.", (long long) n)));
+	if (alter && n < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be negative", what),
+				 errhint("Pass 0 to remove the batch size.")));
 	return n;
 }
 
@@ -248,13 +270,152 @@ DependsOnArg(FunctionCallInfo fcinfo, int argno)
 }
 
 /* ValidateSchedule checks a cron schedule when one is given */
-void
+static void
 ValidateSchedule(const char *schedule)
 {
 	CronSchedule cs;
 
 	if (schedule)
 		ParseCronSchedule(schedule, &cs);
+}
+
+/* SameText compares two optional strings */
+static bool
+SameText(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/*
+ * RequireOptionArgs raises 22004 for the first argument of create_pipeline
+ * that the option table marks required and that is NULL, in argument
+ * order; the pipeline name, read first, says so itself (PipelineNameArg).
+ */
+void
+RequireOptionArgs(FunctionCallInfo fcinfo)
+{
+	for (int i = 0; i < NumPipelineOptions; i++)
+	{
+		const PipelineOption *o = &PipelineOptions[i];
+
+		if (o->required && o->check != OPTION_CHECK_PIPELINE_NAME)
+			RequireArg(fcinfo, PipelineOptionArgno(o, false), o->name);
+	}
+}
+
+/*
+ * ReadValueArg reads the non-NULL argument of an option kept in def, with
+ * the option's check, into its field(s). In alter_pipeline '' clears a
+ * text option, and a change to an option that resets the watermark says so.
+ */
+static void
+ReadValueArg(FunctionCallInfo fcinfo, int argno, const PipelineOption *o, PipelineDef *def,
+			 bool alter, OptionArgs *args)
+{
+	switch (o->check)
+	{
+		case OPTION_CHECK_SOURCE:
+			{
+				Oid			relid = PG_GETARG_OID(argno);
+				char	  **schema = OPTION_FIELD(def, o->field, char *);
+				char	  **table = OPTION_FIELD(def, o->field2, char *);
+				char	   *new_schema;
+				char	   *new_table;
+
+				DescribeRelation(relid, &new_schema, &new_table);
+				if (alter && o->resets_watermark &&
+					(strcmp(new_schema, *schema) != 0 || strcmp(new_table, *table) != 0))
+					args->reset_watermark = true;
+				*schema = new_schema;
+				*table = new_table;
+				args->source_relid = relid;
+			}
+			return;
+		case OPTION_CHECK_COLUMN_LIST:
+			*OPTION_FIELD(def, o->field, List *) = UniqueKeyArg(fcinfo, argno);
+			return;
+		case OPTION_CHECK_MODE:
+			*OPTION_FIELD(def, o->field, LoadMode) = ModeArg(text_to_cstring(PG_GETARG_TEXT_PP(argno)));
+			return;
+		case OPTION_CHECK_LOOKBACK:
+			*OPTION_FIELD(def, o->field, Interval *) = LookbackArg(PG_GETARG_INTERVAL_P(argno));
+			return;
+		case OPTION_CHECK_COUNT:
+			*OPTION_FIELD(def, o->field, int64) = CountArg(fcinfo, argno, o->name, alter);
+			return;
+		case OPTION_CHECK_JSON_OBJECT:
+			*OPTION_FIELD(def, o->field, Jsonb *) = MetadataArg(PG_GETARG_JSONB_P(argno));
+			return;
+		case OPTION_CHECK_NOT_NEGATIVE:
+			*OPTION_FIELD(def, o->field, int32) = NotNegativeArg(fcinfo, argno, o->name);
+			return;
+		case OPTION_CHECK_POSITIVE:
+		case OPTION_CHECK_LIMIT:
+			*OPTION_FIELD(def, o->field, Interval *) =
+				PositiveIntervalArg(fcinfo, argno, o->name, alter && o->check == OPTION_CHECK_LIMIT);
+			return;
+		default:
+			break;
+	}
+	switch (o->storage)
+	{
+		case OPTION_STORE_TEXT:
+			{
+				char	  **field = OPTION_FIELD(def, o->field, char *);
+				char	   *s = OptionalText(fcinfo, argno);
+
+				if (alter)
+					s = EmptyToNull(s);
+				if (alter && o->resets_watermark && !SameText(s, *field))
+					args->reset_watermark = true;
+				*field = s;
+			}
+			break;
+		case OPTION_STORE_BOOL:
+			*OPTION_FIELD(def, o->field, bool) = PG_GETARG_BOOL(argno);
+			break;
+		default:
+			elog(ERROR, "option \"%s\" has no reader", o->name);
+	}
+}
+
+/*
+ * ReadOptionArgs reads the arguments of create_pipeline or alter_pipeline
+ * into def, in argument order, each with its option's check, so that the
+ * first mistake is the one reported. A NULL argument leaves an option as it
+ * is (in create_pipeline: none, 0 or false, or the column's default). The
+ * name (and new_name) is read by the caller; target, create_target and
+ * depends_on, which are not fields of def, go to args; alter_pipeline reads
+ * depends_on itself once the definition is written.
+ */
+void
+ReadOptionArgs(FunctionCallInfo fcinfo, PipelineDef *def, bool alter, OptionArgs *args)
+{
+	memset(args, 0, sizeof(*args));
+	for (int i = 0; i < NumPipelineOptions; i++)
+	{
+		const PipelineOption *o = &PipelineOptions[i];
+		int			argno = PipelineOptionArgno(o, alter);
+
+		if (argno < 0 || o->check == OPTION_CHECK_PIPELINE_NAME)
+			continue;
+		if (o->check == OPTION_CHECK_TARGET)
+			args->target = OptionalText(fcinfo, argno);
+		else if (o->storage == OPTION_STORE_NONE)
+			args->create_target = !PG_ARGISNULL(argno) && PG_GETARG_BOOL(argno);
+		else if (o->storage == OPTION_STORE_DEPENDENCIES)
+		{
+			if (!alter && !PG_ARGISNULL(argno))
+				args->depends_on = DependsOnArg(fcinfo, argno);
+		}
+		else if (!PG_ARGISNULL(argno))
+			ReadValueArg(fcinfo, argno, o, def, alter, args);
+		/* a schedule is checked whether given or kept */
+		if (o->check == OPTION_CHECK_SCHEDULE)
+			ValidateSchedule(*OPTION_FIELD(def, o->field, char *));
+	}
 }
 
 /* OptionError raises the 22023 of an option combination that cannot work */

@@ -3,7 +3,8 @@
  * src/catalog/pipeline_store.c
  *
  * Reads and writes the registry: pipeline.pipeline and pipeline.watermark,
- * through SPI, and the identity of a definition. Callers must be
+ * through SPI, and the identity of a definition. The columns of the options
+ * and their statements follow the option table (catalog/options.c). Callers must be
  * connected to SPI; every statement here runs with search_path pinned and as
  * the extension owner, because the catalog tables are not writable by
  * ordinary roles. All values are passed as parameters.
@@ -19,21 +20,20 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "pipeline/catalog.h"
 
-static const char *const LoadPipelineQuery =
-"SELECT p.pipeline_id, p.name, p.source_schema::text, p.source_table::text,"
-"       p.target_schema::text, p.target_table::text, p.mode,"
-"       p.unique_key::text[], p.incremental_column::text,"
-"       p.delete_column::text, p.soft_delete, p.partition_column::text,"
-"       p.lookback, p.batch_rows, p.description, p.metadata, p.active,"
-"       p.owner::oid, p.target_created, w.value, p.schedule, p.max_retries,"
-"       p.retry_delay, p.timeout, p.freshness, p.timeliness,"
-"       p.freshness_muted, p.timeliness_muted, p.lineage_column::text"
-"  FROM pipeline.pipeline p"
-"  LEFT JOIN pipeline.watermark w ON w.pipeline_id = p.pipeline_id";
+/*
+ * The columns of a definition that are state, not options, selected first:
+ * an option's columns follow, in the order of the option table.
+ */
+#define Anum_pipeline_id				1
+#define Anum_pipeline_active			2
+#define Anum_pipeline_target_created	3
+#define Anum_pipeline_watermark			4
+#define Natts_pipeline_state			4
 
 /*
  * ExecCatalog runs one catalog statement as the extension owner, with
@@ -92,7 +92,7 @@ IntervalOrNull(Interval *i, char *null)
 	return i ? IntervalPGetDatum(i) : (Datum) 0;
 }
 
-/* NameArrayDatum turns a list of column names into a text[] Datum */
+/* NameListToArray turns a list of column names into a text[] Datum */
 static Datum
 NameListToArray(List *names, char *null)
 {
@@ -141,6 +141,131 @@ ParseLoadMode(const char *text, LoadMode *mode)
 	return true;
 }
 
+/* SelectCast is what an option's column is read as (names as text, the owner as oid) */
+static const char *
+SelectCast(const PipelineOption *option)
+{
+	switch (option->storage)
+	{
+		case OPTION_STORE_TEXT:
+		case OPTION_STORE_RELATION:
+			return "::text";
+		case OPTION_STORE_NAME_LIST:
+			return "::text[]";
+		case OPTION_STORE_ROLE:
+			return "::oid";
+		default:
+			return "";
+	}
+}
+
+/*
+ * LoadPipelineQuery is the SELECT of a definition and its watermark: the
+ * state columns, then every option's column(s) in table order. Built once
+ * per backend.
+ */
+static const char *
+LoadPipelineQuery(void)
+{
+	static char *query = NULL;
+
+	if (query == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		appendStringInfoString(&buf, "SELECT p.pipeline_id, p.active, p.target_created, w.value");
+		for (int i = 0; i < NumPipelineOptions; i++)
+		{
+			const PipelineOption *o = &PipelineOptions[i];
+
+			if (o->column == NULL)
+				continue;
+			appendStringInfo(&buf, ", p.%s%s", quote_identifier(o->column), SelectCast(o));
+			if (o->column2)
+				appendStringInfo(&buf, ", p.%s%s", quote_identifier(o->column2), SelectCast(o));
+		}
+		appendStringInfoString(&buf, "  FROM pipeline.pipeline p"
+							   "  LEFT JOIN pipeline.watermark w ON w.pipeline_id = p.pipeline_id");
+		query = buf.data;
+		MemoryContextSwitchTo(old);
+	}
+	return query;
+}
+
+/*
+ * ReadOptionColumns sets an option's field(s) of def from its column(s) of
+ * the current SPI row, starting at *attno, which it moves past them.
+ */
+static void
+ReadOptionColumns(PipelineDef *def, const PipelineOption *o, HeapTuple tuple, TupleDesc desc,
+				  int *attno)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, *attno, &isnull);
+
+	switch (o->storage)
+	{
+		case OPTION_STORE_TEXT:
+			*OPTION_FIELD(def, o->field, char *) = GetTextColumn(tuple, desc, *attno);
+			break;
+		case OPTION_STORE_RELATION:
+			*OPTION_FIELD(def, o->field, char *) = GetTextColumn(tuple, desc, *attno);
+			(*attno)++;
+			*OPTION_FIELD(def, o->field2, char *) = GetTextColumn(tuple, desc, *attno);
+			break;
+		case OPTION_STORE_MODE:
+			{
+				char	   *mode = GetTextColumn(tuple, desc, *attno);
+
+				if (!ParseLoadMode(mode, OPTION_FIELD(def, o->field, LoadMode)))
+					elog(ERROR, "pipeline \"%s\" has an invalid mode \"%s\"", def->name, mode);
+			}
+			break;
+		case OPTION_STORE_NAME_LIST:
+			{
+				List	  **list = OPTION_FIELD(def, o->field, List *);
+
+				*list = NIL;
+				if (!isnull)
+				{
+					Datum	   *elems;
+					bool	   *elem_nulls;
+					int			n;
+
+					deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+									  &elems, &elem_nulls, &n);
+					for (int i = 0; i < n; i++)
+						*list = lappend(*list, TextDatumGetCString(elems[i]));
+				}
+			}
+			break;
+		case OPTION_STORE_BOOL:
+			*OPTION_FIELD(def, o->field, bool) = DatumGetBool(d);
+			break;
+		case OPTION_STORE_INT32:
+			*OPTION_FIELD(def, o->field, int32) = DatumGetInt32(d);
+			break;
+		case OPTION_STORE_COUNT:
+			*OPTION_FIELD(def, o->field, int64) = isnull ? 0 : DatumGetInt64(d);
+			break;
+		case OPTION_STORE_INTERVAL:
+			*OPTION_FIELD(def, o->field, Interval *) = GetIntervalColumn(tuple, desc, *attno);
+			break;
+		case OPTION_STORE_JSONB:
+			*OPTION_FIELD(def, o->field, Jsonb *) = DatumGetJsonbPCopy(d);
+			break;
+		case OPTION_STORE_ROLE:
+			*OPTION_FIELD(def, o->field, Oid) = DatumGetObjectId(d);
+			break;
+		case OPTION_STORE_NONE:
+		case OPTION_STORE_DEPENDENCIES:
+			elog(ERROR, "option \"%s\" has no column", o->name);
+	}
+	(*attno)++;
+}
+
 /*
  * LoadPipelineWhere reads the pipeline matched by a one-parameter condition,
  * or returns NULL when there is none.
@@ -152,11 +277,10 @@ LoadPipelineWhere(const char *condition, Oid type, Datum value)
 	TupleDesc	desc;
 	PipelineDef *def;
 	bool		isnull;
-	Datum		d;
-	char	   *mode;
+	int			attno = Natts_pipeline_state + 1;
 
 	/* not read-only: a fresh snapshot sees what committed while we waited */
-	ExecCatalog(psprintf("%s WHERE %s", LoadPipelineQuery, condition), 1, &type, &value, NULL, false);
+	ExecCatalog(psprintf("%s WHERE %s", LoadPipelineQuery(), condition), 1, &type, &value, NULL, false);
 	if (SPI_processed == 0)
 		return NULL;
 
@@ -165,50 +289,12 @@ LoadPipelineWhere(const char *condition, Oid type, Datum value)
 	def = palloc0(sizeof(PipelineDef));
 
 	def->id = DatumGetInt64(SPI_getbinval(tuple, desc, Anum_pipeline_id, &isnull));
-	def->name = GetTextColumn(tuple, desc, Anum_pipeline_name);
-	def->source_schema = GetTextColumn(tuple, desc, Anum_pipeline_source_schema);
-	def->source_table = GetTextColumn(tuple, desc, Anum_pipeline_source_table);
-	def->target_schema = GetTextColumn(tuple, desc, Anum_pipeline_target_schema);
-	def->target_table = GetTextColumn(tuple, desc, Anum_pipeline_target_table);
-	mode = GetTextColumn(tuple, desc, Anum_pipeline_mode);
-	if (!ParseLoadMode(mode, &def->mode))
-		elog(ERROR, "pipeline \"%s\" has an invalid mode \"%s\"", def->name, mode);
-
-	d = SPI_getbinval(tuple, desc, Anum_pipeline_unique_key, &isnull);
-	if (!isnull)
-	{
-		Datum	   *elems;
-		bool	   *elem_nulls;
-		int			n;
-
-		deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
-						  &elems, &elem_nulls, &n);
-		for (int i = 0; i < n; i++)
-			def->unique_key = lappend(def->unique_key, TextDatumGetCString(elems[i]));
-	}
-	def->incremental_column = GetTextColumn(tuple, desc, Anum_pipeline_incremental);
-	def->delete_column = GetTextColumn(tuple, desc, Anum_pipeline_delete_column);
-	def->soft_delete = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_soft_delete, &isnull));
-	def->partition_column = GetTextColumn(tuple, desc, Anum_pipeline_partition_column);
-	def->lookback = GetIntervalColumn(tuple, desc, Anum_pipeline_lookback);
-	d = SPI_getbinval(tuple, desc, Anum_pipeline_batch_rows, &isnull);
-	def->batch_rows = isnull ? 0 : DatumGetInt64(d);
-	def->description = GetTextColumn(tuple, desc, Anum_pipeline_description);
-	d = SPI_getbinval(tuple, desc, Anum_pipeline_metadata, &isnull);
-	def->metadata = DatumGetJsonbPCopy(d);
 	def->active = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_active, &isnull));
-	def->owner = DatumGetObjectId(SPI_getbinval(tuple, desc, Anum_pipeline_owner, &isnull));
 	def->target_created = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_target_created, &isnull));
 	def->watermark = GetTextColumn(tuple, desc, Anum_pipeline_watermark);
-	def->schedule = GetTextColumn(tuple, desc, Anum_pipeline_schedule);
-	def->max_retries = DatumGetInt32(SPI_getbinval(tuple, desc, Anum_pipeline_max_retries, &isnull));
-	def->retry_delay = GetIntervalColumn(tuple, desc, Anum_pipeline_retry_delay);
-	def->timeout = GetIntervalColumn(tuple, desc, Anum_pipeline_timeout);
-	def->freshness = GetIntervalColumn(tuple, desc, Anum_pipeline_freshness);
-	def->timeliness = GetIntervalColumn(tuple, desc, Anum_pipeline_timeliness);
-	def->freshness_muted = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_freshness_muted, &isnull));
-	def->timeliness_muted = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_timeliness_muted, &isnull));
-	def->lineage_column = GetTextColumn(tuple, desc, Anum_pipeline_lineage_column);
+	for (int i = 0; i < NumPipelineOptions; i++)
+		if (PipelineOptions[i].column)
+			ReadOptionColumns(def, &PipelineOptions[i], tuple, desc, &attno);
 
 	SPI_freetuptable(SPI_tuptable);
 	return def;
@@ -268,91 +354,181 @@ LockPipelineForRun(PipelineDef *def)
 }
 
 /*
+ * The INSERT and UPDATE of a definition write the same columns from the
+ * same parameters: every option column the store writes, in table order,
+ * then target_created. Built once per backend by BuildDefStatements.
+ */
+static char *InsertDefSql = NULL;
+static char *UpdateDefSql = NULL;
+static int	NumDefParams = 0;
+
+/*
+ * ParamExpr is how parameter n is written to an option's column: cast where
+ * the column's type is not the parameter's, and an option that is none is
+ * stored as its default when it has one (retry_delay).
+ */
+static char *
+ParamExpr(const PipelineOption *o, int n)
+{
+	const char *dflt = PipelineOptionDefaultSql(o);
+
+	if (o->storage == OPTION_STORE_NAME_LIST)
+		return psprintf("$%d::name[]", n);
+	if (o->storage == OPTION_STORE_ROLE)
+		return psprintf("$%d::regrole", n);
+	if (o->storage == OPTION_STORE_INTERVAL && o->default_value != NULL)
+		return psprintf("coalesce($%d, %s)", n, dflt);
+	return psprintf("$%d", n);
+}
+
+/* AddDefColumn adds one column and its parameter to both statements */
+static void
+AddDefColumn(StringInfo cols, StringInfo params, StringInfo sets, const char *column,
+			 const char *expr)
+{
+	bool		first = cols->len == 0;
+
+	appendStringInfo(cols, "%s%s", first ? "" : ", ", quote_identifier(column));
+	appendStringInfo(params, "%s%s", first ? "" : ", ", expr);
+	appendStringInfo(sets, "%s%s = %s", first ? "" : ", ", quote_identifier(column), expr);
+}
+
+static void
+BuildDefStatements(void)
+{
+	MemoryContext old;
+	StringInfoData cols;
+	StringInfoData params;
+	StringInfoData sets;
+	int			n = 0;
+
+	if (InsertDefSql)
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	initStringInfo(&cols);
+	initStringInfo(&params);
+	initStringInfo(&sets);
+	for (int i = 0; i < NumPipelineOptions; i++)
+	{
+		const PipelineOption *o = &PipelineOptions[i];
+
+		if (o->column == NULL || !o->written)
+			continue;
+		AddDefColumn(&cols, &params, &sets, o->column, ParamExpr(o, ++n));
+		if (o->column2)
+			AddDefColumn(&cols, &params, &sets, o->column2, ParamExpr(o, ++n));
+	}
+	AddDefColumn(&cols, &params, &sets, "target_created", psprintf("$%d", ++n));
+	InsertDefSql = psprintf("INSERT INTO pipeline.pipeline (%s) VALUES (%s) RETURNING pipeline_id",
+							cols.data, params.data);
+	UpdateDefSql = psprintf("UPDATE pipeline.pipeline SET %s, updated_at = now()"
+							" WHERE pipeline_id = $%d", sets.data, n + 1);
+	NumDefParams = n;
+	MemoryContextSwitchTo(old);
+}
+
+/* OptionParams fills the parameter(s) of one option's column(s) from def */
+static void
+OptionParams(PipelineDef *def, const PipelineOption *o, Oid *types, Datum *values, char *nulls,
+			 int *n)
+{
+	int			i = *n;
+
+	nulls[i] = ' ';
+	switch (o->storage)
+	{
+		case OPTION_STORE_TEXT:
+			types[i] = TEXTOID;
+			values[i] = TextOrNull(*OPTION_FIELD(def, o->field, char *), &nulls[i]);
+			break;
+		case OPTION_STORE_RELATION:
+			types[i] = TEXTOID;
+			values[i] = CStringGetTextDatum(*OPTION_FIELD(def, o->field, char *));
+			i++;
+			nulls[i] = ' ';
+			types[i] = TEXTOID;
+			values[i] = CStringGetTextDatum(*OPTION_FIELD(def, o->field2, char *));
+			break;
+		case OPTION_STORE_MODE:
+			types[i] = TEXTOID;
+			values[i] = CStringGetTextDatum(LoadModeName(*OPTION_FIELD(def, o->field, LoadMode)));
+			break;
+		case OPTION_STORE_NAME_LIST:
+			types[i] = TEXTARRAYOID;
+			values[i] = NameListToArray(*OPTION_FIELD(def, o->field, List *), &nulls[i]);
+			break;
+		case OPTION_STORE_BOOL:
+			types[i] = BOOLOID;
+			values[i] = BoolGetDatum(*OPTION_FIELD(def, o->field, bool));
+			break;
+		case OPTION_STORE_INT32:
+			types[i] = INT4OID;
+			values[i] = Int32GetDatum(*OPTION_FIELD(def, o->field, int32));
+			break;
+		case OPTION_STORE_COUNT:
+			types[i] = INT8OID;
+			values[i] = Int64GetDatum(*OPTION_FIELD(def, o->field, int64));
+			nulls[i] = *OPTION_FIELD(def, o->field, int64) > 0 ? ' ' : 'n';
+			break;
+		case OPTION_STORE_INTERVAL:
+			types[i] = INTERVALOID;
+			values[i] = IntervalOrNull(*OPTION_FIELD(def, o->field, Interval *), &nulls[i]);
+			break;
+		case OPTION_STORE_JSONB:
+			types[i] = JSONBOID;
+			values[i] = JsonbPGetDatum(*OPTION_FIELD(def, o->field, Jsonb *));
+			break;
+		case OPTION_STORE_ROLE:
+			types[i] = OIDOID;
+			values[i] = ObjectIdGetDatum(*OPTION_FIELD(def, o->field, Oid));
+			break;
+		case OPTION_STORE_NONE:
+		case OPTION_STORE_DEPENDENCIES:
+			elog(ERROR, "option \"%s\" has no column", o->name);
+	}
+	*n = i + 1;
+}
+
+/*
  * DefParams fills the parameters shared by the INSERT and UPDATE of a
  * pipeline definition, so both statements always write the same columns.
+ * The arrays have room for NumDefParams + 1.
  */
-#define NUM_DEF_PARAMS 25
 static void
 DefParams(PipelineDef *def, Oid *types, Datum *values, char *nulls)
 {
-	memset(nulls, ' ', NUM_DEF_PARAMS);
-	types[0] = TEXTOID;
-	values[0] = CStringGetTextDatum(def->name);
-	types[1] = TEXTOID;
-	values[1] = CStringGetTextDatum(def->source_schema);
-	types[2] = TEXTOID;
-	values[2] = CStringGetTextDatum(def->source_table);
-	types[3] = TEXTOID;
-	values[3] = CStringGetTextDatum(def->target_schema);
-	types[4] = TEXTOID;
-	values[4] = CStringGetTextDatum(def->target_table);
-	types[5] = TEXTOID;
-	values[5] = CStringGetTextDatum(LoadModeName(def->mode));
-	types[6] = TEXTARRAYOID;
-	values[6] = NameListToArray(def->unique_key, &nulls[6]);
-	types[7] = TEXTOID;
-	values[7] = TextOrNull(def->incremental_column, &nulls[7]);
-	types[8] = TEXTOID;
-	values[8] = TextOrNull(def->delete_column, &nulls[8]);
-	types[9] = BOOLOID;
-	values[9] = BoolGetDatum(def->soft_delete);
-	types[10] = TEXTOID;
-	values[10] = TextOrNull(def->partition_column, &nulls[10]);
-	types[11] = INTERVALOID;
-	values[11] = def->lookback ? IntervalPGetDatum(def->lookback) : (Datum) 0;
-	nulls[11] = def->lookback ? ' ' : 'n';
-	types[12] = INT8OID;
-	values[12] = Int64GetDatum(def->batch_rows);
-	nulls[12] = def->batch_rows > 0 ? ' ' : 'n';
-	types[13] = TEXTOID;
-	values[13] = TextOrNull(def->description, &nulls[13]);
-	types[14] = JSONBOID;
-	values[14] = JsonbPGetDatum(def->metadata);
-	types[15] = OIDOID;
-	values[15] = ObjectIdGetDatum(def->owner);
-	types[16] = BOOLOID;
-	values[16] = BoolGetDatum(def->target_created);
-	types[17] = TEXTOID;
-	values[17] = TextOrNull(def->schedule, &nulls[17]);
-	types[18] = INT4OID;
-	values[18] = Int32GetDatum(def->max_retries);
-	types[19] = INTERVALOID;
-	values[19] = IntervalOrNull(def->retry_delay, &nulls[19]);
-	types[20] = INTERVALOID;
-	values[20] = IntervalOrNull(def->timeout, &nulls[20]);
-	types[21] = INTERVALOID;
-	values[21] = IntervalOrNull(def->freshness, &nulls[21]);
-	types[22] = INTERVALOID;
-	values[22] = IntervalOrNull(def->timeliness, &nulls[22]);
-	types[23] = BOOLOID;
-	values[23] = BoolGetDatum(def->freshness_muted);
-	types[24] = BOOLOID;
-	values[24] = BoolGetDatum(def->timeliness_muted);
+	int			n = 0;
+
+	for (int i = 0; i < NumPipelineOptions; i++)
+	{
+		const PipelineOption *o = &PipelineOptions[i];
+
+		if (o->column != NULL && o->written)
+			OptionParams(def, o, types, values, nulls, &n);
+	}
+	types[n] = BOOLOID;
+	values[n] = BoolGetDatum(def->target_created);
+	nulls[n] = ' ';
+	Assert(n + 1 == NumDefParams);
 }
 
 /* InsertPipelineDef stores a new definition and its empty watermark */
 int64
 InsertPipelineDef(PipelineDef *def)
 {
-	Oid			types[NUM_DEF_PARAMS];
-	Datum		values[NUM_DEF_PARAMS];
-	char		nulls[NUM_DEF_PARAMS];
+	Oid		   *types;
+	Datum	   *values;
+	char	   *nulls;
 	bool		isnull;
 	Oid			wtypes[1] = {INT8OID};
 	Datum		wvalues[1];
 
+	BuildDefStatements();
+	types = palloc(sizeof(Oid) * (NumDefParams + 1));
+	values = palloc(sizeof(Datum) * (NumDefParams + 1));
+	nulls = palloc(NumDefParams + 1);
 	DefParams(def, types, values, nulls);
-	ExecCatalog("INSERT INTO pipeline.pipeline (name, source_schema, source_table,"
-				" target_schema, target_table, mode, unique_key, incremental_column,"
-				" delete_column, soft_delete, partition_column, lookback, batch_rows,"
-				" description, metadata, owner, target_created, schedule, max_retries,"
-				" retry_delay, timeout, freshness, timeliness, freshness_muted,"
-				" timeliness_muted)"
-				" VALUES ($1, $2, $3, $4, $5, $6, $7::name[], $8, $9, $10, $11, $12,"
-				" $13, $14, $15, $16::regrole, $17, $18, $19,"
-				" coalesce($20, '10 seconds'::interval), $21, $22, $23, $24, $25)"
-				" RETURNING pipeline_id",
-				NUM_DEF_PARAMS, types, values, nulls, false);
+	ExecCatalog(InsertDefSql, NumDefParams, types, values, nulls, false);
 	def->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	wvalues[0] = Int64GetDatum(def->id);
@@ -365,25 +541,19 @@ InsertPipelineDef(PipelineDef *def)
 void
 UpdatePipelineDef(PipelineDef *def, bool reset_watermark)
 {
-	Oid			types[NUM_DEF_PARAMS + 1];
-	Datum		values[NUM_DEF_PARAMS + 1];
-	char		nulls[NUM_DEF_PARAMS + 1];
+	Oid		   *types;
+	Datum	   *values;
+	char	   *nulls;
 
+	BuildDefStatements();
+	types = palloc(sizeof(Oid) * (NumDefParams + 1));
+	values = palloc(sizeof(Datum) * (NumDefParams + 1));
+	nulls = palloc(NumDefParams + 1);
 	DefParams(def, types, values, nulls);
-	types[NUM_DEF_PARAMS] = INT8OID;
-	values[NUM_DEF_PARAMS] = Int64GetDatum(def->id);
-	nulls[NUM_DEF_PARAMS] = ' ';
-	ExecCatalog("UPDATE pipeline.pipeline SET name = $1, source_schema = $2,"
-				" source_table = $3, target_schema = $4, target_table = $5, mode = $6,"
-				" unique_key = $7::name[], incremental_column = $8, delete_column = $9,"
-				" soft_delete = $10, partition_column = $11, lookback = $12,"
-				" batch_rows = $13, description = $14, metadata = $15,"
-				" owner = $16::regrole, target_created = $17, schedule = $18,"
-				" max_retries = $19, retry_delay = coalesce($20, '10 seconds'::interval),"
-				" timeout = $21, freshness = $22, timeliness = $23,"
-				" freshness_muted = $24, timeliness_muted = $25, updated_at = now()"
-				" WHERE pipeline_id = $26",
-				NUM_DEF_PARAMS + 1, types, values, nulls, false);
+	types[NumDefParams] = INT8OID;
+	values[NumDefParams] = Int64GetDatum(def->id);
+	nulls[NumDefParams] = ' ';
+	ExecCatalog(UpdateDefSql, NumDefParams + 1, types, values, nulls, false);
 	if (reset_watermark)
 		StoreWatermark(def->id, NULL, 0);
 }

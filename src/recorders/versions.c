@@ -3,8 +3,9 @@
  * src/recorders/versions.c
  *
  * Config versions. A pipeline's configuration has a
- * canonical form: a JSON object of every option a user sets (names quoted
- * and schema-qualified, the lookback in ISO 8601, the owner by name), in
+ * canonical form: a JSON object of every option a user sets, the options
+ * of the option table that are in_config (names quoted and
+ * schema-qualified, intervals in ISO 8601, the owner by name), in
  * jsonb's own key order, so that the same configuration always has the
  * same text and the same SHA-256. pipeline.pipeline_versions gets a new
  * row only when that hash changes; pipeline.pipeline.config_version points
@@ -51,11 +52,6 @@ IsoInterval(Interval *iv)
 }
 
 /*
- * CanonicalConfig returns a pipeline's configuration as JSON text: every
- * option a user sets, and nothing that a run or pause/resume changes
- * (watermark, active).
- */
-/*
  * DeclaredDependenciesJson returns the names of the pipelines a pipeline
  * declares it depends on, as a sorted JSON array (they are part of its
  * configuration; inferred dependencies follow from source and target).
@@ -85,61 +81,103 @@ DeclaredDependenciesJson(int64 pipeline_id)
 	return result;
 }
 
+/*
+ * AppendConfigMember appends one option of def to the config: text and
+ * names as JSON strings, the source and target quoted and qualified,
+ * intervals in ISO 8601, the owner by name, none as null.
+ */
+static void
+AppendConfigMember(StringInfo buf, PipelineDef *def, const PipelineOption *o)
+{
+	ListCell   *lc;
+	List	   *names;
+	Interval   *iv;
+	Jsonb	   *jb;
+
+	if (o->storage == OPTION_STORE_TEXT)
+	{
+		AppendJsonMember(buf, o->name, *OPTION_FIELD(def, o->field, char *), true);
+		return;
+	}
+	appendStringInfoChar(buf, ',');
+	escape_json(buf, o->name);
+	appendStringInfoChar(buf, ':');
+	switch (o->storage)
+	{
+		case OPTION_STORE_RELATION:
+			escape_json(buf, quote_qualified_identifier(*OPTION_FIELD(def, o->field, char *),
+														*OPTION_FIELD(def, o->field2, char *)));
+			break;
+		case OPTION_STORE_MODE:
+			escape_json(buf, LoadModeName(*OPTION_FIELD(def, o->field, LoadMode)));
+			break;
+		case OPTION_STORE_NAME_LIST:
+			names = *OPTION_FIELD(def, o->field, List *);
+			if (names == NIL)
+			{
+				appendStringInfoString(buf, "null");
+				break;
+			}
+			appendStringInfoChar(buf, '[');
+			foreach(lc, names)
+			{
+				if (lc != list_head(names))
+					appendStringInfoChar(buf, ',');
+				escape_json(buf, lfirst(lc));
+			}
+			appendStringInfoChar(buf, ']');
+			break;
+		case OPTION_STORE_BOOL:
+			appendStringInfoString(buf, *OPTION_FIELD(def, o->field, bool) ? "true" : "false");
+			break;
+		case OPTION_STORE_INT32:
+			appendStringInfo(buf, "%d", *OPTION_FIELD(def, o->field, int32));
+			break;
+		case OPTION_STORE_COUNT:
+			if (*OPTION_FIELD(def, o->field, int64) > 0)
+				appendStringInfo(buf, "%lld", (long long) *OPTION_FIELD(def, o->field, int64));
+			else
+				appendStringInfoString(buf, "null");
+			break;
+		case OPTION_STORE_INTERVAL:
+			iv = *OPTION_FIELD(def, o->field, Interval *);
+			AppendJsonMember(buf, NULL, iv ? IsoInterval(iv) : NULL, false);
+			break;
+		case OPTION_STORE_JSONB:
+			jb = *OPTION_FIELD(def, o->field, Jsonb *);
+			appendStringInfoString(buf, jb ? JsonbToCString(NULL, &jb->root, VARSIZE(jb)) : "{}");
+			break;
+		case OPTION_STORE_ROLE:
+			AppendJsonMember(buf, NULL, GetUserNameFromId(*OPTION_FIELD(def, o->field, Oid), true), false);
+			break;
+		case OPTION_STORE_DEPENDENCIES:
+			appendStringInfoString(buf, DeclaredDependenciesJson(def->id));
+			break;
+		case OPTION_STORE_TEXT:
+		case OPTION_STORE_NONE:
+			elog(ERROR, "option \"%s\" cannot be in the config", o->name);
+	}
+}
+
+/*
+ * CanonicalConfig returns a pipeline's configuration as JSON text: "format"
+ * and every option of the option table that is in_config (each option a
+ * user sets, the owner, the declared dependencies), and nothing that a run
+ * or pause/resume changes (watermark, active). The text goes through jsonb,
+ * whose key order and spacing are the canonical ones, so the order of the
+ * table does not matter; a new option changes the text of every pipeline
+ * (and so makes a new version of each) only if it is added to the config.
+ */
 char *
 CanonicalConfig(PipelineDef *def)
 {
 	StringInfoData buf;
-	ListCell   *lc;
-	char	   *owner = GetUserNameFromId(def->owner, true);
-	char	   *depends_on = DeclaredDependenciesJson(def->id);
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"format\":1");
-	AppendJsonMember(&buf, "name", def->name, true);
-	AppendJsonMember(&buf, "source", quote_qualified_identifier(def->source_schema, def->source_table), true);
-	AppendJsonMember(&buf, "target", quote_qualified_identifier(def->target_schema, def->target_table), true);
-	AppendJsonMember(&buf, "mode", LoadModeName(def->mode), true);
-	appendStringInfoString(&buf, ",\"unique_key\":");
-	if (def->unique_key == NIL)
-		appendStringInfoString(&buf, "null");
-	else
-	{
-		appendStringInfoChar(&buf, '[');
-		foreach(lc, def->unique_key)
-		{
-			if (lc != list_head(def->unique_key))
-				appendStringInfoChar(&buf, ',');
-			escape_json(&buf, lfirst(lc));
-		}
-		appendStringInfoChar(&buf, ']');
-	}
-	AppendJsonMember(&buf, "incremental_column", def->incremental_column, true);
-	AppendJsonMember(&buf, "delete_column", def->delete_column, true);
-	appendStringInfo(&buf, ",\"soft_delete\":%s", def->soft_delete ? "true" : "false");
-	AppendJsonMember(&buf, "partition_column", def->partition_column, true);
-	AppendJsonMember(&buf, "lookback", def->lookback ? IsoInterval(def->lookback) : NULL, true);
-	if (def->batch_rows > 0)
-		appendStringInfo(&buf, ",\"batch_rows\":%lld", (long long) def->batch_rows);
-	else
-		appendStringInfoString(&buf, ",\"batch_rows\":null");
-	AppendJsonMember(&buf, "description", def->description, true);
-	appendStringInfoString(&buf, ",\"metadata\":");
-	appendStringInfoString(&buf, def->metadata
-						   ? JsonbToCString(NULL, &def->metadata->root, VARSIZE(def->metadata))
-						   : "{}");
-	AppendJsonMember(&buf, "lineage_column", def->lineage_column, true);
-	AppendJsonMember(&buf, "owner", owner, true);
-	AppendJsonMember(&buf, "schedule", def->schedule, true);
-	appendStringInfoString(&buf, ",\"depends_on\":");
-	appendStringInfoString(&buf, depends_on);
-	appendStringInfo(&buf, ",\"max_retries\":%d", def->max_retries);
-	AppendJsonMember(&buf, "retry_delay", def->retry_delay ? IsoInterval(def->retry_delay) : NULL, true);
-	AppendJsonMember(&buf, "timeout", def->timeout ? IsoInterval(def->timeout) : NULL, true);
-	AppendJsonMember(&buf, "freshness", def->freshness ? IsoInterval(def->freshness) : NULL, true);
-	AppendJsonMember(&buf, "timeliness", def->timeliness ? IsoInterval(def->timeliness) : NULL, true);
-	appendStringInfo(&buf, ",\"mute_freshness\":%s,\"mute_timeliness\":%s",
-					 def->freshness_muted ? "true" : "false",
-					 def->timeliness_muted ? "true" : "false");
+	for (int i = 0; i < NumPipelineOptions; i++)
+		if (PipelineOptions[i].in_config)
+			AppendConfigMember(&buf, def, &PipelineOptions[i]);
 	appendStringInfoChar(&buf, '}');
 
 	/* through jsonb: its key order and spacing are the canonical ones */

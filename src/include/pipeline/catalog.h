@@ -5,8 +5,9 @@
  * Layer 1, the catalog store (src/catalog/): a pipeline definition in
  * memory and its rows in pipeline.pipeline and pipeline.watermark, the
  * statements that read and write them (as the extension owner, search_path
- * pinned), and the facts about relations a definition names: resolving
- * them, what a view reads, which indexes a source has.
+ * pinned), the table of a pipeline's options that drives them
+ * (pipeline/catalog/options.h), and the facts about relations a definition
+ * names: resolving them, what a view reads, which indexes a source has.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,37 +19,7 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-/* Columns of pipeline.pipeline, in the order LoadPipelineQuery selects them */
-#define Anum_pipeline_id				1
-#define Anum_pipeline_name				2
-#define Anum_pipeline_source_schema		3
-#define Anum_pipeline_source_table		4
-#define Anum_pipeline_target_schema		5
-#define Anum_pipeline_target_table		6
-#define Anum_pipeline_mode				7
-#define Anum_pipeline_unique_key		8
-#define Anum_pipeline_incremental		9
-#define Anum_pipeline_delete_column		10
-#define Anum_pipeline_soft_delete		11
-#define Anum_pipeline_partition_column	12
-#define Anum_pipeline_lookback			13
-#define Anum_pipeline_batch_rows		14
-#define Anum_pipeline_description		15
-#define Anum_pipeline_metadata			16
-#define Anum_pipeline_active			17
-#define Anum_pipeline_owner				18
-#define Anum_pipeline_target_created	19
-#define Anum_pipeline_watermark			20
-#define Anum_pipeline_schedule			21
-#define Anum_pipeline_max_retries		22
-#define Anum_pipeline_retry_delay		23
-#define Anum_pipeline_timeout			24
-#define Anum_pipeline_freshness			25
-#define Anum_pipeline_timeliness		26
-#define Anum_pipeline_freshness_muted	27
-#define Anum_pipeline_timeliness_muted	28
-#define Anum_pipeline_lineage_column	29
-#define Natts_pipeline_query			29
+#include "pipeline/catalog/options.h"
 
 typedef enum LoadMode
 {
@@ -57,7 +28,11 @@ typedef enum LoadMode
 	LOAD_MODE_FULL
 } LoadMode;
 
-/* A pipeline definition as stored in pipeline.pipeline (plus its watermark) */
+/*
+ * A pipeline definition as stored in pipeline.pipeline (plus its watermark).
+ * The fields that hold an option are named by the option table
+ * (catalog/options.c), which reads and writes them by offset.
+ */
 typedef struct PipelineDef
 {
 	int64		id;

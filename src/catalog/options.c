@@ -1,0 +1,389 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/catalog/options.c
+ *
+ * The one table of a pipeline's options. Each entry is an option as the
+ * user spells it: the argument of create_pipeline and alter_pipeline, the
+ * key of apply() and of the canonical config (one name for all four), its
+ * SQL type and default, how its argument is validated, where it is kept
+ * (PipelineDef field, pipeline.pipeline column), whether alter_pipeline may
+ * change it and whether changing it resets the watermark. The entries are
+ * in create_pipeline's argument order; the options without an argument
+ * (lineage_column, owner) sit where apply() lists them, so the position of
+ * an argument is the number of argument entries before it. Nothing checks
+ * that order at compile time: pipeline._options() shows the table to SQL,
+ * and sql/14_options.sql compares it with pg_proc and the catalog's
+ * columns. test/options/check_apply_doc.sh reads the ".name" and
+ * ".in_spec" lines of the entries below to check docs/reference/apply.md.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <stddef.h>
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/tuplestore.h"
+
+#include "pipeline/catalog.h"
+
+PIPELINE_FUNCTION(pipeline_options);
+
+#define FIELD(f)	offsetof(PipelineDef, f)
+#define NO_FIELD	(-1)
+
+const PipelineOption PipelineOptions[] = {
+	{
+		.name = "name",
+		.sql_type = TEXTOID, .has_default = false, .required = true,
+		.check = OPTION_CHECK_PIPELINE_NAME,
+		.storage = OPTION_STORE_TEXT, .column = "name", .written = true,
+		.field = FIELD(name), .field2 = NO_FIELD,
+		.alterable = true,		/* through alter_pipeline's new_name */
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "source",
+		.sql_type = REGCLASSOID, .has_default = false, .required = true,
+		.check = OPTION_CHECK_SOURCE,
+		.storage = OPTION_STORE_RELATION,
+		.column = "source_schema", .column2 = "source_table", .written = true,
+		.field = FIELD(source_schema), .field2 = FIELD(source_table),
+		.alterable = true, .resets_watermark = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "target",
+		.sql_type = TEXTOID, .has_default = false, .required = true,
+		.check = OPTION_CHECK_TARGET,
+		.storage = OPTION_STORE_RELATION,
+		.column = "target_schema", .column2 = "target_table", .written = true,
+		.field = FIELD(target_schema), .field2 = FIELD(target_table),
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "unique_key",
+		.sql_type = TEXTARRAYOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_COLUMN_LIST,
+		.storage = OPTION_STORE_NAME_LIST, .column = "unique_key", .written = true,
+		.field = FIELD(unique_key), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "incremental_column",
+		.sql_type = TEXTOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_COLUMN,
+		.storage = OPTION_STORE_TEXT, .column = "incremental_column", .written = true,
+		.field = FIELD(incremental_column), .field2 = NO_FIELD,
+		.alterable = true, .resets_watermark = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "mode",
+		.sql_type = TEXTOID, .has_default = true, .default_value = "merge", .required = true,
+		.check = OPTION_CHECK_MODE,
+		.storage = OPTION_STORE_MODE, .column = "mode", .written = true,
+		.field = FIELD(mode), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "delete_column",
+		.sql_type = TEXTOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_COLUMN,
+		.storage = OPTION_STORE_TEXT, .column = "delete_column", .written = true,
+		.field = FIELD(delete_column), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "soft_delete",
+		.sql_type = BOOLOID, .has_default = true, .default_value = "false", .required = true,
+		.check = OPTION_CHECK_NONE,
+		.storage = OPTION_STORE_BOOL, .column = "soft_delete", .written = true,
+		.field = FIELD(soft_delete), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "partition_column",
+		.sql_type = TEXTOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_COLUMN,
+		.storage = OPTION_STORE_TEXT, .column = "partition_column", .written = true,
+		.field = FIELD(partition_column), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "lookback",
+		.sql_type = INTERVALOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_LOOKBACK,
+		.storage = OPTION_STORE_INTERVAL, .column = "lookback", .written = true,
+		.field = FIELD(lookback), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "batch_rows",
+		.sql_type = INT8OID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_COUNT,
+		.storage = OPTION_STORE_COUNT, .column = "batch_rows", .written = true,
+		.field = FIELD(batch_rows), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		/* how a missing target is handled, not kept: used with target */
+		.name = "create_target",
+		.sql_type = BOOLOID, .has_default = true, .default_value = "true", .required = true,
+		.check = OPTION_CHECK_NONE,
+		.storage = OPTION_STORE_NONE,
+		.field = NO_FIELD, .field2 = NO_FIELD,
+		.alterable = true,		/* alter_pipeline takes it, with target */
+		.in_config = false,
+		.in_spec = true,
+	},
+	{
+		.name = "description",
+		.sql_type = TEXTOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_NONE,
+		.storage = OPTION_STORE_TEXT, .column = "description", .written = true,
+		.field = FIELD(description), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "metadata",
+		.sql_type = JSONBOID, .has_default = true, .default_value = "{}", .required = true,
+		.check = OPTION_CHECK_JSON_OBJECT,
+		.storage = OPTION_STORE_JSONB, .column = "metadata", .written = true,
+		.field = FIELD(metadata), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		/* no argument: set by pipeline.set_lineage_column (api/lineage_api.c) */
+		.name = "lineage_column",
+		.sql_type = InvalidOid,
+		.check = OPTION_CHECK_COLUMN,
+		.storage = OPTION_STORE_TEXT, .column = "lineage_column", .written = false,
+		.field = FIELD(lineage_column), .field2 = NO_FIELD,
+		.alterable = false,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		/* no argument: the role that created the pipeline */
+		.name = "owner",
+		.sql_type = InvalidOid,
+		.check = OPTION_CHECK_NONE,
+		.storage = OPTION_STORE_ROLE, .column = "owner", .written = true,
+		.field = FIELD(owner), .field2 = NO_FIELD,
+		.alterable = false,
+		.in_config = true,
+		.in_spec = false,
+	},
+	{
+		/* the pg_cron job follows it (api/registry.c, FinishGraph) */
+		.name = "schedule",
+		.sql_type = TEXTOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_SCHEDULE,
+		.storage = OPTION_STORE_TEXT, .column = "schedule", .written = true,
+		.field = FIELD(schedule), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		/* kept as rows of pipeline.dependency (SetDeclaredDependencies) */
+		.name = "depends_on",
+		.sql_type = TEXTARRAYOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_PIPELINE_NAMES,
+		.storage = OPTION_STORE_DEPENDENCIES,
+		.field = NO_FIELD, .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "max_retries",
+		.sql_type = INT4OID, .has_default = true, .default_value = "0",
+		.check = OPTION_CHECK_NOT_NEGATIVE,
+		.storage = OPTION_STORE_INT32, .column = "max_retries", .written = true,
+		.field = FIELD(max_retries), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "retry_delay",
+		.sql_type = INTERVALOID, .has_default = true, .default_value = "10 seconds",
+		.check = OPTION_CHECK_POSITIVE,
+		.storage = OPTION_STORE_INTERVAL, .column = "retry_delay", .written = true,
+		.field = FIELD(retry_delay), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "timeout",
+		.sql_type = INTERVALOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_LIMIT,
+		.storage = OPTION_STORE_INTERVAL, .column = "timeout", .written = true,
+		.field = FIELD(timeout), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "freshness",
+		.sql_type = INTERVALOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_LIMIT,
+		.storage = OPTION_STORE_INTERVAL, .column = "freshness", .written = true,
+		.field = FIELD(freshness), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "timeliness",
+		.sql_type = INTERVALOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_LIMIT,
+		.storage = OPTION_STORE_INTERVAL, .column = "timeliness", .written = true,
+		.field = FIELD(timeliness), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "mute_freshness",
+		.sql_type = BOOLOID, .has_default = true, .default_value = "false",
+		.check = OPTION_CHECK_NONE,
+		.storage = OPTION_STORE_BOOL, .column = "freshness_muted", .written = true,
+		.field = FIELD(freshness_muted), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+	{
+		.name = "mute_timeliness",
+		.sql_type = BOOLOID, .has_default = true, .default_value = "false",
+		.check = OPTION_CHECK_NONE,
+		.storage = OPTION_STORE_BOOL, .column = "timeliness_muted", .written = true,
+		.field = FIELD(timeliness_muted), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true,
+		.in_spec = true,
+	},
+};
+
+const int	NumPipelineOptions = lengthof(PipelineOptions);
+
+/* PipelineOptionByName finds an option by name; an unknown one is a bug */
+const PipelineOption *
+PipelineOptionByName(const char *name)
+{
+	for (int i = 0; i < NumPipelineOptions; i++)
+		if (strcmp(PipelineOptions[i].name, name) == 0)
+			return &PipelineOptions[i];
+	elog(ERROR, "pg_pipeline has no option \"%s\"", name);
+	return NULL;				/* keep compiler quiet */
+}
+
+/* PipelineOptionIndex is an option's position in the table */
+int
+PipelineOptionIndex(const PipelineOption *option)
+{
+	return (int) (option - PipelineOptions);
+}
+
+/*
+ * PipelineOptionArgno returns the position of an option's argument in
+ * create_pipeline, or in alter_pipeline (which has new_name after name),
+ * counting from 0; -1 when the option has no argument.
+ */
+int
+PipelineOptionArgno(const PipelineOption *option, bool alter)
+{
+	int			argno = 0;
+
+	if (!OidIsValid(option->sql_type))
+		return -1;
+	for (const PipelineOption *o = PipelineOptions; o < option; o++)
+		if (OidIsValid(o->sql_type))
+			argno++;
+	if (alter && argno >= ALTER_NEW_NAME_ARGNO)
+		argno++;
+	return argno;
+}
+
+/*
+ * PipelineOptionDefaultSql spells the default of an option's argument as a
+ * SQL expression ('merge'::text), "NULL" for DEFAULT NULL, and NULL when the
+ * argument has no default.
+ */
+const char *
+PipelineOptionDefaultSql(const PipelineOption *option)
+{
+	if (!option->has_default)
+		return NULL;
+	if (option->default_value == NULL)
+		return "NULL";
+	return psprintf("%s::%s", quote_literal_cstr(option->default_value),
+					format_type_be(option->sql_type));
+}
+
+/*
+ * pipeline._options() shows the table to SQL, so that sql/14_options.sql
+ * can compare it with the functions' signatures and the catalog's columns.
+ */
+Datum
+pipeline_options(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < NumPipelineOptions; i++)
+	{
+		const PipelineOption *o = &PipelineOptions[i];
+		Datum		values[7];
+		bool		nulls[7] = {false};
+		const char *dflt = PipelineOptionDefaultSql(o);
+
+		values[0] = CStringGetTextDatum(o->name);
+		nulls[1] = !OidIsValid(o->sql_type);
+		if (!nulls[1])
+			values[1] = CStringGetTextDatum(format_type_be(o->sql_type));
+		nulls[2] = dflt == NULL;
+		if (dflt)
+			values[2] = CStringGetTextDatum(dflt);
+		nulls[3] = o->column == NULL;
+		if (o->column)
+			values[3] = CStringGetTextDatum(o->column2
+											? psprintf("%s,%s", o->column, o->column2)
+											: o->column);
+		values[4] = BoolGetDatum(o->alterable);
+		values[5] = BoolGetDatum(o->in_config);
+		values[6] = BoolGetDatum(o->in_spec);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
