@@ -7,6 +7,7 @@
 # it:
 #
 #   layers       test/layers/check.py: src/ keeps its layers (before the server)
+#   options      test/options/check_apply_doc.sh: apply.md lists the option table's keys
 #   pg_regress   make installcheck (REGRESS in the Makefile: sql/*.sql)
 #   isolation    pg_isolation_regress on test/isolation/specs/*.spec
 #   pgtap        each test/pgtap/*.sql in a fresh database of its own
@@ -340,6 +341,22 @@ suite_layers() {
     rm -f "$out"
 }
 
+# suite_options checks that docs/reference/apply.md lists exactly the keys of
+# the option table (test/options/check_apply_doc.sh).
+suite_options() {
+    local out rc=0 passed failed
+    out=$(mktemp -t pp-options.XXXXXX)
+    bash test/options/check_apply_doc.sh >"$out" 2>&1 || rc=$?
+    read -r passed failed < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ { print $1, $3 }' "$out")
+    passed=${passed:-0}
+    failed=${failed:-1}
+    if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ]; then
+        sed 's/^/options: /' "$out"
+    fi
+    record options "$passed" "$failed"
+    rm -f "$out"
+}
+
 # finish prints the grand total as the last line and exits with the verdict.
 finish() {
     local passed failed suites
@@ -368,6 +385,7 @@ main() {
     fi
     echo "build: ok (make clean all install, -Werror)"
     suite_layers
+    suite_options
 
     local rc=0
     pp_virtualenv bash "$PP_ROOT/scripts/test.sh" --in-cluster || rc=$?
