@@ -77,7 +77,7 @@ After the writers stopped and the chain was drained, every stage equalled its pl
 | --- | ---: |
 | writes (pgbench transactions) per second | $(fig writes_per_s) |
 | rows loaded into \`core.cur\` per second (inserted + updated + deleted) | $(fig rows_loaded_per_s) |
-| runs of \`soak_clean\`: by pg_cron / on trigger (succeeded), skipped as already running | $(fig cron_runs) / $(fig trigger_runs), $(fig skipped_runs) |
+| runs of \`soak_clean\` by pg_cron / on trigger (succeeded or skipped), of which skipped as already running | $(fig cron_runs) / $(fig trigger_runs), $(fig skipped_runs) |
 | runs of \`soak_agg\` started by the workers after an upstream run | $(fig upstream_runs) |
 | lag, write in staging → visible in \`mart.buckets\`, p50 | $(fig lag_p50_ms) ms |
 | lag, p95 | $(fig lag_p95_ms) ms |

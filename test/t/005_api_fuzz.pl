@@ -17,9 +17,10 @@
 # answers, current_user and search_path are the session's own), and a call
 # that was refused or rolled back changed nothing in pipeline.pipeline,
 # pipeline.watermark, pipeline.dependency, pipeline.run_queue and cron.job.
-# At the end: the postmaster is the one that was started and the server log
-# shows no crash; every pipeline has a watermark row; no run is left
-# 'running'; verify_audit() is valid; the other role's pipelines are
+# Every 250 calls, every view of schema pipeline that the role may read must
+# answer it. At the end: the postmaster is the one that was started and the
+# server log shows no crash; every pipeline has a watermark row; no run is
+# left 'running'; verify_audit() is valid; the other role's pipelines are
 # exactly as they were; every owner is unchanged.
 #
 # The seed is printed; PP_SEED=<seed> repeats a run call for call, and
@@ -424,6 +425,24 @@ my $owners_before = $su->selectall_hashref(
     q{SELECT pipeline_id, owner::text AS owner FROM pipeline.pipeline}, 'pipeline_id');
 ok($others_before =~ /other_merge/ && $others_before =~ /other_full/, 'the other role owns two pipelines');
 
+# the views of schema pipeline the fuzzing role may read must answer it,
+# whatever the fuzz did to the pipelines (monitoring never fails as a whole)
+my @VIEWS = map { $_->[0] } @{ $su->selectall_arrayref(q{
+    SELECT c.oid::regclass::text FROM pg_catalog.pg_class c
+     WHERE c.relnamespace = 'pipeline'::regnamespace AND c.relkind = 'v'
+       AND pg_catalog.has_table_privilege('fuzzer', c.oid, 'SELECT')
+     ORDER BY 1}) };
+my %view_failures;
+sub read_views {
+    my ($when) = @_;
+    for my $v (@VIEWS) {
+        next if defined $fz->do("SELECT * FROM $v");
+        my $e = ($fz->state // '') . ' ' . ($fz->errstr // '');
+        $e =~ s/\n.*//s;
+        push @{ $view_failures{$v} }, "$when: $e";
+    }
+}
+
 # ---------------------------------------------------------------- the fuzz
 my %stats;    # name => { calls, ok, states => {..}, problems => [...] }
 my $state = state_now();
@@ -439,8 +458,10 @@ push @order, $deck[ int(rand(@deck)) ] while @order < $CALLS;
 
 for (my $i = 0; $i < @order; $i++) {
     if ($i > 0 && $i % 250 == 0) {
+        read_views("after $i calls");
         maintain();
         refresh_pools();
+        read_views("after $i calls and a run of every own pipeline");
         $state = state_now();
         ok(postmaster_alive($pm_pid), "postmaster alive after $i calls") or last;
     }
@@ -520,6 +541,12 @@ for my $f (sort keys %stats) {
       or diag(($st->{nproblems} // 0) . " bad calls, first ones:\n" . join("\n", @{ $st->{problems} }));
 }
 is($broken_sessions, 0, 'no call left the session unusable');
+read_views('at the end');
+for my $v (@VIEWS) {
+    my $f = $view_failures{$v} // [];
+    is(scalar(@$f), 0, "$v answers the fuzzing role every time it is read")
+      or diag(join("\n", @$f[0 .. ($#$f < 4 ? $#$f : 4)]));
+}
 
 ok(postmaster_alive($pm_pid) && (postmaster_pid($node) // 0) == $pm_pid,
    'the postmaster that was started is still running');
