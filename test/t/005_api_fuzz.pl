@@ -483,7 +483,7 @@ for (my $i = 0; $i < @order; $i++) {
       if $ENV{PP_FUZZ_SHOW} && $sqlstate =~ /^(?:$ENV{PP_FUZZ_SHOW})$/;
     push @problem, "internal error $sqlstate: $errmsg" if $sqlstate =~ /^XX/;
     push @problem, "FATAL or lost connection ($sqlstate): $errmsg"
-      if !$ok && ($sqlstate =~ /^(08|57P)/ || $errmsg =~ /server closed the connection|terminat/i);
+      if !$ok && ($sqlstate =~ /^(08|57P)/ || !$fz->ping);
 
     my $rolled_back = !$ok;
     if ($in_tx) {
