@@ -629,3 +629,29 @@ CopyDefIdentity(PipelineDef *def)
 	copy->lineage_column = def->lineage_column ? pstrdup(def->lineage_column) : NULL;
 	return copy;
 }
+
+/* ExecKeptPlan runs a statement through a plan prepared once per backend */
+void
+ExecKeptPlan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
+			 Datum *values, const char *nulls)
+{
+	RoleSwitch	sw;
+	int			rc;
+	int			nestlevel = PinSearchPath();
+
+	BecomeCatalogOwner(&sw);
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
+
+		if (p == NULL)
+			elog(ERROR, "pg_pipeline could not prepare: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	rc = SPI_execute_plan(*plan, values, nulls, false, 0);
+	RestoreRole(&sw);
+	UnpinSearchPath(nestlevel);
+	if (rc < 0)
+		elog(ERROR, "pg_pipeline catalog statement failed: %s", SPI_result_code_string(rc));
+}

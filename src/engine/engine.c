@@ -18,7 +18,11 @@
  *
  * Steps 2-5 run in a subtransaction. On error it is rolled back (load and
  * watermark together), the failed run is recorded by an autonomous worker
- * (recorders/failure_recorder.c), and the error is re-thrown to the caller.
+ * (recorders/autonomous.c), and the error is re-thrown to the caller. Every
+ * record of the run (started, each batch, succeeded, failed, skipped) is
+ * written from the one RunRecord the run keeps, by the recorders' one
+ * writer (recorders/run_outcome.c). Before it starts, a run fails the
+ * records its pipeline's dead runs left 'running' (engine/recovery.c).
  *
  * The run lock is an advisory lock (locktag_field4 = PIPELINE_RUN_LOCK_CLASS)
  * held to the end of the caller's transaction, or for the whole of a
@@ -56,42 +60,13 @@ PIPELINE_FUNCTION(pipeline_run_batched);
 /* The state of one run, kept outside its subtransactions */
 typedef struct RunState
 {
-	PipelineDef *def;
-	int64		run_id;
-	TimestampTz started_at;
-	LoadCounts	counts;
-	int			batches;
-	char	   *wm_from;
-	char	   *wm_to;
-	RunRequest *req;
-	bool		record_exists;	/* a 'running' record was written before */
+	RunRecord	rec;			/* what is recorded of the run */
+	bool		record_failure_inline;	/* the caller records a failure itself */
 	/* batched runs: the high-water mark fixed by the first batch */
 	bool		have_hwm;
 	Datum		hwm;
 	bool		finished;
 } RunState;
-
-/*
- * SummariseRun describes a run for its lineage and audit records
- * (recorders/audit_entries.c); the summary points into rs, so it lives as long as rs.
- */
-static RunSummary *
-SummariseRun(RunState *rs, const char *status)
-{
-	RunSummary *s = palloc0(sizeof(RunSummary));
-
-	s->run_id = rs->run_id;
-	s->def = rs->def;
-	s->status = status;
-	s->started_at = rs->started_at;
-	s->counts = &rs->counts;
-	s->batches = rs->batches;
-	s->wm_from = rs->wm_from;
-	s->wm_to = rs->wm_to;
-	s->triggered_by = rs->req->triggered_by;
-	s->parent_run_id = rs->req->parent_run_id;
-	return s;
-}
 
 /* RequireReadCommitted refuses isolation levels that would hide new rows */
 static void
@@ -143,28 +118,28 @@ UnlockPipeline(int64 pipeline_id)
 static PipelineDef *
 LockCurrentDefinition(RunState *rs)
 {
-	PipelineDef *def = LockPipelineForRun(rs->def);
+	PipelineDef *def = LockPipelineForRun(rs->rec.def);
 
 	if (!def->active)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("pipeline \"%s\" was paused before it could run", def->name),
 				 errhint("Resume it with SELECT pipeline.resume(%s).", quote_literal_cstr(def->name))));
-	if (rs->batches > 0 &&
-		(strcmp(def->source_schema, rs->def->source_schema) != 0 ||
-		 strcmp(def->source_table, rs->def->source_table) != 0 ||
-		 strcmp(def->target_schema, rs->def->target_schema) != 0 ||
-		 strcmp(def->target_table, rs->def->target_table) != 0 ||
+	if (rs->rec.batches > 0 &&
+		(strcmp(def->source_schema, rs->rec.def->source_schema) != 0 ||
+		 strcmp(def->source_table, rs->rec.def->source_table) != 0 ||
+		 strcmp(def->target_schema, rs->rec.def->target_schema) != 0 ||
+		 strcmp(def->target_table, rs->rec.def->target_table) != 0 ||
 		 def->incremental_column == NULL ||
-		 strcmp(def->incremental_column, rs->def->incremental_column) != 0))
+		 strcmp(def->incremental_column, rs->rec.def->incremental_column) != 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("pipeline \"%s\" was altered during its batched run", def->name),
-				 errdetail("Its source, target or incremental column changed after batch %d.", rs->batches),
+				 errdetail("Its source, target or incremental column changed after batch %d.", rs->rec.batches),
 				 errhint("Run it again.")));
-	def->batch_rows = rs->def->batch_rows;	/* the size this call asked for */
-	rs->def = def;
-	SetLineageRunId(rs->run_id);
+	def->batch_rows = rs->rec.def->batch_rows;	/* the size this call asked for */
+	rs->rec.def = def;
+	SetLineageRunId(rs->rec.run_id);
 	return def;
 }
 
@@ -175,9 +150,9 @@ LockCurrentDefinition(RunState *rs)
 static LoadPlan *
 PrepareRun(RunState *rs)
 {
-	LoadPlan   *plan = BuildLoadPlan(rs->def);
+	LoadPlan   *plan = BuildLoadPlan(rs->rec.def);
 
-	CheckPipelinePrivileges(rs->def, plan->source_relid, plan->target_relid, rs->def->owner);
+	CheckPipelinePrivileges(rs->rec.def, plan->source_relid, plan->target_relid, rs->rec.def->owner);
 	return plan;
 }
 
@@ -196,15 +171,15 @@ RunOnce(RunState *rs)
 	Datum		lower = (Datum) 0;
 	Datum		upper = (Datum) 0;
 
-	rs->wm_from = def->watermark;
-	rs->wm_to = rs->wm_from;
+	rs->rec.wm_from = def->watermark;
+	rs->rec.wm_to = rs->rec.wm_from;
 	if (plan->incremental)
 	{
 		Oid			typid = plan->incremental->typid;
-		bool		has_wm = rs->wm_from != NULL;
-		Datum		wm = has_wm ? WatermarkFromText(rs->wm_from, typid, plan->incremental->typmod, def->owner) : (Datum) 0;
+		bool		has_wm = rs->rec.wm_from != NULL;
+		Datum		wm = has_wm ? WatermarkFromText(rs->rec.wm_from, typid, plan->incremental->typmod, def->owner) : (Datum) 0;
 		bool		hwm_null;
-		Datum		hwm = ReadHighWaterMark(plan, &hwm_null, &rs->counts);
+		Datum		hwm = ReadHighWaterMark(plan, &hwm_null, &rs->rec.counts);
 
 		if (hwm_null)
 			nothing_new = true;
@@ -223,40 +198,36 @@ RunOnce(RunState *rs)
 				if (CompareWatermarks(hwm, wm, typid, plan->incremental->collid) < 0)
 					hwm = wm;	/* rows were removed: never move backwards */
 			}
-			rs->wm_to = WatermarkToText(hwm, typid);
+			rs->rec.wm_to = WatermarkToText(hwm, typid);
 		}
 	}
 	if (!nothing_new)
 	{
-		ExecuteLoadStep(plan, has_lower, lower, has_upper, upper, &rs->counts);
-		rs->batches = 1;
+		ExecuteLoadStep(plan, has_lower, lower, has_upper, upper, &rs->rec.counts);
+		rs->rec.batches = 1;
 		RefreshSourceRelations(def->id, plan->source_relid);
-		if (rs->counts.inserted + rs->counts.updated + rs->counts.deleted > 0)
-			EnqueueDownstream(def->id, rs->run_id);
+		if (rs->rec.counts.inserted + rs->rec.counts.updated + rs->rec.counts.deleted > 0)
+			EnqueueDownstream(def->id, rs->rec.run_id);
 	}
-	if (rs->wm_to && (rs->wm_from == NULL || strcmp(rs->wm_to, rs->wm_from) != 0))
-		StoreWatermark(def->id, rs->wm_to, rs->run_id);
-	if (rs->record_exists)
-		UpdateRunRecord(rs->run_id, "succeeded", true, &rs->counts, rs->batches,
-						rs->wm_from, rs->wm_to);
-	else
-		InsertRunRecord(rs->run_id, def, "succeeded", rs->started_at, true, &rs->counts,
-						rs->batches, rs->wm_from, rs->wm_to, rs->req);
-	RecordRunEnd(SummariseRun(rs, "succeeded"), CurrentConfigVersion(rs->def->id));
+	if (rs->rec.wm_to && (rs->rec.wm_from == NULL || strcmp(rs->rec.wm_to, rs->rec.wm_from) != 0))
+		StoreWatermark(def->id, rs->rec.wm_to, rs->rec.run_id);
+	rs->rec.status = RUN_SUCCEEDED;
+	rs->rec.config_version = CurrentConfigVersion(def->id);
+	RecordRunOutcome(&rs->rec);
 }
 
 /* The failure of the last run whose caller records failures itself */
-static FailedRun *inline_failure = NULL;
+static RunRecord *inline_failure = NULL;
 
 /*
  * TakeInlineFailure hands over (once) the failure of the last run made with
  * record_failure_inline; it lives in TopMemoryContext so that it survives
  * the abort of the run's transaction.
  */
-FailedRun *
+RunRecord *
 TakeInlineFailure(void)
 {
-	FailedRun  *f = inline_failure;
+	RunRecord  *f = inline_failure;
 
 	inline_failure = NULL;
 	return f;
@@ -264,10 +235,10 @@ TakeInlineFailure(void)
 
 /* KeepInlineFailure copies a failure into TopMemoryContext for the caller */
 static void
-KeepInlineFailure(FailedRun *failed)
+KeepInlineFailure(RunRecord *failed)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	FailedRun  *copy = palloc(sizeof(FailedRun));
+	RunRecord  *copy = palloc(sizeof(RunRecord));
 
 	*copy = *failed;
 	copy->def = CopyDefIdentity(failed->def);
@@ -281,15 +252,17 @@ KeepInlineFailure(FailedRun *failed)
 
 /*
  * RunGuarded runs step(rs) in a subtransaction. On error it rolls the
- * subtransaction back, records the failed run autonomously and re-throws.
+ * subtransaction back, records the failed run autonomously (or keeps it for
+ * a caller that records it itself) and re-throws. The failed record has
+ * the counts and batches committed before the step.
  */
 static void
 RunGuarded(RunState *rs, void (*step) (RunState *rs))
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	LoadCounts	before = rs->counts;
-	int			batches_before = rs->batches;
+	LoadCounts	before = rs->rec.counts;
+	int			batches_before = rs->rec.batches;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
@@ -303,7 +276,7 @@ RunGuarded(RunState *rs, void (*step) (RunState *rs))
 	PG_CATCH();
 	{
 		ErrorData  *edata;
-		FailedRun	failed;
+		RunRecord	failed;
 
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
@@ -312,25 +285,19 @@ RunGuarded(RunState *rs, void (*step) (RunState *rs))
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
 
-		memset(&failed, 0, sizeof(failed));
-		failed.run_id = rs->run_id;
-		failed.def = rs->def;
-		failed.started_at = rs->started_at;
+		failed = rs->rec;
+		failed.status = RUN_FAILED;
 		failed.counts = before;
 		failed.batches = batches_before;
-		failed.wm_from = rs->wm_from;
-		failed.wm_to = rs->batches > 0 ? rs->wm_to : rs->wm_from;
-		failed.triggered_by = rs->req->triggered_by;
-		failed.parent_run_id = rs->req->parent_run_id;
-		failed.attempt = rs->req->attempt;
+		failed.wm_to = rs->rec.batches > 0 ? rs->rec.wm_to : rs->rec.wm_from;
 		failed.sqlerrcode = edata->sqlerrcode;
 		failed.message = edata->message;
-		if (rs->req->record_failure_inline)
+		if (rs->record_failure_inline)
 			KeepInlineFailure(&failed);	/* the caller records and audits it */
 		else
 		{
-			RecordFailedRun(&failed);
-			AuditFailedRun(&failed, CurrentConfigVersion(failed.def->id));
+			failed.config_version = CurrentConfigVersion(failed.def->id);
+			RecordFailedRunAutonomously(&failed);
 		}
 		ReThrowError(edata);
 	}
@@ -342,9 +309,13 @@ static void
 StartRunState(RunState *rs, PipelineDef *def, RunRequest *req)
 {
 	memset(rs, 0, sizeof(RunState));
-	rs->def = def;
-	rs->req = req;
-	rs->wm_from = def->watermark;
+	rs->rec.def = def;
+	rs->rec.status = RUN_RUNNING;
+	rs->rec.wm_from = def->watermark;
+	rs->rec.triggered_by = req->triggered_by;
+	rs->rec.parent_run_id = req->parent_run_id;
+	rs->rec.attempt = req->attempt;
+	rs->record_failure_inline = req->record_failure_inline;
 }
 
 /*
@@ -367,16 +338,16 @@ CheckRunnable(PipelineDef *def)
 static int64
 RecordSkippedRun(RunState *rs)
 {
-	LoadCounts	zero = {0};
-
-	rs->run_id = NextRunId();
-	InsertRunRecord(rs->run_id, rs->def, "skipped", GetCurrentTimestamp(), true, &zero,
-					0, NULL, NULL, rs->req);
-	RecordSkippedRunAudit(SummariseRun(rs, "skipped"));
+	rs->rec.run_id = NextRunId();
+	rs->rec.status = RUN_SKIPPED;
+	rs->rec.started_at = GetCurrentTimestamp();
+	rs->rec.wm_from = NULL;
+	rs->rec.wm_to = NULL;
+	RecordRunOutcome(&rs->rec);
 	ereport(NOTICE,
 			(errmsg("pipeline \"%s\" is already running; run %lld skipped",
-					rs->def->name, (long long) rs->run_id)));
-	return rs->run_id;
+					rs->rec.def->name, (long long) rs->rec.run_id)));
+	return rs->rec.run_id;
 }
 
 /*
@@ -395,12 +366,12 @@ RunPipeline(PipelineDef *def, RunRequest *req)
 	if (!TryLockPipeline(def->id, false))
 		return RecordSkippedRun(&rs);
 
-	rs.record_exists = req->run_id > 0;
-	rs.run_id = rs.record_exists ? req->run_id : NextRunId();
-	rs.started_at = GetCurrentTimestamp();
-	FailStaleRuns(def->id, rs.run_id);
+	rs.rec.start_recorded = req->run_id > 0;
+	rs.rec.run_id = rs.rec.start_recorded ? req->run_id : NextRunId();
+	rs.rec.started_at = GetCurrentTimestamp();
+	FailInterruptedRuns(def->id, rs.rec.run_id);
 	RunGuarded(&rs, RunOnce);
-	return rs.run_id;
+	return rs.rec.run_id;
 }
 
 /* pipeline.run(name) */
@@ -437,7 +408,7 @@ RunBatch(RunState *rs)
 	char	   *wm_text = def->watermark;
 	bool		has_wm = wm_text != NULL;
 	Datum		wm = has_wm ? WatermarkFromText(wm_text, inc->typid, inc->typmod, def->owner) : (Datum) 0;
-	bool		first = rs->batches == 0;
+	bool		first = rs->rec.batches == 0;
 	bool		isnull;
 	Datum		bound;
 	Oid			types[3] = {inc->typid, inc->typid, INT8OID};
@@ -445,9 +416,9 @@ RunBatch(RunState *rs)
 
 	if (first)
 	{
-		rs->wm_from = wm_text;
-		rs->wm_to = wm_text;
-		rs->hwm = ReadHighWaterMark(plan, &isnull, &rs->counts);
+		rs->rec.wm_from = wm_text;
+		rs->rec.wm_to = wm_text;
+		rs->hwm = ReadHighWaterMark(plan, &isnull, &rs->rec.counts);
 		rs->have_hwm = !isnull;
 		if (!rs->have_hwm ||
 			(has_wm && def->lookback == NULL &&
@@ -483,22 +454,22 @@ RunBatch(RunState *rs)
 		rs->finished = true;
 
 	{
-		LoadCounts	before = rs->counts;
+		LoadCounts	before = rs->rec.counts;
 
 		ExecuteLoadStep(plan, has_wm,
 						(first && has_wm && def->lookback) ? SubtractLookback(wm, def->lookback, inc->typid) : wm,
-						true, bound, &rs->counts);
-		if (rs->counts.inserted + rs->counts.updated + rs->counts.deleted >
+						true, bound, &rs->rec.counts);
+		if (rs->rec.counts.inserted + rs->rec.counts.updated + rs->rec.counts.deleted >
 			before.inserted + before.updated + before.deleted)
-			EnqueueDownstream(def->id, rs->run_id);
+			EnqueueDownstream(def->id, rs->rec.run_id);
 	}
 	if (first)
 		RefreshSourceRelations(def->id, plan->source_relid);
-	rs->batches++;
-	rs->wm_to = WatermarkToText(bound, inc->typid);
-	if (wm_text == NULL || strcmp(rs->wm_to, wm_text) != 0)
-		StoreWatermark(def->id, rs->wm_to, rs->run_id);
-	UpdateRunRecord(rs->run_id, "running", false, &rs->counts, rs->batches, NULL, rs->wm_to);
+	rs->rec.batches++;
+	rs->rec.wm_to = WatermarkToText(bound, inc->typid);
+	if (wm_text == NULL || strcmp(rs->rec.wm_to, wm_text) != 0)
+		StoreWatermark(def->id, rs->rec.wm_to, rs->rec.run_id);
+	RecordRunProgress(&rs->rec);
 }
 
 /* RequireNonAtomic refuses run_batched where it cannot commit */
@@ -527,7 +498,6 @@ RunBatchedCall(FunctionCallInfo fcinfo, const char *name, int64 batch_rows,
 	RunState	rs;
 	RunRequest	req = {triggered_by, 0, 1, 0, false};
 	int			nestlevel;
-	LoadCounts	zero = {0};
 
 	RequireNonAtomic(fcinfo);
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
@@ -558,13 +528,12 @@ RunBatchedCall(FunctionCallInfo fcinfo, const char *name, int64 batch_rows,
 
 	PG_TRY();
 	{
-		rs.run_id = NextRunId();
-		rs.started_at = GetCurrentTimestamp();
-		FailStaleRuns(def->id, rs.run_id);
-		InsertRunRecord(rs.run_id, def, "running", rs.started_at, false, &zero, 0,
-						def->watermark, def->watermark, &req);
-		rs.wm_from = def->watermark;
-		RecordRunStart(SummariseRun(&rs, "running"));
+		rs.rec.run_id = NextRunId();
+		rs.rec.started_at = GetCurrentTimestamp();
+		FailInterruptedRuns(def->id, rs.rec.run_id);
+		rs.rec.wm_from = def->watermark;
+		rs.rec.wm_to = def->watermark;
+		RecordRunStart(&rs.rec);
 		UnpinSearchPath(nestlevel);
 		SPI_commit();
 
@@ -575,9 +544,9 @@ RunBatchedCall(FunctionCallInfo fcinfo, const char *name, int64 batch_rows,
 			RunGuarded(&rs, RunBatch);
 			if (rs.finished)
 			{
-				UpdateRunRecord(rs.run_id, "succeeded", true, &rs.counts, rs.batches,
-								rs.wm_from, rs.wm_to);
-				RecordRunEnd(SummariseRun(&rs, "succeeded"), CurrentConfigVersion(rs.def->id));
+				rs.rec.status = RUN_SUCCEEDED;
+				rs.rec.config_version = CurrentConfigVersion(rs.rec.def->id);
+				RecordRunOutcome(&rs.rec);
 			}
 			UnpinSearchPath(nestlevel);
 			SPI_commit();

@@ -12,7 +12,7 @@
  * their transaction's commit, with its transaction and subtransaction
  * callbacks. The entries are built elsewhere: registry changes and runs in
  * audit_entries.c, refusals in audit_refusals.c, prunes in
- * audit_retention.c; audit_autonomous.c appends outside the caller's
+ * audit_retention.c; autonomous.c appends outside the caller's
  * transaction, audit_verify.c walks the chain.
  *
  * Locking protocol. A single chain needs its writers serialised: an entry's
@@ -75,32 +75,6 @@ typedef struct PendingEntry
 static List *pending_entries = NIL;
 static bool audit_callbacks_registered = false;
 
-
-/* ExecKeptPlan runs a statement through a plan prepared once per backend */
-void
-ExecKeptPlan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
-			 Datum *values, const char *nulls)
-{
-	RoleSwitch	sw;
-	int			rc;
-	int			nestlevel = PinSearchPath();
-
-	BecomeCatalogOwner(&sw);
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
-
-		if (p == NULL)
-			elog(ERROR, "pg_pipeline could not prepare: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*plan = p;
-	}
-	rc = SPI_execute_plan(*plan, values, nulls, false, 0);
-	RestoreRole(&sw);
-	UnpinSearchPath(nestlevel);
-	if (rc < 0)
-		elog(ERROR, "pg_pipeline catalog statement failed: %s", SPI_result_code_string(rc));
-}
 
 /* CanonicalJson parses JSON text and returns jsonb's canonical text of it */
 static char *

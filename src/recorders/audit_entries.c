@@ -5,14 +5,13 @@
  * The audit entries of registry changes and runs: AuditRegistryChange
  * builds the entry of a create, alter, drop, pause, resume, reset or
  * schedule with the configuration (or state) before and after, which
- * RegistryChanged (registry_changes.c) computed; RecordRunStart,
- * RecordRunEnd and RecordSkippedRunAudit queue a run's entries in its
- * transaction, RecordRunEnd also writes the run's lineage row
- * (pipeline.run_io: what it read and wrote, with the config version it ran
- * with); AuditFailedRun hands a failed run's entries and run_io row to the
- * recorder worker (audit_autonomous.c), since the run's own transaction
- * rolls back. The config version is read by the callers, so that the audit
- * log calls neither versions nor lineage.
+ * RegistryChanged (registry_changes.c) computed; AuditRunStart, AuditRunEnd
+ * and AuditSkippedRun queue a run's entries in the transaction that writes
+ * its record (run_outcome.c, the one writer of a run's records, in the
+ * run's transaction or in the autonomous recorder's: AuditActFor then
+ * names the caller's session as the one that acted). The config version is
+ * read by the callers, so that the audit log calls neither versions nor
+ * lineage.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,10 +27,8 @@
 #include "pipeline/recorders/audit.h"
 #include "audit_internal.h"
 
-static SPIPlanPtr run_io_insert_plan = NULL;
-
-/* the batched run whose start entry is already written (committed apart) */
-static int64 started_run_id = 0;
+/* who the run entries name when not this session (the autonomous recorder) */
+static const char *acting_for[3] = {NULL, NULL, NULL};
 
 /* CountsJson spells a run's counts as JSON members (no braces) */
 static void
@@ -107,9 +104,40 @@ AuditRegistryChange(const char *action, PipelineDef *def, const char *value,
 	QueueAuditEntries(&e, 1);
 }
 
+/*
+ * AuditActFor makes the run entries of this process name another session
+ * (its session id, current role and session role): the autonomous recorder
+ * writes a failed run's entries for the session whose run failed.
+ */
+void
+AuditActFor(const char *session_id, const char *role_name, const char *session_role)
+{
+	acting_for[0] = session_id;
+	acting_for[1] = role_name;
+	acting_for[2] = session_role;
+}
+
+/* RunEntry fills what the entries of a run share */
+static void
+RunEntry(AuditEntry *e, RunRecord *run, const char *action, const char *outcome,
+		 const char *details)
+{
+	memset(e, 0, sizeof(*e));
+	e->f[AF_SESSION_ID] = acting_for[0];
+	e->f[AF_ROLE_NAME] = acting_for[1];
+	e->f[AF_SESSION_ROLE] = acting_for[2];
+	e->f[AF_ACTION] = action;
+	e->f[AF_OBJECT_TYPE] = "run";
+	e->f[AF_OBJECT_NAME] = run->def->name;
+	e->f[AF_OUTCOME] = outcome;
+	e->f[AF_DETAILS] = details;
+	e->pipeline_id = run->def->id;
+	e->run_id = run->run_id;
+}
+
 /* RunStartEntry and RunEndEntry fill the two entries of one run */
 static void
-RunStartEntry(AuditEntry *e, RunSummary *run)
+RunStartEntry(AuditEntry *e, RunRecord *run)
 {
 	StringInfoData d;
 
@@ -120,105 +148,56 @@ RunStartEntry(AuditEntry *e, RunSummary *run)
 	if (run->parent_run_id > 0)
 		appendStringInfo(&d, ",\"parent_run_id\":%lld", (long long) run->parent_run_id);
 	appendStringInfoChar(&d, '}');
-	memset(e, 0, sizeof(*e));
-	e->f[AF_ACTION] = "run_start";
-	e->f[AF_OBJECT_TYPE] = "run";
-	e->f[AF_OBJECT_NAME] = run->def->name;
-	e->f[AF_OUTCOME] = "ok";
-	e->f[AF_DETAILS] = d.data;
-	e->pipeline_id = run->def->id;
-	e->run_id = run->run_id;
+	RunEntry(e, run, "run_start", "ok", d.data);
 }
 
 static void
-RunEndEntry(AuditEntry *e, RunSummary *run, int version, int sqlerrcode, const char *message)
+RunEndEntry(AuditEntry *e, RunRecord *run)
 {
 	StringInfoData d;
 
 	initStringInfo(&d);
 	appendStringInfoChar(&d, '{');
-	CountsJson(&d, run->counts);
+	CountsJson(&d, &run->counts);
 	appendStringInfo(&d, ",\"batches\":%d,", run->batches);
 	AppendJsonMember(&d, "watermark_from", run->wm_from, false);
 	AppendJsonMember(&d, "watermark_to", run->wm_to, true);
-	if (version > 0)
-		appendStringInfo(&d, ",\"config_version\":%d", version);
-	if (sqlerrcode)
+	if (run->config_version > 0)
+		appendStringInfo(&d, ",\"config_version\":%d", run->config_version);
+	if (run->status == RUN_FAILED)
 	{
-		appendStringInfo(&d, ",\"sqlstate\":\"%s\",", unpack_sql_state(sqlerrcode));
-		AppendJsonMember(&d, "message", message, false);
+		appendStringInfo(&d, ",\"sqlstate\":\"%s\",", unpack_sql_state(run->sqlerrcode));
+		AppendJsonMember(&d, "message", run->message, false);
 	}
 	appendStringInfoChar(&d, '}');
-	memset(e, 0, sizeof(*e));
-	e->f[AF_ACTION] = "run_end";
-	e->f[AF_OBJECT_TYPE] = "run";
-	e->f[AF_OBJECT_NAME] = run->def->name;
-	e->f[AF_OUTCOME] = run->status;
-	e->f[AF_DETAILS] = d.data;
-	e->pipeline_id = run->def->id;
-	e->run_id = run->run_id;
+	RunEntry(e, run, "run_end", RunStatusName(run->status), d.data);
 }
 
 /*
- * RecordRunStart writes the start entry of a batched run, which commits
- * with the run's 'running' record before its first batch.
+ * AuditRunStart queues the start entry of a run whose 'running' record is
+ * written before it loads (a batched run, a worker's run).
  */
 void
-RecordRunStart(RunSummary *run)
+AuditRunStart(RunRecord *run)
 {
 	AuditEntry	e;
 
 	RunStartEntry(&e, run);
 	QueueAuditEntries(&e, 1);
-	started_run_id = run->run_id;
 }
 
 /*
- * RecordRunEnd writes, in the run's transaction, the run's lineage row
- * (what it read and wrote, and the config version it ran with) and its
- * audit entries (queued for commit): both start and end for a plain run,
- * the end for a batched one. config_version is the version the pipeline is
- * at (0: none), which the caller reads.
+ * AuditRunEnd queues the entries of a finished (succeeded or failed) run:
+ * both start and end, or the end only when the start entry was written with
+ * the run's 'running' record.
  */
 void
-RecordRunEnd(RunSummary *run, int config_version)
+AuditRunEnd(RunRecord *run)
 {
 	AuditEntry	e[2];
-	Oid			types[12] = {INT8OID, INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
-	TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID};
-	Datum		values[12];
-	char		nulls[12];
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = Int64GetDatum(run->run_id);
-	values[1] = Int64GetDatum(run->def->id);
-	values[2] = Int32GetDatum(config_version);
-	nulls[2] = config_version > 0 ? ' ' : 'n';
-	values[3] = CStringGetTextDatum(quote_qualified_identifier(run->def->source_schema, run->def->source_table));
-	values[4] = CStringGetTextDatum(quote_qualified_identifier(run->def->target_schema, run->def->target_table));
-	values[5] = run->wm_from ? CStringGetTextDatum(run->wm_from) : (Datum) 0;
-	nulls[5] = run->wm_from ? ' ' : 'n';
-	values[6] = run->wm_to ? CStringGetTextDatum(run->wm_to) : (Datum) 0;
-	nulls[6] = run->wm_to ? ' ' : 'n';
-	values[7] = Int64GetDatum(run->counts->read);
-	values[8] = Int64GetDatum(run->counts->inserted);
-	values[9] = Int64GetDatum(run->counts->updated);
-	values[10] = Int64GetDatum(run->counts->deleted);
-	values[11] = run->def->lineage_column ? CStringGetTextDatum(run->def->lineage_column) : (Datum) 0;
-	nulls[11] = run->def->lineage_column ? ' ' : 'n';
-	ExecKeptPlan(&run_io_insert_plan,
-				 "INSERT INTO pipeline.run_io (run_id, pipeline_id, config_version,"
-				 " source_relation, target_relation, watermark_from, watermark_to,"
-				 " rows_read, rows_inserted, rows_updated, rows_deleted, lineage_column)"
-				 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-				 " ON CONFLICT (run_id) DO UPDATE SET config_version = excluded.config_version,"
-				 " watermark_to = excluded.watermark_to, rows_read = excluded.rows_read,"
-				 " rows_inserted = excluded.rows_inserted, rows_updated = excluded.rows_updated,"
-				 " rows_deleted = excluded.rows_deleted",
-				 12, types, values, nulls);
-
-	RunEndEntry(&e[1], run, config_version, 0, NULL);
-	if (started_run_id == run->run_id)
+	RunEndEntry(&e[1], run);
+	if (run->start_recorded)
 		QueueAuditEntries(&e[1], 1);
 	else
 	{
@@ -227,63 +206,13 @@ RecordRunEnd(RunSummary *run, int config_version)
 	}
 }
 
-/* RecordSkippedRunAudit notes a run that found another one in progress */
+/* AuditSkippedRun notes a run that found another one in progress */
 void
-RecordSkippedRunAudit(RunSummary *run)
+AuditSkippedRun(RunRecord *run)
 {
 	AuditEntry	e;
 
-	RunEndEntry(&e, run, 0, 0, NULL);
-	e.f[AF_ACTION] = "run_skipped";
-	e.f[AF_OUTCOME] = "skipped";
-	e.f[AF_DETAILS] = "{\"reason\":\"another run of the pipeline is in progress\"}";
+	RunEntry(&e, run, "run_skipped", "skipped",
+			 "{\"reason\":\"another run of the pipeline is in progress\"}");
 	QueueAuditEntries(&e, 1);
-}
-
-/*
- * AuditFailedRun records a failed run's start and end entries and its
- * lineage row autonomously, next to the failed run record that
- * failure_recorder.c writes. config_version is the version the pipeline is
- * at, which the caller reads (the run's subtransaction is gone; the
- * caller's transaction can still read).
- */
-void
-AuditFailedRun(FailedRun *run, int config_version)
-{
-	RunSummary	s;
-	AuditEntry	e[2];
-	StringInfoData io;
-
-	memset(&s, 0, sizeof(s));
-	s.run_id = run->run_id;
-	s.def = run->def;
-	s.status = "failed";
-	s.started_at = run->started_at;
-	s.counts = &run->counts;
-	s.batches = run->batches;
-	s.wm_from = run->wm_from;
-	s.wm_to = run->wm_to;
-	s.triggered_by = run->triggered_by;
-	s.parent_run_id = run->parent_run_id;
-
-	RunStartEntry(&e[0], &s);
-	RunEndEntry(&e[1], &s, config_version, run->sqlerrcode, run->message);
-	initStringInfo(&io);
-	appendStringInfo(&io, "{\"run_id\":%lld,\"pipeline_id\":%lld,", (long long) run->run_id,
-					 (long long) run->def->id);
-	if (config_version > 0)
-		appendStringInfo(&io, "\"config_version\":%d,", config_version);
-	AppendJsonMember(&io, "source_relation", quote_qualified_identifier(run->def->source_schema, run->def->source_table), false);
-	AppendJsonMember(&io, "target_relation", quote_qualified_identifier(run->def->target_schema, run->def->target_table), true);
-	AppendJsonMember(&io, "watermark_from", run->wm_from, true);
-	AppendJsonMember(&io, "watermark_to", run->wm_to, true);
-	appendStringInfo(&io, ",\"rows_read\":%lld,\"rows_inserted\":%lld,\"rows_updated\":%lld,\"rows_deleted\":%lld,",
-					 (long long) run->counts.read, (long long) run->counts.inserted,
-					 (long long) run->counts.updated, (long long) run->counts.deleted);
-	AppendJsonMember(&io, "lineage_column", run->def->lineage_column, false);
-	appendStringInfoChar(&io, '}');
-	if (started_run_id == run->run_id)
-		WriteAutonomously(&e[1], 1, io.data);
-	else
-		WriteAutonomously(e, 2, io.data);
 }

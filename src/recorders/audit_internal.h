@@ -4,9 +4,12 @@
  *
  * What the files of the audit log (src/recorders/audit_*.c) share and
  * nobody else uses: the fields of an entry, the chain's writers and readers
- * (audit_chain.c), the recorder worker (audit_autonomous.c), the walk along
- * the chain (audit_verify.c), the prune flag (audit_retention.c) and the
- * admin check (audit_refusals.c). Included only by src/recorders/audit_*.c.
+ * (audit_chain.c), the session the run entries name (audit_entries.c), the
+ * walk along the chain (audit_verify.c), the prune flag (audit_retention.c)
+ * and the admin check (audit_refusals.c). Included by src/recorders/audit_*.c,
+ * by the recorders' out-of-transaction writer (autonomous.c), which appends
+ * refusals' entries and names the caller's session in a failed run's, and
+ * by the writer of a run's records (run_outcome.c), for ExecKeptPlan.
  *
  *-------------------------------------------------------------------------
  */
@@ -65,8 +68,6 @@ typedef struct ChainWalk
 } ChainWalk;
 
 /* audit_chain.c: the chain, its lock, its head, appending and the queue */
-extern void ExecKeptPlan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
-						 Datum *values, const char *nulls);
 extern void EntryHash(const uint8 *prev, int64 seq, TimestampTz logged_at, int64 pipeline_id,
 					  int64 run_id, const char *const *fields, uint8 *out);
 extern Datum ByteaDatum(const uint8 *bytes, int len);
@@ -79,9 +80,13 @@ extern void FillSessionFields(AuditEntry *e);
 extern void AppendAuditEntries(AuditEntry *entries, int n);
 extern void QueueAuditEntries(AuditEntry *entries, int n);
 
-/* audit_autonomous.c: entries that outlive the caller's rollback */
+/* audit_entries.c: the session a failed run's entries name, in the recorder */
+extern void AuditActFor(const char *session_id, const char *role_name,
+						const char *session_role);
+
+/* autonomous.c: entries that outlive the caller's rollback */
 extern bool RecorderWouldWaitForUs(void);
-extern bool WriteAutonomously(AuditEntry *entries, int n, const char *run_io_json);
+extern bool WriteAuditAutonomously(AuditEntry *entries, int n);
 
 /* audit_refusals.c: who may maintain the log, the launcher's flush */
 extern void CheckAuditAdmin(const char *function);

@@ -385,7 +385,7 @@ FlushLocalRefusals(TimestampTz now)
 	if (k == 0)
 		return;
 	local_recorders++;
-	if (WriteAutonomously(entries, k, NULL))
+	if (WriteAuditAutonomously(entries, k))
 		ApplyRefusals(local_refusals, LOCAL_REFUSAL_SLOTS, emits, k, now, false);
 }
 

@@ -50,26 +50,12 @@ PIPELINE_FUNCTION(pipeline_openlineage_events);
 /* What a run's events are built from */
 typedef struct RunFacts
 {
-	int64		run_id;
-	int64		pipeline_id;
-	char	   *pipeline;
-	char	   *status;
-	char	   *started_at;		/* ISO 8601, UTC */
+	RunRecord	run;			/* the run as recorded; its def has id and name */
+	char	   *started_at;		/* the event times: ISO 8601, UTC */
 	char	   *finished_at;	/* NULL while running */
-	char	   *sqlstate;
-	char	   *message;
-	int64		parent_run_id;
 	char	   *parent_pipeline;
-	char	   *triggered_by;
 	char	   *source;			/* stored relation names, quoted */
 	char	   *target;
-	int			config_version;
-	char	   *wm_from;
-	char	   *wm_to;
-	int64		read;
-	int64		inserted;
-	int64		updated;
-	int64		deleted;
 } RunFacts;
 
 /* A column lineage row: target column <- input relation column */
@@ -110,9 +96,11 @@ LoadRunFacts(int64 run_id)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
 	RunFacts   *f;
+	PipelineDef *def;
 	HeapTuple	t;
 	TupleDesc	d;
 	bool		visible;
+	char	   *sqlstate;
 
 	values[0] = Int64GetDatum(run_id);
 	if (SPI_execute_with_args("SELECT 1 FROM pipeline.runs WHERE run_id = $1",
@@ -144,26 +132,31 @@ LoadRunFacts(int64 run_id)
 	t = SPI_tuptable->vals[0];
 	d = SPI_tuptable->tupdesc;
 	f = palloc0(sizeof(RunFacts));
-	f->run_id = Int8Val(t, d, 1);
-	f->pipeline_id = Int8Val(t, d, 2);
-	f->pipeline = Val(t, d, 3);
-	f->status = Val(t, d, 4);
+	def = palloc0(sizeof(PipelineDef));
+	f->run.def = def;
+	f->run.run_id = Int8Val(t, d, 1);
+	def->id = Int8Val(t, d, 2);
+	def->name = Val(t, d, 3);
+	f->run.status = RunStatusFromName(Val(t, d, 4));
 	f->started_at = Val(t, d, 5);
 	f->finished_at = Val(t, d, 6);
-	f->sqlstate = Val(t, d, 7);
-	f->message = Val(t, d, 8);
-	f->parent_run_id = Int8Val(t, d, 9);
+	sqlstate = Val(t, d, 7);
+	if (sqlstate)
+		f->run.sqlerrcode = MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2],
+										  sqlstate[3], sqlstate[4]);
+	f->run.message = Val(t, d, 8);
+	f->run.parent_run_id = Int8Val(t, d, 9);
 	f->parent_pipeline = Val(t, d, 10);
-	f->triggered_by = Val(t, d, 11);
+	f->run.triggered_by = Val(t, d, 11);
 	f->source = Val(t, d, 12);
 	f->target = Val(t, d, 13);
-	f->config_version = (int) Int8Val(t, d, 14);
-	f->wm_from = Val(t, d, 15);
-	f->wm_to = Val(t, d, 16);
-	f->read = Int8Val(t, d, 17);
-	f->inserted = Int8Val(t, d, 18);
-	f->updated = Int8Val(t, d, 19);
-	f->deleted = Int8Val(t, d, 20);
+	f->run.config_version = (int) Int8Val(t, d, 14);
+	f->run.wm_from = Val(t, d, 15);
+	f->run.wm_to = Val(t, d, 16);
+	f->run.counts.read = Int8Val(t, d, 17);
+	f->run.counts.inserted = Int8Val(t, d, 18);
+	f->run.counts.updated = Int8Val(t, d, 19);
+	f->run.counts.deleted = Int8Val(t, d, 20);
 	return f;
 }
 
@@ -181,7 +174,7 @@ LoadColumnInputs(RunFacts *f)
 
 	if (f->target == NULL)
 		return NIL;
-	values[0] = Int64GetDatum(f->pipeline_id);
+	values[0] = Int64GetDatum(f->run.def->id);
 	values[1] = CStringGetTextDatum(f->target);
 	ExecCatalog("WITH RECURSIVE e AS ("
 				"  SELECT DISTINCT from_relation, from_column, to_relation, to_column,"
@@ -324,7 +317,8 @@ AppendDataset(StringInfo buf, const char *ns, const char *relation, List *column
 		appendStringInfo(buf, ",\"outputFacets\":{\"outputStatistics\":{\"_producer\":\"%s\","
 						 "\"_schemaURL\":\"%s\",\"rowCount\":%lld}}",
 						 OL_PRODUCER, OL_STATS_FACET,
-						 (long long) (f->inserted + f->updated + f->deleted));
+						 (long long) (f->run.counts.inserted + f->run.counts.updated +
+									  f->run.counts.deleted));
 	appendStringInfoChar(buf, '}');
 }
 
@@ -346,19 +340,19 @@ BuildEvent(RunFacts *f, const char *ns, const char *type, const char *time, List
 
 	/* run */
 	appendStringInfoString(&buf, ",\"run\":{");
-	AppendJsonMember(&buf, "runId", RunUuid(f->run_id), false);
+	AppendJsonMember(&buf, "runId", RunUuid(f->run.run_id), false);
 	appendStringInfo(&buf, ",\"facets\":{\"pg_pipeline_run\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\","
-					 "\"runId\":%lld", OL_PRODUCER, PP_RUN_FACET, (long long) f->run_id);
-	AppendJsonMember(&buf, "triggeredBy", f->triggered_by, true);
-	AppendJsonMember(&buf, "watermarkFrom", f->wm_from, true);
-	AppendJsonMember(&buf, "watermarkTo", f->wm_to, true);
-	appendStringInfo(&buf, ",\"configVersion\":%d,\"rowsRead\":%lld}", f->config_version,
-					 (long long) f->read);
-	if (f->parent_run_id > 0 && f->parent_pipeline)
+					 "\"runId\":%lld", OL_PRODUCER, PP_RUN_FACET, (long long) f->run.run_id);
+	AppendJsonMember(&buf, "triggeredBy", f->run.triggered_by, true);
+	AppendJsonMember(&buf, "watermarkFrom", f->run.wm_from, true);
+	AppendJsonMember(&buf, "watermarkTo", f->run.wm_to, true);
+	appendStringInfo(&buf, ",\"configVersion\":%d,\"rowsRead\":%lld}", f->run.config_version,
+					 (long long) f->run.counts.read);
+	if (f->run.parent_run_id > 0 && f->parent_pipeline)
 	{
 		appendStringInfo(&buf, ",\"parent\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\",\"run\":{",
 						 OL_PRODUCER, OL_PARENT_FACET);
-		AppendJsonMember(&buf, "runId", RunUuid(f->parent_run_id), false);
+		AppendJsonMember(&buf, "runId", RunUuid(f->run.parent_run_id), false);
 		appendStringInfoString(&buf, "},\"job\":{");
 		AppendJsonMember(&buf, "namespace", ns, false);
 		AppendJsonMember(&buf, "name", f->parent_pipeline, true);
@@ -368,10 +362,11 @@ BuildEvent(RunFacts *f, const char *ns, const char *type, const char *time, List
 	{
 		appendStringInfo(&buf, ",\"errorMessage\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\"",
 						 OL_PRODUCER, OL_ERROR_FACET);
-		AppendJsonMember(&buf, "message", f->message ? f->message : "run failed", true);
+		AppendJsonMember(&buf, "message", f->run.message ? f->run.message : "run failed", true);
 		AppendJsonMember(&buf, "programmingLanguage", "SQL", true);
 		AppendJsonMember(&buf, "stackTrace",
-						 psprintf("SQLSTATE %s", f->sqlstate ? f->sqlstate : "XX000"), true);
+						 psprintf("SQLSTATE %s", f->run.sqlerrcode ? unpack_sql_state(f->run.sqlerrcode) : "XX000"),
+						 true);
 		appendStringInfoChar(&buf, '}');
 	}
 	appendStringInfoString(&buf, "}}");
@@ -379,7 +374,7 @@ BuildEvent(RunFacts *f, const char *ns, const char *type, const char *time, List
 	/* job */
 	appendStringInfoString(&buf, ",\"job\":{");
 	AppendJsonMember(&buf, "namespace", ns, false);
-	AppendJsonMember(&buf, "name", f->pipeline, true);
+	AppendJsonMember(&buf, "name", f->run.def->name, true);
 	appendStringInfo(&buf, ",\"facets\":{\"jobType\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\","
 					 "\"processingType\":\"BATCH\",\"integration\":\"PG_PIPELINE\",\"jobType\":\"PIPELINE\"}}}",
 					 OL_PRODUCER, OL_JOBTYPE_FACET);
@@ -454,10 +449,10 @@ pipeline_openlineage_events(PG_FUNCTION_ARGS)
 	columns = LoadColumnInputs(f);
 
 	events = lappend(events, BuildEvent(f, ns, "START", f->started_at, NIL));
-	if (strcmp(f->status, "running") != 0)
+	if (f->run.status != RUN_RUNNING)
 	{
-		const char *type = strcmp(f->status, "succeeded") == 0 ? "COMPLETE"
-			: strcmp(f->status, "failed") == 0 ? "FAIL" : "ABORT";
+		const char *type = f->run.status == RUN_SUCCEEDED ? "COMPLETE"
+			: f->run.status == RUN_FAILED ? "FAIL" : "ABORT";
 
 		events = lappend(events, BuildEvent(f, ns, type,
 											f->finished_at ? f->finished_at : f->started_at,

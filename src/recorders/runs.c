@@ -2,10 +2,11 @@
  *
  * src/recorders/runs.c
  *
- * The record of each run in pipeline.run_history: its id, the record a run
- * writes (or a batched run updates after every batch) in its own
- * transaction, and the failing of records left 'running' by a process that
- * went away. Every statement runs as the extension owner through
+ * What the records of runs in pipeline.run_history are made of, short of
+ * writing them (run_outcome.c does that, and nothing else): run ids, the
+ * names of a run's statuses, and the records that a process which went away
+ * left 'running', read back as RunRecords for the recovery (engine/
+ * recovery.c) to fail. Every statement runs as the extension owner through
  * ExecCatalog, values as parameters.
  *
  *-------------------------------------------------------------------------
@@ -28,116 +29,109 @@ NextRunId(void)
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-/* CountParams fills the six row-count parameters starting at values[first] */
-static void
-CountParams(const LoadCounts *c, Oid *types, Datum *values, int first)
+/* RunStatusName is the status run_history stores (an interrupted run failed) */
+const char *
+RunStatusName(RunStatus status)
 {
-	int64		v[6] = {c->read, c->inserted, c->updated, c->deleted, c->unchanged, c->rejected};
-
-	for (int i = 0; i < 6; i++)
+	switch (status)
 	{
-		types[first + i] = INT8OID;
-		values[first + i] = Int64GetDatum(v[i]);
+		case RUN_RUNNING:
+			return "running";
+		case RUN_SUCCEEDED:
+			return "succeeded";
+		case RUN_SKIPPED:
+			return "skipped";
+		case RUN_FAILED:
+		case RUN_INTERRUPTED:
+			return "failed";
 	}
+	return "failed";
 }
 
-/* InsertRunRecord writes a run record in the current transaction */
-void
-InsertRunRecord(int64 run_id, PipelineDef *def, const char *status,
-				TimestampTz started_at, bool finished, const LoadCounts *counts,
-				int batches, const char *wm_from, const char *wm_to,
-				const RunRequest *req)
+/* RunStatusFromName reads a stored status back */
+RunStatus
+RunStatusFromName(const char *name)
 {
-	Oid			types[18];
-	Datum		values[18];
-	char		nulls[18];
-
-	memset(nulls, ' ', sizeof(nulls));
-	types[0] = INT8OID;
-	values[0] = Int64GetDatum(run_id);
-	types[1] = INT8OID;
-	values[1] = Int64GetDatum(def->id);
-	types[2] = TEXTOID;
-	values[2] = CStringGetTextDatum(def->name);
-	types[3] = TEXTOID;
-	values[3] = CStringGetTextDatum(status);
-	types[4] = TIMESTAMPTZOID;
-	values[4] = TimestampTzGetDatum(started_at);
-	types[5] = BOOLOID;
-	values[5] = BoolGetDatum(finished);
-	CountParams(counts, types, values, 6);
-	types[12] = INT4OID;
-	values[12] = Int32GetDatum(batches);
-	types[13] = TEXTOID;
-	values[13] = TextOrNull(wm_from, &nulls[13]);
-	types[14] = TEXTOID;
-	values[14] = TextOrNull(wm_to, &nulls[14]);
-	types[15] = TEXTOID;
-	values[15] = CStringGetTextDatum(req->triggered_by);
-	types[16] = INT8OID;
-	values[16] = Int64GetDatum(req->parent_run_id);
-	nulls[16] = req->parent_run_id > 0 ? ' ' : 'n';
-	types[17] = INT4OID;
-	values[17] = Int32GetDatum(req->attempt > 0 ? req->attempt : 1);
-	ExecCatalog("INSERT INTO pipeline.run_history (run_id, pipeline_id, pipeline_name,"
-				" status, started_at, finished_at, rows_read, rows_inserted, rows_updated,"
-				" rows_deleted, rows_unchanged, rows_rejected, batches, watermark_from,"
-				" watermark_to, triggered_by, parent_run_id, attempt)"
-				" VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN clock_timestamp() END,"
-				" $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-				18, types, values, nulls, false);
+	if (strcmp(name, "running") == 0)
+		return RUN_RUNNING;
+	if (strcmp(name, "succeeded") == 0)
+		return RUN_SUCCEEDED;
+	if (strcmp(name, "skipped") == 0)
+		return RUN_SKIPPED;
+	return RUN_FAILED;
 }
 
-/* UpdateRunRecord brings a running record up to date (counts, status) */
-void
-UpdateRunRecord(int64 run_id, const char *status, bool finished,
-				const LoadCounts *counts, int batches, const char *wm_from,
-				const char *wm_to)
+/* Int8Column reads a bigint (or integer) column of an SPI row, 0 for NULL */
+static int64
+Int8Column(HeapTuple tup, TupleDesc desc, int n)
 {
-	Oid			types[12];
-	Datum		values[12];
-	char		nulls[12];
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, n, &isnull);
 
-	memset(nulls, ' ', sizeof(nulls));
-	types[0] = INT8OID;
-	values[0] = Int64GetDatum(run_id);
-	types[1] = TEXTOID;
-	values[1] = CStringGetTextDatum(status);
-	types[2] = BOOLOID;
-	values[2] = BoolGetDatum(finished);
-	CountParams(counts, types, values, 3);
-	types[9] = INT4OID;
-	values[9] = Int32GetDatum(batches);
-	types[10] = TEXTOID;
-	values[10] = TextOrNull(wm_to, &nulls[10]);
-	types[11] = TEXTOID;
-	values[11] = TextOrNull(wm_from, &nulls[11]);
-	ExecCatalog("UPDATE pipeline.run_history SET status = $2,"
-				" finished_at = CASE WHEN $3 THEN clock_timestamp() END,"
-				" rows_read = $4, rows_inserted = $5, rows_updated = $6,"
-				" rows_deleted = $7, rows_unchanged = $8, rows_rejected = $9,"
-				" batches = $10, watermark_to = coalesce($11, watermark_to),"
-				" watermark_from = coalesce($12, watermark_from)"
-				" WHERE run_id = $1",
-				12, types, values, nulls, false);
+	if (isnull)
+		return 0;
+	return SPI_gettypeid(desc, n) == INT4OID ? DatumGetInt32(d) : DatumGetInt64(d);
 }
 
 /*
- * FailStaleRuns marks as failed the committed 'running' records of a
- * pipeline whose run lock we now hold: their session is gone (a crash, a
- * restart, a terminated backend), so they can never finish.
+ * LoadInterruptedRuns reads the 'running' records whose process is gone, as
+ * RunRecords marked RUN_INTERRUPTED (57P02). A committed 'running' record is
+ * written only while its process holds the pipeline's run lock, and the
+ * lock is released only after the final record commits, so a 'running'
+ * record whose lock nobody holds belongs to a process that crashed, was
+ * killed, or went down with the server. With a pipeline_id, the caller
+ * holds that pipeline's run lock itself (a run starting): every 'running'
+ * record of the pipeline but current_run_id is such a record. With 0, the
+ * records of every pipeline whose run lock nobody holds (the launcher).
  */
-void
-FailStaleRuns(int64 pipeline_id, int64 current_run_id)
+List *
+LoadInterruptedRuns(int64 pipeline_id, int64 current_run_id)
 {
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2];
+	List	   *runs = NIL;
 
 	values[0] = Int64GetDatum(pipeline_id);
 	values[1] = Int64GetDatum(current_run_id);
-	ExecCatalog("UPDATE pipeline.run_history SET status = 'failed',"
-				" finished_at = clock_timestamp(), error_sqlstate = '57P02',"
-				" error_message = '" PIPELINE_INTERRUPTED_MESSAGE "'"
-				" WHERE pipeline_id = $1 AND status = 'running' AND run_id <> $2",
-				2, types, values, NULL, false);
+	ExecCatalog(psprintf("SELECT run_id, pipeline_id, pipeline_name, started_at, rows_read,"
+						 " rows_inserted, rows_updated, rows_deleted, rows_unchanged,"
+						 " rows_rejected, batches, watermark_from, watermark_to, triggered_by,"
+						 " parent_run_id, attempt"
+						 " FROM pipeline.run_history"
+						 " WHERE status = 'running' AND %s ORDER BY run_id",
+						 pipeline_id > 0 ? "pipeline_id = $1 AND run_id <> $2"
+						 : "pipeline_id NOT IN (SELECT pipeline_id FROM pipeline._run_locks)"),
+				pipeline_id > 0 ? 2 : 0, types, values, NULL, false);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		RunRecord  *run = palloc0(sizeof(RunRecord));
+		PipelineDef *def = palloc0(sizeof(PipelineDef));
+		bool		isnull;
+
+		run->run_id = Int8Column(tup, desc, 1);
+		def->id = Int8Column(tup, desc, 2);
+		def->name = SPI_getvalue(tup, desc, 3);
+		run->def = def;
+		run->status = RUN_INTERRUPTED;
+		run->started_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+		run->counts.read = Int8Column(tup, desc, 5);
+		run->counts.inserted = Int8Column(tup, desc, 6);
+		run->counts.updated = Int8Column(tup, desc, 7);
+		run->counts.deleted = Int8Column(tup, desc, 8);
+		run->counts.unchanged = Int8Column(tup, desc, 9);
+		run->counts.rejected = Int8Column(tup, desc, 10);
+		run->batches = (int) Int8Column(tup, desc, 11);
+		run->wm_from = SPI_getvalue(tup, desc, 12);
+		run->wm_to = SPI_getvalue(tup, desc, 13);
+		run->triggered_by = SPI_getvalue(tup, desc, 14);
+		run->parent_run_id = Int8Column(tup, desc, 15);
+		run->attempt = (int32) Int8Column(tup, desc, 16);
+		run->start_recorded = true;
+		run->sqlerrcode = ERRCODE_CRASH_SHUTDOWN;
+		run->message = PIPELINE_INTERRUPTED_MESSAGE;
+		runs = lappend(runs, run);
+	}
+	return runs;
 }

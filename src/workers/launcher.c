@@ -392,7 +392,7 @@ LauncherPass(bool *recovered, TimestampTz *last_checks)
 			RefreshAllSourceRelations();
 			*recovered = true;
 		}
-		RecoverInterruptedRuns();
+		FailInterruptedRuns(0, 0);
 		if (TimestampDifferenceExceeds(*last_checks, GetCurrentTimestamp(),
 									   pipeline_check_interval * 1000))
 		{

@@ -4,8 +4,8 @@
  *
  * Watching pipelines: the freshness and timeliness checks (raising alerts,
  * recorders/alerts.c) and the pruning of run history that the launcher does every
- * pipeline.check_interval, and the recovery that marks the runs a crash
- * interrupted as failed and queues them again.
+ * pipeline.check_interval. (The recovery of the runs a crash interrupted,
+ * on every pass, is engine/recovery.c's, which the launcher calls.)
  *
  *-------------------------------------------------------------------------
  */
@@ -134,56 +134,6 @@ PruneHistory(int retention_seconds, int batch)
 				"   ORDER BY alert_id LIMIT $2)",
 				2, types, values, NULL, false);
 	return pruned;
-}
-
-/*
- * RecoverInterruptedRuns marks as failed the runs whose process is gone: a
- * committed 'running' record is written only while its process holds the
- * pipeline's run lock, and the lock is released only after the final record
- * commits, so a 'running' record whose lock nobody holds belongs to a
- * process that crashed, was killed, or went down with the server. It raises
- * their run_failed alerts and queues again the ones background workers were
- * running, so that nothing is lost; the interrupted runs rolled back, so
- * running them again applies nothing twice.
- */
-void
-RecoverInterruptedRuns(void)
-{
-	SPITupleTable *tuptable;
-	uint64		n;
-
-	ExecCatalog("UPDATE pipeline.run_history SET status = 'failed',"
-				"       finished_at = clock_timestamp(), error_sqlstate = '57P02',"
-				"       error_message = '" PIPELINE_INTERRUPTED_MESSAGE "'"
-				" WHERE status = 'running'"
-				"   AND pipeline_id NOT IN (SELECT pipeline_id FROM pipeline._run_locks)"
-				" RETURNING pipeline_id, pipeline_name, run_id, triggered_by,"
-				"           coalesce(parent_run_id, 0), attempt",
-				0, NULL, NULL, NULL, false);
-	tuptable = SPI_tuptable;
-	n = SPI_processed;
-	for (uint64 i = 0; i < n; i++)
-	{
-		HeapTuple	tup = tuptable->vals[i];
-		TupleDesc	desc = tuptable->tupdesc;
-		bool		isnull;
-		int64		pipeline_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		char	   *name = SPI_getvalue(tup, desc, 2);
-		int64		run_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-		char	   *triggered_by = SPI_getvalue(tup, desc, 4);
-		int64		parent = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-		int32		attempt = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
-
-		RaiseAlert(pipeline_id, name, "run_failed", "57P02", NULL, run_id,
-				   PIPELINE_INTERRUPTED_MESSAGE);
-		if (strcmp(triggered_by, "manual") != 0 && strcmp(triggered_by, "schedule") != 0)
-		{
-			PipelineDef *def = LoadPipelineById(pipeline_id);
-
-			if (def && def->active)
-				EnqueueRun(pipeline_id, "recovery", parent, attempt + 1, 0);
-		}
-	}
 }
 
 /*

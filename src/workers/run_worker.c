@@ -7,10 +7,12 @@
  * lock (held until it exits) and commits a 'running' run record, so that a
  * crash leaves a trace the launcher recovers from. In a second transaction
  * it runs the pipeline with the engine, under the pipeline's timeout. When
- * the run fails it records the failure in a third transaction and, for a
- * transient failure, queues the next attempt with exponential backoff and
- * jitter, up to the pipeline's max_retries; a permanent failure, or the
- * last failed attempt, raises an alert.
+ * the run fails it records the failure in a third transaction, through the
+ * recorders' one writer (its record, lineage row, audit entries and
+ * run_failed alert; no autonomous worker is needed) and, for a transient
+ * failure, queues the next attempt with exponential backoff and jitter, up
+ * to the pipeline's max_retries; the last failed attempt of a transient
+ * failure also raises retries_exhausted.
  *
  * SIGTERM (pg_terminate_backend, a server shutdown) cancels the run, which
  * is then recorded as failed with 57P01 like any other failure.
@@ -88,11 +90,36 @@ RetryDelaySeconds(PipelineDef *def, int32 attempt)
 }
 
 /*
+ * IsTransientError tells whether a failure may go away by itself, so that a
+ * retry makes sense: serialization failures, deadlocks, lock and statement
+ * timeouts, too many connections, and shutdowns. Data, integrity, syntax
+ * and privilege errors are permanent.
+ */
+static bool
+IsTransientError(int sqlerrcode)
+{
+	switch (sqlerrcode)
+	{
+		case ERRCODE_T_R_SERIALIZATION_FAILURE:
+		case ERRCODE_T_R_DEADLOCK_DETECTED:
+		case ERRCODE_LOCK_NOT_AVAILABLE:
+		case ERRCODE_QUERY_CANCELED:
+		case ERRCODE_TOO_MANY_CONNECTIONS:
+		case ERRCODE_ADMIN_SHUTDOWN:
+		case ERRCODE_CRASH_SHUTDOWN:
+		case ERRCODE_CANNOT_CONNECT_NOW:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
  * HandleFailure records the failed attempt and decides what follows: the
  * next attempt of a transient failure, or an alert when none is left.
  */
 static void
-HandleFailure(PipelineDef *def, FailedRun *failed, bool timed_out)
+HandleFailure(PipelineDef *def, RunRecord *failed, bool timed_out)
 {
 	bool		transient;
 
@@ -112,8 +139,8 @@ HandleFailure(PipelineDef *def, FailedRun *failed, bool timed_out)
 	/* a second cancel (or SIGTERM) must not lose the record of the first */
 	HOLD_CANCEL_INTERRUPTS();
 	BeginWorkerTransaction(NULL);
-	StoreFailedRun(failed);
-	AuditFailedRun(failed, CurrentConfigVersion(failed->def->id));
+	failed->config_version = CurrentConfigVersion(failed->def->id);
+	RecordRunOutcome(failed);
 	if (transient && failed->attempt <= def->max_retries)
 		EnqueueRun(def->id, "retry", failed->parent_run_id, failed->attempt + 1,
 				   RetryDelaySeconds(def, failed->attempt));
@@ -137,7 +164,7 @@ pipeline_run_worker_main(Datum arg)
 	RunWorkerArgs args;
 	PipelineDef *def;
 	RunRequest	req = {0};
-	LoadCounts	zero = {0};
+	RunRecord	start;
 	bool		isnull;
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
@@ -188,14 +215,17 @@ pipeline_run_worker_main(Datum arg)
 	}
 	req.run_id = NextRunId();
 	req.record_failure_inline = true;
-	InsertRunRecord(req.run_id, def, "running", GetCurrentTimestamp(), false, &zero, 0,
-					def->watermark, def->watermark, &req);
-	{
-		RunSummary	start = {req.run_id, def, "running", GetCurrentTimestamp(), &zero, 0,
-		def->watermark, def->watermark, req.triggered_by, req.parent_run_id};
-
-		RecordRunStart(&start);
-	}
+	memset(&start, 0, sizeof(start));
+	start.run_id = req.run_id;
+	start.def = def;
+	start.status = RUN_RUNNING;
+	start.started_at = GetCurrentTimestamp();
+	start.wm_from = def->watermark;
+	start.wm_to = def->watermark;
+	start.triggered_by = req.triggered_by;
+	start.parent_run_id = req.parent_run_id;
+	start.attempt = req.attempt;
+	RecordRunStart(&start);
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 		PipelineDef *copy = CopyDefIdentity(def);
@@ -232,7 +262,7 @@ pipeline_run_worker_main(Datum arg)
 	{
 		MemoryContext old;
 		ErrorData  *edata;
-		FailedRun  *failed;
+		RunRecord  *failed;
 		bool		timed_out;
 
 		disable_timeout(STATEMENT_TIMEOUT, false);
@@ -249,14 +279,16 @@ pipeline_run_worker_main(Datum arg)
 		if (failed == NULL)
 		{
 			/* the error came before the load started (checks, locks) */
-			failed = MemoryContextAllocZero(TopMemoryContext, sizeof(FailedRun));
+			failed = MemoryContextAllocZero(TopMemoryContext, sizeof(RunRecord));
 			failed->def = def;
 			failed->started_at = started;
 			failed->triggered_by = req.triggered_by;
 			failed->parent_run_id = req.parent_run_id;
 			failed->attempt = req.attempt;
+			failed->start_recorded = true;	/* with the 'running' record, in step 1 */
 		}
 		failed->run_id = req.run_id;
+		failed->status = RUN_FAILED;
 		failed->sqlerrcode = edata->sqlerrcode;
 		failed->message = edata->message;
 		HandleFailure(def, failed, timed_out);

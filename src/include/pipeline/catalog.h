@@ -16,6 +16,7 @@
 
 #include "pipeline/common.h"
 
+#include "executor/spi.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -69,6 +70,8 @@ typedef struct PipelineDef
 /* catalog/pipeline_store.c */
 extern int	ExecCatalog(const char *sql, int nargs, Oid *types, Datum *values,
 						const char *nulls, bool read_only);
+extern void ExecKeptPlan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
+						 Datum *values, const char *nulls);
 extern PipelineDef *LoadPipelineByName(const char *name, bool missing_ok);
 extern PipelineDef *LoadPipelineById(int64 pipeline_id);
 extern int64 InsertPipelineDef(PipelineDef *def);

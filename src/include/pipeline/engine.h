@@ -5,8 +5,9 @@
  * Layer 4, the engine (src/engine/): a definition resolved into a load plan
  * against the catalogs of now, the statements a run executes (a pure
  * builder, shown by explain), the exact row counters, one run (plain or in
- * committed batches), the queue of runs for the workers and the dependency
- * graph, and the lag of a source.
+ * committed batches), the recovery of runs whose process went away, the
+ * queue of runs for the workers and the dependency graph, and the lag of a
+ * source.
  *
  *-------------------------------------------------------------------------
  */
@@ -77,7 +78,10 @@ extern void RunBatchedCall(FunctionCallInfo fcinfo, const char *name, int64 batc
 						   const char *triggered_by);
 extern bool TryLockPipeline(int64 pipeline_id, bool session);
 extern void UnlockPipeline(int64 pipeline_id);
-extern FailedRun *TakeInlineFailure(void);
+extern RunRecord *TakeInlineFailure(void);
+
+/* engine/recovery.c */
+extern void FailInterruptedRuns(int64 pipeline_id, int64 current_run_id);
 
 /* engine/queue.c */
 extern void EnqueueDownstream(int64 pipeline_id, int64 run_id);

@@ -30,7 +30,6 @@ extern void LauncherInit(void);
 /* workers/monitor.c */
 extern void CheckLimits(void);
 extern uint64 PruneHistory(int retention_seconds, int batch);
-extern void RecoverInterruptedRuns(void);
 extern void RefreshAllSourceRelations(void);
 
 /* workers/scheduler.c */

@@ -24,13 +24,15 @@ extern void AuditRefusal(const char *action, const char *object_type,
 /* recorders/audit_retention.c */
 extern bool AuditLauncherPass(int check_interval);
 
-/* recorders/audit_entries.c (config versions are read by the callers) */
+/*
+ * recorders/audit_entries.c (config versions are read by the callers); the
+ * run entries are queued by the writer of a run's records (run_outcome.c)
+ */
 extern void AuditRegistryChange(const char *action, PipelineDef *def, const char *value,
 								int config_version, const char *config_before,
 								const char *config_after);
-extern void RecordRunStart(RunSummary *run);
-extern void RecordRunEnd(RunSummary *run, int config_version);
-extern void RecordSkippedRunAudit(RunSummary *run);
-extern void AuditFailedRun(FailedRun *run, int config_version);
+extern void AuditRunStart(RunRecord *run);
+extern void AuditRunEnd(RunRecord *run);
+extern void AuditSkippedRun(RunRecord *run);
 
 #endif							/* PIPELINE_RECORDERS_AUDIT_H */

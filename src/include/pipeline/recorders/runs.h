@@ -2,10 +2,11 @@
  *
  * src/include/pipeline/recorders/runs.h
  *
- * Layer 2, the recorders: what a run was asked to do, and the records of
- * its outcome (pipeline.run_history, written in the run's transaction, or
- * by an autonomous worker for a failed run), and the alerts raised about
- * runs and limits.
+ * Layer 2, the recorders: what a run was asked to do, the one record of
+ * a run (RunRecord) and its one writer (RecordRunOutcome: run_history,
+ * run_io, audit entries and the run_failed alert, in the run's transaction
+ * or, for a failed run whose transaction rolls back, in an autonomous
+ * recorder worker's), and the alerts raised about runs and limits.
  *
  *-------------------------------------------------------------------------
  */
@@ -35,55 +36,54 @@ typedef struct LoadCounts
 	int64		rejected;
 } LoadCounts;
 
-/* A run that failed, as the failure recorder stores it */
-typedef struct FailedRun
+/* A run's status: what run_history says of it, and how it got there */
+typedef enum RunStatus
 {
-	int32		attempt;
+	RUN_RUNNING,				/* started, not finished (batched and worker runs) */
+	RUN_SUCCEEDED,
+	RUN_FAILED,
+	RUN_SKIPPED,				/* another run of the pipeline was in progress */
+	RUN_INTERRUPTED				/* its process went away: stored as failed, 57P02 */
+} RunStatus;
+
+/*
+ * RunRecord is what is recorded of one run: its row of run_history, what
+ * its run_io row, its audit entries and its run_failed alert say. The
+ * engine keeps one while the run goes; the autonomous recorder is handed a
+ * flat copy of one.
+ */
+typedef struct RunRecord
+{
 	int64		run_id;
-	PipelineDef *def;
+	PipelineDef *def;			/* identity: id, name, source, target, lineage column */
+	RunStatus	status;
 	TimestampTz started_at;
 	LoadCounts	counts;
 	int			batches;
-	const char *wm_from;
+	const char *wm_from;		/* NULL: none (a stored record keeps its own) */
 	const char *wm_to;
-	const char *triggered_by;
-	int64		parent_run_id;
-	int			sqlerrcode;
+	const char *triggered_by;	/* manual, schedule, trigger, upstream, retry, recovery */
+	int64		parent_run_id;	/* 0 if none */
+	int32		attempt;		/* 1 for a first attempt */
+	int			config_version; /* the version it ran with, 0: none */
+	bool		start_recorded; /* its 'running' record and start entry are written */
+	int			sqlerrcode;		/* failed, interrupted: the error */
 	const char *message;
-} FailedRun;
+} RunRecord;
 
-
-/* A finished run, as lineage and audit record it */
-typedef struct RunSummary
-{
-	int64		run_id;
-	PipelineDef *def;
-	const char *status;
-	TimestampTz started_at;
-	const LoadCounts *counts;
-	int			batches;
-	const char *wm_from;
-	const char *wm_to;
-	const char *triggered_by;
-	int64		parent_run_id;
-} RunSummary;
-
-/* recorders/runs.c */
+/* recorders/runs.c: run ids, status names, records left running */
 extern int64 NextRunId(void);
-extern void InsertRunRecord(int64 run_id, PipelineDef *def, const char *status,
-							TimestampTz started_at, bool finished,
-							const LoadCounts *counts, int batches,
-							const char *wm_from, const char *wm_to,
-							const RunRequest *req);
-extern void UpdateRunRecord(int64 run_id, const char *status, bool finished,
-							const LoadCounts *counts, int batches,
-							const char *wm_from, const char *wm_to);
-extern void FailStaleRuns(int64 pipeline_id, int64 current_run_id);
+extern const char *RunStatusName(RunStatus status);
+extern RunStatus RunStatusFromName(const char *name);
+extern List *LoadInterruptedRuns(int64 pipeline_id, int64 current_run_id);
 
-/* recorders/failure_recorder.c */
-extern void RecordFailedRun(FailedRun *run);
-extern void StoreFailedRun(FailedRun *run);
-extern bool IsTransientError(int sqlerrcode);
+/* recorders/run_outcome.c: the one writer of a run's records */
+extern void RecordRunStart(RunRecord *run);
+extern void RecordRunProgress(RunRecord *run);
+extern bool RecordRunOutcome(RunRecord *run);
+
+/* recorders/autonomous.c: a failed run written outside the caller's transaction */
+extern void RecordFailedRunAutonomously(RunRecord *run);
 
 /* recorders/alerts.c */
 extern void RaiseAlert(int64 pipeline_id, const char *pipeline_name, const char *kind,
