@@ -2,7 +2,9 @@
 # test/upgrade/old-install.sh DEST
 #
 # Builds every released version listed in test/upgrade/versions from this
-# repository's history and lays each out as a PostgreSQL 15 installation of
+# repository's history (or, in a clone without it, from the release's build
+# files shipped as test/upgrade/pg_pipeline-VERSION.tar.gz: Makefile,
+# control file, src/ and the install script) and lays each out as a PostgreSQL 15 installation of
 # its own, DEST/VERSION/usr/{lib,share}/postgresql/15: a copy of the
 # system's (PostgreSQL finds its files relative to its binaries, so a copy is
 # a working installation) with that version's library, control file and
@@ -22,7 +24,16 @@ grep -v '^#' "$root/test/upgrade/versions" | while read -r version commit; do
     src=$dest/src-$version
     rm -rf "$tree" "$src"
     mkdir -p "$tree/usr/lib/postgresql" "$tree/usr/share/postgresql" "$src"
-    git -C "$root" -c safe.directory='*' archive "$commit" | tar -x -C "$src"
+    # the release's own commit; a clone without that history (a shallow
+    # one) uses the release's build files shipped beside this script
+    if git -C "$root" -c safe.directory='*' cat-file -e "$commit^{commit}" 2>/dev/null; then
+        git -C "$root" -c safe.directory='*' archive "$commit" | tar -x -C "$src"
+    elif [ -f "$root/test/upgrade/pg_pipeline-$version.tar.gz" ]; then
+        tar -xzf "$root/test/upgrade/pg_pipeline-$version.tar.gz" -C "$src"
+    else
+        echo "old-install: neither commit $commit nor test/upgrade/pg_pipeline-$version.tar.gz is here" >&2
+        exit 1
+    fi
     make -s -C "$src" PG_CONFIG="$bindir/pg_config" >"$src/build.log" 2>&1 ||
         { cat "$src/build.log" >&2; exit 1; }
     cp -a "/usr/lib/postgresql/$pgver" "$tree/usr/lib/postgresql/"
