@@ -182,3 +182,23 @@ SELECT count(*) FROM pipeline.lineage WHERE to_relation = 'lin_core.typed';
 SELECT pipeline.refresh_lineage('lin_orders');
 SELECT pipeline.refresh_lineage('lin_nope');
 \echo :LAST_ERROR_SQLSTATE
+
+-- Pictures of awkward names: Mermaid writes < > & " and # as entity codes,
+-- so that a name is drawn as it is spelled (not as markup), and draws a
+-- relation that no longer exists dotted, as DOT does.
+CREATE SCHEMA lin_esc;
+CREATE TABLE lin_esc."<x>" (id int PRIMARY KEY);
+CREATE VIEW lin_esc."a&b" AS SELECT id FROM lin_esc."<x>";
+CREATE VIEW lin_esc."gone" AS SELECT id FROM lin_esc."<x>";
+SELECT pipeline.create_pipeline('<b>esc</b> & "#1"', 'lin_esc."a&b"', 'lin_esc.out',
+                                mode => 'full', unique_key => ARRAY['id']) > 0 AS created;
+SELECT pipeline.create_pipeline('lin_gone', 'lin_esc.gone', 'lin_esc.gone_out',
+                                mode => 'full', unique_key => ARRAY['id']) > 0 AS created;
+DROP VIEW lin_esc.gone;
+\pset format unaligned
+\pset tuples_only on
+SELECT pipeline.lineage_graph('mermaid', 'lin_esc.out');
+SELECT pipeline.lineage_graph('mermaid', 'lin_esc.gone_out');
+SELECT pipeline.lineage_graph('dot', 'lin_esc.gone_out');
+\pset format aligned
+\pset tuples_only off

@@ -34,7 +34,11 @@ DotString(StringInfo buf, const char *s)
 	appendStringInfoChar(buf, '"');
 }
 
-/* MermaidString appends a Mermaid quoted label, quotes as entities */
+/*
+ * MermaidString appends a Mermaid quoted label with the characters Mermaid
+ * would read as markup (" < > &, and the # that starts its entity codes)
+ * written as entity codes, so that a name is drawn as it is spelled
+ */
 static void
 MermaidString(StringInfo buf, const char *s)
 {
@@ -43,6 +47,14 @@ MermaidString(StringInfo buf, const char *s)
 	{
 		if (*s == '"')
 			appendStringInfoString(buf, "#quot;");
+		else if (*s == '<')
+			appendStringInfoString(buf, "#lt;");
+		else if (*s == '>')
+			appendStringInfoString(buf, "#gt;");
+		else if (*s == '&')
+			appendStringInfoString(buf, "#amp;");
+		else if (*s == '#')
+			appendStringInfoString(buf, "#35;");
 		else
 			appendStringInfoChar(buf, *s);
 	}
@@ -249,6 +261,8 @@ pipeline_lineage_graph(PG_FUNCTION_ARGS)
 				appendStringInfoString(&buf, "[");
 				MermaidString(&buf, psprintf("%s (missing)", n->name));
 				appendStringInfoString(&buf, "]\n");
+				/* drawn dotted, as in DOT */
+				appendStringInfo(&styles, "  style n%d stroke-dasharray:3 3\n", i);
 			}
 			else if (IsTableKind(n->kind))
 			{
