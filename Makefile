@@ -4,6 +4,8 @@ MODULE_big   = pg_pipeline
 OBJS         = $(patsubst %.c,%.o,$(sort $(wildcard src/*/*.c)))
 DATA         = $(wildcard sql/pg_pipeline--*.sql)
 PGFILEDESC   = "pg_pipeline - data pipelines inside PostgreSQL"
+# the static docs site command (docs/site.md), installed into bindir
+SCRIPTS      = scripts/pg_pipeline_site
 
 # make installcheck runs, against a running server with the extension
 # installed: the pg_regress suites (sql/, expected/), the isolation specs

@@ -4,7 +4,8 @@
 # Installs, from Debian 12's own repositories, everything pg_pipeline needs to
 # build, test, demo and benchmark: the compiler, PostgreSQL 15 with its server
 # headers, pg_cron, pgTAP (extension and pg_prove), IPC::Run and DBD::Pg for
-# the Perl TAP tests, and sqlsmith for the reliability suite. Idempotent: when
+# the Perl TAP tests, and sqlsmith for the reliability suite; graphviz (dot -Tsvg) for the docs
+# site and chromium to open it in the site test. Idempotent: when
 # every package is already installed it only asks dpkg and returns; apt-get
 # update runs once, and only if something is missing.
 set -euo pipefail
@@ -22,6 +23,8 @@ PACKAGES=(
     sqlsmith
     python3
     nodejs
+    graphviz
+    chromium
 )
 
 missing=()
