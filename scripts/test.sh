@@ -12,6 +12,7 @@
 #   isolation    pg_isolation_regress on test/isolation/specs/*.spec
 #   pgtap        each test/pgtap/*.sql in a fresh database of its own
 #   perl-tap     test/t/*.pl (PostgreSQL::Test::Cluster), as user postgres
+#   site         test/site/run.sh: pg_pipeline_site's pages in headless Chromium
 #   fuzz, sqlsmith, kill-9, soak
 #                the reliability suite: the files of test/t/ whose header
 #                says "# suite: NAME" (test/README.md), each its own line
@@ -284,6 +285,25 @@ suite_openlineage() {
     record openlineage "$p" "$fl"
 }
 
+# suite_site writes the docs site of a database of pipelines whose names
+# need escaping with the installed pg_pipeline_site and opens every page in
+# headless Chromium (test/site/run.sh); it needs graphviz, chromium and npm.
+suite_site() {
+    local out rc=0 p fl
+    out=$(mktemp -t pp-site.XXXXXX)
+    timeout -k 10 "$TEST_TIMEOUT" bash test/site/run.sh >"$out" 2>&1 || rc=$?
+    read -r p fl < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ { n = $1; f = $3 }
+                         END { print n + 0, (NR && f != "" ? f : 1) }' "$out")
+    if [ "$rc" -ne 0 ] && [ "$fl" -eq 0 ]; then
+        fl=1
+    fi
+    if [ "$fl" -ne 0 ]; then
+        show_file "site (exit $rc)" "$out" 200
+    fi
+    record site "$p" "$fl" "$(grep -m 1 '^screenshot: ' "$out" | sed 's/^screenshot: //; s:/[^/]*$::' | sed 's/^/screenshots in /')"
+    rm -f "$out"
+}
+
 # in_cluster runs every suite against the server pg_virtualenv started.
 in_cluster() {
     cd "$PP_ROOT" || exit 1
@@ -299,6 +319,7 @@ in_cluster() {
     suite_pgtap
     suite_perl_tap perl-tap
     suite_openlineage
+    suite_site
     suite_perl_tap fuzz
     suite_perl_tap sqlsmith
     suite_perl_tap kill-9
