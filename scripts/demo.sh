@@ -7,7 +7,9 @@
 # pipelines through the three medallion stages (raw staging.orders -> cleaned
 # core.orders -> aggregated mart.daily_revenue) on generated data, two batches,
 # printing the runs, the registry, the statements a run executes and the
-# resulting tables. The server preloads pg_pipeline: the aggregated stage is
+# resulting tables; at the end it writes the docs site of the database
+# (pg_pipeline_site) to /tmp/pg_pipeline-demo-site (or PP_DEMO_SITE), which
+# stays after the server is dropped. The server preloads pg_pipeline: the aggregated stage is
 # run by a background worker whenever the cleaned stage lands new rows, and
 # the cleaned stage runs on a pg_cron schedule once the demo sets one. The
 # server is dropped at the end.
@@ -19,7 +21,13 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 if [ "${1:-}" = "--in-cluster" ]; then
     cd "$PP_ROOT"
-    exec psql -X --set ON_ERROR_STOP=1 --pset pager=off -f scripts/demo.sql
+    psql -X --set ON_ERROR_STOP=1 --pset pager=off -f scripts/demo.sql
+    # the docs site of the demo's database, written outside the server's
+    # data directory so that it outlives the throwaway server
+    echo
+    echo "== writing the docs site of this database (pg_pipeline_site, docs/site.md)"
+    "$PP_BINDIR/pg_pipeline_site" -o "${PP_DEMO_SITE:-/tmp/pg_pipeline-demo-site}"
+    exit 0
 fi
 
 cd "$PP_ROOT"
@@ -39,3 +47,4 @@ PP_EXTRA_OPTS=(
 )
 pp_virtualenv bash "$PP_ROOT/scripts/demo.sh" --in-cluster
 echo "== demo finished; the throwaway server has been dropped"
+echo "== the docs site stays: open ${PP_DEMO_SITE:-/tmp/pg_pipeline-demo-site}/index.html in a browser"
