@@ -5,7 +5,9 @@
 # build, test, demo and benchmark: the compiler, PostgreSQL 15 with its server
 # headers, pg_cron, pgTAP (extension and pg_prove), IPC::Run and DBD::Pg for
 # the Perl TAP tests, and sqlsmith for the reliability suite; graphviz (dot -Tsvg) for the docs
-# site and chromium to open it in the site test. Idempotent: when
+# site and chromium to open it in the site test; dpkg-dev, debhelper, fakeroot
+# and postgresql-server-dev-all (pg_buildext) to build the Debian package
+# (test/deb/run.sh). Idempotent: when
 # every package is already installed it only asks dpkg and returns; apt-get
 # update runs once, and only if something is missing.
 set -euo pipefail
@@ -21,6 +23,10 @@ PACKAGES=(
     libipc-run-perl
     libdbd-pg-perl
     sqlsmith
+    dpkg-dev
+    debhelper
+    fakeroot
+    postgresql-server-dev-all
     python3
     nodejs
     graphviz

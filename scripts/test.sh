@@ -8,6 +8,9 @@
 #
 #   layers       test/layers/check.py: src/ keeps its layers (before the server)
 #   options      test/options/check_apply_doc.sh: apply.md lists the option table's keys
+#   deb          test/deb/run.sh: builds the Debian package from a copy under
+#                /tmp, runs CREATE EXTENSION and a pipeline from its files
+#                on a server of its own (before the shared server)
 #   pg_regress   make installcheck (REGRESS in the Makefile: sql/*.sql)
 #   isolation    pg_isolation_regress on test/isolation/specs/*.spec
 #   pgtap        each test/pgtap/*.sql in a fresh database of its own
@@ -378,6 +381,24 @@ suite_options() {
     rm -f "$out"
 }
 
+# suite_deb builds the Debian package and tests its installed files on a
+# throwaway server of its own (test/deb/run.sh, one TAP line per check).
+suite_deb() {
+    local out rc=0 passed failed
+    out=$(mktemp -t pp-deb-out.XXXXXX)
+    timeout -k 10 "$TEST_TIMEOUT" bash test/deb/run.sh >"$out" 2>&1 || rc=$?
+    read -r passed failed < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ { n = $1; f = $3 }
+                                   END { print n + 0, (f != "" ? f : 1) }' "$out")
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+        failed=1
+    fi
+    if [ "$failed" -ne 0 ]; then
+        show_file "deb (exit $rc)" "$out" 200
+    fi
+    record deb "$passed" "$failed"
+    rm -f "$out"
+}
+
 # finish prints the grand total as the last line and exits with the verdict.
 finish() {
     local passed failed suites
@@ -407,6 +428,7 @@ main() {
     echo "build: ok (make clean all install, -Werror)"
     suite_layers
     suite_options
+    suite_deb
 
     local rc=0
     pp_virtualenv bash "$PP_ROOT/scripts/test.sh" --in-cluster || rc=$?

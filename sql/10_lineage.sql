@@ -202,3 +202,6 @@ SELECT pipeline.lineage_graph('mermaid', 'lin_esc.gone_out');
 SELECT pipeline.lineage_graph('dot', 'lin_esc.gone_out');
 \pset format aligned
 \pset tuples_only off
+-- (dropped again, so that the suites after this one see the same registry)
+SELECT pipeline.drop_pipeline('<b>esc</b> & "#1"'), pipeline.drop_pipeline('lin_gone');
+DROP SCHEMA lin_esc CASCADE;
