@@ -23,7 +23,6 @@ set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 pgver=15
-sysbin=/usr/lib/postgresql/$pgver/bin
 port=54329
 
 passed=0
@@ -172,9 +171,9 @@ only_own_dirs() {
     while read -r f; do
         case $f in
             "" | /usr | /usr/lib | /usr/share | /usr/lib/postgresql | /usr/share/postgresql | /usr/share/doc) ;;
-            /usr/lib/postgresql/$pgver | /usr/lib/postgresql/$pgver/*) ;;
-            /usr/share/postgresql/$pgver | /usr/share/postgresql/$pgver/*) ;;
-            /usr/share/doc/postgresql-$pgver-pipeline | /usr/share/doc/postgresql-$pgver-pipeline/*) ;;
+            "/usr/lib/postgresql/$pgver" | "/usr/lib/postgresql/$pgver"/*) ;;
+            "/usr/share/postgresql/$pgver" | "/usr/share/postgresql/$pgver"/*) ;;
+            "/usr/share/doc/postgresql-$pgver-pipeline" | "/usr/share/doc/postgresql-$pgver-pipeline"/*) ;;
             *) echo "unexpected: $f"; bad=1 ;;
         esac
     done <"$work/files"
