@@ -13,6 +13,7 @@
 
 #include "fmgr.h"
 
+#include "pipeline/recorders.h"
 #include "pipeline/workers.h"
 
 PG_MODULE_MAGIC;
@@ -23,5 +24,7 @@ void
 _PG_init(void)
 {
 	InstallCounterHooks();
+	/* before LauncherInit, which reserves the pipeline. prefix */
+	OpenLineageInit();
 	LauncherInit();
 }

@@ -4,18 +4,24 @@
  *
  * pipeline.openlineage_events(run_id, namespace) returns a run's events in
  * the shape of OpenLineage 2-0-2 RunEvents, ready to POST to a collector
- * such as Marquez: a START event at the run's start and a COMPLETE (or
- * FAIL, or ABORT for a skipped run) event at its end; a run still in
- * progress has only its START. Each event names the run (a UUID derived
- * from the cluster, the database and the run id, so it is stable), the job
- * (the pipeline), the input datasets (the source, and the base relations
- * its columns come from through views) and the output dataset (the target)
- * with the schema, columnLineage and outputStatistics facets, plus a
- * pg_pipeline run facet with the run id, window and config version, and
- * errorMessage for a failed run.
+ * such as Marquez: a START event at the run's start and a COMPLETE or FAIL
+ * event at its end; a run still in progress has only its START, and a
+ * skipped run (another run of the pipeline was in progress) has none. Each
+ * event names the run (a UUIDv7: its time part the run's start, the rest
+ * derived from the cluster, the database and the run id, so it is stable
+ * and time-ordered), the job (the pipeline), the input datasets (the
+ * source, and the base relations its columns come from through views) and
+ * the output dataset (the target) with the schema, columnLineage and
+ * outputStatistics facets, plus a pg_pipeline run facet with the run id,
+ * window and config version, jobDependencies for a run an upstream run
+ * triggered, and errorMessage (SQLSTATE only) for a failed run.
  *
  * Datasets follow OpenLineage's naming for PostgreSQL: namespace
- * postgres://host:port, name database.schema.table.
+ * postgres://host:port (pipeline.openlineage_namespace), name
+ * database.schema.table, a part double-quoted when it holds a dot, a
+ * double quote or white space, so that distinct relations get distinct
+ * names. Jobs are in pipeline.openlineage_job_namespace. The names and
+ * the two settings are in openlineage_names.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,15 +43,16 @@
 
 PIPELINE_FUNCTION(pipeline_openlineage_events);
 
-#define OL_PRODUCER "https://github.com/pg-pipeline/pg_pipeline/tree/v0.1.0"
+#define OL_PRODUCER "https://github.com/pg-pipeline/pg_pipeline/tree/v0.2.0"
 #define OL_EVENT_SCHEMA "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 #define OL_SCHEMA_FACET "https://openlineage.io/spec/facets/1-1-1/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet"
 #define OL_COLUMN_FACET "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json#/$defs/ColumnLineageDatasetFacet"
 #define OL_STATS_FACET "https://openlineage.io/spec/facets/1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet"
 #define OL_ERROR_FACET "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"
-#define OL_PARENT_FACET "https://openlineage.io/spec/facets/1-0-1/ParentRunFacet.json#/$defs/ParentRunFacet"
+#define OL_DEPENDENCIES_FACET "https://openlineage.io/spec/facets/1-0-1/JobDependenciesRunFacet.json#/$defs/JobDependenciesRunFacet"
 #define OL_JOBTYPE_FACET "https://openlineage.io/spec/facets/2-0-3/JobTypeJobFacet.json#/$defs/JobTypeJobFacet"
-#define PP_RUN_FACET "https://github.com/pg-pipeline/pg_pipeline/blob/v0.1.0/docs/lineage.md#the-pg_pipeline-run-facet"
+#define PP_RUN_FACET "https://github.com/pg-pipeline/pg_pipeline/blob/v0.2.0/docs/openlineage/PipelineRunFacet.json#/$defs/PipelineRunFacet"
+
 
 /* What a run's events are built from */
 typedef struct RunFacts
@@ -54,6 +61,8 @@ typedef struct RunFacts
 	char	   *started_at;		/* the event times: ISO 8601, UTC */
 	char	   *finished_at;	/* NULL while running */
 	char	   *parent_pipeline;
+	int64		started_ms;		/* the run's start, Unix milliseconds */
+	int64		parent_started_ms;
 	char	   *source;			/* stored relation names, quoted */
 	char	   *target;
 } RunFacts;
@@ -113,6 +122,9 @@ LoadRunFacts(int64 run_id)
 				" h.error_sqlstate, h.error_message, h.parent_run_id,"
 				" (SELECT ph.pipeline_name FROM pipeline.run_history ph WHERE ph.run_id = h.parent_run_id),"
 				" h.triggered_by,"
+				" floor(extract(epoch FROM h.started_at) * 1000)::bigint,"
+				" (SELECT floor(extract(epoch FROM ph.started_at) * 1000)::bigint"
+				"    FROM pipeline.run_history ph WHERE ph.run_id = h.parent_run_id),"
 				" coalesce(i.source_relation, v.config->>'source', p.source),"
 				" coalesce(i.target_relation, v.config->>'target', p.target),"
 				" coalesce(i.config_version, 0), h.watermark_from, h.watermark_to,"
@@ -148,15 +160,17 @@ LoadRunFacts(int64 run_id)
 	f->run.parent_run_id = Int8Val(t, d, 9);
 	f->parent_pipeline = Val(t, d, 10);
 	f->run.triggered_by = Val(t, d, 11);
-	f->source = Val(t, d, 12);
-	f->target = Val(t, d, 13);
-	f->run.config_version = (int) Int8Val(t, d, 14);
-	f->run.wm_from = Val(t, d, 15);
-	f->run.wm_to = Val(t, d, 16);
-	f->run.counts.read = Int8Val(t, d, 17);
-	f->run.counts.inserted = Int8Val(t, d, 18);
-	f->run.counts.updated = Int8Val(t, d, 19);
-	f->run.counts.deleted = Int8Val(t, d, 20);
+	f->started_ms = Int8Val(t, d, 12);
+	f->parent_started_ms = Int8Val(t, d, 13);
+	f->source = Val(t, d, 14);
+	f->target = Val(t, d, 15);
+	f->run.config_version = (int) Int8Val(t, d, 16);
+	f->run.wm_from = Val(t, d, 17);
+	f->run.wm_to = Val(t, d, 18);
+	f->run.counts.read = Int8Val(t, d, 19);
+	f->run.counts.inserted = Int8Val(t, d, 20);
+	f->run.counts.updated = Int8Val(t, d, 21);
+	f->run.counts.deleted = Int8Val(t, d, 22);
 	return f;
 }
 
@@ -214,19 +228,6 @@ LoadColumnInputs(RunFacts *f)
 	return out;
 }
 
-/* DatasetName turns a stored "schema"."table" into database.schema.table */
-static char *
-DatasetName(const char *relation)
-{
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-
-	values[0] = CStringGetTextDatum(relation);
-	ExecCatalog("SELECT current_database() || '.' || array_to_string(parse_ident($1, false), '.')",
-				1, types, values, NULL, true);
-	return Val(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-}
-
 /* AppendSchemaFacet appends the schema facet of a relation, if it exists */
 static void
 AppendSchemaFacet(StringInfo buf, const char *relation)
@@ -252,9 +253,15 @@ AppendSchemaFacet(StringInfo buf, const char *relation)
 	appendStringInfoString(buf, "]}");
 }
 
-/* RunUuid derives a stable UUID for a run from cluster, database and run id */
+/*
+ * RunUuid gives a run's runId: a UUIDv7 (RFC 9562) whose 48-bit time is the
+ * run's start in Unix milliseconds, so that runIds sort by start as the
+ * OpenLineage spec recommends, and whose other 74 bits come from a SHA-256
+ * of the cluster's system identifier, the database and the run id, so that
+ * the same run always gets the same runId and two runs never share one.
+ */
 static char *
-RunUuid(int64 run_id)
+RunUuid(int64 run_id, int64 started_ms)
 {
 	char	   *seed = psprintf("pg_pipeline run %llu/%u/%lld",
 								(unsigned long long) GetSystemIdentifier(), MyDatabaseId,
@@ -263,8 +270,10 @@ RunUuid(int64 run_id)
 	char	   *hex;
 
 	Sha256(seed, strlen(seed), d);
-	d[6] = (d[6] & 0x0f) | 0x50;	/* version 5: name-based (SHA) */
-	d[8] = (d[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	for (int i = 0; i < 6; i++)
+		d[i] = (uint8) (((uint64) started_ms >> (8 * (5 - i))) & 0xff);
+	d[6] = (d[6] & 0x0f) | 0x70;	/* version 7: Unix time ordered */
+	d[8] = (d[8] & 0x3f) | 0x80;	/* RFC 9562 variant */
 	hex = HexString(d, 16);
 	return psprintf("%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
 }
@@ -276,7 +285,7 @@ AppendDataset(StringInfo buf, const char *ns, const char *relation, List *column
 {
 	appendStringInfoChar(buf, '{');
 	AppendJsonMember(buf, "namespace", ns, false);
-	AppendJsonMember(buf, "name", DatasetName(relation), true);
+	AppendJsonMember(buf, "name", OpenLineageDatasetName(relation), true);
 	appendStringInfoString(buf, ",\"facets\":{");
 	AppendSchemaFacet(buf, relation);
 	if (output && columns != NIL)
@@ -302,7 +311,7 @@ AppendDataset(StringInfo buf, const char *ns, const char *relation, List *column
 				appendStringInfoChar(buf, ',');
 			appendStringInfoChar(buf, '{');
 			AppendJsonMember(buf, "namespace", ns, false);
-			AppendJsonMember(buf, "name", DatasetName(c->relation), true);
+			AppendJsonMember(buf, "name", OpenLineageDatasetName(c->relation), true);
 			AppendJsonMember(buf, "field", c->column, true);
 			appendStringInfo(buf, ",\"transformations\":[{\"type\":\"DIRECT\",\"subtype\":\"%s\"",
 							 !c->transformed ? "IDENTITY"
@@ -324,7 +333,7 @@ AppendDataset(StringInfo buf, const char *ns, const char *relation, List *column
 
 /* BuildEvent builds one event as JSON text */
 static char *
-BuildEvent(RunFacts *f, const char *ns, const char *type, const char *time, List *columns)
+BuildEvent(RunFacts *f, const char *ns, const char *job_ns, const char *type, const char *time, List *columns)
 {
 	StringInfoData buf;
 	bool		final = strcmp(type, "START") != 0;
@@ -340,7 +349,7 @@ BuildEvent(RunFacts *f, const char *ns, const char *type, const char *time, List
 
 	/* run */
 	appendStringInfoString(&buf, ",\"run\":{");
-	AppendJsonMember(&buf, "runId", RunUuid(f->run.run_id), false);
+	AppendJsonMember(&buf, "runId", RunUuid(f->run.run_id, f->started_ms), false);
 	appendStringInfo(&buf, ",\"facets\":{\"pg_pipeline_run\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\","
 					 "\"runId\":%lld", OL_PRODUCER, PP_RUN_FACET, (long long) f->run.run_id);
 	AppendJsonMember(&buf, "triggeredBy", f->run.triggered_by, true);
@@ -350,30 +359,37 @@ BuildEvent(RunFacts *f, const char *ns, const char *type, const char *time, List
 					 (long long) f->run.counts.read);
 	if (f->run.parent_run_id > 0 && f->parent_pipeline)
 	{
-		appendStringInfo(&buf, ",\"parent\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\",\"run\":{",
-						 OL_PRODUCER, OL_PARENT_FACET);
-		AppendJsonMember(&buf, "runId", RunUuid(f->run.parent_run_id), false);
-		appendStringInfoString(&buf, "},\"job\":{");
-		AppendJsonMember(&buf, "namespace", ns, false);
+		/* an upstream run triggered this one: a dependency, not nesting */
+		appendStringInfo(&buf, ",\"jobDependencies\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\","
+						 "\"upstream\":[{\"job\":{", OL_PRODUCER, OL_DEPENDENCIES_FACET);
+		AppendJsonMember(&buf, "namespace", job_ns, false);
 		AppendJsonMember(&buf, "name", f->parent_pipeline, true);
-		appendStringInfoString(&buf, "}}");
+		appendStringInfoString(&buf, "},\"run\":{");
+		AppendJsonMember(&buf, "runId", RunUuid(f->run.parent_run_id, f->parent_started_ms), false);
+		appendStringInfoString(&buf, "},\"dependency_type\":\"DIRECT_INVOCATION\","
+							   "\"sequence_trigger_rule\":\"FINISH_TO_START\","
+							   "\"status_trigger_rule\":\"EXECUTE_ON_SUCCESS\"}]}");
 	}
 	if (strcmp(type, "FAIL") == 0)
 	{
+		/*
+		 * The error text may quote row values (an input syntax error quotes
+		 * the value), and events leave the database: only the SQLSTATE.
+		 */
 		appendStringInfo(&buf, ",\"errorMessage\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\"",
 						 OL_PRODUCER, OL_ERROR_FACET);
-		AppendJsonMember(&buf, "message", f->run.message ? f->run.message : "run failed", true);
-		AppendJsonMember(&buf, "programmingLanguage", "SQL", true);
-		AppendJsonMember(&buf, "stackTrace",
-						 psprintf("SQLSTATE %s", f->run.sqlerrcode ? unpack_sql_state(f->run.sqlerrcode) : "XX000"),
+		AppendJsonMember(&buf, "message",
+						 psprintf("run failed with SQLSTATE %s (message withheld: it may quote row values; see pipeline.runs)",
+								  f->run.sqlerrcode ? unpack_sql_state(f->run.sqlerrcode) : "XX000"),
 						 true);
+		AppendJsonMember(&buf, "programmingLanguage", "SQL", true);
 		appendStringInfoChar(&buf, '}');
 	}
 	appendStringInfoString(&buf, "}}");
 
 	/* job */
 	appendStringInfoString(&buf, ",\"job\":{");
-	AppendJsonMember(&buf, "namespace", ns, false);
+	AppendJsonMember(&buf, "namespace", job_ns, false);
 	AppendJsonMember(&buf, "name", f->run.def->name, true);
 	appendStringInfo(&buf, ",\"facets\":{\"jobType\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\","
 					 "\"processingType\":\"BATCH\",\"integration\":\"PG_PIPELINE\",\"jobType\":\"PIPELINE\"}}}",
@@ -410,7 +426,8 @@ BuildEvent(RunFacts *f, const char *ns, const char *type, const char *time, List
 
 /*
  * pipeline.openlineage_events(run_id, namespace): the run's OpenLineage
- * events, START first. namespace defaults to postgres://localhost:<port>.
+ * events, START first; none for a skipped run. namespace overrides
+ * pipeline.openlineage_namespace.
  */
 Datum
 pipeline_openlineage_events(PG_FUNCTION_ARGS)
@@ -419,6 +436,8 @@ pipeline_openlineage_events(PG_FUNCTION_ARGS)
 	RunFacts   *f;
 	List	   *columns;
 	char	   *ns;
+	char	   *job_ns;
+	char	   *arg = NULL;
 	List	   *events = NIL;
 	ListCell   *lc;
 	int			nestlevel;
@@ -429,34 +448,38 @@ pipeline_openlineage_events(PG_FUNCTION_ARGS)
 				 errmsg("run_id must not be NULL")));
 	/* SETOF jsonb has no row type: the executor's expected one describes it */
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC | MAT_SRF_BLESS);
-	if (!PG_ARGISNULL(1) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("namespace must not be empty"),
-				 errhint("Pass something like 'postgres://db.example.com:5432', or leave it out.")));
+	if (!PG_ARGISNULL(1))
+	{
+		arg = text_to_cstring(PG_GETARG_TEXT_PP(1));
+		if (*arg == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("namespace must not be empty"),
+					 errhint("Pass something like 'postgres://db.example.com:5432', or leave it out.")));
+		if (!OpenLineageValidDatasetNamespace(arg))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("namespace must be postgres://host:port"),
+					 errdetail("\"%s\" is not.", arg),
+					 errhint("Pass something like 'postgres://db.example.com:5432', or leave it out.")));
+	}
 
 	SPI_connect();
 	nestlevel = PinSearchPath();
 	f = LoadRunFacts(PG_GETARG_INT64(0));
-	if (PG_ARGISNULL(1))
-	{
-		ExecCatalog("SELECT 'postgres://localhost:' || current_setting('port')",
-					0, NULL, NULL, NULL, true);
-		ns = Val(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	}
-	else
-		ns = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	columns = LoadColumnInputs(f);
+	OpenLineageNamespaces(arg, &ns, &job_ns);
 
-	events = lappend(events, BuildEvent(f, ns, "START", f->started_at, NIL));
-	if (f->run.status != RUN_RUNNING)
+	/* a skipped run did nothing: it has no events (see docs/lineage.md) */
+	if (f->run.status != RUN_SKIPPED)
 	{
-		const char *type = f->run.status == RUN_SUCCEEDED ? "COMPLETE"
-			: f->run.status == RUN_FAILED ? "FAIL" : "ABORT";
-
-		events = lappend(events, BuildEvent(f, ns, type,
-											f->finished_at ? f->finished_at : f->started_at,
-											columns));
+		columns = LoadColumnInputs(f);
+		events = lappend(events, BuildEvent(f, ns, job_ns, "START", f->started_at, NIL));
+		if (f->run.status != RUN_RUNNING)
+			events = lappend(events,
+							 BuildEvent(f, ns, job_ns,
+										f->run.status == RUN_SUCCEEDED ? "COMPLETE" : "FAIL",
+										f->finished_at ? f->finished_at : f->started_at,
+										columns));
 	}
 	UnpinSearchPath(nestlevel);
 

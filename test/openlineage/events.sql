@@ -34,9 +34,36 @@ INSERT INTO ol_raw.orders (order_id, customer_id, amount, status, day) VALUES (7
 \set ON_ERROR_STOP 0
 SELECT pipeline.run('ol_orders');
 \set ON_ERROR_STOP 1
+-- names that collide when joined without quoting: "ol_a.b".c and ol_a."b.c";
+-- and a table whose name has a space
+CREATE SCHEMA "ol_a.b"; CREATE SCHEMA ol_a;
+CREATE TABLE "ol_a.b".c (id int PRIMARY KEY, v text);
+CREATE TABLE ol_a."my table" (id int PRIMARY KEY, v text);
+INSERT INTO "ol_a.b".c VALUES (1, 'a'); INSERT INTO ol_a."my table" VALUES (1, 'b');
+SELECT pipeline.create_pipeline('ol_names', '"ol_a.b".c', 'ol_a."b.c"', unique_key => ARRAY['id']);
+SELECT pipeline.create_pipeline('ol_space', 'ol_a."my table"', 'ol_a.spaced', unique_key => ARRAY['id']);
+SELECT pipeline.run('ol_names');
+SELECT pipeline.run('ol_space');
+-- a run an upstream run triggered, and a skipped run, as the run worker and
+-- a run that found the pipeline busy record them
+INSERT INTO pipeline.run_history (run_id, pipeline_id, pipeline_name, status, started_at, finished_at,
+                                  triggered_by, parent_run_id)
+SELECT (SELECT max(run_id) + 1 FROM pipeline.run_history), p.id, p.name, 'succeeded',
+       now(), now(), 'upstream', (SELECT min(run_id) FROM pipeline.runs WHERE pipeline_name = 'ol_orders')
+  FROM pipeline.pipelines p WHERE p.name = 'ol daily "revenue"';
+INSERT INTO pipeline.run_history (run_id, pipeline_id, pipeline_name, status, started_at, finished_at)
+SELECT (SELECT max(run_id) + 1 FROM pipeline.run_history), p.id, p.name, 'skipped', now(), now()
+  FROM pipeline.pipelines p WHERE p.name = 'ol_names';
+-- the namespaces other producers use for this server, and a job namespace
+SET pipeline.openlineage_namespace = 'postgres://db.example.com:5432';
+SET pipeline.openlineage_job_namespace = 'pg_pipeline-test';
 \pset format unaligned
 \pset tuples_only on
 \o :out
-SELECT e::text FROM pipeline.runs r, pipeline.openlineage_events(r.run_id) e
- WHERE r.pipeline_name LIKE 'ol%' ORDER BY r.run_id;
+SELECT e::text FROM pipeline.runs r, pipeline.openlineage_events(r.run_id) WITH ORDINALITY AS x(e, n)
+ WHERE r.pipeline_name LIKE 'ol%' ORDER BY r.run_id, x.n;
+-- the same export again: the events, runIds included, do not change
+\o :out2
+SELECT e::text FROM pipeline.runs r, pipeline.openlineage_events(r.run_id) WITH ORDINALITY AS x(e, n)
+ WHERE r.pipeline_name LIKE 'ol%' ORDER BY r.run_id, x.n;
 \o

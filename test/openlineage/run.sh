@@ -2,7 +2,12 @@
 # test/openlineage/run.sh: validates the events of pipeline.openlineage_events
 # against test/openlineage/run-event.schema.json (JSON Schema 2020-12,
 # written for this project from the OpenLineage 2-0-2 specification) with
-# ajv-cli, installed from the npm registry into a temporary directory.
+# ajv-cli, installed from the npm registry into a temporary directory; and
+# against the official OpenLineage schemas in ../shared/openlineage/spec
+# (relative to the repository root; OL_SPEC overrides it): each event
+# against the schema its schemaURL names, each facet against the one its
+# _schemaURL names, pg_pipeline's own facets against docs/openlineage/
+# (validate_official.js). Then checks what the events mean.
 # Runs against the server in PGHOST/PGPORT/PGUSER with pg_pipeline
 # installable (e.g. under pg_virtualenv -o max_worker_processes=16). Also
 # checks that the validator rejects broken events, so the test can fail.
@@ -26,13 +31,17 @@ validate() {  # validate FILE: 0 when valid
     "$AJV" validate --spec=draft2020 --strict=false -c ajv-formats \
         -s "$dir/run-event.schema.json" -d "$1" >"$work/ajv.out" 2>&1
 }
+spec=${OL_SPEC:-$dir/../../../shared/openlineage/spec}
+[ -f "$spec/2-0-2/OpenLineage.json" ] \
+    || { echo "not ok - the official schemas are not in $spec"; echo "0 passed, 1 failed"; exit 1; }
+spec=$(cd "$spec" && pwd)
 # ajv-formats is resolved from the install directory
 export NODE_PATH="$work/node_modules:${NODE_PATH:-}"
 cd "$work" || exit 1
 
 dropdb --if-exists pp_openlineage >/dev/null 2>&1
 createdb pp_openlineage || { echo "not ok - createdb"; echo "0 passed, 1 failed"; exit 1; }
-psql -X -q -d pp_openlineage -v out="$work/events.jsonl" -f "$dir/events.sql" >"$work/psql.out" 2>&1 \
+psql -X -q -d pp_openlineage -v out="$work/events.jsonl" -v out2="$work/events2.jsonl" -f "$dir/events.sql" >"$work/psql.out" 2>&1 \
     || { cat "$work/psql.out"; fail "events.sql"; }
 
 n=0
@@ -44,6 +53,11 @@ while IFS= read -r line; do
     if validate "$work/event$n.json"; then ok "event $n ($type) is a valid OpenLineage 2-0-2 RunEvent"
     else cat "$work/ajv.out"; fail "event $n ($type) is a valid OpenLineage 2-0-2 RunEvent"; fi
 done <"$work/events.jsonl"
+if node "$dir/validate_official.js" "$spec" "$dir/../../docs/openlineage" "$work"/event[0-9]*.json >"$work/official.out" 2>&1; then
+    ok "every event and facet is valid against the official schema its schemaURL names ($(tail -1 "$work/official.out" | sed 's/^# //'))"
+else
+    cat "$work/official.out"; fail "every event and facet is valid against the official schema its schemaURL names"
+fi
 
 # what the events must contain
 check() {  # check DESCRIPTION PYTHON-EXPRESSION-over-events
@@ -54,18 +68,51 @@ sys.exit(0 if eval(sys.argv[2]) else 1)
 PY
     then ok "$1"; else fail "$1"; fi
 }
-check "events for 5 runs: START plus COMPLETE or FAIL each" \
-      "len(events) == 10 and [e['eventType'] for e in events].count('START') == 5 and [e['eventType'] for e in events].count('FAIL') == 1"
-check "START and end of a run share its runId" \
-      "all(events[i]['run']['runId'] == events[i+1]['run']['runId'] for i in range(0, len(events), 2))"
-check "the failed run carries errorMessage with SQLSTATE 22012" \
-      "any(e['eventType'] == 'FAIL' and 'SQLSTATE 22012' in e['run']['facets']['errorMessage']['stackTrace'] for e in events)"
+check "events for 8 runs: START plus COMPLETE or FAIL each, no ABORT (the skipped run has none)" \
+      "len(events) == 16 and [e['eventType'] for e in events].count('START') == 8 and [e['eventType'] for e in events].count('FAIL') == 1 and 'ABORT' not in [e['eventType'] for e in events]"
+check "START and end of a run share its runId; runs do not share one" \
+      "all(events[i]['run']['runId'] == events[i+1]['run']['runId'] for i in range(0, len(events), 2)) and len({e['run']['runId'] for e in events}) == 8"
+check "the runId is a UUIDv7 whose time is the run's start (ms)" \
+      "all(e['run']['runId'][14] == '7' and e['run']['runId'][19] in '89ab' and int(e['run']['runId'][:8] + e['run']['runId'][9:13], 16) == (__import__('datetime').datetime.fromisoformat(e['eventTime'].replace('Z', '+00:00')) - __import__('datetime').datetime(1970, 1, 1, tzinfo=__import__('datetime').timezone.utc)) // __import__('datetime').timedelta(milliseconds=1) for e in events if e['eventType'] == 'START')"
+if cmp -s "$work/events.jsonl" "$work/events2.jsonl"; then ok "a second export gives the same events (runIds are deterministic)"
+else fail "a second export gives the same events (runIds are deterministic)"; fi
+check "the failed run's errorMessage: SQLSTATE 22012, language SQL, no stack trace, no error text" \
+      "any(e['eventType'] == 'FAIL' and 'SQLSTATE 22012' in e['run']['facets']['errorMessage']['message'] and 'division' not in e['run']['facets']['errorMessage']['message'] and e['run']['facets']['errorMessage']['programmingLanguage'] == 'SQL' and 'stackTrace' not in e['run']['facets']['errorMessage'] for e in events)"
+check "datasets are named database.schema.table, parts with a dot, quote or space quoted: \"ol_a.b\".c and ol_a.\"b.c\" differ" \
+      "{d['name'] for e in events for d in e['inputs'] + e['outputs']} >= {'pp_openlineage.\"ol_a.b\".c', 'pp_openlineage.ol_a.\"b.c\"', 'pp_openlineage.ol_a.\"my table\"', 'pp_openlineage.ol_raw.orders', 'pp_openlineage.ol_mart.daily'}"
+check "datasets are in pipeline.openlineage_namespace, jobs in pipeline.openlineage_job_namespace" \
+      "all(d['namespace'] == 'postgres://db.example.com:5432' for e in events for d in e['inputs'] + e['outputs']) and all(e['job']['namespace'] == 'pg_pipeline-test' for e in events)"
+check "an upstream-triggered run names the upstream run in jobDependencies, and no event has parent" \
+      "any(e['job']['name'] == 'ol daily \"revenue\"' and e['run']['facets'].get('jobDependencies', {}).get('upstream', [{}])[0].get('job') == {'namespace': 'pg_pipeline-test', 'name': 'ol_orders'} and e['run']['facets']['jobDependencies']['upstream'][0]['run']['runId'] == events[0]['run']['runId'] for e in events) and not any('parent' in e['run']['facets'] for e in events)"
+check "the pg_pipeline run facet's _schemaURL is the JSON Schema in docs/openlineage" \
+      "all(e['run']['facets']['pg_pipeline_run']['_schemaURL'].endswith('/docs/openlineage/PipelineRunFacet.json#/\$defs/PipelineRunFacet') for e in events)"
 check "column lineage reaches the base tables through the view" \
       "any(f['name'].endswith('ol_raw.customers') and f['field'] == 'Region Name' for e in events for o in e['outputs'] for c in o['facets'].get('columnLineage', {}).get('fields', {}).values() for f in c['inputFields'])"
 check "an aggregate is marked AGGREGATION, a copy IDENTITY" \
       "any(t['subtype'] == 'AGGREGATION' for e in events for o in e['outputs'] for c in o['facets'].get('columnLineage', {}).get('fields', {}).values() for f in c['inputFields'] for t in f['transformations']) and any(t['subtype'] == 'IDENTITY' for e in events for o in e['outputs'] for c in o['facets'].get('columnLineage', {}).get('fields', {}).values() for f in c['inputFields'] for t in f['transformations'])"
 check "outputStatistics counts the rows written by the first run (3)" \
       "events[1]['outputs'][0]['outputFacets']['outputStatistics']['rowCount'] == 3"
+
+# the settings and the namespace argument are validated
+setting() {  # setting DESCRIPTION EXPECT(ok|22023) SQL
+    out=$(psql -X -q -d pp_openlineage -v ON_ERROR_STOP=1 -v VERBOSITY=verbose \
+          -c "LOAD 'pg_pipeline'" -c "$3" 2>&1); rc=$?
+    if [ "$2" = ok ] && [ $rc -eq 0 ]; then ok "$1"
+    elif [ "$2" != ok ] && [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "$2"; then ok "$1"
+    else printf '%s\n' "$out"; fail "$1"; fi
+}
+setting "the dataset namespace refuses a value without postgres://" 22023 "SET pipeline.openlineage_namespace = 'localhost:5432'"
+setting "the dataset namespace refuses a port out of range" 22023 "SET pipeline.openlineage_namespace = 'postgres://db:65536'"
+setting "the dataset namespace refuses a user or database in the address" 22023 "SET pipeline.openlineage_namespace = 'postgres://me@db:5432/x'"
+setting "the dataset namespace takes a bracketed IPv6 address" ok "SET pipeline.openlineage_namespace = 'postgres://[::1]:5432'"
+setting "the job namespace refuses white space" 22023 "SET pipeline.openlineage_job_namespace = 'my jobs'"
+setting "the job namespace takes a name" ok "SET pipeline.openlineage_job_namespace = 'etl-prod'"
+setting "the namespace argument is validated as well" 22023 "SELECT pipeline.openlineage_events(1, 'file:///tmp')"
+got=$(psql -X -q -At -d pp_openlineage -c "SET pipeline.openlineage_namespace = 'postgres://a:1'" \
+      -c "SELECT DISTINCT d->>'namespace' FROM pipeline.runs r, pipeline.openlineage_events(r.run_id, 'postgres://b:2') e,
+                 jsonb_array_elements((e->'inputs') || (e->'outputs')) d WHERE r.pipeline_name = 'ol_orders'" 2>&1)
+if [ "$got" = "postgres://b:2" ]; then ok "the namespace argument overrides the setting"
+else echo "$got"; fail "the namespace argument overrides the setting"; fi
 
 # the validator rejects broken events (so the checks above can fail)
 python3 - "$work/event2.json" "$work" <<'PY'

@@ -7,7 +7,7 @@
  * stored per pipeline (lineage_store.c), kept current by DDL
  * (lineage_ddl.c), walked for impact analysis (lineage_graph.c), drawn as
  * DOT or Mermaid (lineage_picture.c), and told as OpenLineage events
- * (openlineage.c). The SQL functions that need an ownership check live in
+ * (openlineage.c, their names in openlineage_names.c). The SQL functions that need an ownership check live in
  * src/api/lineage_api.c.
  *
  *-------------------------------------------------------------------------
@@ -21,5 +21,11 @@
 extern void RefreshPipelineLineage(PipelineDef *def);
 extern int	RefreshPipelinesWhere(const char *sql, int nargs, Oid *types, Datum *values);
 extern void SetLineageRunId(int64 run_id);
+
+/* recorders/openlineage_names.c: the names in OpenLineage events */
+extern void OpenLineageInit(void);
+extern char *OpenLineageDatasetName(const char *relation);
+extern bool OpenLineageValidDatasetNamespace(const char *ns);
+extern void OpenLineageNamespaces(const char *arg, char **ns, char **job_ns);
 
 #endif							/* PIPELINE_RECORDERS_LINEAGE_H */
