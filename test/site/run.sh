@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# ok always succeeds, so "test && ok || fail" is an if-then-else here
+# shellcheck disable=SC2015
 # test/site/run.sh: the docs site test. Creates pipelines whose names need
 # escaping (setup.sql), runs them, writes the site with the installed
 # pg_pipeline_site, checks the command's usage errors and the raw HTML, then
