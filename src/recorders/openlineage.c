@@ -14,7 +14,10 @@
  * the output dataset (the target) with the schema, columnLineage and
  * outputStatistics facets, plus a pg_pipeline run facet with the run id,
  * window and config version, jobDependencies for a run an upstream run
- * triggered, and errorMessage (SQLSTATE only) for a failed run.
+ * triggered, and errorMessage (SQLSTATE only) for a failed run; the facets
+ * that describe the pipeline and the server (sql, documentation,
+ * ownership, tags, processing_engine, nominalTime) are built by
+ * openlineage_facets.c.
  *
  * Datasets follow OpenLineage's naming for PostgreSQL: namespace
  * postgres://host:port (pipeline.openlineage_namespace), name
@@ -48,6 +51,7 @@ PIPELINE_FUNCTION(pipeline_openlineage_events);
 #define OL_SCHEMA_FACET "https://openlineage.io/spec/facets/1-1-1/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet"
 #define OL_COLUMN_FACET "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json#/$defs/ColumnLineageDatasetFacet"
 #define OL_STATS_FACET "https://openlineage.io/spec/facets/1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet"
+#define OL_INPUT_STATS_FACET "https://openlineage.io/spec/facets/1-0-0/InputStatisticsInputDatasetFacet.json#/$defs/InputStatisticsInputDatasetFacet"
 #define OL_ERROR_FACET "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"
 #define OL_DEPENDENCIES_FACET "https://openlineage.io/spec/facets/1-0-1/JobDependenciesRunFacet.json#/$defs/JobDependenciesRunFacet"
 #define OL_JOBTYPE_FACET "https://openlineage.io/spec/facets/2-0-3/JobTypeJobFacet.json#/$defs/JobTypeJobFacet"
@@ -236,7 +240,8 @@ AppendSchemaFacet(StringInfo buf, const char *relation)
 	Datum		values[1];
 
 	values[0] = CStringGetTextDatum(relation);
-	ExecCatalog("SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)"
+	ExecCatalog("SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),"
+				" col_description(a.attrelid, a.attnum)"
 				" FROM pg_attribute a WHERE a.attrelid = to_regclass($1)"
 				" AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
 				1, types, values, NULL, true);
@@ -248,6 +253,8 @@ AppendSchemaFacet(StringInfo buf, const char *relation)
 		escape_json(buf, Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 		appendStringInfoString(buf, ",\"type\":");
 		escape_json(buf, Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+		if (Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3))
+			AppendJsonMember(buf, "description", Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3), true);
 		appendStringInfoChar(buf, '}');
 	}
 	appendStringInfoString(buf, "]}");
@@ -288,6 +295,7 @@ AppendDataset(StringInfo buf, const char *ns, const char *relation, List *column
 	AppendJsonMember(buf, "name", OpenLineageDatasetName(relation), true);
 	appendStringInfoString(buf, ",\"facets\":{");
 	AppendSchemaFacet(buf, relation);
+	AppendOpenLineageDatasetDocumentation(buf, relation, OL_PRODUCER);
 	if (output && columns != NIL)
 	{
 		ListCell   *lc;
@@ -322,6 +330,10 @@ AppendDataset(StringInfo buf, const char *ns, const char *relation, List *column
 		appendStringInfoString(buf, "]}}}");
 	}
 	appendStringInfoChar(buf, '}');
+	if (!output && final && f->source && strcmp(relation, f->source) == 0)
+		appendStringInfo(buf, ",\"inputFacets\":{\"inputStatistics\":{\"_producer\":\"%s\","
+						 "\"_schemaURL\":\"%s\",\"rowCount\":%lld}}",
+						 OL_PRODUCER, OL_INPUT_STATS_FACET, (long long) f->run.counts.read);
 	if (output && final)
 		appendStringInfo(buf, ",\"outputFacets\":{\"outputStatistics\":{\"_producer\":\"%s\","
 						 "\"_schemaURL\":\"%s\",\"rowCount\":%lld}}",
@@ -357,6 +369,7 @@ BuildEvent(RunFacts *f, const char *ns, const char *job_ns, const char *type, co
 	AppendJsonMember(&buf, "watermarkTo", f->run.wm_to, true);
 	appendStringInfo(&buf, ",\"configVersion\":%d,\"rowsRead\":%lld}", f->run.config_version,
 					 (long long) f->run.counts.read);
+	AppendOpenLineageRunFacets(&buf, f->run.run_id, OL_PRODUCER);
 	if (f->run.parent_run_id > 0 && f->parent_pipeline)
 	{
 		/* an upstream run triggered this one: a dependency, not nesting */
@@ -392,8 +405,10 @@ BuildEvent(RunFacts *f, const char *ns, const char *job_ns, const char *type, co
 	AppendJsonMember(&buf, "namespace", job_ns, false);
 	AppendJsonMember(&buf, "name", f->run.def->name, true);
 	appendStringInfo(&buf, ",\"facets\":{\"jobType\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\","
-					 "\"processingType\":\"BATCH\",\"integration\":\"PG_PIPELINE\",\"jobType\":\"PIPELINE\"}}}",
+					 "\"processingType\":\"BATCH\",\"integration\":\"PG_PIPELINE\",\"jobType\":\"PIPELINE\"}",
 					 OL_PRODUCER, OL_JOBTYPE_FACET);
+	AppendOpenLineageJobFacets(&buf, f->run.def->id, OL_PRODUCER);
+	appendStringInfoString(&buf, "}}");
 
 	/* inputs: the source, and every relation a target column comes from */
 	if (f->source)

@@ -16,7 +16,10 @@ SELECT o.order_id, c."Region Name" AS region, o.amount * 2 AS amount2,
   FROM ol_raw.orders o JOIN ol_raw.customers c USING (customer_id);
 SELECT pipeline.create_pipeline('ol_orders', 'ol_core.orders_v', 'ol_core.orders',
                                 unique_key => ARRAY['order_id'], incremental_column => 'seq',
-                                batch_rows => 2);
+                                batch_rows => 2, description => 'orders, cleaned',
+                                metadata => '{"team": "sales", "tier": 1}');
+COMMENT ON TABLE ol_raw.orders IS 'raw orders';
+COMMENT ON COLUMN ol_raw.orders.amount IS 'in EUR';
 CREATE VIEW ol_mart.daily_v AS
 SELECT day, region, sum(amount2) AS revenue, count(*) AS n FROM ol_core.orders GROUP BY day, region;
 SELECT pipeline.create_pipeline('ol daily "revenue"', 'ol_mart.daily_v', 'ol_mart.daily',
@@ -54,6 +57,12 @@ SELECT (SELECT max(run_id) + 1 FROM pipeline.run_history), p.id, p.name, 'succee
 INSERT INTO pipeline.run_history (run_id, pipeline_id, pipeline_name, status, started_at, finished_at)
 SELECT (SELECT max(run_id) + 1 FROM pipeline.run_history), p.id, p.name, 'skipped', now(), now()
   FROM pipeline.pipelines p WHERE p.name = 'ol_names';
+-- a run pg_cron started (its schedule fired at 10:00, the run began 7 s later)
+INSERT INTO pipeline.run_history (run_id, pipeline_id, pipeline_name, status, started_at, finished_at,
+                                  triggered_by)
+SELECT (SELECT max(run_id) + 1 FROM pipeline.run_history), p.id, p.name, 'succeeded',
+       '2024-05-01 10:00:07.5+00', '2024-05-01 10:00:09+00', 'schedule'
+  FROM pipeline.pipelines p WHERE p.name = 'ol_space';
 -- the namespaces other producers use for this server, and a job namespace
 SET pipeline.openlineage_namespace = 'postgres://db.example.com:5432';
 SET pipeline.openlineage_job_namespace = 'pg_pipeline-test';

@@ -68,10 +68,10 @@ sys.exit(0 if eval(sys.argv[2]) else 1)
 PY
     then ok "$1"; else fail "$1"; fi
 }
-check "events for 8 runs: START plus COMPLETE or FAIL each, no ABORT (the skipped run has none)" \
-      "len(events) == 16 and [e['eventType'] for e in events].count('START') == 8 and [e['eventType'] for e in events].count('FAIL') == 1 and 'ABORT' not in [e['eventType'] for e in events]"
+check "events for 9 runs: START plus COMPLETE or FAIL each, no ABORT (the skipped run has none)" \
+      "len(events) == 18 and [e['eventType'] for e in events].count('START') == 9 and [e['eventType'] for e in events].count('FAIL') == 1 and 'ABORT' not in [e['eventType'] for e in events]"
 check "START and end of a run share its runId; runs do not share one" \
-      "all(events[i]['run']['runId'] == events[i+1]['run']['runId'] for i in range(0, len(events), 2)) and len({e['run']['runId'] for e in events}) == 8"
+      "all(events[i]['run']['runId'] == events[i+1]['run']['runId'] for i in range(0, len(events), 2)) and len({e['run']['runId'] for e in events}) == 9"
 check "the runId is a UUIDv7 whose time is the run's start (ms)" \
       "all(e['run']['runId'][14] == '7' and e['run']['runId'][19] in '89ab' and int(e['run']['runId'][:8] + e['run']['runId'][9:13], 16) == (__import__('datetime').datetime.fromisoformat(e['eventTime'].replace('Z', '+00:00')) - __import__('datetime').datetime(1970, 1, 1, tzinfo=__import__('datetime').timezone.utc)) // __import__('datetime').timedelta(milliseconds=1) for e in events if e['eventType'] == 'START')"
 if cmp -s "$work/events.jsonl" "$work/events2.jsonl"; then ok "a second export gives the same events (runIds are deterministic)"
@@ -86,6 +86,23 @@ check "an upstream-triggered run names the upstream run in jobDependencies, and 
       "any(e['job']['name'] == 'ol daily \"revenue\"' and e['run']['facets'].get('jobDependencies', {}).get('upstream', [{}])[0].get('job') == {'namespace': 'pg_pipeline-test', 'name': 'ol_orders'} and e['run']['facets']['jobDependencies']['upstream'][0]['run']['runId'] == events[0]['run']['runId'] for e in events) and not any('parent' in e['run']['facets'] for e in events)"
 check "the pg_pipeline run facet's _schemaURL is the JSON Schema in docs/openlineage" \
       "all(e['run']['facets']['pg_pipeline_run']['_schemaURL'].endswith('/docs/openlineage/PipelineRunFacet.json#/\$defs/PipelineRunFacet') for e in events)"
+orders="[e for e in events if e['job']['name'] == 'ol_orders']"
+check "the sql job facet holds the load statement, dialect postgres" \
+      "all('MERGE INTO ol_core.orders' in e['job']['facets']['sql']['query'] and e['job']['facets']['sql']['dialect'] == 'postgres' for e in $orders)"
+check "the documentation job facet is the pipeline's description" \
+      "all(e['job']['facets']['documentation']['description'] == 'orders, cleaned' for e in $orders) and not any('documentation' in e['job']['facets'] for e in events if e['job']['name'] != 'ol_orders')"
+check "the ownership job facet names the owner role" \
+      "all(e['job']['facets']['ownership']['owners'] == [{'name': 'user:' + __import__('os').environ.get('PGUSER', 'postgres'), 'type': 'OWNER'}] for e in events)"
+check "the tags job facet holds the metadata's keys" \
+      "all(sorted((t['key'], t['value']) for t in e['job']['facets']['tags']['tags']) == [('team', 'sales'), ('tier', '1')] for e in $orders) and not any('tags' in e['job']['facets'] for e in events if e['job']['name'] != 'ol_orders')"
+check "the processing_engine run facet: pg_pipeline, its version, PostgreSQL's as the adapter's" \
+      "all(e['run']['facets']['processing_engine']['name'] == 'pg_pipeline' and e['run']['facets']['processing_engine']['version'] == '0.2.0' and e['run']['facets']['processing_engine']['openlineageAdapterVersion'].startswith('15') for e in events)"
+check "a scheduled run has nominalTime, the minute its schedule fired; the others have none" \
+      "[e['run']['facets']['nominalTime']['nominalStartTime'] for e in events if 'nominalTime' in e['run']['facets']] == ['2024-05-01T10:00:00.000000Z'] * 2"
+check "the source's inputStatistics on the end event counts the rows read (3), none on START" \
+      "events[1]['inputs'][0]['inputFacets']['inputStatistics']['rowCount'] == 3 and events[1]['inputs'][0]['name'].endswith('ol_core.orders_v') and not any('inputFacets' in d for e in events if e['eventType'] == 'START' for d in e['inputs'])"
+check "a dataset's documentation facet is its COMMENT ON, a column's description its comment" \
+      "any(d['name'].endswith('ol_raw.orders') and d['facets']['documentation']['description'] == 'raw orders' and {'name': 'amount', 'type': 'numeric(10,2)', 'description': 'in EUR'} in d['facets']['schema']['fields'] for e in events for d in e['inputs'])"
 check "column lineage reaches the base tables through the view" \
       "any(f['name'].endswith('ol_raw.customers') and f['field'] == 'Region Name' for e in events for o in e['outputs'] for c in o['facets'].get('columnLineage', {}).get('fields', {}).values() for f in c['inputFields'])"
 check "an aggregate is marked AGGREGATION, a copy IDENTITY" \

@@ -7,7 +7,8 @@
  * stored per pipeline (lineage_store.c), kept current by DDL
  * (lineage_ddl.c), walked for impact analysis (lineage_graph.c), drawn as
  * DOT or Mermaid (lineage_picture.c), and told as OpenLineage events
- * (openlineage.c, their names in openlineage_names.c). The SQL functions that need an ownership check live in
+ * (openlineage.c, their names in openlineage_names.c, the facets of the
+ * pipeline and the server in openlineage_facets.c). The SQL functions that need an ownership check live in
  * src/api/lineage_api.c.
  *
  *-------------------------------------------------------------------------
@@ -27,5 +28,11 @@ extern void OpenLineageInit(void);
 extern char *OpenLineageDatasetName(const char *relation);
 extern bool OpenLineageValidDatasetNamespace(const char *ns);
 extern void OpenLineageNamespaces(const char *arg, char **ns, char **job_ns);
+
+/* recorders/openlineage_facets.c: facets of the pipeline and the server */
+extern void AppendOpenLineageJobFacets(StringInfo buf, int64 pipeline_id, const char *producer);
+extern void AppendOpenLineageRunFacets(StringInfo buf, int64 run_id, const char *producer);
+extern void AppendOpenLineageDatasetDocumentation(StringInfo buf, const char *relation,
+												  const char *producer);
 
 #endif							/* PIPELINE_RECORDERS_LINEAGE_H */
