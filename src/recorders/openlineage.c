@@ -67,6 +67,7 @@ typedef struct RunFacts
 	char	   *parent_pipeline;
 	int64		started_ms;		/* the run's start, Unix milliseconds */
 	int64		parent_started_ms;
+	List	   *indirect;		/* IndirectInput *: the INDIRECT lineage */
 	char	   *source;			/* stored relation names, quoted */
 	char	   *target;
 } RunFacts;
@@ -232,6 +233,56 @@ LoadColumnInputs(RunFacts *f)
 	return out;
 }
 
+/*
+ * LoadIndirectInputs sets the run's INDIRECT lineage: the columns the source
+ * (a view, and the views below it) filters, joins, groups, sorts or
+ * partitions on, and the pipeline's own: the incremental column (FILTER:
+ * the run's window), the delete column (CONDITIONAL: deletes a row or
+ * upserts it) and the unique key (JOIN: the MERGE matches on it), as
+ * columns of the source.
+ */
+static void
+LoadIndirectInputs(RunFacts *f)
+{
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		values[2];
+	Oid			relid;
+
+	if (f->source == NULL)
+		return;
+	values[0] = CStringGetTextDatum(f->source);
+	values[1] = Int64GetDatum(f->run.def->id);
+	ExecCatalog("SELECT coalesce(to_regclass($1)::oid, 0), c.column_name, c.subtype, c.description"
+				"  FROM (SELECT 1) AS one LEFT JOIN ("
+				"    SELECT incremental_column AS column_name, 'FILTER' AS subtype, 1 AS o,"
+				"           'incremental column: the run reads the rows of its window' AS description"
+				"      FROM pipeline.pipeline WHERE pipeline_id = $2 AND incremental_column IS NOT NULL"
+				"    UNION ALL SELECT delete_column, 'CONDITIONAL', 2,"
+				"           'delete column: the row is deleted from the target, or upserted'"
+				"      FROM pipeline.pipeline WHERE pipeline_id = $2 AND delete_column IS NOT NULL"
+				"    UNION ALL SELECT k, 'JOIN', 3, 'unique key: the load matches target rows on it'"
+				"      FROM pipeline.pipeline, unnest(unique_key) AS k WHERE pipeline_id = $2"
+				"  ) AS c ON true ORDER BY c.o, c.column_name",
+				2, types, values, NULL, true);
+	relid = SPI_processed ? (Oid) strtoul(Val(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), NULL, 10) : InvalidOid;
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *column = Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		IndirectInput *in;
+
+		if (column == NULL)
+			continue;
+		in = palloc(sizeof(IndirectInput));
+		in->relation = f->source;
+		in->column = column;
+		in->subtype = pstrdup(Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3));
+		in->description = pstrdup(Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4));
+		f->indirect = lappend(f->indirect, in);
+	}
+	if (OidIsValid(relid))
+		f->indirect = list_concat(f->indirect, IndirectLineage(relid));
+}
+
 /* AppendSchemaFacet appends the schema facet of a relation, if it exists */
 static void
 AppendSchemaFacet(StringInfo buf, const char *relation)
@@ -285,6 +336,89 @@ RunUuid(int64 run_id, int64 started_ms)
 	return psprintf("%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
 }
 
+/*
+ * AppendInputField appends one input field of the columnLineage facet with
+ * its one transformation
+ */
+static void
+AppendInputField(StringInfo buf, const char *ns, const char *relation, const char *column,
+				 const char *type, const char *subtype, const char *description)
+{
+	appendStringInfoChar(buf, '{');
+	AppendJsonMember(buf, "namespace", ns, false);
+	AppendJsonMember(buf, "name", OpenLineageDatasetName(relation), true);
+	AppendJsonMember(buf, "field", column, true);
+	appendStringInfo(buf, ",\"transformations\":[{\"type\":\"%s\",\"subtype\":\"%s\"", type, subtype);
+	AppendJsonMember(buf, "description", description, true);
+	appendStringInfoString(buf, "}]}");
+}
+
+/*
+ * AppendColumnLineage appends the columnLineage facet: per output field its
+ * DIRECT inputs, with the older transformationDescription and
+ * transformationType that Marquez still reads (IDENTITY when every input is
+ * copied, TRANSFORMATION otherwise), and the dataset-level INDIRECT inputs.
+ */
+static void
+AppendColumnLineage(StringInfo buf, const char *ns, List *columns, List *indirect)
+{
+	ListCell   *lc;
+	char	   *current = NULL;
+	bool		identity = true;
+	StringInfoData hows;
+
+	initStringInfo(&hows);
+	appendStringInfo(buf, ",\"columnLineage\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\",\"fields\":{",
+					 OL_PRODUCER, OL_COLUMN_FACET);
+	foreach(lc, columns)
+	{
+		ColumnInput *c = lfirst(lc);
+
+		if (current == NULL || strcmp(current, c->target_column) != 0)
+		{
+			if (current)
+			{
+				appendStringInfoChar(buf, ']');
+				AppendJsonMember(buf, "transformationDescription", hows.data, true);
+				AppendJsonMember(buf, "transformationType", identity ? "IDENTITY" : "TRANSFORMATION", true);
+				appendStringInfoString(buf, "},");
+			}
+			escape_json(buf, c->target_column);
+			appendStringInfoString(buf, ":{\"inputFields\":[");
+			current = c->target_column;
+			identity = true;
+			resetStringInfo(&hows);
+		}
+		else
+			appendStringInfoChar(buf, ',');
+		AppendInputField(buf, ns, c->relation, c->column, "DIRECT",
+						 !c->transformed ? "IDENTITY"
+						 : strcmp(c->how, "aggregate") == 0 ? "AGGREGATION" : "TRANSFORMATION",
+						 c->how);
+		identity = identity && !c->transformed;
+		if (strstr(hows.data, c->how) == NULL)
+			appendStringInfo(&hows, "%s%s", hows.len ? ", " : "", c->how);
+	}
+	if (current)
+	{
+		appendStringInfoChar(buf, ']');
+		AppendJsonMember(buf, "transformationDescription", hows.data, true);
+		AppendJsonMember(buf, "transformationType", identity ? "IDENTITY" : "TRANSFORMATION", true);
+		appendStringInfoChar(buf, '}');
+	}
+	appendStringInfoString(buf, "},\"dataset\":[");
+	foreach(lc, indirect)
+	{
+		IndirectInput *in = lfirst(lc);
+
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoChar(buf, ',');
+		AppendInputField(buf, ns, in->relation, in->column, "INDIRECT", in->subtype,
+						 in->description);
+	}
+	appendStringInfoString(buf, "]}");
+}
+
 /* AppendDataset appends one dataset object of an event */
 static void
 AppendDataset(StringInfo buf, const char *ns, const char *relation, List *columns,
@@ -296,39 +430,8 @@ AppendDataset(StringInfo buf, const char *ns, const char *relation, List *column
 	appendStringInfoString(buf, ",\"facets\":{");
 	AppendSchemaFacet(buf, relation);
 	AppendOpenLineageDatasetDocumentation(buf, relation, OL_PRODUCER);
-	if (output && columns != NIL)
-	{
-		ListCell   *lc;
-		char	   *current = NULL;
-
-		appendStringInfo(buf, ",\"columnLineage\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\",\"fields\":{",
-						 OL_PRODUCER, OL_COLUMN_FACET);
-		foreach(lc, columns)
-		{
-			ColumnInput *c = lfirst(lc);
-
-			if (current == NULL || strcmp(current, c->target_column) != 0)
-			{
-				if (current)
-					appendStringInfoString(buf, "]},");
-				escape_json(buf, c->target_column);
-				appendStringInfoString(buf, ":{\"inputFields\":[");
-				current = c->target_column;
-			}
-			else
-				appendStringInfoChar(buf, ',');
-			appendStringInfoChar(buf, '{');
-			AppendJsonMember(buf, "namespace", ns, false);
-			AppendJsonMember(buf, "name", OpenLineageDatasetName(c->relation), true);
-			AppendJsonMember(buf, "field", c->column, true);
-			appendStringInfo(buf, ",\"transformations\":[{\"type\":\"DIRECT\",\"subtype\":\"%s\"",
-							 !c->transformed ? "IDENTITY"
-							 : strcmp(c->how, "aggregate") == 0 ? "AGGREGATION" : "TRANSFORMATION");
-			AppendJsonMember(buf, "description", c->how, true);
-			appendStringInfoString(buf, "}]}");
-		}
-		appendStringInfoString(buf, "]}}}");
-	}
+	if (output && (columns != NIL || (final && f->indirect != NIL)))
+		AppendColumnLineage(buf, ns, columns, final ? f->indirect : NIL);
 	appendStringInfoChar(buf, '}');
 	if (!output && final && f->source && strcmp(relation, f->source) == 0)
 		appendStringInfo(buf, ",\"inputFacets\":{\"inputStatistics\":{\"_producer\":\"%s\","
@@ -425,6 +528,19 @@ BuildEvent(RunFacts *f, const char *ns, const char *job_ns, const char *type, co
 		if (!have)
 			inputs = lappend(inputs, c->relation);
 	}
+	foreach(lc, f->indirect)
+	{
+		IndirectInput *in = lfirst(lc);
+
+		ListCell   *ic;
+		bool		have = false;
+
+		foreach(ic, inputs)
+			if (strcmp(lfirst(ic), in->relation) == 0)
+				have = true;
+		if (!have)
+			inputs = lappend(inputs, in->relation);
+	}
 	appendStringInfoString(&buf, ",\"inputs\":[");
 	foreach(lc, inputs)
 	{
@@ -488,6 +604,7 @@ pipeline_openlineage_events(PG_FUNCTION_ARGS)
 	if (f->run.status != RUN_SKIPPED)
 	{
 		columns = LoadColumnInputs(f);
+		LoadIndirectInputs(f);
 		events = lappend(events, BuildEvent(f, ns, job_ns, "START", f->started_at, NIL));
 		if (f->run.status != RUN_RUNNING)
 			events = lappend(events,

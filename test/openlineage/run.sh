@@ -103,6 +103,15 @@ check "the source's inputStatistics on the end event counts the rows read (3), n
       "events[1]['inputs'][0]['inputFacets']['inputStatistics']['rowCount'] == 3 and events[1]['inputs'][0]['name'].endswith('ol_core.orders_v') and not any('inputFacets' in d for e in events if e['eventType'] == 'START' for d in e['inputs'])"
 check "a dataset's documentation facet is its COMMENT ON, a column's description its comment" \
       "any(d['name'].endswith('ol_raw.orders') and d['facets']['documentation']['description'] == 'raw orders' and {'name': 'amount', 'type': 'numeric(10,2)', 'description': 'in EUR'} in d['facets']['schema']['fields'] for e in events for d in e['inputs'])"
+ind="lambda job: {(i['name'].split('.', 1)[1], i['field'], i['transformations'][0]['type'], i['transformations'][0]['subtype']) for e in events if e['job']['name'] == job and e['eventType'] != 'START' for i in e['outputs'][0]['facets']['columnLineage']['dataset']}"
+check "INDIRECT lineage of ol_orders: the view's join keys, the incremental column, the unique key" \
+      "($ind)('ol_orders') == {('ol_raw.orders', 'customer_id', 'INDIRECT', 'JOIN'), ('ol_raw.customers', 'customer_id', 'INDIRECT', 'JOIN'), ('ol_core.orders_v', 'seq', 'INDIRECT', 'FILTER'), ('ol_core.orders_v', 'order_id', 'INDIRECT', 'JOIN')}"
+check "INDIRECT lineage of the daily pipeline: the view's WHERE and GROUP BY, the unique key" \
+      "($ind)('ol daily \"revenue\"') == {('ol_core.orders', 'order_id', 'INDIRECT', 'FILTER'), ('ol_core.orders', 'day', 'INDIRECT', 'GROUP_BY'), ('ol_core.orders', 'region', 'INDIRECT', 'GROUP_BY'), ('ol_mart.daily_v', 'day', 'INDIRECT', 'JOIN'), ('ol_mart.daily_v', 'region', 'INDIRECT', 'JOIN')}"
+check "the START event has no columnLineage; every INDIRECT input is one of the event's inputs" \
+      "not any('columnLineage' in o['facets'] for e in events if e['eventType'] == 'START' for o in e['outputs']) and all(i['name'] in {d['name'] for d in e['inputs']} for e in events for o in e['outputs'] for i in o['facets'].get('columnLineage', {}).get('dataset', []))"
+check "each field also carries transformationDescription and transformationType (IDENTITY for a copy only)" \
+      "all('transformationDescription' in c and c['transformationType'] == ('IDENTITY' if all(f['transformations'][0]['subtype'] == 'IDENTITY' for f in c['inputFields']) else 'TRANSFORMATION') for e in events for o in e['outputs'] for c in o['facets'].get('columnLineage', {}).get('fields', {}).values()) and any(c['transformationType'] == 'TRANSFORMATION' and 'aggregate' in c['transformationDescription'] for e in events for o in e['outputs'] for c in o['facets'].get('columnLineage', {}).get('fields', {}).values())"
 check "column lineage reaches the base tables through the view" \
       "any(f['name'].endswith('ol_raw.customers') and f['field'] == 'Region Name' for e in events for o in e['outputs'] for c in o['facets'].get('columnLineage', {}).get('fields', {}).values() for f in c['inputFields'])"
 check "an aggregate is marked AGGREGATION, a copy IDENTITY" \

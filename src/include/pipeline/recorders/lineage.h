@@ -23,6 +23,16 @@ extern void RefreshPipelineLineage(PipelineDef *def);
 extern int	RefreshPipelinesWhere(const char *sql, int nargs, Oid *types, Datum *values);
 extern void SetLineageRunId(int64 run_id);
 
+/* recorders/lineage_analysis.c: columns a view uses without passing them on */
+typedef struct IndirectInput
+{
+	char	   *relation;		/* "schema"."table", as lineage stores it */
+	char	   *column;
+	const char *subtype;		/* FILTER, JOIN, GROUP_BY, SORT, WINDOW, CONDITIONAL */
+	const char *description;	/* what uses it, in words */
+} IndirectInput;
+extern List *IndirectLineage(Oid relid);
+
 /* recorders/openlineage_names.c: the names in OpenLineage events */
 extern void OpenLineageInit(void);
 extern char *OpenLineageDatasetName(const char *relation);
