@@ -42,10 +42,11 @@ SELECT pipeline.run('ol_orders');
 -- and a table whose name has a space
 CREATE SCHEMA "ol_a.b"; CREATE SCHEMA ol_a;
 CREATE TABLE "ol_a.b".c (id int PRIMARY KEY, v text);
-CREATE TABLE ol_a."my table" (id int PRIMARY KEY, v text);
+CREATE TABLE ol_a."my table" (id int PRIMARY KEY, v text, gone boolean NOT NULL DEFAULT false);
 INSERT INTO "ol_a.b".c VALUES (1, 'a'); INSERT INTO ol_a."my table" VALUES (1, 'b');
 SELECT pipeline.create_pipeline('ol_names', '"ol_a.b".c', 'ol_a."b.c"', unique_key => ARRAY['id']);
-SELECT pipeline.create_pipeline('ol_space', 'ol_a."my table"', 'ol_a.spaced', unique_key => ARRAY['id']);
+SELECT pipeline.create_pipeline('ol_space', 'ol_a."my table"', 'ol_a.spaced', unique_key => ARRAY['id'],
+                                delete_column => 'gone');
 SELECT pipeline.run('ol_names');
 SELECT pipeline.run('ol_space');
 -- a run an upstream run triggered, and a skipped run, as the run worker and

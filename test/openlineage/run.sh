@@ -108,6 +108,8 @@ check "INDIRECT lineage of ol_orders: the view's join keys, the incremental colu
       "($ind)('ol_orders') == {('ol_raw.orders', 'customer_id', 'INDIRECT', 'JOIN'), ('ol_raw.customers', 'customer_id', 'INDIRECT', 'JOIN'), ('ol_core.orders_v', 'seq', 'INDIRECT', 'FILTER'), ('ol_core.orders_v', 'order_id', 'INDIRECT', 'JOIN')}"
 check "INDIRECT lineage of the daily pipeline: the view's WHERE and GROUP BY, the unique key" \
       "($ind)('ol daily \"revenue\"') == {('ol_core.orders', 'order_id', 'INDIRECT', 'FILTER'), ('ol_core.orders', 'day', 'INDIRECT', 'GROUP_BY'), ('ol_core.orders', 'region', 'INDIRECT', 'GROUP_BY'), ('ol_mart.daily_v', 'day', 'INDIRECT', 'JOIN'), ('ol_mart.daily_v', 'region', 'INDIRECT', 'JOIN')}"
+check "INDIRECT lineage of ol_space: the delete column (CONDITIONAL) and the unique key" \
+      "($ind)('ol_space') == {('ol_a.\"my table\"', 'gone', 'INDIRECT', 'CONDITIONAL'), ('ol_a.\"my table\"', 'id', 'INDIRECT', 'JOIN')}"
 check "the START event has no columnLineage; every INDIRECT input is one of the event's inputs" \
       "not any('columnLineage' in o['facets'] for e in events if e['eventType'] == 'START' for o in e['outputs']) and all(i['name'] in {d['name'] for d in e['inputs']} for e in events for o in e['outputs'] for i in o['facets'].get('columnLineage', {}).get('dataset', []))"
 check "each field also carries transformationDescription and transformationType (IDENTITY for a copy only)" \
