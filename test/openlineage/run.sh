@@ -12,7 +12,8 @@
 # installable (e.g. under pg_virtualenv -o max_worker_processes=16). Also
 # checks that the validator rejects broken events, so the test can fail.
 # Prints one line per check and "N passed, N failed"; exit status non-zero
-# on any failure.
+# on any failure. With AJV set to an ajv binary, NODE_PATH must reach the
+# ajv and ajv-formats packages that validate_official.js requires.
 set -uo pipefail
 dir=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
