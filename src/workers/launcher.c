@@ -126,7 +126,6 @@ LauncherInit(void)
 								   "A comma-separated list; the launchers start with the server.",
 								   &pipeline_databases, "postgres", PGC_POSTMASTER, 0,
 								   NULL, NULL, NULL);
-	MarkGUCPrefixReserved("pipeline");
 
 	/* a server-start setting and the launchers exist only when preloaded */
 	if (!process_shared_preload_libraries_in_progress)
