@@ -75,10 +75,7 @@ pipeline_set_lineage_column(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	char		nulls[2] = {' ', ' '};
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("pipeline name must not be NULL")));
+	RequireArg(fcinfo, 0, "pipeline name");
 	if (column && column[0] == '\0')
 		column = NULL;
 	SPI_connect();

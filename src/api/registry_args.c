@@ -28,24 +28,6 @@
 #include "pipeline/workers.h"
 #include "registry_internal.h"
 
-/* RequireArg raises 22004 when a required argument is NULL */
-void
-RequireArg(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", argname)));
-}
-
-/* PipelineNameArg reads and checks the pipeline name argument */
-char *
-PipelineNameArg(FunctionCallInfo fcinfo, int argno)
-{
-	RequireArg(fcinfo, argno, "pipeline name");
-	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
-}
-
 /* ValidateName checks a new pipeline name: not empty, at most 63 characters */
 void
 ValidateName(const char *name)

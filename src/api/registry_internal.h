@@ -29,8 +29,6 @@ typedef struct OptionArgs
 	bool		reset_watermark;	/* alter_pipeline changed the source or column */
 } OptionArgs;
 
-extern void RequireArg(FunctionCallInfo fcinfo, int argno, const char *argname);
-extern char *PipelineNameArg(FunctionCallInfo fcinfo, int argno);
 extern void ValidateName(const char *name);
 extern void CheckNameIsFree(const char *name);
 extern char *OptionalText(FunctionCallInfo fcinfo, int argno);

@@ -2,8 +2,9 @@
  *
  * src/common/util.c
  *
- * Small helpers several layers share, so that each is written once: a
- * nullable text parameter for SPI, a JSON member with an escaped string
+ * Small helpers several layers share, so that each is written once: the
+ * required arguments of SQL functions (22004 for a NULL, the pipeline name
+ * above all), a nullable text parameter for SPI, a JSON member with an escaped string
  * value (or null), and SHA-256 through PostgreSQL's cryptohash.
  *
  *-------------------------------------------------------------------------
@@ -78,4 +79,22 @@ Sha256Hex(const char *data, size_t len)
 
 	Sha256(data, len, d);
 	return HexString(d, PG_SHA256_DIGEST_LENGTH);
+}
+
+/* RequireArg raises 22004 when a required argument is NULL */
+void
+RequireArg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+}
+
+/* PipelineNameArg reads and checks the pipeline name argument */
+char *
+PipelineNameArg(FunctionCallInfo fcinfo, int argno)
+{
+	RequireArg(fcinfo, argno, "pipeline name");
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
 }

@@ -382,10 +382,7 @@ pipeline_run(PG_FUNCTION_ARGS)
 	int64		run_id;
 	RunRequest	req = {"manual", 0, 1, 0, false};
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("pipeline name must not be NULL")));
+	RequireArg(fcinfo, 0, "pipeline name");
 	SPI_connect();
 	nestlevel = PinSearchPath();
 	run_id = RunPipeline(LoadPipelineByName(text_to_cstring(PG_GETARG_TEXT_PP(0)), false), &req);
@@ -564,10 +561,7 @@ RunBatchedCall(FunctionCallInfo fcinfo, const char *name, int64 batch_rows,
 Datum
 pipeline_run_batched(PG_FUNCTION_ARGS)
 {
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("pipeline name must not be NULL")));
+	RequireArg(fcinfo, 0, "pipeline name");
 	if (!PG_ARGISNULL(1) && PG_GETARG_INT64(1) <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -203,10 +203,7 @@ pipeline_trigger(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int64		queue_id;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("pipeline name must not be NULL")));
+	RequireArg(fcinfo, 0, "pipeline name");
 	SPI_connect();
 	nestlevel = PinSearchPath();
 	def = LoadPipelineByName(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
@@ -283,10 +280,7 @@ pipeline_cancel(PG_FUNCTION_ARGS)
 	SPITupleTable *holders;
 	uint64		n;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("pipeline name must not be NULL")));
+	RequireArg(fcinfo, 0, "pipeline name");
 	SPI_connect();
 	nestlevel = PinSearchPath();
 	def = LoadPipelineByName(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);

@@ -17,7 +17,6 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -28,7 +27,6 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 
 #include "pipeline/engine.h"
 
@@ -61,13 +59,25 @@ LagQuery(PipelineDef *def, Oid typid)
 	return psprintf("SELECT greatest(max(s.%s) - $1, 0)::text FROM %s AS s", col, src);
 }
 
+/* What MeasureLag reads and fills, passed through TryInSubtransaction */
+typedef struct LagTry
+{
+	PipelineDef *def;
+	Oid			relid;
+	SourceLag  *out;
+} LagTry;
+
 /*
- * MeasureLag reads the lag as the pipeline owner; errors propagate to the
- * caller's subtransaction.
+ * MeasureLag reads the lag as the pipeline owner (arg is a LagTry); errors
+ * propagate to the caller's subtransaction.
  */
 static void
-MeasureLag(PipelineDef *def, Oid relid, SourceLag *out)
+MeasureLag(void *arg)
 {
+	PipelineDef *def = ((LagTry *) arg)->def;
+	Oid			relid = ((LagTry *) arg)->relid;
+	SourceLag  *out = ((LagTry *) arg)->out;
+
 	AttrNumber	attnum = get_attnum(relid, def->incremental_column);
 	Oid			typid;
 	int32		typmod;
@@ -121,9 +131,9 @@ MeasureLag(PipelineDef *def, Oid relid, SourceLag *out)
 static void
 ComputeSourceLag(int64 pipeline_id, SourceLag *out)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
 	PipelineDef *def = LoadPipelineById(pipeline_id);
+	LagTry		lag_try;
+	int			sqlerrcode;
 	Oid			nspid;
 	Oid			relid = InvalidOid;
 
@@ -157,33 +167,16 @@ ComputeSourceLag(int64 pipeline_id, SourceLag *out)
 		return;
 	}
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
+	lag_try.def = def;
+	lag_try.relid = relid;
+	lag_try.out = out;
+	sqlerrcode = TryInSubtransaction(MeasureLag, &lag_try);
+	if (sqlerrcode != 0)
 	{
-		MeasureLag(def, relid, out);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			PG_RE_THROW();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
 		out->lag = NULL;
 		out->reason = psprintf("reading the source failed with SQLSTATE %s",
-							   unpack_sql_state(edata->sqlerrcode));
-		FreeErrorData(edata);
+							   unpack_sql_state(sqlerrcode));
 	}
-	PG_END_TRY();
 }
 
 /*

@@ -13,14 +13,11 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
-#include "utils/memutils.h"
-#include "utils/resowner.h"
 
 #include "pipeline/recorders.h"
 
@@ -43,6 +40,33 @@ AppendFacetHead(StringInfo buf, const char *name, const char *producer, const ch
 	AppendJsonMember(buf, "_schemaURL", url, true);
 }
 
+/* The pipeline ExplainQuery explains, and the statements it found */
+typedef struct ExplainTry
+{
+	const char *pipeline_name;
+	char	   *result;
+} ExplainTry;
+
+/* ExplainQuery reads pipeline.explain's statements (arg is an ExplainTry) */
+static void
+ExplainQuery(void *arg)
+{
+	ExplainTry *t = (ExplainTry *) arg;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	StringInfoData buf;
+
+	values[0] = CStringGetTextDatum(t->pipeline_name);
+	if (SPI_execute_with_args("SELECT s FROM pipeline.explain($1) AS s WHERE s NOT LIKE '--%'",
+							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not explain pipeline \"%s\"", t->pipeline_name);
+	initStringInfo(&buf);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		appendStringInfo(&buf, "%s%s", i ? ";\n" : "",
+						 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	t->result = SPI_processed > 0 ? buf.data : NULL;
+}
+
 /*
  * ExplainStatements returns the statements pipeline.explain shows for a
  * pipeline (its comment row left out), joined by ";\n", or NULL when explain
@@ -53,49 +77,11 @@ AppendFacetHead(StringInfo buf, const char *name, const char *producer, const ch
 static char *
 ExplainStatements(const char *pipeline_name)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	char	   *result = NULL;
+	ExplainTry	t = {pipeline_name, NULL};
 
-	values[0] = CStringGetTextDatum(pipeline_name);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		StringInfoData buf;
-
-		if (SPI_execute_with_args("SELECT s FROM pipeline.explain($1) AS s WHERE s NOT LIKE '--%'",
-								  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not explain pipeline \"%s\"", pipeline_name);
-		MemoryContextSwitchTo(oldcontext);
-		initStringInfo(&buf);
-		for (uint64 i = 0; i < SPI_processed; i++)
-			appendStringInfo(&buf, "%s%s", i ? ";\n" : "",
-							 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		result = SPI_processed > 0 ? buf.data : NULL;
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			PG_RE_THROW();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		FreeErrorData(edata);
-		result = NULL;
-	}
-	PG_END_TRY();
-	return result;
+	if (TryInSubtransaction(ExplainQuery, &t) != 0)
+		return NULL;
+	return t.result;
 }
 
 /*

@@ -151,10 +151,7 @@ pipeline_unschedule(PG_FUNCTION_ARGS)
 	int			nestlevel;
 	bool		removed;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("pipeline name must not be NULL")));
+	RequireArg(fcinfo, 0, "pipeline name");
 	SPI_connect();
 	nestlevel = PinSearchPath();
 	def = LoadPipelineByName(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
@@ -180,10 +177,7 @@ pipeline_scheduled_run(PG_FUNCTION_ARGS)
 	PipelineDef *def;
 	int			nestlevel;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("pipeline name must not be NULL")));
+	RequireArg(fcinfo, 0, "pipeline name");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	SPI_connect();
 	nestlevel = PinSearchPath();

@@ -137,7 +137,12 @@ extern void WakeLauncherAtCommit(void);
 extern void WakeLauncher(void);
 extern bool LauncherConfiguredFor(Oid database_id);
 
-/* common/util.c: SPI, JSON and hash helpers */
+/* common/subxact.c: work that may fail without failing its caller */
+extern int	TryInSubtransaction(void (*fn) (void *arg), void *arg);
+
+/* common/util.c: SQL arguments, SPI, JSON and hash helpers */
+extern void RequireArg(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern char *PipelineNameArg(FunctionCallInfo fcinfo, int argno);
 extern Datum TextOrNull(const char *s, char *null);
 extern void AppendJsonMember(StringInfo buf, const char *key, const char *value, bool comma);
 extern void Sha256(const char *data, size_t len, uint8 *digest);

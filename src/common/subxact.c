@@ -1,0 +1,61 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/common/subxact.c
+ *
+ * Work that may fail without failing its caller: TryInSubtransaction runs a
+ * function in an internal subtransaction, rolls back only what it did when
+ * it raises an error, and reports the SQLSTATE instead of the error. Used
+ * where one part of an answer degrades on its own (a pipeline's source lag
+ * in pipeline.status, the sql facet of an OpenLineage event). The
+ * subtransaction is always closed before control leaves, so no error can
+ * leave the session in a half-aborted state.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+#include "pipeline/common.h"
+
+/*
+ * TryInSubtransaction runs fn(arg) in an internal subtransaction, in the
+ * caller's memory context. Returns 0 when fn finished, else the SQLSTATE of
+ * its error, which is discarded with whatever fn did. A cancel is passed on.
+ */
+int
+TryInSubtransaction(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile int sqlerrcode = 0;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			PG_RE_THROW();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		sqlerrcode = edata->sqlerrcode;
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return sqlerrcode;
+}
