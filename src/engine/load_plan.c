@@ -357,16 +357,19 @@ RefuseExtensionRelation(Oid relid, Oid seen, const char *what)
 }
 
 /*
- * CheckSourceReads refuses a source that reads, through its views, the
- * pipeline's own target (a run would read what it writes, as a pipeline
- * whose source is its target would) or the extension's catalog.
+ * CheckSourceReads returns the tables the source reads (CollectBaseTables:
+ * the ones whose writers a run waits for), refusing a source that reads,
+ * through its views, the pipeline's own target (a run would read what it
+ * writes, as a pipeline whose source is its target would) or the
+ * extension's catalog.
  */
-static void
+static List *
 CheckSourceReads(PipelineDef *def, Oid source_relid, Oid target_relid)
 {
+	List	   *relids = CollectBaseTables(source_relid);
 	ListCell   *lc;
 
-	foreach(lc, CollectBaseTables(source_relid))
+	foreach(lc, relids)
 	{
 		Oid			relid = lfirst_oid(lc);
 
@@ -380,6 +383,7 @@ CheckSourceReads(PipelineDef *def, Oid source_relid, Oid target_relid)
 					 errdetail("A run would read the rows it writes."),
 					 errhint("Load into a different table, or read a copy of the target.")));
 	}
+	return relids;
 }
 
 /*
@@ -399,7 +403,7 @@ BuildLoadPlan(PipelineDef *def)
 	plan->source_ident = QualifiedRelationName(def->source_schema, def->source_table);
 	plan->target_ident = QualifiedRelationName(def->target_schema, def->target_table);
 	CheckRelationKinds(def, plan->source_relid, plan->target_relid);
-	CheckSourceReads(def, plan->source_relid, plan->target_relid);
+	plan->base_relids = CheckSourceReads(def, plan->source_relid, plan->target_relid);
 	ValidateSourceColumns(def, plan->source_relid);
 	plan->columns = BuildLoadColumns(def, plan->source_relid, plan->target_relid);
 	if (def->incremental_column)

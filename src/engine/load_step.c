@@ -95,7 +95,7 @@ WaitForSourceWriters(LoadPlan *plan)
 	List	   *tags = NIL;
 	ListCell   *lc;
 
-	foreach(lc, CollectBaseTables(plan->source_relid))
+	foreach(lc, plan->base_relids)
 	{
 		LOCKTAG    *tag = palloc(sizeof(LOCKTAG));
 

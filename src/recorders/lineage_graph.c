@@ -190,13 +190,6 @@ WalkEdges(List *edges, const char *start, bool forward)
 	return result;
 }
 
-/* PathArray turns a path into a text[] Datum */
-static Datum
-PathArray(List *path)
-{
-	return TextListArray(path);
-}
-
 /* LineageStartName spells a regclass argument as lineage stores relations */
 char *
 LineageStartName(Oid relid)
@@ -232,7 +225,7 @@ TableWalk(FunctionCallInfo fcinfo, bool forward)
 		values[1] = CStringGetTextDatum(r->key);
 		values[2] = CStringGetTextDatum(forward ? r->via->to_kind : r->via->from_kind);
 		values[3] = r->via->pipeline ? CStringGetTextDatum(r->via->pipeline) : (Datum) 0;
-		values[4] = PathArray(r->path);
+		values[4] = TextListArray(r->path);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	UnpinSearchPath(nestlevel);
@@ -281,18 +274,13 @@ ColumnWalk(FunctionCallInfo fcinfo, bool forward)
 		Reached    *r = lfirst(lc);
 		Datum		values[7];
 		bool		nulls[7] = {false, false, false, false, false, r->via->pipeline == NULL, false};
-		ListCell   *pc;
-		List	   *path = NIL;
-
-		foreach(pc, r->path)
-			path = lappend(path, lfirst(pc));
 		values[0] = Int32GetDatum(r->depth);
 		values[1] = CStringGetTextDatum(forward ? r->via->to_rel : r->via->from_rel);
 		values[2] = CStringGetTextDatum(forward ? r->via->to_col : r->via->from_col);
 		values[3] = CStringGetTextDatum(r->transformed ? "transformed" : "copied");
 		values[4] = CStringGetTextDatum(r->via->how);
 		values[5] = r->via->pipeline ? CStringGetTextDatum(r->via->pipeline) : (Datum) 0;
-		values[6] = PathArray(path);
+		values[6] = TextListArray(r->path);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	UnpinSearchPath(nestlevel);
