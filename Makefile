@@ -25,6 +25,10 @@ PG_CPPFLAGS  = -I$(srcdir)/src/include -Wall -Wextra -Werror -Wno-unused-paramet
 # server can interpose on our internal functions, nor we on theirs.
 PG_CPPFLAGS += -D'PGDLLEXPORT=__attribute__((visibility("default")))'
 PG_CFLAGS    = -fvisibility=hidden
+# the OpenLineage sender posts events with libcurl (libcurl4-openssl-dev)
+SHLIB_LINK  += -lcurl
+PIPELINE_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(dir $(firstword $(MAKEFILE_LIST)))pg_pipeline.control)
+PG_CPPFLAGS += -DPIPELINE_VERSION='"$(PIPELINE_VERSION)"'
 PG_CONFIG   ?= pg_config
 PGXS        := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

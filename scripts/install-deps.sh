@@ -4,7 +4,8 @@
 # Installs, from Debian 12's own repositories, everything pg_pipeline needs to
 # build, test, demo and benchmark: the compiler, PostgreSQL 15 with its server
 # headers, pg_cron, pgTAP (extension and pg_prove), IPC::Run and DBD::Pg for
-# the Perl TAP tests, and sqlsmith for the reliability suite; graphviz (dot -Tsvg) for the docs
+# the Perl TAP tests, libcurl4-openssl-dev for the OpenLineage sender's HTTP
+# posts, and sqlsmith for the reliability suite; graphviz (dot -Tsvg) for the docs
 # site and chromium to open it in the site test; dpkg-dev, debhelper, fakeroot
 # and postgresql-server-dev-all (pg_buildext) to build the Debian package
 # (test/deb/run.sh). Idempotent: when
@@ -16,6 +17,7 @@ PACKAGES=(
     build-essential
     postgresql-15
     postgresql-server-dev-15
+    libcurl4-openssl-dev
     postgresql-contrib
     postgresql-15-cron
     postgresql-15-pgtap

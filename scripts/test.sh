@@ -15,6 +15,10 @@
 #   isolation    pg_isolation_regress on test/isolation/specs/*.spec
 #   pgtap        each test/pgtap/*.sql in a fresh database of its own
 #   perl-tap     test/t/*.pl (PostgreSQL::Test::Cluster), as user postgres
+#   openlineage  test/openlineage/run.sh: the events against the official schemas
+#   openlineage-delivery
+#                test/t/013_openlineage_delivery.pl: the sender posts to a
+#                collector on 127.0.0.1 that validates what it receives
 #   site         test/site/run.sh: pg_pipeline_site's pages in headless Chromium
 #   fuzz, sqlsmith, kill-9, soak
 #                the reliability suite: the files of test/t/ whose header
@@ -242,6 +246,7 @@ suite_perl_tap() {
             -u PGSYSCONFDIR -u PGSERVICE -u PGHOSTADDR \
             PATH="$PP_BINDIR:$PATH" TESTDIR="$work" PG_REGRESS="$PG_REGRESS" \
             PG_CONFIG="$PP_BINDIR/pg_config" PP_OLD_INSTALLS="$work/.old-installs" \
+            PP_NODE_PATH="$PP_NODE_DIR/node_modules" PP_OL_SPEC="$PP_OL_SPEC" \
             perl -I "$PP_PGXS/src/test/perl" -I "$work/test/t" "$f") \
             >"$out" 2>"$err" || rc=$?
         read -r p fl < <(count_tap "$out" "$rc")
@@ -265,17 +270,28 @@ suite_perl_tap() {
         "${#files[@]} files${bad[0]:+; failing: ${bad[*]}}"
 }
 
+# ensure_ajv installs ajv-cli and ajv-formats from the npm registry, once
+# per test run, into PP_NODE_DIR (readable by user postgres, which runs the
+# delivery test's collector); false when npm cannot.
+ensure_ajv() {
+    [ -x "$PP_NODE_DIR/node_modules/.bin/ajv" ] && return 0
+    command -v npm >/dev/null 2>&1 || return 1
+    (cd "$PP_NODE_DIR" && npm install --silent --no-audit --no-fund ajv-cli@5 ajv-formats@2 >/dev/null 2>&1) || return 1
+    chmod -R a+rX "$PP_NODE_DIR"
+}
+
 # suite_openlineage validates the events of pipeline.openlineage_events
 # against the project's JSON Schema with ajv-cli from the npm registry
 # (test/openlineage/run.sh); it needs node, npm and python3.
 suite_openlineage() {
     local out rc=0 p fl
-    if ! command -v npm >/dev/null 2>&1 || ! command -v python3 >/dev/null 2>&1; then
-        record openlineage 0 1 "npm or python3 is missing"
+    if ! ensure_ajv || ! command -v python3 >/dev/null 2>&1; then
+        record openlineage 0 1 "npm or python3 is missing, or ajv could not be installed"
         return
     fi
     out=$(mktemp -t pp-openlineage.XXXXXX)
-    timeout -k 10 "$TEST_TIMEOUT" bash test/openlineage/run.sh >"$out" 2>&1 || rc=$?
+    AJV="$PP_NODE_DIR/node_modules/.bin/ajv" NODE_PATH="$PP_NODE_DIR/node_modules" \
+        timeout -k 10 "$TEST_TIMEOUT" bash test/openlineage/run.sh >"$out" 2>&1 || rc=$?
     read -r p fl < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ { n = $1; f = $3 }
                          END { print n + 0, (NR && f != "" ? f : 1) }' "$out")
     if [ "$rc" -ne 0 ] && [ "$fl" -eq 0 ]; then
@@ -322,6 +338,8 @@ in_cluster() {
     suite_pgtap
     suite_perl_tap perl-tap
     suite_openlineage
+    ensure_ajv
+    suite_perl_tap openlineage-delivery
     suite_site
     suite_perl_tap fuzz
     suite_perl_tap sqlsmith
@@ -416,6 +434,13 @@ main() {
     cd "$PP_ROOT" || exit 1
     PP_COUNTS=$(mktemp -t pp-counts.XXXXXX)
     export PP_COUNTS
+    # npm packages for the OpenLineage suites (ensure_ajv), and the official
+    # OpenLineage schemas beside the repository
+    PP_NODE_DIR=$(mktemp -d -t pp-node.XXXXXX)
+    chmod 755 "$PP_NODE_DIR"
+    trap 'rm -rf "$PP_NODE_DIR"' EXIT
+    PP_OL_SPEC=$(cd "$PP_ROOT/../shared/openlineage/spec" 2>/dev/null && pwd || echo /nonexistent)
+    export PP_NODE_DIR PP_OL_SPEC
 
     if ! pp_install_deps; then
         record deps 0 1 "could not install the Debian packages"

@@ -359,3 +359,91 @@ RETURNS TABLE (name text, sql_type text, sql_default text, catalog_column text,
 LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', 'pipeline_options';
 COMMENT ON FUNCTION pipeline._options() IS 'internal: the option table of create_pipeline, alter_pipeline and apply, checked against their signatures by the regression tests';
+
+-- Ecosystem (issue 13) -------------------------------------------------------
+
+-- A failed run keeps its error's DETAIL and HINT (shown in pipeline.runs,
+-- and in the errorMessage of its OpenLineage FAIL event).
+ALTER TABLE pipeline.run_history ADD COLUMN error_detail text, ADD COLUMN error_hint text;
+
+CREATE OR REPLACE VIEW pipeline.runs WITH (security_barrier) AS
+SELECT h.run_id,
+       h.pipeline_id,
+       h.pipeline_name,
+       h.status,
+       h.started_at,
+       h.finished_at,
+       h.rows_read,
+       h.rows_inserted,
+       h.rows_updated,
+       h.rows_deleted,
+       h.rows_unchanged,
+       h.rows_rejected,
+       h.batches,
+       h.watermark_from,
+       h.watermark_to,
+       h.error_sqlstate,
+       h.error_message,
+       h.triggered_by,
+       h.parent_run_id,
+       h.attempt,
+       h.error_detail,
+       h.error_hint
+  FROM pipeline.run_history h
+ WHERE h.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
+    OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
+         WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+
+-- The OpenLineage outbox (src/recorders/openlineage_outbox.c): with
+-- pipeline.openlineage_url set, a run's events are written here by the
+-- transaction that records the run, and the sender worker
+-- (src/workers/openlineage_sender.c) posts them, in order per run, at
+-- least once, with retries; 'dead' after pipeline.openlineage_max_attempts
+-- or a refusal. Events go with their run's history.
+CREATE TABLE pipeline.openlineage_outbox (
+    event_id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id              bigint NOT NULL
+                        REFERENCES pipeline.run_history (run_id) ON DELETE CASCADE,
+    pipeline_id         bigint NOT NULL,
+    event_type          text NOT NULL
+                        CHECK (event_type OPERATOR(pg_catalog.=) ANY (ARRAY['START', 'COMPLETE', 'FAIL'])),
+    event               jsonb NOT NULL,
+    state               text NOT NULL DEFAULT 'pending'
+                        CHECK (state OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'delivered', 'dead'])),
+    attempts            integer NOT NULL DEFAULT 0,
+    next_attempt_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_error          text,
+    created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    delivered_at        timestamptz,
+    UNIQUE (run_id, event_type)
+);
+CREATE INDEX openlineage_outbox_pending_idx
+    ON pipeline.openlineage_outbox (event_id) WHERE state OPERATOR(pg_catalog.=) 'pending';
+REVOKE ALL ON pipeline.openlineage_outbox FROM PUBLIC;
+
+-- The outbox as a role may see it: the events of the runs it sees.
+CREATE VIEW pipeline.openlineage_deliveries WITH (security_barrier) AS
+SELECT o.event_id,
+       o.run_id,
+       o.pipeline_id,
+       h.pipeline_name,
+       o.event_type,
+       o.state,
+       o.attempts,
+       o.next_attempt_at,
+       o.last_error,
+       o.created_at,
+       o.delivered_at,
+       o.event
+  FROM pipeline.openlineage_outbox o
+  JOIN pipeline.run_history h ON h.run_id OPERATOR(pg_catalog.=) o.run_id
+ WHERE o.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
+    OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
+         WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+GRANT SELECT ON pipeline.openlineage_deliveries TO PUBLIC;
+
+CREATE FUNCTION pipeline.openlineage_redeliver(run_id bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_openlineage_redeliver';
+COMMENT ON FUNCTION pipeline.openlineage_redeliver(bigint) IS 'puts the dead OpenLineage events of a run (of every run you see, when NULL) back in the queue';

@@ -27,6 +27,7 @@ _PG_init(void)
 {
 	InstallCounterHooks();
 	OpenLineageInit();
+	OpenLineageOutboxInit();
 	LauncherInit();
 
 	/*

@@ -245,6 +245,8 @@ KeepInlineFailure(RunRecord *failed)
 	copy->wm_from = failed->wm_from ? pstrdup(failed->wm_from) : NULL;
 	copy->wm_to = failed->wm_to ? pstrdup(failed->wm_to) : NULL;
 	copy->message = failed->message ? pstrdup(failed->message) : NULL;
+	copy->detail = failed->detail ? pstrdup(failed->detail) : NULL;
+	copy->hint = failed->hint ? pstrdup(failed->hint) : NULL;
 	copy->triggered_by = pstrdup(failed->triggered_by);
 	MemoryContextSwitchTo(old);
 	inline_failure = copy;
@@ -292,6 +294,8 @@ RunGuarded(RunState *rs, void (*step) (RunState *rs))
 		failed.wm_to = rs->rec.batches > 0 ? rs->rec.wm_to : rs->rec.wm_from;
 		failed.sqlerrcode = edata->sqlerrcode;
 		failed.message = edata->message;
+		failed.detail = edata->detail;
+		failed.hint = edata->hint;
 		if (rs->record_failure_inline)
 			KeepInlineFailure(&failed);	/* the caller records and audits it */
 		else

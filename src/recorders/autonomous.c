@@ -142,6 +142,8 @@ PackRunRecord(StringInfo buf, RunRecord *run)
 	PackString(buf, run->wm_to);
 	PackString(buf, run->triggered_by);
 	PackString(buf, run->message);
+	PackString(buf, run->detail);
+	PackString(buf, run->hint);
 }
 
 /* UnpackRunRecord reads back what PackRunRecord wrote */
@@ -164,6 +166,8 @@ UnpackRunRecord(char **p)
 	run->wm_to = UnpackString(p);
 	run->triggered_by = UnpackString(p);
 	run->message = UnpackString(p);
+	run->detail = UnpackString(p);
+	run->hint = UnpackString(p);
 	return run;
 }
 

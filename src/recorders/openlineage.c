@@ -11,10 +11,11 @@
  * derived from the cluster, the database and the run id, so it is stable
  * and time-ordered), the job (the pipeline), the input datasets (the
  * source, and the base relations its columns come from through views) and
- * the output dataset (the target) with the schema, columnLineage and
- * outputStatistics facets, plus a pg_pipeline run facet with the run id,
- * window and config version, jobDependencies for a run an upstream run
- * triggered, and errorMessage (SQLSTATE only) for a failed run; the facets
+ * the output dataset (the target) with the schema, dataSource (the
+ * server), columnLineage and outputStatistics facets, plus a pg_pipeline
+ * run facet with the run id, window and config version, jobDependencies
+ * for a run an upstream run triggered, and errorMessage for a failed run
+ * (ErrorText); the facets
  * that describe the pipeline and the server (sql, documentation,
  * ownership, tags, processing_engine, nominalTime) are built by
  * openlineage_facets.c.
@@ -52,6 +53,7 @@ PIPELINE_FUNCTION(pipeline_openlineage_events);
 #define OL_COLUMN_FACET "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json#/$defs/ColumnLineageDatasetFacet"
 #define OL_STATS_FACET "https://openlineage.io/spec/facets/1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet"
 #define OL_INPUT_STATS_FACET "https://openlineage.io/spec/facets/1-0-0/InputStatisticsInputDatasetFacet.json#/$defs/InputStatisticsInputDatasetFacet"
+#define OL_DATASOURCE_FACET "https://openlineage.io/spec/facets/1-0-1/DatasourceDatasetFacet.json#/$defs/DatasourceDatasetFacet"
 #define OL_ERROR_FACET "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"
 #define OL_DEPENDENCIES_FACET "https://openlineage.io/spec/facets/1-0-1/JobDependenciesRunFacet.json#/$defs/JobDependenciesRunFacet"
 #define OL_JOBTYPE_FACET "https://openlineage.io/spec/facets/2-0-3/JobTypeJobFacet.json#/$defs/JobTypeJobFacet"
@@ -99,13 +101,14 @@ Int8Val(HeapTuple t, TupleDesc d, int n)
 }
 
 /*
- * LoadRunFacts reads a run, raising 42704 when there is none or when the
- * caller may not see it: the run must show in pipeline.runs read as the
- * caller, so that a run's error and counts reach only those who may see its
- * pipeline.
+ * LoadRunFacts reads a run, raising 42704 when there is none or, as_caller,
+ * when the caller may not see it: the run must show in pipeline.runs read
+ * as the caller, so that a run's error and counts reach only those who may
+ * see its pipeline. (The recorders build the events of the run they record
+ * as the extension.)
  */
 static RunFacts *
-LoadRunFacts(int64 run_id)
+LoadRunFacts(int64 run_id, bool as_caller)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
@@ -117,10 +120,14 @@ LoadRunFacts(int64 run_id)
 	char	   *sqlstate;
 
 	values[0] = Int64GetDatum(run_id);
-	if (SPI_execute_with_args("SELECT 1 FROM pipeline.runs WHERE run_id = $1",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up run %lld", (long long) run_id);
-	visible = SPI_processed > 0;
+	visible = !as_caller;
+	if (as_caller)
+	{
+		if (SPI_execute_with_args("SELECT 1 FROM pipeline.runs WHERE run_id = $1",
+								  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not look up run %lld", (long long) run_id);
+		visible = SPI_processed > 0;
+	}
 	ExecCatalog("SELECT h.run_id, h.pipeline_id, h.pipeline_name, h.status,"
 				" to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
 				" to_char(h.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
@@ -133,7 +140,8 @@ LoadRunFacts(int64 run_id)
 				" coalesce(i.source_relation, v.config->>'source', p.source),"
 				" coalesce(i.target_relation, v.config->>'target', p.target),"
 				" coalesce(i.config_version, 0), h.watermark_from, h.watermark_to,"
-				" h.rows_read, h.rows_inserted, h.rows_updated, h.rows_deleted"
+				" h.rows_read, h.rows_inserted, h.rows_updated, h.rows_deleted,"
+				" h.error_detail, h.error_hint"
 				" FROM pipeline.run_history h"
 				" LEFT JOIN pipeline.run_io i ON i.run_id = h.run_id"
 				" LEFT JOIN pipeline.pipeline_versions v"
@@ -176,6 +184,8 @@ LoadRunFacts(int64 run_id)
 	f->run.counts.inserted = Int8Val(t, d, 20);
 	f->run.counts.updated = Int8Val(t, d, 21);
 	f->run.counts.deleted = Int8Val(t, d, 22);
+	f->run.detail = Val(t, d, 23);
+	f->run.hint = Val(t, d, 24);
 	return f;
 }
 
@@ -429,6 +439,12 @@ AppendDataset(StringInfo buf, const char *ns, const char *relation, List *column
 	AppendJsonMember(buf, "name", OpenLineageDatasetName(relation), true);
 	appendStringInfoString(buf, ",\"facets\":{");
 	AppendSchemaFacet(buf, relation);
+	/* the data source is the server, named by the namespace */
+	appendStringInfo(buf, ",\"dataSource\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\"",
+					 OL_PRODUCER, OL_DATASOURCE_FACET);
+	AppendJsonMember(buf, "name", ns, true);
+	AppendJsonMember(buf, "uri", ns, true);
+	appendStringInfoChar(buf, '}');
 	AppendOpenLineageDatasetDocumentation(buf, relation, OL_PRODUCER);
 	if (output && (columns != NIL || (final && f->indirect != NIL)))
 		AppendColumnLineage(buf, ns, columns, final ? f->indirect : NIL);
@@ -444,6 +460,36 @@ AppendDataset(StringInfo buf, const char *ns, const char *relation, List *column
 						 (long long) (f->run.counts.inserted + f->run.counts.updated +
 									  f->run.counts.deleted));
 	appendStringInfoChar(buf, '}');
+}
+
+/*
+ * ErrorText gives the errorMessage of a failed run: its SQLSTATE, message,
+ * DETAIL and HINT. Events leave the database, and PostgreSQL quotes row
+ * values in the message and detail of data exceptions (class 22: "invalid
+ * input syntax for type integer: \"x1\"") and integrity constraint
+ * violations (class 23: "Key (id)=(7) already exists."): for those two
+ * classes the message and detail are withheld, the hint kept.
+ */
+static char *
+ErrorText(RunRecord *run)
+{
+	const char *state = run->sqlerrcode ? unpack_sql_state(run->sqlerrcode) : "XX000";
+	bool		withheld = strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0;
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	if (withheld)
+		appendStringInfo(&buf, "SQLSTATE %s: message withheld (a data error quotes row values; see pipeline.runs)",
+						 state);
+	else
+	{
+		appendStringInfo(&buf, "SQLSTATE %s: %s", state, run->message ? run->message : "");
+		if (run->detail)
+			appendStringInfo(&buf, "\nDETAIL: %s", run->detail);
+	}
+	if (run->hint)
+		appendStringInfo(&buf, "\nHINT: %s", run->hint);
+	return buf.data;
 }
 
 /* BuildEvent builds one event as JSON text */
@@ -488,16 +534,9 @@ BuildEvent(RunFacts *f, const char *ns, const char *job_ns, const char *type, co
 	}
 	if (strcmp(type, "FAIL") == 0)
 	{
-		/*
-		 * The error text may quote row values (an input syntax error quotes
-		 * the value), and events leave the database: only the SQLSTATE.
-		 */
 		appendStringInfo(&buf, ",\"errorMessage\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\"",
 						 OL_PRODUCER, OL_ERROR_FACET);
-		AppendJsonMember(&buf, "message",
-						 psprintf("run failed with SQLSTATE %s (message withheld: it may quote row values; see pipeline.runs)",
-								  f->run.sqlerrcode ? unpack_sql_state(f->run.sqlerrcode) : "XX000"),
-						 true);
+		AppendJsonMember(&buf, "message", ErrorText(&f->run), true);
 		AppendJsonMember(&buf, "programmingLanguage", "SQL", true);
 		appendStringInfoChar(&buf, '}');
 	}
@@ -555,19 +594,72 @@ BuildEvent(RunFacts *f, const char *ns, const char *job_ns, const char *type, co
 	return buf.data;
 }
 
+/* MakeEvent wraps an event's text with its type */
+static OpenLineageEvent *
+MakeEvent(const char *type, char *json)
+{
+	OpenLineageEvent *e = palloc(sizeof(OpenLineageEvent));
+
+	e->type = type;
+	e->json = json;
+	return e;
+}
+
+/*
+ * BuildRunEvents builds a run's events from its facts: START, and COMPLETE
+ * or FAIL once it has ended; none for a skipped run, which did nothing (see
+ * docs/lineage.md).
+ */
+static List *
+BuildRunEvents(RunFacts *f, const char *ns_arg)
+{
+	List	   *columns;
+	List	   *events = NIL;
+	char	   *ns;
+	char	   *job_ns;
+	const char *final;
+
+	if (f->run.status == RUN_SKIPPED)
+		return NIL;
+	OpenLineageNamespaces(ns_arg, &ns, &job_ns);
+	columns = LoadColumnInputs(f);
+	LoadIndirectInputs(f);
+	events = lappend(events, MakeEvent("START", BuildEvent(f, ns, job_ns, "START", f->started_at, NIL)));
+	if (f->run.status == RUN_RUNNING)
+		return events;
+	final = f->run.status == RUN_SUCCEEDED ? "COMPLETE" : "FAIL";
+	events = lappend(events,
+					 MakeEvent(final, BuildEvent(f, ns, job_ns, final,
+												 f->finished_at ? f->finished_at : f->started_at,
+												 columns)));
+	return events;
+}
+
+/*
+ * BuildOpenLineageEvents builds the events of a run as the catalog
+ * describes it now, in the namespace ns_arg (NULL: the settings'). With
+ * as_caller, the caller must see the run (42704 otherwise). The caller has
+ * SPI connected and search_path pinned.
+ */
+List *
+BuildOpenLineageEvents(int64 run_id, const char *ns_arg, bool as_caller)
+{
+	return BuildRunEvents(LoadRunFacts(run_id, as_caller), ns_arg);
+}
+
 /*
  * pipeline.openlineage_events(run_id, namespace): the run's OpenLineage
- * events, START first; none for a skipped run. namespace overrides
- * pipeline.openlineage_namespace.
+ * events, START first; none for a skipped run. The events the outbox holds
+ * (written when the run started and ended, openlineage_outbox.c) describe
+ * the catalog as the run saw it, and are returned as they were written
+ * when they are all the run has; otherwise, and when namespace is given
+ * (it overrides pipeline.openlineage_namespace), the events are built now.
  */
 Datum
 pipeline_openlineage_events(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RunFacts   *f;
-	List	   *columns;
-	char	   *ns;
-	char	   *job_ns;
 	char	   *arg = NULL;
 	List	   *events = NIL;
 	ListCell   *lc;
@@ -597,27 +689,21 @@ pipeline_openlineage_events(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	nestlevel = PinSearchPath();
-	f = LoadRunFacts(PG_GETARG_INT64(0));
-	OpenLineageNamespaces(arg, &ns, &job_ns);
-
-	/* a skipped run did nothing: it has no events (see docs/lineage.md) */
-	if (f->run.status != RUN_SKIPPED)
+	f = LoadRunFacts(PG_GETARG_INT64(0), true);
+	if (arg == NULL && f->run.status != RUN_SKIPPED)
 	{
-		columns = LoadColumnInputs(f);
-		LoadIndirectInputs(f);
-		events = lappend(events, BuildEvent(f, ns, job_ns, "START", f->started_at, NIL));
-		if (f->run.status != RUN_RUNNING)
-			events = lappend(events,
-							 BuildEvent(f, ns, job_ns,
-										f->run.status == RUN_SUCCEEDED ? "COMPLETE" : "FAIL",
-										f->finished_at ? f->finished_at : f->started_at,
-										columns));
+		events = LoadStoredOpenLineageEvents(f->run.run_id);
+		if (list_length(events) != (f->run.status == RUN_RUNNING ? 1 : 2))
+			events = NIL;
 	}
+	if (events == NIL)
+		events = BuildRunEvents(f, arg);
 	UnpinSearchPath(nestlevel);
 
 	foreach(lc, events)
 	{
-		Datum		value = DirectFunctionCall1(jsonb_in, CStringGetDatum(lfirst(lc)));
+		OpenLineageEvent *e = lfirst(lc);
+		Datum		value = DirectFunctionCall1(jsonb_in, CStringGetDatum(e->json));
 		bool		isnull = false;
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);

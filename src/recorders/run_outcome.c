@@ -6,16 +6,17 @@
  * here from its RunRecord, in the current transaction, so that run_history,
  * run_io, the audit entries and the run_failed alert always say the same:
  *
- *   status        run_history     run_io   audit entries        alert
- *   running       insert          -        run_start            -
- *   (a batch)     update          -        -                    -
- *   succeeded     insert/update   write    run_start, run_end   -
- *   failed        insert/update   write    run_start, run_end   run_failed
- *   skipped       insert          -        run_skipped          -
- *   interrupted   update          -        -                    run_failed
+ *   status       run_history    run_io  audit entries       alert       outbox
+ *   running      insert         -       run_start           -           START
+ *   (a batch)    update         -       -                   -           -
+ *   succeeded    insert/update  write   run_start, run_end  -           START, COMPLETE
+ *   failed       insert/update  write   run_start, run_end  run_failed  START, FAIL
+ *   skipped      insert         -       run_skipped         -           -
+ *   interrupted  update         -       -                   run_failed  START, FAIL
  *
  * (run_start with run_end only when it was not written with the 'running'
- * record). The run's transaction writes a success, a skip or a start; the
+ * record; the OpenLineage events only when pipeline.openlineage_url is
+ * set, each once: openlineage_outbox.c). The run's transaction writes a success, a skip or a start; the
  * run worker writes its failed run in a transaction of its own; a failed
  * run whose caller's transaction rolls back is written by this same code in
  * an autonomous recorder worker (autonomous.c); the recovery (engine/
@@ -52,11 +53,11 @@ FailedStatus(RunStatus status)
 static bool
 WriteRunHistory(RunRecord *run)
 {
-	Oid			types[20] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, BOOLOID,
+	Oid			types[22] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, BOOLOID,
 		INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT4OID, TEXTOID, TEXTOID,
-	TEXTOID, TEXTOID, TEXTOID, INT8OID, INT4OID};
-	Datum		values[20];
-	char		nulls[20];
+	TEXTOID, TEXTOID, TEXTOID, INT8OID, INT4OID, TEXTOID, TEXTOID};
+	Datum		values[22];
+	char		nulls[22];
 	int64		counts[6] = {run->counts.read, run->counts.inserted, run->counts.updated,
 		run->counts.deleted, run->counts.unchanged, run->counts.rejected};
 	bool		failed = FailedStatus(run->status);
@@ -79,13 +80,16 @@ WriteRunHistory(RunRecord *run)
 	values[18] = Int64GetDatum(run->parent_run_id);
 	nulls[18] = run->parent_run_id > 0 ? ' ' : 'n';
 	values[19] = Int32GetDatum(run->attempt > 0 ? run->attempt : 1);
+	values[20] = TextOrNull(failed ? run->detail : NULL, &nulls[20]);
+	values[21] = TextOrNull(failed ? run->hint : NULL, &nulls[21]);
 	ExecKeptPlan(&run_history_plan,
 				 "INSERT INTO pipeline.run_history AS h (run_id, pipeline_id, pipeline_name,"
 				 " status, started_at, finished_at, rows_read, rows_inserted, rows_updated,"
 				 " rows_deleted, rows_unchanged, rows_rejected, batches, watermark_from,"
-				 " watermark_to, error_sqlstate, error_message, triggered_by, parent_run_id, attempt)"
+				 " watermark_to, error_sqlstate, error_message, triggered_by, parent_run_id, attempt,"
+				 " error_detail, error_hint)"
 				 " VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN clock_timestamp() END,"
-				 " $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+				 " $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
 				 " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status,"
 				 " finished_at = excluded.finished_at, rows_read = excluded.rows_read,"
 				 " rows_inserted = excluded.rows_inserted, rows_updated = excluded.rows_updated,"
@@ -93,10 +97,11 @@ WriteRunHistory(RunRecord *run)
 				 " rows_rejected = excluded.rows_rejected, batches = excluded.batches,"
 				 " watermark_from = coalesce(excluded.watermark_from, h.watermark_from),"
 				 " watermark_to = excluded.watermark_to,"
-				 " error_sqlstate = excluded.error_sqlstate, error_message = excluded.error_message"
+				 " error_sqlstate = excluded.error_sqlstate, error_message = excluded.error_message,"
+				 " error_detail = excluded.error_detail, error_hint = excluded.error_hint"
 				 " WHERE h.status = 'running'"
 				 " RETURNING h.run_id",
-				 20, types, values, nulls);
+				 22, types, values, nulls);
 	return SPI_processed > 0;
 }
 
@@ -149,6 +154,7 @@ RecordRunStart(RunRecord *run)
 	Assert(run->status == RUN_RUNNING);
 	(void) WriteRunHistory(run);
 	AuditRunStart(run);
+	EnqueueOpenLineageEvents(run);
 	run->start_recorded = true;
 }
 
@@ -183,5 +189,7 @@ RecordRunOutcome(RunRecord *run)
 	}
 	else if (run->status == RUN_SKIPPED)
 		AuditSkippedRun(run);
+	if (run->status != RUN_SKIPPED)
+		EnqueueOpenLineageEvents(run);
 	return true;
 }

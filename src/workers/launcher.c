@@ -13,7 +13,9 @@
  *   running, and none of whose upstream pipelines is queued or running, up
  *   to pipeline.max_workers at once; every pipeline.check_interval, check
  *   freshness and timeliness limits and prune old run history; every pass,
- *   write the coalesced refusals and prune the audit log (recorders/audit_*.c).
+ *   write the coalesced refusals and prune the audit log (recorders/audit_*.c);
+ *   keep the OpenLineage sender running while pipeline.openlineage_url is
+ *   set (openlineage_sender.c).
  *
  * Shared memory holds one slot per launcher (database and latch), so that
  * any backend can wake its database's launcher when it commits.
@@ -406,6 +408,7 @@ LauncherPass(bool *recovered, TimestampTz *last_checks)
 		due = StartDueRuns();
 		if (due >= 0 && due < sleep_ms)
 			sleep_ms = due;
+		KeepOpenLineageSender();
 	}
 
 	CommitWorkerTransaction();

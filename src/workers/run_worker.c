@@ -127,11 +127,16 @@ HandleFailure(PipelineDef *def, RunRecord *failed, bool timed_out)
 	{
 		failed->sqlerrcode = ERRCODE_ADMIN_SHUTDOWN;
 		failed->message = "run terminated: its worker received SIGTERM (pg_terminate_backend or a server shutdown)";
+		failed->detail = failed->hint = NULL;
 	}
 	else if (timed_out)
+	{
 		failed->message = psprintf("run exceeded its timeout of %s",
 								   DatumGetCString(DirectFunctionCall1(interval_out,
 																	   IntervalPGetDatum(def->timeout))));
+		failed->detail = NULL;
+		failed->hint = "Raise the pipeline's timeout with pipeline.alter_pipeline, or load less per run with batch_rows.";
+	}
 	/* a cancel that is not the timeout is somebody's decision: no retry */
 	transient = IsTransientError(failed->sqlerrcode) &&
 		(failed->sqlerrcode != ERRCODE_QUERY_CANCELED || timed_out || termination_requested);
@@ -291,6 +296,8 @@ pipeline_run_worker_main(Datum arg)
 		failed->status = RUN_FAILED;
 		failed->sqlerrcode = edata->sqlerrcode;
 		failed->message = edata->message;
+		failed->detail = edata->detail;
+		failed->hint = edata->hint;
 		HandleFailure(def, failed, timed_out);
 	}
 	PG_END_TRY();

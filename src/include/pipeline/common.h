@@ -121,6 +121,8 @@ typedef struct LauncherSlot
 	double		total_pass_ms;
 	double		max_pass_ms;
 	int64		workers_started;
+	pid_t		sender_pid;		/* its OpenLineage sender, 0: none */
+	Latch	   *sender_latch;
 } LauncherSlot;
 
 typedef struct PipelineShared
@@ -135,7 +137,13 @@ extern char *pipeline_databases;
 extern void LauncherShmemInit(void);
 extern void WakeLauncherAtCommit(void);
 extern void WakeLauncher(void);
+extern void WakeSenderAtCommit(void);
 extern bool LauncherConfiguredFor(Oid database_id);
+
+/* common/http_post.c: one HTTP POST of a JSON document (libcurl) */
+extern bool HttpPostJson(const char *url, const char *body, const char *bearer, int timeout_ms,
+						 long *status, char **error);
+extern bool HttpUrlValid(const char *url);
 
 /* common/subxact.c: work that may fail without failing its caller */
 extern int	TryInSubtransaction(void (*fn) (void *arg), void *arg);

@@ -3,8 +3,8 @@
  * src/include/pipeline/workers.h
  *
  * Layer 5, the workers (src/workers/): the launcher loop, the run worker,
- * the monitor (limits, history pruning, recovery of interrupted runs) and
- * the pg_cron schedules.
+ * the monitor (limits, history pruning, recovery of interrupted runs), the
+ * pg_cron schedules and the OpenLineage sender.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,8 +36,12 @@ extern void RefreshAllSourceRelations(void);
 extern void ScheduleCronJob(PipelineDef *def, const char *old_name);
 extern bool UnscheduleCronJob(const char *pipeline_name);
 
+/* workers/openlineage_sender.c: posting the OpenLineage outbox */
+extern void KeepOpenLineageSender(void);
+
 /* entry points of the background workers */
 PGDLLEXPORT void pipeline_launcher_main(Datum arg);
 PGDLLEXPORT void pipeline_run_worker_main(Datum arg);
+PGDLLEXPORT void pipeline_openlineage_sender_main(Datum arg);
 
 #endif							/* PIPELINE_WORKERS_H */

@@ -33,6 +33,26 @@ typedef struct IndirectInput
 } IndirectInput;
 extern List *IndirectLineage(Oid relid);
 
+/* recorders/openlineage.c: a run's events */
+typedef struct OpenLineageEvent
+{
+	const char *type;			/* START, COMPLETE or FAIL */
+	char	   *json;
+} OpenLineageEvent;
+extern List *BuildOpenLineageEvents(int64 run_id, const char *ns_arg, bool as_caller);
+
+/* recorders/openlineage_outbox.c: events kept and handed to the sender */
+extern char *openlineage_url;
+extern char *openlineage_api_key;
+extern int	openlineage_timeout_ms;
+extern int	openlineage_max_attempts;
+extern int	openlineage_retry_max_s;
+extern void OpenLineageOutboxInit(void);
+extern bool OpenLineageDeliveryOn(void);
+struct RunRecord;
+extern void EnqueueOpenLineageEvents(struct RunRecord *run);
+extern List *LoadStoredOpenLineageEvents(int64 run_id);
+
 /* recorders/openlineage_names.c: the names in OpenLineage events */
 extern void OpenLineageInit(void);
 extern char *OpenLineageDatasetName(const char *relation);

@@ -69,6 +69,8 @@ typedef struct RunRecord
 	bool		start_recorded; /* its 'running' record and start entry are written */
 	int			sqlerrcode;		/* failed, interrupted: the error */
 	const char *message;
+	const char *detail;			/* its DETAIL and HINT, NULL if none */
+	const char *hint;
 } RunRecord;
 
 /* recorders/runs.c: run ids, status names, records left running */
