@@ -205,3 +205,37 @@ SELECT pipeline.lineage_graph('dot', 'lin_esc.gone_out');
 -- (dropped again, so that the suites after this one see the same registry)
 SELECT pipeline.drop_pipeline('<b>esc</b> & "#1"'), pipeline.drop_pipeline('lin_gone');
 DROP SCHEMA lin_esc CASCADE;
+
+-- How a value arrives, per source column. A CASE's tests, NULLIF's second
+-- argument and an aggregate's FILTER only choose which value arrives: they
+-- are "condition" edges (OpenLineage: INDIRECT, CONDITIONAL), next to the
+-- edges of the values themselves; COALESCE and GREATEST pass any argument
+-- on. The strongest kind on the way names an edge: a cast or a function
+-- over an aggregate is still an aggregate. count(*) reads no column: its
+-- edge comes from "*", the rows of the table it counts, under any view.
+CREATE SCHEMA lin_kinds;
+CREATE TABLE lin_kinds.t (id int PRIMARY KEY, status text, amount numeric, fallback numeric,
+                          day date);
+CREATE VIEW lin_kinds.rows_v AS
+SELECT id, day, status, amount,
+       CASE WHEN status = 'x' THEN amount END AS cased,
+       CASE status WHEN 'x' THEN 0 ELSE amount END AS simple_cased,
+       coalesce(amount, fallback) AS coalesced,
+       greatest(amount, fallback) AS greatest,
+       nullif(amount, fallback) AS nullified
+  FROM lin_kinds.t WHERE amount > 0;
+CREATE VIEW lin_kinds.daily AS
+SELECT day, sum(amount)::numeric(12,2) AS total, count(*)::int AS n,
+       count(*) FILTER (WHERE status = 'x') AS x_count, round(avg(cased), 2) AS avg_cased
+  FROM lin_kinds.rows_v GROUP BY day;
+SELECT pipeline.create_pipeline('lin_kinds', 'lin_kinds.daily', 'lin_kinds.daily_out',
+                                mode => 'full', unique_key => ARRAY['day']) > 0 AS created;
+SELECT from_relation, from_column, to_relation, to_column, transformation, how
+  FROM pipeline.column_lineage
+ WHERE edge_kind = 'view' AND to_relation LIKE 'lin\_kinds.%'
+ ORDER BY to_relation, to_column, from_relation, from_column, how;
+-- the count reaches the table, not the view it is defined in
+SELECT depth, relation, column_name, transformation, how, pipeline
+  FROM pipeline.column_upstream('lin_kinds.daily_out', 'n');
+SELECT pipeline.drop_pipeline('lin_kinds');
+DROP SCHEMA lin_kinds CASCADE;

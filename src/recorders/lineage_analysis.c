@@ -11,14 +11,17 @@
  * variables), subqueries in FROM, CTEs and set operations, down to columns
  * of the relations the view reads; an edge is "copied" when the value
  * arrives unchanged (a bare column reference, or an implicit binary
- * coercion) and "transformed" otherwise. Columns only used to filter, join
- * or group are not edges. The edges go into an EdgeSet, which
- * lineage_store.c writes to the catalog; nothing here reads or writes it.
+ * coercion) and "transformed" otherwise, named by the strongest kind of
+ * transformation on the way (an aggregate under a cast is "aggregate"). A
+ * column that only chooses the value (a CASE test, NULLIF's second
+ * argument, an aggregate's FILTER) is a "condition" edge; an aggregate that
+ * reads no column (count(*)) has an edge from "*", the rows of each table
+ * it counts. Columns only used to filter, join or group are not edges. The
+ * edges go into an EdgeSet, which lineage_store.c writes to the catalog;
+ * nothing here reads or writes it.
  *
- * IndirectLineage lists those other columns for OpenLineage's INDIRECT
- * lineage: the base table columns a view (and the views below it) uses in
- * WHERE and HAVING (FILTER), join conditions (JOIN), GROUP BY (GROUP_BY),
- * ORDER BY (SORT) and window definitions (WINDOW).
+ * lineage_indirect.c lists those other columns for OpenLineage's INDIRECT
+ * lineage, with ResolveExpr and ResolveQueryColumn from here.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,28 +40,22 @@
 
 #include "lineage_internal.h"
 
-#define MAX_RESOLVE_DEPTH 64
 
-/* A column a value comes from */
-typedef struct ColSource
-{
-	Oid			relid;
-	char	   *column;
-	bool		transformed;
-	const char *how;
-} ColSource;
+static void SetOpLeaves(Node *node, List **leaves);
 
-static void ResolveExpr(Node *expr, List *stack, bool transformed, const char *how,
-						List **out, int depth);
-static void ResolveQueryColumn(Query *query, AttrNumber resno, List *stack,
-							   bool transformed, const char *how, List **out, int depth);
-
-/* DescribeExpr names the kind of transformation an expression applies */
+/*
+ * DescribeExpr names the kind of transformation an expression node applies,
+ * or NULL for a node that passes values on as they are (a list, an implicit
+ * binary coercion)
+ */
 static const char *
 DescribeExpr(Node *expr)
 {
 	switch (nodeTag(expr))
 	{
+		case T_List:
+		case T_TargetEntry:
+			return NULL;
 		case T_Aggref:
 			return "aggregate";
 		case T_WindowFunc:
@@ -69,7 +66,12 @@ DescribeExpr(Node *expr)
 			return "coalesce";
 		case T_MinMaxExpr:
 			return "greatest/least";
+		case T_NullIfExpr:
+			return "nullif";
 		case T_RelabelType:
+			if (((RelabelType *) expr)->relabelformat == COERCE_IMPLICIT_CAST)
+				return NULL;
+			return "cast";
 		case T_CoerceViaIO:
 		case T_ArrayCoerceExpr:
 		case T_CoerceToDomain:
@@ -89,6 +91,37 @@ DescribeExpr(Node *expr)
 		default:
 			return "expression";
 	}
+}
+
+/*
+ * HowRank orders the kinds of transformation, so that the strongest one on
+ * a value's path names it: a copy, a cast, any other transformation, a
+ * scalar subquery, a window function, an aggregate. "condition" (the value
+ * only decides which branch of a CASE is taken) absorbs everything.
+ */
+static int
+HowRank(const char *how)
+{
+	if (how == NULL || strcmp(how, "copy") == 0)
+		return 0;
+	if (strcmp(how, "cast") == 0)
+		return 1;
+	if (strcmp(how, "subquery") == 0)
+		return 3;
+	if (strcmp(how, "window function") == 0)
+		return 4;
+	if (strcmp(how, "aggregate") == 0)
+		return 5;
+	if (strcmp(how, "condition") == 0)
+		return 9;
+	return 2;
+}
+
+/* StrongerHow returns the stronger of two kinds; the outer one on a tie */
+static const char *
+StrongerHow(const char *outer, const char *inner)
+{
+	return HowRank(inner) > HowRank(outer) ? inner : outer;
 }
 
 /* RelationNatts returns how many attributes a relation has */
@@ -198,49 +231,231 @@ ResolveVar(Var *var, List *stack, bool transformed, const char *how, List **out,
 	}
 }
 
+/*
+ * RowSources records that a value is computed from the rows of a query (an
+ * aggregate or window function that reads no column: count(*), count(1),
+ * row_number()): an edge from column "*" of each relation its FROM reads,
+ * followed through joins, subqueries in FROM, CTEs, set operations and
+ * views down to tables (and materialized views' own tables). Functions and
+ * VALUES in FROM have no rows to name.
+ */
+static void
+RowSources(Node *node, Query *query, List *stack, const char *how, List **out, int depth)
+{
+	ListCell   *lc;
+
+	if (node == NULL || depth > MAX_RESOLVE_DEPTH)
+		return;
+	if (IsA(node, FromExpr))
+	{
+		foreach(lc, ((FromExpr *) node)->fromlist)
+			RowSources(lfirst(lc), query, stack, how, out, depth + 1);
+	}
+	else if (IsA(node, JoinExpr))
+	{
+		RowSources(((JoinExpr *) node)->larg, query, stack, how, out, depth + 1);
+		RowSources(((JoinExpr *) node)->rarg, query, stack, how, out, depth + 1);
+	}
+	else if (IsA(node, RangeTblRef))
+	{
+		RangeTblEntry *rte = rt_fetch(((RangeTblRef *) node)->rtindex, query->rtable);
+		Query	   *sub = NULL;
+		List	   *at = lappend(list_copy(stack), query);
+
+		if (rte->rtekind == RTE_RELATION)
+		{
+			char		kind = get_rel_relkind(rte->relid);
+
+			if (kind == RELKIND_VIEW || kind == RELKIND_MATVIEW)
+			{
+				Relation	rel = relation_open(rte->relid, AccessShareLock);
+
+				sub = copyObject(get_view_query(rel));
+				relation_close(rel, AccessShareLock);
+				at = NIL;
+			}
+			else
+			{
+				ColSource  *s = palloc(sizeof(ColSource));
+
+				s->relid = rte->relid;
+				s->column = pstrdup("*");
+				s->transformed = true;
+				s->how = how;
+				*out = lappend(*out, s);
+			}
+		}
+		else if (rte->rtekind == RTE_SUBQUERY)
+			sub = rte->subquery;
+		else if (rte->rtekind == RTE_CTE)
+		{
+			int			owner_idx = list_length(at) - 1 - (int) rte->ctelevelsup;
+
+			if (owner_idx >= 0)
+			{
+				Query	   *owner = list_nth(at, owner_idx);
+
+				foreach(lc, owner->cteList)
+				{
+					CommonTableExpr *cte = lfirst(lc);
+
+					if (strcmp(cte->ctename, rte->ctename) == 0 && IsA(cte->ctequery, Query))
+						sub = (Query *) cte->ctequery;
+				}
+				at = list_truncate(at, owner_idx + 1);
+			}
+		}
+		if (sub && sub->setOperations)
+		{
+			List	   *leaves = NIL;
+
+			SetOpLeaves(sub->setOperations, &leaves);
+			foreach(lc, leaves)
+			{
+				RangeTblRef *ref = makeNode(RangeTblRef);
+
+				ref->rtindex = lfirst_int(lc);
+				RowSources((Node *) ref, sub, at, how, out, depth + 1);
+			}
+		}
+		else if (sub)
+			RowSources((Node *) sub->jointree, sub, at, how, out, depth + 1);
+	}
+}
+
 /* The walker that finds every column an expression reads */
 typedef struct ExprWalkContext
 {
 	List	   *stack;
-	const char *how;
+	const char *how;			/* the strongest kind above this node */
 	List	  **out;
 	int			depth;
 } ExprWalkContext;
 
+static bool ExprSourcesWalker(Node *node, ExprWalkContext *ctx);
+
+/* WalkAs walks a part of an expression as kind how */
+static void
+WalkAs(Node *node, ExprWalkContext *ctx, const char *how)
+{
+	const char *saved = ctx->how;
+
+	ctx->how = how;
+	(void) ExprSourcesWalker(node, ctx);
+	ctx->how = saved;
+}
+
+/*
+ * WalkAggregate walks an aggregate's or a window function's arguments; its
+ * FILTER only decides which rows count (a condition); one that reads no
+ * column computes from the rows of its query level (RowSources).
+ */
+static void
+WalkAggregate(Node *args, Expr *filter, Index levelsup, ExprWalkContext *ctx, const char *how)
+{
+	int			before = list_length(*ctx->out);
+	int			idx = list_length(ctx->stack) - 1 - (int) levelsup;
+
+	WalkAs(args, ctx, how);
+	if (list_length(*ctx->out) == before && idx >= 0)
+	{
+		Query	   *q = list_nth(ctx->stack, idx);
+
+		RowSources((Node *) q->jointree, q, list_truncate(list_copy(ctx->stack), idx), how,
+				   ctx->out, ctx->depth + 1);
+	}
+	WalkAs((Node *) filter, ctx, "condition");
+}
+
 static bool
 ExprSourcesWalker(Node *node, ExprWalkContext *ctx)
 {
+	const char *how;
+	ListCell   *lc;
+
 	if (node == NULL)
 		return false;
 	if (IsA(node, Var))
 	{
-		ResolveVar((Var *) node, ctx->stack, true, ctx->how, ctx->out, ctx->depth + 1);
+		ResolveVar((Var *) node, ctx->stack, true, ctx->how ? ctx->how : "expression",
+				   ctx->out, ctx->depth + 1);
 		return false;
 	}
 	if (IsA(node, Query))
 	{
 		/* a sublink's query: its output is what flows into the expression */
 		Query	   *sub = (Query *) node;
-		ListCell   *lc;
 
 		foreach(lc, sub->targetList)
 		{
 			TargetEntry *tle = lfirst(lc);
 
 			if (!tle->resjunk)
-				ResolveQueryColumn(sub, tle->resno, ctx->stack, true, "subquery", ctx->out, ctx->depth + 1);
+				ResolveQueryColumn(sub, tle->resno, ctx->stack, true,
+								   StrongerHow(ctx->how, "subquery"), ctx->out, ctx->depth + 1);
 		}
 		return false;
 	}
-	return expression_tree_walker(node, ExprSourcesWalker, (void *) ctx);
+	how = StrongerHow(ctx->how, DescribeExpr(node));
+	if (IsA(node, Aggref))
+	{
+		Aggref	   *a = (Aggref *) node;
+
+		WalkAggregate((Node *) list_concat(list_copy(a->aggdirectargs), a->args), a->aggfilter,
+					  a->agglevelsup, ctx, how);
+		return false;
+	}
+	if (IsA(node, WindowFunc))
+	{
+		WindowFunc *w = (WindowFunc *) node;
+
+		WalkAggregate((Node *) w->args, w->aggfilter, 0, ctx, how);
+		return false;
+	}
+	if (IsA(node, CaseExpr))
+	{
+		/* the tests choose a branch (INDIRECT, CONDITIONAL); the results are the value */
+		CaseExpr   *c = (CaseExpr *) node;
+
+		WalkAs((Node *) c->arg, ctx, "condition");
+		foreach(lc, c->args)
+		{
+			CaseWhen   *w = lfirst(lc);
+
+			WalkAs((Node *) w->expr, ctx, "condition");
+			WalkAs((Node *) w->result, ctx, how);
+		}
+		WalkAs((Node *) c->defresult, ctx, how);
+		return false;
+	}
+	if (IsA(node, NullIfExpr) && list_length(((NullIfExpr *) node)->args) == 2)
+	{
+		/* NULLIF(a, b) is a or NULL: b only decides which */
+		NullIfExpr *n = (NullIfExpr *) node;
+
+		WalkAs(linitial(n->args), ctx, how);
+		WalkAs(lsecond(n->args), ctx, "condition");
+		return false;
+	}
+	{
+		const char *saved = ctx->how;
+
+		ctx->how = how;
+		(void) expression_tree_walker(node, ExprSourcesWalker, (void *) ctx);
+		ctx->how = saved;
+	}
+	return false;
 }
 
 /*
  * ResolveExpr finds the columns an expression's value comes from. A bare
  * Var (or an implicit binary coercion of one) passes a value on as it is;
- * anything else transforms it.
+ * anything else transforms it, named by the strongest kind of
+ * transformation on the path from the expression down to the column (an
+ * aggregate under a cast is an aggregate); a column a CASE tests or NULLIF
+ * compares with, or an aggregate's FILTER, is a "condition".
  */
-static void
+void
 ResolveExpr(Node *expr, List *stack, bool transformed, const char *how, List **out, int depth)
 {
 	ExprWalkContext ctx;
@@ -255,7 +470,7 @@ ResolveExpr(Node *expr, List *stack, bool transformed, const char *how, List **o
 		return;
 	}
 	ctx.stack = stack;
-	ctx.how = how ? how : DescribeExpr(expr);
+	ctx.how = how;
 	ctx.out = out;
 	ctx.depth = depth;
 	(void) ExprSourcesWalker(expr, &ctx);
@@ -278,7 +493,7 @@ SetOpLeaves(Node *node, List **leaves)
  * ResolveQueryColumn finds where output column resno of a query comes from;
  * for a set operation, from every branch.
  */
-static void
+void
 ResolveQueryColumn(Query *query, AttrNumber resno, List *stack, bool transformed,
 				   const char *how, List **out, int depth)
 {
@@ -395,7 +610,10 @@ AnalyzeRelation(Oid relid, EdgeSet *es, int depth)
 		if (att->attisdropped)
 			continue;
 		ResolveQueryColumn(query, att->attnum, NIL, false, NULL, &sources, 0);
-		/* one edge per source column; any transforming path makes it transformed */
+		/*
+		 * one edge per source column, and one more if a CASE also tests it;
+		 * any transforming path makes it transformed, the strongest names it
+		 */
 		foreach(sc, sources)
 		{
 			ColSource  *s = lfirst(sc);
@@ -406,13 +624,14 @@ AnalyzeRelation(Oid relid, EdgeSet *es, int depth)
 			{
 				ColSource  *d = lfirst(dc);
 
-				if (d->relid == s->relid && strcmp(d->column, s->column) == 0)
+				if (d->relid == s->relid && strcmp(d->column, s->column) == 0 &&
+					(strcmp(d->how, "condition") == 0) == (strcmp(s->how, "condition") == 0))
 				{
 					if (s->transformed && !d->transformed)
-					{
-						d->transformed = true;
 						d->how = s->how;
-					}
+					else if (s->transformed)
+						d->how = StrongerHow(d->how, s->how);
+					d->transformed |= s->transformed;
 					dup = true;
 				}
 			}
@@ -431,200 +650,4 @@ AnalyzeRelation(Oid relid, EdgeSet *es, int depth)
 
 	foreach(lc, relids)
 		AnalyzeRelation(lfirst_oid(lc), es, depth + 1);
-}
-
-/* ---- INDIRECT lineage --------------------------------------------------- */
-
-/* What IndirectLineage collects */
-typedef struct IndirectContext
-{
-	List	   *out;			/* IndirectInput * */
-	List	   *views_done;		/* OIDs of views whose own uses are collected */
-} IndirectContext;
-
-static void CollectViewIndirect(IndirectContext *ic, Oid relid, int depth);
-
-/*
- * AddIndirectColumn records that column of relid is used as subtype; a
- * column of a view is followed down to the base columns it comes from.
- */
-static void
-AddIndirectColumn(IndirectContext *ic, Oid relid, const char *column, const char *subtype,
-				  int depth)
-{
-	char		kind = get_rel_relkind(relid);
-	char	   *relation;
-	ListCell   *lc;
-	IndirectInput *in;
-
-	if (depth > MAX_RESOLVE_DEPTH)
-		return;
-	if (kind == RELKIND_VIEW || kind == RELKIND_MATVIEW)
-	{
-		Relation	rel = relation_open(relid, AccessShareLock);
-		Query	   *query = copyObject(get_view_query(rel));
-		AttrNumber	attnum = get_attnum(relid, column);
-		List	   *sources = NIL;
-
-		relation_close(rel, AccessShareLock);
-		if (attnum != InvalidAttrNumber)
-			ResolveQueryColumn(query, attnum, NIL, false, NULL, &sources, 0);
-		foreach(lc, sources)
-		{
-			ColSource  *src = lfirst(lc);
-
-			AddIndirectColumn(ic, src->relid, src->column, subtype, depth + 1);
-		}
-		return;
-	}
-	relation = LineageRelationName(relid);
-	foreach(lc, ic->out)
-	{
-		in = lfirst(lc);
-		if (strcmp(in->relation, relation) == 0 && strcmp(in->column, column) == 0 &&
-			strcmp(in->subtype, subtype) == 0)
-			return;
-	}
-	in = palloc(sizeof(IndirectInput));
-	in->relation = relation;
-	in->column = pstrdup(column);
-	in->subtype = subtype;
-	in->description = strcmp(subtype, "FILTER") == 0 ? "WHERE or HAVING of a view"
-		: strcmp(subtype, "JOIN") == 0 ? "join condition of a view"
-		: strcmp(subtype, "GROUP_BY") == 0 ? "GROUP BY of a view"
-		: strcmp(subtype, "SORT") == 0 ? "ORDER BY of a view" : "window of a view";
-	ic->out = lappend(ic->out, in);
-}
-
-/* AddIndirectExpr records every column an expression of a query reads */
-static void
-AddIndirectExpr(IndirectContext *ic, Node *expr, List *stack, const char *subtype, int depth)
-{
-	List	   *sources = NIL;
-	ListCell   *lc;
-
-	if (expr == NULL)
-		return;
-	ResolveExpr(expr, stack, true, NULL, &sources, 0);
-	foreach(lc, sources)
-	{
-		ColSource  *src = lfirst(lc);
-
-		AddIndirectColumn(ic, src->relid, src->column, subtype, depth + 1);
-	}
-}
-
-/* CollectJoinTree records the join conditions and WHERE of a FROM tree */
-static void
-CollectJoinTree(IndirectContext *ic, Node *node, List *stack, int depth)
-{
-	ListCell   *lc;
-
-	if (node == NULL)
-		return;
-	if (IsA(node, FromExpr))
-	{
-		FromExpr   *f = (FromExpr *) node;
-
-		foreach(lc, f->fromlist)
-			CollectJoinTree(ic, lfirst(lc), stack, depth);
-		AddIndirectExpr(ic, f->quals, stack, "FILTER", depth);
-	}
-	else if (IsA(node, JoinExpr))
-	{
-		JoinExpr   *j = (JoinExpr *) node;
-
-		CollectJoinTree(ic, j->larg, stack, depth);
-		CollectJoinTree(ic, j->rarg, stack, depth);
-		AddIndirectExpr(ic, j->quals, stack, "JOIN", depth);
-	}
-}
-
-/* AddIndirectClause records the expressions of a GROUP BY or ORDER BY list */
-static void
-AddIndirectClause(IndirectContext *ic, List *clause, Query *query, List *stack,
-				  const char *subtype, int depth)
-{
-	ListCell   *lc;
-
-	foreach(lc, clause)
-	{
-		TargetEntry *tle = get_sortgroupclause_tle(lfirst(lc), query->targetList);
-
-		AddIndirectExpr(ic, (Node *) tle->expr, stack, subtype, depth);
-	}
-}
-
-/*
- * CollectQueryIndirect records the columns a query (and its subqueries in
- * FROM, its CTEs, the views it reads) uses without passing them on.
- */
-static void
-CollectQueryIndirect(IndirectContext *ic, Query *query, List *stack, int depth)
-{
-	List	   *inner = lappend(list_copy(stack), query);
-	ListCell   *lc;
-
-	if (depth > MAX_RESOLVE_DEPTH)
-		return;
-	CollectJoinTree(ic, (Node *) query->jointree, inner, depth);
-	AddIndirectExpr(ic, query->havingQual, inner, "FILTER", depth);
-	AddIndirectClause(ic, query->groupClause, query, inner, "GROUP_BY", depth);
-	AddIndirectClause(ic, query->sortClause, query, inner, "SORT", depth);
-	foreach(lc, query->windowClause)
-	{
-		WindowClause *w = lfirst(lc);
-
-		AddIndirectClause(ic, w->partitionClause, query, inner, "WINDOW", depth);
-		AddIndirectClause(ic, w->orderClause, query, inner, "WINDOW", depth);
-	}
-	foreach(lc, query->cteList)
-	{
-		CommonTableExpr *cte = lfirst(lc);
-
-		if (IsA(cte->ctequery, Query))
-			CollectQueryIndirect(ic, (Query *) cte->ctequery, inner, depth + 1);
-	}
-	foreach(lc, query->rtable)
-	{
-		RangeTblEntry *rte = lfirst(lc);
-
-		if (rte->rtekind == RTE_SUBQUERY && rte->subquery)
-			CollectQueryIndirect(ic, rte->subquery, inner, depth + 1);
-		else if (rte->rtekind == RTE_RELATION)
-			CollectViewIndirect(ic, rte->relid, depth + 1);
-	}
-}
-
-/* CollectViewIndirect records the indirect uses of a view, once */
-static void
-CollectViewIndirect(IndirectContext *ic, Oid relid, int depth)
-{
-	char		kind = get_rel_relkind(relid);
-	Relation	rel;
-	Query	   *query;
-
-	if ((kind != RELKIND_VIEW && kind != RELKIND_MATVIEW) ||
-		list_member_oid(ic->views_done, relid) || depth > MAX_RESOLVE_DEPTH)
-		return;
-	ic->views_done = lappend_oid(ic->views_done, relid);
-	rel = relation_open(relid, AccessShareLock);
-	query = copyObject(get_view_query(rel));
-	relation_close(rel, AccessShareLock);
-	CollectQueryIndirect(ic, query, NIL, depth);
-}
-
-/*
- * IndirectLineage returns the base table columns a relation's rows depend
- * on without being copied into them (IndirectInput *, each column once per
- * subtype): nothing for a table, the filters, join conditions, groupings,
- * orderings and window definitions of a view and of the views below it.
- */
-List *
-IndirectLineage(Oid relid)
-{
-	IndirectContext ic = {NIL, NIL};
-
-	CollectViewIndirect(&ic, relid, 0);
-	return ic.out;
 }

@@ -4,7 +4,8 @@
  *
  * What the lineage files of src/recorders/ share among themselves, and
  * nobody else includes: the edges one pipeline's analysis finds
- * (lineage_analysis.c fills an EdgeSet, lineage_store.c stores it), how
+ * (lineage_analysis.c fills an EdgeSet, lineage_store.c stores it; its
+ * ResolveExpr also serves lineage_indirect.c), how
  * lineage names relations and passes lists to SPI as arrays
  * (lineage_store.c), and the graph in memory that the impact functions and
  * the pictures walk (lineage_graph.c, lineage_picture.c).
@@ -63,12 +64,30 @@ typedef struct Reached
 	GraphEdge  *via;
 } Reached;
 
+#define MAX_RESOLVE_DEPTH 64
+
+/*
+ * A column a value comes from, and how it gets there; column "*" stands for
+ * the rows of the relation (a count(*))
+ */
+typedef struct ColSource
+{
+	Oid			relid;
+	char	   *column;
+	bool		transformed;
+	const char *how;			/* copy, cast, aggregate, condition, ... */
+} ColSource;
+
 /* lineage_analysis.c: the edges below a relation, from view query trees */
 extern void AddTableEdge(EdgeSet *es, const char *kind, Oid from, const char *from_name,
 						 Oid to, const char *to_name);
 extern void AddColumnEdge(EdgeSet *es, const char *kind, Oid from, const char *from_col,
 						  Oid to, const char *to_col, bool transformed, const char *how);
 extern void AnalyzeRelation(Oid relid, EdgeSet *es, int depth);
+extern void ResolveExpr(Node *expr, List *stack, bool transformed, const char *how,
+						List **out, int depth);
+extern void ResolveQueryColumn(Query *query, AttrNumber resno, List *stack,
+							   bool transformed, const char *how, List **out, int depth);
 
 /* lineage_store.c: relation names as lineage stores them, lists as arrays */
 extern const char *LineageRelationKind(Oid relid);

@@ -216,7 +216,9 @@ LoadColumnInputs(RunFacts *f)
 				"  UNION"
 				"  SELECT w.target_column, e.from_relation, e.from_column,"
 				"         w.transformed OR e.transformation = 'transformed',"
-				"         coalesce(w.how, CASE WHEN e.transformation = 'transformed' THEN e.how END),"
+				"         CASE WHEN 'condition' IN (w.how, e.how) THEN 'condition' WHEN e.how = 'aggregate'"
+				"              THEN e.how ELSE coalesce(w.how, CASE WHEN e.transformation = 'transformed'"
+				"              THEN e.how END) END,"
 				"         w.depth + 1"
 				"    FROM walk w JOIN e ON e.to_relation = w.relation AND e.to_column = w.column_name"
 				"   WHERE w.depth < 64)"
@@ -225,7 +227,7 @@ LoadColumnInputs(RunFacts *f)
 				"   FROM walk w"
 				"  WHERE NOT EXISTS (SELECT 1 FROM e WHERE e.to_relation = w.relation"
 				"                    AND e.to_column = w.column_name)"
-				"  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+				"  GROUP BY 1, 2, 3, how IS NOT DISTINCT FROM 'condition' ORDER BY 1, 2, 3, 5",
 				2, types, values, NULL, true);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -375,6 +377,8 @@ AppendColumnLineage(StringInfo buf, const char *ns, List *columns, List *indirec
 	ListCell   *lc;
 	char	   *current = NULL;
 	bool		identity = true;
+	int			n = 0;
+	ListCell   *ic;
 	StringInfoData hows;
 
 	initStringInfo(&hows);
@@ -397,14 +401,35 @@ AppendColumnLineage(StringInfo buf, const char *ns, List *columns, List *indirec
 			appendStringInfoString(buf, ":{\"inputFields\":[");
 			current = c->target_column;
 			identity = true;
+			n = 0;
 			resetStringInfo(&hows);
 		}
+		if (strcmp(c->column, "*") == 0)
+		{
+			/* count(*): the rows it counts, i.e. the columns that decide which */
+			foreach(ic, indirect)
+			{
+				IndirectInput *in = lfirst(ic);
+
+				if (strcmp(in->relation, c->relation) != 0)
+					continue;
+				if (n++)
+					appendStringInfoChar(buf, ',');
+				AppendInputField(buf, ns, in->relation, in->column, "INDIRECT", in->subtype,
+								 in->description);
+			}
+		}
 		else
-			appendStringInfoChar(buf, ',');
-		AppendInputField(buf, ns, c->relation, c->column, "DIRECT",
-						 !c->transformed ? "IDENTITY"
-						 : strcmp(c->how, "aggregate") == 0 ? "AGGREGATION" : "TRANSFORMATION",
-						 c->how);
+		{
+			bool		cond = strcmp(c->how, "condition") == 0;
+
+			if (n++)
+				appendStringInfoChar(buf, ',');
+			AppendInputField(buf, ns, c->relation, c->column, cond ? "INDIRECT" : "DIRECT",
+							 !c->transformed ? "IDENTITY" : cond ? "CONDITIONAL"
+							 : strcmp(c->how, "aggregate") == 0 ? "AGGREGATION" : "TRANSFORMATION",
+							 c->how);
+		}
 		identity = identity && !c->transformed;
 		if (strstr(hows.data, c->how) == NULL)
 			appendStringInfo(&hows, "%s%s", hows.len ? ", " : "", c->how);

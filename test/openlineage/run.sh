@@ -119,6 +119,13 @@ check "column lineage reaches the base tables through the view" \
       "any(f['name'].endswith('ol_raw.customers') and f['field'] == 'Region Name' for e in events for o in e['outputs'] for c in o['facets'].get('columnLineage', {}).get('fields', {}).values() for f in c['inputFields'])"
 check "an aggregate is marked AGGREGATION, a copy IDENTITY" \
       "any(t['subtype'] == 'AGGREGATION' for e in events for o in e['outputs'] for c in o['facets'].get('columnLineage', {}).get('fields', {}).values() for f in c['inputFields'] for t in f['transformations']) and any(t['subtype'] == 'IDENTITY' for e in events for o in e['outputs'] for c in o['facets'].get('columnLineage', {}).get('fields', {}).values() for f in c['inputFields'] for t in f['transformations'])"
+field="lambda job, col: {(f['name'].split('.', 1)[1], f['field'], f['transformations'][0]['type'], f['transformations'][0]['subtype']) for e in events if e['job']['name'] == job and e['eventType'] != 'START' for f in e['outputs'][0]['facets']['columnLineage']['fields'][col]['inputFields']}"
+check "a CASE's test is INDIRECT CONDITIONAL on its field, its branches DIRECT" \
+      "($field)('ol_orders', 'status') == {('ol_raw.orders', 'status', 'DIRECT', 'TRANSFORMATION'), ('ol_raw.orders', 'status', 'INDIRECT', 'CONDITIONAL')} and ($field)('ol_orders', 'ten') == {('ol_raw.orders', 'status', 'INDIRECT', 'CONDITIONAL')}"
+check "a cast over an aggregate is still AGGREGATION" \
+      "($field)('ol daily \"revenue\"', 'revenue') == {('ol_core.orders', 'amount2', 'DIRECT', 'AGGREGATION')}"
+check "count(*) points at the table it counts (the columns that decide which rows, INDIRECT), not at the view" \
+      "($field)('ol daily \"revenue\"', 'n') == {('ol_core.orders', 'order_id', 'INDIRECT', 'FILTER'), ('ol_core.orders', 'day', 'INDIRECT', 'GROUP_BY'), ('ol_core.orders', 'region', 'INDIRECT', 'GROUP_BY')}"
 check "outputStatistics counts the rows written by the first run (3)" \
       "events[1]['outputs'][0]['outputFacets']['outputStatistics']['rowCount'] == 3"
 

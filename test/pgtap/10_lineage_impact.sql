@@ -98,8 +98,8 @@ SELECT is((SELECT how FROM pipeline.column_lineage WHERE to_relation = 'g.v10' A
             AND from_relation = 'g.t8'), 'greatest/least', 'GREATEST');
 SELECT set_eq(
   $$SELECT from_relation, from_column, how FROM pipeline.column_lineage WHERE to_relation = 'g.v11' AND to_column = 's3'$$,
-  $$VALUES ('g.t3', 'total', 'subquery')$$,
-  'a scalar subquery with an aggregate');
+  $$VALUES ('g.t3', 'total', 'aggregate')$$,
+  'a scalar subquery with an aggregate: the aggregate, the strongest kind on the way');
 SELECT is_empty($$SELECT 1 FROM pipeline.column_lineage WHERE to_relation = 'g.v11' AND to_column = 'k'$$,
                 'a constant has no input column');
 SELECT set_eq(

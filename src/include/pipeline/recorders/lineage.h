@@ -23,7 +23,7 @@ extern void RefreshPipelineLineage(PipelineDef *def);
 extern int	RefreshPipelinesWhere(const char *sql, int nargs, Oid *types, Datum *values);
 extern void SetLineageRunId(int64 run_id);
 
-/* recorders/lineage_analysis.c: columns a view uses without passing them on */
+/* recorders/lineage_indirect.c: columns a view uses without passing them on */
 typedef struct IndirectInput
 {
 	char	   *relation;		/* "schema"."table", as lineage stores it */
