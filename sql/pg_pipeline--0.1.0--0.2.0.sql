@@ -447,3 +447,92 @@ RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_openlineage_redeliver';
 COMMENT ON FUNCTION pipeline.openlineage_redeliver(bigint) IS 'puts the dead OpenLineage events of a run (of every run you see, when NULL) back in the queue';
+
+-- What a run saw: the columns (name, type, comment) and the comment of
+-- every relation in a pipeline's lineage, recorded whenever its lineage is
+-- refreshed (create_pipeline, alter_pipeline, refresh_lineage, and the DDL
+-- trigger, now on COMMENT too) and only when they changed. OpenLineage
+-- events built after the fact describe a relation as the latest record
+-- made before the run started (src/recorders/openlineage.c).
+CREATE TABLE pipeline.relation_schema (
+    schema_id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    relation            text NOT NULL,
+    recorded_at         timestamptz NOT NULL,
+    fields              jsonb NOT NULL,
+    description         text
+);
+CREATE INDEX relation_schema_relation_idx ON pipeline.relation_schema (relation, recorded_at);
+REVOKE ALL ON pipeline.relation_schema FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.relation_schema', '');
+
+-- _record_relation_schemas(relations) records the relations (stored names,
+-- "schema"."table") that exist and differ from their latest record; it
+-- returns how many it recorded.
+CREATE FUNCTION pipeline._record_relation_schemas(relations text[])
+RETURNS integer
+LANGUAGE sql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH cur AS (
+        SELECT r.relation,
+               (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                           'name', a.attname,
+                           'type', pg_catalog.format_type(a.atttypid, a.atttypmod),
+                           'description', pg_catalog.col_description(a.attrelid, a.attnum))
+                        ORDER BY a.attnum), '[]'::jsonb)
+                  FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid
+                   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) AS fields,
+               pg_catalog.obj_description(c.oid, 'pg_class') AS description
+          FROM (SELECT DISTINCT u.relation FROM pg_catalog.unnest(relations) AS u(relation)
+                 WHERE u.relation IS NOT NULL) r
+          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(r.relation)
+    ), recorded AS (
+        INSERT INTO pipeline.relation_schema (relation, recorded_at, fields, description)
+        SELECT cur.relation, pg_catalog.clock_timestamp(), cur.fields, cur.description
+          FROM cur
+         WHERE NOT EXISTS (
+                SELECT 1
+                  FROM (SELECT l.fields, l.description FROM pipeline.relation_schema l
+                         WHERE l.relation OPERATOR(pg_catalog.=) cur.relation
+                         ORDER BY l.recorded_at DESC, l.schema_id DESC LIMIT 1) last
+                 WHERE last.fields OPERATOR(pg_catalog.=) cur.fields
+                   AND last.description IS NOT DISTINCT FROM cur.description)
+        RETURNING 1)
+    SELECT pg_catalog.count(*)::integer FROM recorded
+$$;
+REVOKE ALL ON FUNCTION pipeline._record_relation_schemas(text[]) FROM PUBLIC;
+COMMENT ON FUNCTION pipeline._record_relation_schemas(text[]) IS 'internal: records what the relations of a lineage look like, when it changed';
+
+-- The DDL trigger also fires on COMMENT, so that a comment's change is
+-- recorded with the columns (event triggers cannot be altered to take
+-- another tag: it is created again).
+DROP EVENT TRIGGER pipeline_lineage_ddl;
+CREATE EVENT TRIGGER pipeline_lineage_ddl ON ddl_command_end
+    WHEN TAG IN ('CREATE VIEW', 'ALTER VIEW', 'CREATE TABLE', 'ALTER TABLE',
+                 'CREATE MATERIALIZED VIEW', 'ALTER MATERIALIZED VIEW',
+                 'CREATE TABLE AS', 'SELECT INTO', 'CREATE FOREIGN TABLE',
+                 'ALTER FOREIGN TABLE', 'DROP VIEW', 'DROP TABLE',
+                 'DROP MATERIALIZED VIEW', 'DROP FOREIGN TABLE', 'DROP SCHEMA',
+                 'COMMENT')
+    EXECUTE FUNCTION pipeline._lineage_ddl();
+
+-- what the relations of existing pipelines look like at the upgrade
+SELECT pipeline._record_relation_schemas(ARRAY(
+    SELECT e.from_relation FROM pipeline.lineage_edge e
+    UNION SELECT e.to_relation FROM pipeline.lineage_edge e));
+
+-- And the lineage a run had: per pipeline, its column inputs (target column
+-- <- input column, DIRECT or a CASE condition) and INDIRECT inputs, as its
+-- OpenLineage events give them, recorded by every lineage refresh that
+-- changed them (src/recorders/openlineage_inputs.c).
+CREATE TABLE pipeline.lineage_snapshot (
+    snapshot_id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    pipeline_id         bigint NOT NULL,
+    recorded_at         timestamptz NOT NULL,
+    columns             jsonb NOT NULL,
+    indirect            jsonb NOT NULL
+);
+CREATE INDEX lineage_snapshot_pipeline_idx ON pipeline.lineage_snapshot (pipeline_id, recorded_at);
+REVOKE ALL ON pipeline.lineage_snapshot FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.lineage_snapshot', '');

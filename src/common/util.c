@@ -5,16 +5,19 @@
  * Small helpers several layers share, so that each is written once: the
  * required arguments of SQL functions (22004 for a NULL, the pipeline name
  * above all), a nullable text parameter for SPI, a JSON member with an escaped string
- * value (or null), and SHA-256 through PostgreSQL's cryptohash.
+ * value (or null), SHA-256 through PostgreSQL's cryptohash, and a snapshot
+ * that sees the transaction's own latest writes.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/snapmgr.h"
 
 #include "pipeline/common.h"
 
@@ -97,4 +100,23 @@ PipelineNameArg(FunctionCallInfo fcinfo, int argno)
 {
 	RequireArg(fcinfo, argno, "pipeline name");
 	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/*
+ * PushSnapshotSeeingOwnWrites makes the transaction's latest commands
+ * visible to what follows (read-only SPI statements keep the active
+ * snapshot, which does not see them): it pushes a snapshot that does, to be
+ * popped with PopActiveSnapshot.
+ */
+void
+PushSnapshotSeeingOwnWrites(void)
+{
+	CommandCounterIncrement();
+	if (ActiveSnapshotSet())
+	{
+		PushCopiedSnapshot(GetActiveSnapshot());
+		UpdateActiveSnapshotCommandId();
+	}
+	else
+		PushActiveSnapshot(GetTransactionSnapshot());
 }

@@ -160,7 +160,9 @@ EdgeKinds(List *relids)
 
 /*
  * RefreshPipelineLineage recomputes every table and column edge of one
- * pipeline from the current catalogs. A source or target that does not
+ * pipeline from the current catalogs, and records the columns and comments
+ * of the relations they name when these changed (pipeline.relation_schema,
+ * what later runs are described with). A source or target that does not
  * exist keeps its edge, by name, with kind "missing".
  */
 void
@@ -222,8 +224,16 @@ RefreshPipelineLineage(PipelineDef *def)
 				" from_relation, from_kind, to_relid, to_relation, to_kind)"
 				" SELECT $1, * FROM unnest($2, $3, $4, $5, $6, $7, $8)",
 				8, types, values, NULL, false);
+	/* what the relations look like now, when it changed (what a run sees) */
+	ExecCatalog("SELECT pipeline._record_relation_schemas(ARRAY("
+				" SELECT e.from_relation FROM pipeline.lineage_edge e WHERE e.pipeline_id = $1"
+				" UNION SELECT e.to_relation FROM pipeline.lineage_edge e WHERE e.pipeline_id = $1))",
+				1, types, values, NULL, false);
 	if (es.c_kind == NIL)
+	{
+		RecordLineageSnapshot(def);
 		return;
+	}
 
 	foreach(lc, es.c_transformed)
 		bools = lappend(bools, lfirst_int(lc) ? "transformed" : "copied");
@@ -245,6 +255,7 @@ RefreshPipelineLineage(PipelineDef *def)
 				" to_column, transformation, how)"
 				" SELECT $1, * FROM unnest($2, $3, $4, $5, $6, $7, $8, $9, $10)",
 				10, types, values, NULL, false);
+	RecordLineageSnapshot(def);
 }
 
 /*

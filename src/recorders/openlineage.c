@@ -74,16 +74,6 @@ typedef struct RunFacts
 	char	   *target;
 } RunFacts;
 
-/* A column lineage row: target column <- input relation column */
-typedef struct ColumnInput
-{
-	char	   *target_column;
-	char	   *relation;
-	char	   *column;
-	bool		transformed;
-	char	   *how;
-} ColumnInput;
-
 /* Val returns column n of an SPI row as text, NULL for NULL */
 static char *
 Val(HeapTuple t, TupleDesc d, int n)
@@ -189,130 +179,54 @@ LoadRunFacts(int64 run_id, bool as_caller)
 	return f;
 }
 
-/*
- * LoadColumnInputs traces each column of the target up through the
- * pipeline's column edges to the columns it ultimately comes from (columns
- * of relations that are not views of this pipeline's lineage).
- */
-static List *
-LoadColumnInputs(RunFacts *f)
-{
-	Oid			types[2] = {INT8OID, TEXTOID};
-	Datum		values[2];
-	List	   *out = NIL;
 
-	if (f->target == NULL)
-		return NIL;
-	values[0] = Int64GetDatum(f->run.def->id);
-	values[1] = CStringGetTextDatum(f->target);
-	ExecCatalog("WITH RECURSIVE e AS ("
-				"  SELECT DISTINCT from_relation, from_column, to_relation, to_column,"
-				"         transformation, how"
-				"    FROM pipeline.lineage_column_edge WHERE pipeline_id = $1),"
-				" walk (target_column, relation, column_name, transformed, how, depth) AS ("
-				"  SELECT to_column, from_relation, from_column, transformation = 'transformed',"
-				"         CASE WHEN transformation = 'transformed' THEN how END, 1"
-				"    FROM e WHERE to_relation = $2"
-				"  UNION"
-				"  SELECT w.target_column, e.from_relation, e.from_column,"
-				"         w.transformed OR e.transformation = 'transformed',"
-				"         CASE WHEN 'condition' IN (w.how, e.how) THEN 'condition' WHEN e.how = 'aggregate'"
-				"              THEN e.how ELSE coalesce(w.how, CASE WHEN e.transformation = 'transformed'"
-				"              THEN e.how END) END,"
-				"         w.depth + 1"
-				"    FROM walk w JOIN e ON e.to_relation = w.relation AND e.to_column = w.column_name"
-				"   WHERE w.depth < 64)"
-				" SELECT target_column::text, relation, column_name::text, bool_or(transformed),"
-				"        coalesce(min(how), 'copy')"
-				"   FROM walk w"
-				"  WHERE NOT EXISTS (SELECT 1 FROM e WHERE e.to_relation = w.relation"
-				"                    AND e.to_column = w.column_name)"
-				"  GROUP BY 1, 2, 3, how IS NOT DISTINCT FROM 'condition' ORDER BY 1, 2, 3, 5",
-				2, types, values, NULL, true);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
-		ColumnInput *c = palloc(sizeof(ColumnInput));
-
-		c->target_column = Val(t, d, 1);
-		c->relation = Val(t, d, 2);
-		c->column = Val(t, d, 3);
-		c->transformed = strcmp(Val(t, d, 4), "t") == 0;
-		c->how = Val(t, d, 5);
-		out = lappend(out, c);
-	}
-	return out;
-}
 
 /*
- * LoadIndirectInputs sets the run's INDIRECT lineage: the columns the source
- * (a view, and the views below it) filters, joins, groups, sorts or
- * partitions on, and the pipeline's own: the incremental column (FILTER:
- * the run's window), the delete column (CONDITIONAL: deletes a row or
- * upserts it) and the unique key (JOIN: the MERGE matches on it), as
- * columns of the source.
+ * AppendSchemaFacet appends the schema facet of a relation as a run that
+ * ended at `at` (NULL: still running) saw it, and returns the relation's
+ * comment then (NULL if none): the latest record of pipeline.relation_schema
+ * made before `at` (the first record, for a run older than every record;
+ * the catalog now, for a relation never recorded). A relation dropped
+ * since keeps the columns it had.
  */
-static void
-LoadIndirectInputs(RunFacts *f)
+static char *
+AppendSchemaFacet(StringInfo buf, const char *relation, const char *at)
 {
-	Oid			types[2] = {TEXTOID, INT8OID};
+	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
-	Oid			relid;
-
-	if (f->source == NULL)
-		return;
-	values[0] = CStringGetTextDatum(f->source);
-	values[1] = Int64GetDatum(f->run.def->id);
-	ExecCatalog("SELECT coalesce(to_regclass($1)::oid, 0), c.column_name, c.subtype, c.description"
-				"  FROM (SELECT 1) AS one LEFT JOIN ("
-				"    SELECT incremental_column AS column_name, 'FILTER' AS subtype, 1 AS o,"
-				"           'incremental column: the run reads the rows of its window' AS description"
-				"      FROM pipeline.pipeline WHERE pipeline_id = $2 AND incremental_column IS NOT NULL"
-				"    UNION ALL SELECT delete_column, 'CONDITIONAL', 2,"
-				"           'delete column: the row is deleted from the target, or upserted'"
-				"      FROM pipeline.pipeline WHERE pipeline_id = $2 AND delete_column IS NOT NULL"
-				"    UNION ALL SELECT k, 'JOIN', 3, 'unique key: the load matches target rows on it'"
-				"      FROM pipeline.pipeline, unnest(unique_key) AS k WHERE pipeline_id = $2"
-				"  ) AS c ON true ORDER BY c.o, c.column_name",
-				2, types, values, NULL, true);
-	relid = SPI_processed ? (Oid) strtoul(Val(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), NULL, 10) : InvalidOid;
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		char	   *column = Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		IndirectInput *in;
-
-		if (column == NULL)
-			continue;
-		in = palloc(sizeof(IndirectInput));
-		in->relation = f->source;
-		in->column = column;
-		in->subtype = pstrdup(Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3));
-		in->description = pstrdup(Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4));
-		f->indirect = lappend(f->indirect, in);
-	}
-	if (OidIsValid(relid))
-		f->indirect = list_concat(f->indirect, IndirectLineage(relid));
-}
-
-/* AppendSchemaFacet appends the schema facet of a relation, if it exists */
-static void
-AppendSchemaFacet(StringInfo buf, const char *relation)
-{
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
+	char		nulls[2] = {' ', at ? ' ' : 'n'};
+	char	   *comment = NULL;
 
 	values[0] = CStringGetTextDatum(relation);
-	ExecCatalog("SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),"
-				" col_description(a.attrelid, a.attnum)"
-				" FROM pg_attribute a WHERE a.attrelid = to_regclass($1)"
-				" AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-				1, types, values, NULL, true);
+	values[1] = at ? CStringGetTextDatum(at) : (Datum) 0;
+	ExecCatalog("WITH seen AS ("
+				"  SELECT s.fields, s.description FROM ("
+				"    (SELECT fields, description, 0 AS o FROM pipeline.relation_schema"
+				"      WHERE relation = $1 AND recorded_at <= coalesce($2::timestamptz, 'infinity')"
+				"      ORDER BY recorded_at DESC, schema_id DESC LIMIT 1)"
+				"    UNION ALL"
+				"    (SELECT fields, description, 1 FROM pipeline.relation_schema"
+				"      WHERE relation = $1 ORDER BY recorded_at, schema_id LIMIT 1)) s"
+				"  ORDER BY s.o LIMIT 1)"
+				" SELECT f->>'name', f->>'type', f->>'description', seen.description, n"
+				"   FROM seen, jsonb_array_elements(seen.fields) WITH ORDINALITY AS e(f, n)"
+				" UNION ALL"
+				" SELECT NULL, NULL, NULL, seen.description, 0 FROM seen"
+				" UNION ALL"
+				" SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),"
+				"        col_description(a.attrelid, a.attnum), obj_description(a.attrelid, 'pg_class'), a.attnum"
+				"   FROM pg_attribute a WHERE a.attrelid = to_regclass($1)"
+				"    AND a.attnum > 0 AND NOT a.attisdropped AND NOT EXISTS (SELECT 1 FROM seen)"
+				" ORDER BY 5",
+				2, types, values, nulls, true);
 	appendStringInfo(buf, "\"schema\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\",\"fields\":[",
 					 OL_PRODUCER, OL_SCHEMA_FACET);
-	for (uint64 i = 0; i < SPI_processed; i++)
+	for (uint64 i = 0, n = 0; i < SPI_processed; i++)
 	{
-		appendStringInfoString(buf, i ? ",{\"name\":" : "{\"name\":");
+		comment = Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4);
+		if (Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1) == NULL)
+			continue;			/* the comment of a relation without columns */
+		appendStringInfoString(buf, n++ ? ",{\"name\":" : "{\"name\":");
 		escape_json(buf, Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 		appendStringInfoString(buf, ",\"type\":");
 		escape_json(buf, Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
@@ -321,6 +235,7 @@ AppendSchemaFacet(StringInfo buf, const char *relation)
 		appendStringInfoChar(buf, '}');
 	}
 	appendStringInfoString(buf, "]}");
+	return comment;
 }
 
 /*
@@ -459,18 +374,20 @@ static void
 AppendDataset(StringInfo buf, const char *ns, const char *relation, List *columns,
 			  RunFacts *f, bool output, bool final)
 {
+	char	   *comment;
+
 	appendStringInfoChar(buf, '{');
 	AppendJsonMember(buf, "namespace", ns, false);
 	AppendJsonMember(buf, "name", OpenLineageDatasetName(relation), true);
 	appendStringInfoString(buf, ",\"facets\":{");
-	AppendSchemaFacet(buf, relation);
+	comment = AppendSchemaFacet(buf, relation, f->finished_at);
 	/* the data source is the server, named by the namespace */
 	appendStringInfo(buf, ",\"dataSource\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\"",
 					 OL_PRODUCER, OL_DATASOURCE_FACET);
 	AppendJsonMember(buf, "name", ns, true);
 	AppendJsonMember(buf, "uri", ns, true);
 	appendStringInfoChar(buf, '}');
-	AppendOpenLineageDatasetDocumentation(buf, relation, OL_PRODUCER);
+	AppendOpenLineageDatasetDocumentation(buf, comment, OL_PRODUCER);
 	if (output && (columns != NIL || (final && f->indirect != NIL)))
 		AppendColumnLineage(buf, ns, columns, final ? f->indirect : NIL);
 	appendStringInfoChar(buf, '}');
@@ -647,8 +564,8 @@ BuildRunEvents(RunFacts *f, const char *ns_arg)
 	if (f->run.status == RUN_SKIPPED)
 		return NIL;
 	OpenLineageNamespaces(ns_arg, &ns, &job_ns);
-	columns = LoadColumnInputs(f);
-	LoadIndirectInputs(f);
+	columns = LoadColumnInputs(f->run.def->id, f->target, f->finished_at);
+	f->indirect = LoadIndirectInputs(f->run.def->id, f->source, f->finished_at);
 	events = lappend(events, MakeEvent("START", BuildEvent(f, ns, job_ns, "START", f->started_at, NIL)));
 	if (f->run.status == RUN_RUNNING)
 		return events;

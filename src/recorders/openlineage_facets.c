@@ -198,19 +198,11 @@ AppendOpenLineageRunFacets(StringInfo buf, int64 run_id, const char *producer)
 
 /*
  * AppendOpenLineageDatasetDocumentation appends the documentation facet of
- * a relation: its COMMENT ON, when it has one.
+ * a relation: its COMMENT ON as the run saw it, when it had one.
  */
 void
-AppendOpenLineageDatasetDocumentation(StringInfo buf, const char *relation, const char *producer)
+AppendOpenLineageDatasetDocumentation(StringInfo buf, const char *comment, const char *producer)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	char	   *comment;
-
-	values[0] = CStringGetTextDatum(relation);
-	ExecCatalog("SELECT obj_description(to_regclass($1), 'pg_class')",
-				1, types, values, NULL, true);
-	comment = SPI_processed ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
 	if (comment == NULL || *comment == '\0')
 		return;
 	AppendFacetHead(buf, "documentation", producer, OL_DATASET_DOC_FACET);

@@ -17,7 +17,6 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -96,18 +95,8 @@ EnqueueEvents(void *arg)
 	List	   *events;
 	ListCell   *lc;
 
-	/*
-	 * The events are built from the run's records, just written: read them
-	 * with a snapshot that sees this transaction's latest commands.
-	 */
-	CommandCounterIncrement();
-	if (ActiveSnapshotSet())
-	{
-		PushCopiedSnapshot(GetActiveSnapshot());
-		UpdateActiveSnapshotCommandId();
-	}
-	else
-		PushActiveSnapshot(GetTransactionSnapshot());
+	/* the events are built from the run's records, just written */
+	PushSnapshotSeeingOwnWrites();
 	events = BuildOpenLineageEvents(run->run_id, NULL, false);
 	PopActiveSnapshot();
 

@@ -156,5 +156,6 @@ extern void AppendJsonMember(StringInfo buf, const char *key, const char *value,
 extern void Sha256(const char *data, size_t len, uint8 *digest);
 extern char *HexString(const uint8 *bytes, int len);
 extern char *Sha256Hex(const char *data, size_t len);
+extern void PushSnapshotSeeingOwnWrites(void);
 
 #endif							/* PIPELINE_COMMON_H */

@@ -33,6 +33,19 @@ typedef struct IndirectInput
 } IndirectInput;
 extern List *IndirectLineage(Oid relid);
 
+/* recorders/openlineage_inputs.c: the inputs of a pipeline's events, as a run had them */
+typedef struct ColumnInput
+{
+	char	   *target_column;
+	char	   *relation;
+	char	   *column;
+	bool		transformed;
+	char	   *how;
+} ColumnInput;
+extern void RecordLineageSnapshot(PipelineDef *def);
+extern List *LoadColumnInputs(int64 pipeline_id, const char *target, const char *at);
+extern List *LoadIndirectInputs(int64 pipeline_id, const char *source, const char *at);
+
 /* recorders/openlineage.c: a run's events */
 typedef struct OpenLineageEvent
 {
@@ -62,7 +75,7 @@ extern void OpenLineageNamespaces(const char *arg, char **ns, char **job_ns);
 /* recorders/openlineage_facets.c: facets of the pipeline and the server */
 extern void AppendOpenLineageJobFacets(StringInfo buf, int64 pipeline_id, const char *producer);
 extern void AppendOpenLineageRunFacets(StringInfo buf, int64 run_id, const char *producer);
-extern void AppendOpenLineageDatasetDocumentation(StringInfo buf, const char *relation,
+extern void AppendOpenLineageDatasetDocumentation(StringInfo buf, const char *comment,
 												  const char *producer);
 
 #endif							/* PIPELINE_RECORDERS_LINEAGE_H */
