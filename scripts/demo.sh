@@ -11,8 +11,10 @@
 # (pg_pipeline_site) to /tmp/pg_pipeline-demo-site (or PP_DEMO_SITE), which
 # stays after the server is dropped. The server preloads pg_pipeline: the aggregated stage is
 # run by a background worker whenever the cleaned stage lands new rows, and
-# the cleaned stage runs on a pg_cron schedule once the demo sets one. The
-# server is dropped at the end.
+# the cleaned stage runs on a pg_cron schedule once the demo sets one. Every
+# run's OpenLineage events are posted by the sender worker to a stand-in
+# collector on 127.0.0.1 (scripts/demo_collector.py), and the demo shows
+# what it received. The server is dropped at the end.
 # Usage: bash scripts/demo.sh   (as root)
 set -euo pipefail
 
@@ -35,6 +37,12 @@ echo "== installing dependencies (apt, only what is missing)"
 pp_install_deps
 echo "== building and installing pg_pipeline (make && make install)"
 pp_build all install
+# a stand-in OpenLineage collector (Marquez would be the real one)
+collector_port=$((20000 + RANDOM % 20000))
+collected=$(mktemp -t pp-demo-openlineage.XXXXXX)
+python3 "$PP_ROOT/scripts/demo_collector.py" "$collector_port" "$collected" &
+collector_pid=$!
+trap 'kill $collector_pid 2>/dev/null; rm -f "$collected"' EXIT
 echo "== starting a throwaway PostgreSQL $PP_PGVERSION server and running scripts/demo.sql"
 # The server preloads pg_pipeline, as a production server would: its
 # launcher runs the pipelines downstream of a run by themselves. pg_cron
@@ -44,7 +52,19 @@ PP_EXTRA_OPTS=(
     -o "pipeline.databases=postgres"
     -o "pipeline.check_interval=1"
     -o "cron.host=/var/run/postgresql"
+    -o "pipeline.openlineage_url=http://127.0.0.1:$collector_port/api/v1/lineage"
+    -o "pipeline.openlineage_namespace=postgres://demo.example.com:5432"
 )
 pp_virtualenv bash "$PP_ROOT/scripts/demo.sh" --in-cluster
+echo
+echo "== what the OpenLineage collector on 127.0.0.1:$collector_port received (the sender's posts, in order)"
+python3 - "$collected" <<'PY'
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+for e in events:
+    out = e["outputs"][0]["name"] if e.get("outputs") else ""
+    print(f'{e["eventTime"][:19]}  {e["eventType"]:<8}  job {e["job"]["name"]:<10}  -> {out}')
+print(f"{len(events)} events; Marquez, DataHub or OpenMetadata would take the same posts")
+PY
 echo "== demo finished; the throwaway server has been dropped"
 echo "== the docs site stays: open ${PP_DEMO_SITE:-/tmp/pg_pipeline-demo-site}/index.html in a browser"

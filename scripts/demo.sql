@@ -418,6 +418,20 @@ SELECT pipeline.lineage_graph('mermaid');
 \set QUIET off
 
 \echo
+\echo '== OpenLineage: each run wrote its events to the outbox in its own transaction;'
+\echo '   the sender worker posts them to pipeline.openlineage_url (a stand-in collector here)'
+DO $$
+BEGIN
+    FOR i IN 1..100 LOOP
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pipeline.openlineage_deliveries WHERE state = 'pending');
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END $$;
+SELECT pipeline_name, event_type, state, count(*) AS events, max(attempts) AS max_attempts
+  FROM pipeline.openlineage_deliveries
+ GROUP BY 1, 2, 3 ORDER BY 1, 2 DESC;
+
+\echo
 \echo '== the audit log: every registry change and run, hash-chained'
 SELECT seq, action, object_name, outcome, role_name FROM pipeline.audit_log ORDER BY seq DESC LIMIT 6;
 SELECT valid, entries_checked, problem FROM pipeline.verify_audit();

@@ -66,6 +66,8 @@ LiveColumnInputs(int64 pipeline_id, const char *target)
 				"   FROM walk w"
 				"  WHERE NOT EXISTS (SELECT 1 FROM e WHERE e.to_relation = w.relation"
 				"                    AND e.to_column = w.column_name)"
+				/* a column of a view in the lineage without an input is a constant */
+				"    AND NOT (w.relation <> $2 AND EXISTS (SELECT 1 FROM e WHERE e.to_relation = w.relation))"
 				"  GROUP BY 1, 2, 3, how IS NOT DISTINCT FROM 'condition' ORDER BY 1, 2, 3, 5",
 				2, types, values, NULL, true);
 	for (uint64 i = 0; i < SPI_processed; i++)

@@ -21,7 +21,8 @@ SELECT pipeline.create_pipeline('ol_orders', 'ol_core.orders_v', 'ol_core.orders
 COMMENT ON TABLE ol_raw.orders IS 'raw orders';
 COMMENT ON COLUMN ol_raw.orders.amount IS 'in EUR';
 CREATE VIEW ol_mart.daily_v AS
-SELECT day, region, sum(amount2)::numeric(12,2) AS revenue, count(*) AS n FROM ol_core.orders
+SELECT day, region, sum(amount2)::numeric(12,2) AS revenue, count(*) AS n, 'web'::text AS channel
+  FROM ol_core.orders
  WHERE order_id IS NOT NULL GROUP BY day, region;
 SELECT pipeline.create_pipeline('ol daily "revenue"', 'ol_mart.daily_v', 'ol_mart.daily',
                                 unique_key => ARRAY['day', 'region'], mode => 'full');

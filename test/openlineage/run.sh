@@ -124,6 +124,8 @@ check "a CASE's test is INDIRECT CONDITIONAL on its field, its branches DIRECT" 
       "($field)('ol_orders', 'status') == {('ol_raw.orders', 'status', 'DIRECT', 'TRANSFORMATION'), ('ol_raw.orders', 'status', 'INDIRECT', 'CONDITIONAL')} and ($field)('ol_orders', 'ten') == {('ol_raw.orders', 'status', 'INDIRECT', 'CONDITIONAL')}"
 check "a cast over an aggregate is still AGGREGATION" \
       "($field)('ol daily \"revenue\"', 'revenue') == {('ol_core.orders', 'amount2', 'DIRECT', 'AGGREGATION')}"
+check "a constant column has no input (it is not a copy of the view's column)" \
+      "any(e['job']['name'] == 'ol daily \"revenue\"' and e['eventType'] == 'COMPLETE' for e in events) and all('channel' not in e['outputs'][0]['facets']['columnLineage']['fields'] for e in events if e['job']['name'] == 'ol daily \"revenue\"' and e['eventType'] != 'START')"
 check "count(*) points at the table it counts (the columns that decide which rows, INDIRECT), not at the view" \
       "($field)('ol daily \"revenue\"', 'n') == {('ol_core.orders', 'order_id', 'INDIRECT', 'FILTER'), ('ol_core.orders', 'day', 'INDIRECT', 'GROUP_BY'), ('ol_core.orders', 'region', 'INDIRECT', 'GROUP_BY')}"
 check "outputStatistics counts the rows written by the first run (3)" \
