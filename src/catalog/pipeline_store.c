@@ -48,8 +48,10 @@ ExecCatalog(const char *sql, int nargs, Oid *types, Datum *values,
 {
 	RoleSwitch	sw;
 	int			rc;
-	int			nestlevel = PinSearchPath();
+	int			nestlevel;
 
+	RequireCatalogVersion();
+	nestlevel = PinSearchPath();
 	BecomeCatalogOwner(&sw);
 	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
 	RestoreRole(&sw);
@@ -637,8 +639,10 @@ ExecKeptPlan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
 {
 	RoleSwitch	sw;
 	int			rc;
-	int			nestlevel = PinSearchPath();
+	int			nestlevel;
 
+	RequireCatalogVersion();
+	nestlevel = PinSearchPath();
 	BecomeCatalogOwner(&sw);
 	if (*plan == NULL)
 	{

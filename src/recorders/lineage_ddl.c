@@ -36,6 +36,9 @@ pipeline_lineage_ddl(PG_FUNCTION_ARGS)
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		elog(ERROR, "pipeline._lineage_ddl must be called as an event trigger");
+	/* a catalog older than the library (before ALTER EXTENSION UPDATE): wait for it */
+	if (!CatalogVersionMatches())
+		PG_RETURN_NULL();
 	SPI_connect();
 	if (SPI_execute("SELECT objid FROM pg_catalog.pg_event_trigger_ddl_commands()"
 					" WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass",

@@ -69,6 +69,7 @@ int			pipeline_prune_batch = 1000;
 static ActiveWorker active_workers[MAX_WORKERS_LIMIT];
 static int	my_slot = -1;
 static int	started_this_pass = 0;
+static bool version_warned = false;	/* the version LOG was written */
 
 /* RegisterLaunchers registers one launcher per database of pipeline.databases */
 static void
@@ -386,6 +387,17 @@ LauncherPass(bool *recovered, TimestampTz *last_checks)
 
 	if (!OidIsValid(get_extension_oid(PIPELINE_EXTENSION, true)))
 		sleep_ms = 10000;		/* not installed here (yet) */
+	else if (!CatalogVersionMatches())
+	{
+		/* the library was upgraded, the catalog not yet: wait for UPDATE */
+		if (!version_warned)
+			ereport(LOG,
+					(errmsg("pg_pipeline launcher waits: the catalog is not at the library's version %s",
+							PIPELINE_VERSION),
+					 errhint("Run ALTER EXTENSION pg_pipeline UPDATE in this database.")));
+		version_warned = true;
+		sleep_ms = 10000;
+	}
 	else
 	{
 		if (!*recovered)

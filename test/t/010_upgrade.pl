@@ -16,7 +16,9 @@
 # The old version runs on an installation of its own, built from its release
 # commit by test/upgrade/old-install.sh (scripts/test.sh passes where, in
 # PP_OLD_INSTALLS); the cluster is then restarted on the system's
-# installation, as after a package upgrade, and updated there. Every upgrade
+# installation, as after a package upgrade, and updated there (before the
+# update, the new library refuses the old catalog with 55000 and a hint to
+# update, and changes nothing: src/catalog/catalog_version.c). Every upgrade
 # script carries the \echo ... \quit guard.
 use strict;
 use warnings;
@@ -166,6 +168,11 @@ for my $v (@older) {
     $node->stop;
     $node->{_install_path} = $system;
     $node->start;
+    # the new library on the old catalog refuses to work, and says what to do
+    my ($vrc, $vout, $verr) = $node->psql($db, q{SELECT pipeline.run('orders')});
+    like($verr, qr/catalog in this database is at version \Q$v\E, its library at \Q$default\E.*HINT:  Run ALTER EXTENSION pg_pipeline UPDATE/s,
+         "$v: before UPDATE, the new library refuses the old catalog (55000) with a hint");
+    is($node->safe_psql($db, $kept), $before, "$v: and changed nothing");
     $node->safe_psql($db, 'ALTER EXTENSION pg_pipeline UPDATE');
     is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'pg_pipeline'}),
        $default, "$v: updated to $default");

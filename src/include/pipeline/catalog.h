@@ -67,6 +67,10 @@ typedef struct PipelineDef
 	char	   *lineage_column;	/* target column for the run id, NULL if none */
 } PipelineDef;
 
+/* catalog/catalog_version.c: the library and the catalog are of one version */
+extern bool CatalogVersionMatches(void);
+extern void RequireCatalogVersion(void);
+
 /* catalog/pipeline_store.c */
 extern int	ExecCatalog(const char *sql, int nargs, Oid *types, Datum *values,
 						const char *nulls, bool read_only);
