@@ -72,7 +72,22 @@ typedef struct RunFacts
 	List	   *indirect;		/* IndirectInput *: the INDIRECT lineage */
 	char	   *source;			/* stored relation names, quoted */
 	char	   *target;
+	/* what a run's events share, built once for both (BuildEvent) */
+	char	   *run_facets;		/* the run facets after pg_pipeline_run */
+	char	   *job_facets;		/* the job facets after jobType */
+	List	   *dataset_heads;	/* DatasetHead *: name and facets per relation */
 } RunFacts;
+
+/* queries run for every event, prepared once per backend */
+static SPIPlanPtr run_facts_plan = NULL;
+static SPIPlanPtr schema_facet_plan = NULL;
+
+/* The part of a dataset object that both events of a run share */
+typedef struct DatasetHead
+{
+	const char *relation;
+	char	   *json;			/* namespace, name, and the facets before columnLineage */
+} DatasetHead;
 
 /* Val returns column n of an SPI row as text, NULL for NULL */
 static char *
@@ -118,7 +133,7 @@ LoadRunFacts(int64 run_id, bool as_caller)
 			elog(ERROR, "could not look up run %lld", (long long) run_id);
 		visible = SPI_processed > 0;
 	}
-	ExecCatalog("SELECT h.run_id, h.pipeline_id, h.pipeline_name, h.status,"
+	ExecKeptPlan(&run_facts_plan, "SELECT h.run_id, h.pipeline_id, h.pipeline_name, h.status,"
 				" to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
 				" to_char(h.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
 				" h.error_sqlstate, h.error_message, h.parent_run_id,"
@@ -127,8 +142,10 @@ LoadRunFacts(int64 run_id, bool as_caller)
 				" floor(extract(epoch FROM h.started_at) * 1000)::bigint,"
 				" (SELECT floor(extract(epoch FROM ph.started_at) * 1000)::bigint"
 				"    FROM pipeline.run_history ph WHERE ph.run_id = h.parent_run_id),"
-				" coalesce(i.source_relation, v.config->>'source', p.source),"
-				" coalesce(i.target_relation, v.config->>'target', p.target),"
+				" coalesce(i.source_relation, v.config->>'source',"
+				"          quote_ident(p.source_schema) || '.' || quote_ident(p.source_table)),"
+				" coalesce(i.target_relation, v.config->>'target',"
+				"          quote_ident(p.target_schema) || '.' || quote_ident(p.target_table)),"
 				" coalesce(i.config_version, 0), h.watermark_from, h.watermark_to,"
 				" h.rows_read, h.rows_inserted, h.rows_updated, h.rows_deleted,"
 				" h.error_detail, h.error_hint"
@@ -136,9 +153,9 @@ LoadRunFacts(int64 run_id, bool as_caller)
 				" LEFT JOIN pipeline.run_io i ON i.run_id = h.run_id"
 				" LEFT JOIN pipeline.pipeline_versions v"
 				"   ON v.pipeline_id = h.pipeline_id AND v.version = i.config_version"
-				" LEFT JOIN pipeline.pipelines p ON p.id = h.pipeline_id"
+				" LEFT JOIN pipeline.pipeline p ON p.pipeline_id = h.pipeline_id"
 				" WHERE h.run_id = $1",
-				1, types, values, NULL, true);
+				 1, types, values, NULL);
 	if (SPI_processed == 0 || !visible)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -199,7 +216,7 @@ AppendSchemaFacet(StringInfo buf, const char *relation, const char *at)
 
 	values[0] = CStringGetTextDatum(relation);
 	values[1] = at ? CStringGetTextDatum(at) : (Datum) 0;
-	ExecCatalog("WITH seen AS ("
+	ExecKeptPlan(&schema_facet_plan, "WITH seen AS ("
 				"  SELECT s.fields, s.description FROM ("
 				"    (SELECT fields, description, 0 AS o FROM pipeline.relation_schema"
 				"      WHERE relation = $1 AND recorded_at <= coalesce($2::timestamptz, 'infinity')"
@@ -218,7 +235,7 @@ AppendSchemaFacet(StringInfo buf, const char *relation, const char *at)
 				"   FROM pg_attribute a WHERE a.attrelid = to_regclass($1)"
 				"    AND a.attnum > 0 AND NOT a.attisdropped AND NOT EXISTS (SELECT 1 FROM seen)"
 				" ORDER BY 5",
-				2, types, values, nulls, true);
+				 2, types, values, nulls);
 	appendStringInfo(buf, "\"schema\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\",\"fields\":[",
 					 OL_PRODUCER, OL_SCHEMA_FACET);
 	for (uint64 i = 0, n = 0; i < SPI_processed; i++)
@@ -369,25 +386,51 @@ AppendColumnLineage(StringInfo buf, const char *ns, List *columns, List *indirec
 	appendStringInfoString(buf, "]}");
 }
 
+/*
+ * DatasetHeadJson returns the start of a relation's dataset object, up to
+ * its columnLineage facet: namespace, name, and the schema, dataSource and
+ * documentation facets. Built once per relation for both events of a run.
+ */
+static const char *
+DatasetHeadJson(RunFacts *f, const char *ns, const char *relation)
+{
+	ListCell   *lc;
+	StringInfoData buf;
+	char	   *comment;
+	DatasetHead *head;
+
+	foreach(lc, f->dataset_heads)
+	{
+		head = lfirst(lc);
+		if (strcmp(head->relation, relation) == 0)
+			return head->json;
+	}
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	AppendJsonMember(&buf, "namespace", ns, false);
+	AppendJsonMember(&buf, "name", OpenLineageDatasetName(relation), true);
+	appendStringInfoString(&buf, ",\"facets\":{");
+	comment = AppendSchemaFacet(&buf, relation, f->finished_at);
+	/* the data source is the server, named by the namespace */
+	appendStringInfo(&buf, ",\"dataSource\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\"",
+					 OL_PRODUCER, OL_DATASOURCE_FACET);
+	AppendJsonMember(&buf, "name", ns, true);
+	AppendJsonMember(&buf, "uri", ns, true);
+	appendStringInfoChar(&buf, '}');
+	AppendOpenLineageDatasetDocumentation(&buf, comment, OL_PRODUCER);
+	head = palloc(sizeof(DatasetHead));
+	head->relation = relation;
+	head->json = buf.data;
+	f->dataset_heads = lappend(f->dataset_heads, head);
+	return head->json;
+}
+
 /* AppendDataset appends one dataset object of an event */
 static void
 AppendDataset(StringInfo buf, const char *ns, const char *relation, List *columns,
 			  RunFacts *f, bool output, bool final)
 {
-	char	   *comment;
-
-	appendStringInfoChar(buf, '{');
-	AppendJsonMember(buf, "namespace", ns, false);
-	AppendJsonMember(buf, "name", OpenLineageDatasetName(relation), true);
-	appendStringInfoString(buf, ",\"facets\":{");
-	comment = AppendSchemaFacet(buf, relation, f->finished_at);
-	/* the data source is the server, named by the namespace */
-	appendStringInfo(buf, ",\"dataSource\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\"",
-					 OL_PRODUCER, OL_DATASOURCE_FACET);
-	AppendJsonMember(buf, "name", ns, true);
-	AppendJsonMember(buf, "uri", ns, true);
-	appendStringInfoChar(buf, '}');
-	AppendOpenLineageDatasetDocumentation(buf, comment, OL_PRODUCER);
+	appendStringInfoString(buf, DatasetHeadJson(f, ns, relation));
 	if (output && (columns != NIL || (final && f->indirect != NIL)))
 		AppendColumnLineage(buf, ns, columns, final ? f->indirect : NIL);
 	appendStringInfoChar(buf, '}');
@@ -460,7 +503,15 @@ BuildEvent(RunFacts *f, const char *ns, const char *job_ns, const char *type, co
 	AppendJsonMember(&buf, "watermarkTo", f->run.wm_to, true);
 	appendStringInfo(&buf, ",\"configVersion\":%d,\"rowsRead\":%lld}", f->run.config_version,
 					 (long long) f->run.counts.read);
-	AppendOpenLineageRunFacets(&buf, f->run.run_id, OL_PRODUCER);
+	if (f->run_facets == NULL)
+	{
+		StringInfoData facets;
+
+		initStringInfo(&facets);
+		AppendOpenLineageRunFacets(&facets, f->run.run_id, OL_PRODUCER);
+		f->run_facets = facets.data;
+	}
+	appendStringInfoString(&buf, f->run_facets);
 	if (f->run.parent_run_id > 0 && f->parent_pipeline)
 	{
 		/* an upstream run triggered this one: a dependency, not nesting */
@@ -491,7 +542,15 @@ BuildEvent(RunFacts *f, const char *ns, const char *job_ns, const char *type, co
 	appendStringInfo(&buf, ",\"facets\":{\"jobType\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\","
 					 "\"processingType\":\"BATCH\",\"integration\":\"PG_PIPELINE\",\"jobType\":\"PIPELINE\"}",
 					 OL_PRODUCER, OL_JOBTYPE_FACET);
-	AppendOpenLineageJobFacets(&buf, f->run.def->id, OL_PRODUCER);
+	if (f->job_facets == NULL)
+	{
+		StringInfoData facets;
+
+		initStringInfo(&facets);
+		AppendOpenLineageJobFacets(&facets, f->run.def->id, OL_PRODUCER);
+		f->job_facets = facets.data;
+	}
+	appendStringInfoString(&buf, f->job_facets);
 	appendStringInfoString(&buf, "}}");
 
 	/* inputs: the source, and every relation a target column comes from */

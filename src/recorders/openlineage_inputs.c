@@ -214,12 +214,13 @@ RecordLineageSnapshot(PipelineDef *def)
 }
 
 /*
- * LoadSnapshot runs the query of one part of the latest lineage record of
- * a pipeline made at or before `at` (NULL: the latest); false when there is
- * none.
+ * LoadSnapshot runs the query (prepared once in *plan) of one part of the
+ * latest lineage record of a pipeline made at or before `at` (NULL: the
+ * latest): one row with NULL entries for an empty part, none when there is
+ * no record; false then.
  */
 static bool
-LoadSnapshot(int64 pipeline_id, const char *at, const char *sql)
+LoadSnapshot(SPIPlanPtr *plan, int64 pipeline_id, const char *at, const char *sql)
 {
 	Oid			types[2] = {INT8OID, TEXTOID};
 	Datum		values[2];
@@ -227,19 +228,18 @@ LoadSnapshot(int64 pipeline_id, const char *at, const char *sql)
 
 	values[0] = Int64GetDatum(pipeline_id);
 	values[1] = at ? CStringGetTextDatum(at) : (Datum) 0;
-	ExecCatalog("SELECT 1 FROM pipeline.lineage_snapshot"
-				" WHERE pipeline_id = $1 AND recorded_at <= coalesce($2::timestamptz, 'infinity') LIMIT 1",
-				2, types, values, nulls, true);
-	if (SPI_processed == 0)
-		return false;
-	ExecCatalog(sql, 2, types, values, nulls, true);
-	return true;
+	ExecKeptPlan(plan, sql, 2, types, values, nulls);
+	return SPI_processed > 0;
 }
 
+/* the latest record's part, one row per entry (LEFT JOIN: a row for none) */
 #define LATEST_SNAPSHOT(part) \
 	"SELECT x.* FROM (SELECT " part " AS a FROM pipeline.lineage_snapshot" \
 	" WHERE pipeline_id = $1 AND recorded_at <= coalesce($2::timestamptz, 'infinity')" \
-	" ORDER BY recorded_at DESC, snapshot_id DESC LIMIT 1) s"
+	" ORDER BY recorded_at DESC, snapshot_id DESC LIMIT 1) s LEFT JOIN"
+
+static SPIPlanPtr columns_plan = NULL;
+static SPIPlanPtr indirect_plan = NULL;
 
 /*
  * LoadColumnInputs returns the column inputs of the pipeline's target as a
@@ -253,16 +253,20 @@ LoadColumnInputs(int64 pipeline_id, const char *target, const char *at)
 
 	if (target == NULL)
 		return NIL;
-	if (!LoadSnapshot(pipeline_id, at,
+	if (!LoadSnapshot(&columns_plan, pipeline_id, at,
 					  LATEST_SNAPSHOT("columns")
-					  ", jsonb_to_recordset(s.a) AS x(target_column text, relation text,"
-					  " \"column\" text, transformed boolean, how text)"))
+					  " jsonb_to_recordset(s.a) AS x(target_column text, relation text,"
+					  " \"column\" text, transformed boolean, how text) ON true"))
 		return LiveColumnInputs(pipeline_id, target);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
-		ColumnInput *c = palloc(sizeof(ColumnInput));
+		ColumnInput *c;
+
+		if (SPI_getvalue(t, d, 1) == NULL)
+			continue;			/* a record without column inputs */
+		c = palloc(sizeof(ColumnInput));
 
 		c->target_column = SPI_getvalue(t, d, 1);
 		c->relation = SPI_getvalue(t, d, 2);
@@ -286,16 +290,20 @@ LoadIndirectInputs(int64 pipeline_id, const char *source, const char *at)
 
 	if (source == NULL)
 		return NIL;
-	if (!LoadSnapshot(pipeline_id, at,
+	if (!LoadSnapshot(&indirect_plan, pipeline_id, at,
 					  LATEST_SNAPSHOT("indirect")
-					  ", jsonb_to_recordset(s.a) AS x(relation text, \"column\" text,"
-					  " subtype text, description text)"))
+					  " jsonb_to_recordset(s.a) AS x(relation text, \"column\" text,"
+					  " subtype text, description text) ON true"))
 		return LiveIndirectInputs(pipeline_id, source);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
-		IndirectInput *in = palloc(sizeof(IndirectInput));
+		IndirectInput *in;
+
+		if (SPI_getvalue(t, d, 1) == NULL)
+			continue;			/* a record without INDIRECT inputs */
+		in = palloc(sizeof(IndirectInput));
 
 		in->relation = SPI_getvalue(t, d, 1);
 		in->column = SPI_getvalue(t, d, 2);

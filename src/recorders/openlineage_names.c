@@ -23,6 +23,7 @@
 #include "postmaster/postmaster.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/regproc.h"
 
 #include "pipeline/recorders.h"
 
@@ -64,21 +65,15 @@ AppendNamePart(StringInfo buf, const char *part)
 char *
 OpenLineageDatasetName(const char *relation)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
 	StringInfoData buf;
+	ListCell   *lc;
 
-	values[0] = CStringGetTextDatum(relation);
-	ExecCatalog("SELECT p FROM (SELECT 0::bigint AS n, current_database()::text AS p"
-				" UNION ALL SELECT u.n, u.p FROM unnest(parse_ident($1, false)) WITH ORDINALITY AS u(p, n)) AS x"
-				" ORDER BY n",
-				1, types, values, NULL, true);
 	initStringInfo(&buf);
-	for (uint64 i = 0; i < SPI_processed; i++)
+	AppendNamePart(&buf, get_database_name(MyDatabaseId));
+	foreach(lc, stringToQualifiedNameList(relation))
 	{
-		if (i > 0)
-			appendStringInfoChar(&buf, '.');
-		AppendNamePart(&buf, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		appendStringInfoChar(&buf, '.');
+		AppendNamePart(&buf, strVal(lfirst(lc)));
 	}
 	return buf.data;
 }
