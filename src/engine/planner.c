@@ -5,7 +5,9 @@
  * Turns a resolved load plan into the SQL a run executes: the high-water
  * mark query, the batch boundary queries, and the one set-based load
  * statement per step (MERGE, or INSERT for keyless appends, plus the delete
- * of vanished keys in full mode). Pure string building: nothing here runs a
+ * of vanished keys in full mode), with the gate of the pipeline's row
+ * checks inside it (AppendCheckGate), and the same statement over the rows
+ * of a quarantine replay ($1 quarantine ids, $2 rows). Pure string building: nothing here runs a
  * statement, so pipeline.explain shows exactly what a run would execute.
  *
  * Every identifier is quoted, every value is a parameter ($1 = lower bound
@@ -62,6 +64,28 @@ InternalColumnName(LoadPlan *plan, const char *base)
 			return name;
 		name = psprintf("%s_%d", base, n);
 	}
+}
+
+static char *Col(const char *alias, const char *column);
+
+/* QuarantineIdColumn names the column a replay carries each row's quarantine id in */
+static const char *
+QuarantineIdColumn(LoadPlan *plan)
+{
+	return quote_identifier(InternalColumnName(plan, "__pipeline_quarantine_id"));
+}
+
+/*
+ * ReplayGuard returns the condition that keeps a replayed row from
+ * overwriting a newer version of its key: the incremental value decides.
+ */
+static char *
+ReplayGuard(LoadPlan *plan)
+{
+	if (!plan->replay || plan->incremental == NULL)
+		return "";
+	return psprintf(" AND (%s IS NULL OR %s <= %s)", Col("t", plan->incremental->name),
+					Col("t", plan->incremental->name), Col("s", plan->incremental->name));
 }
 
 /* Col returns alias."column" */
@@ -187,7 +211,17 @@ AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
 
 	appendStringInfoString(buf, "SELECT ");
 	AppendColumns(buf, plan->columns, alias);
-	appendStringInfo(buf, " FROM %s AS %s", plan->source_ident, alias);
+	if (plan->replay)
+	{
+		const char *qid = QuarantineIdColumn(plan);
+
+		appendStringInfo(buf, ", %s.%s FROM (SELECT j.q AS %s, r.* FROM"
+						 " ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.jsonb[])) AS j (q, v)"
+						 " CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%s, j.v) AS r) AS %s",
+						 alias, qid, qid, plan->source_ident, alias);
+	}
+	else
+		appendStringInfo(buf, " FROM %s AS %s", plan->source_ident, alias);
 	AppendWindowPredicate(buf, plan, alias, has_lower, has_upper, "<=");
 	appendStringInfoString(buf, (plan->incremental && (has_lower || has_upper))
 						   ? " AND pipeline._window_row(" : " WHERE pipeline._window_row(");
@@ -203,6 +237,56 @@ AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
 	if (first)
 		appendStringInfoString(buf, "false");
 	appendStringInfoChar(buf, ')');
+}
+
+/*
+ * AppendCheckGate appends the WHERE clause that evaluates the row checks on
+ * the rows of alias (whose columns the checks name bare): a row that passes
+ * them all costs the predicates and nothing else; a row that fails one is
+ * handed, with which checks it failed, its whole row, key and incremental
+ * value, to pipeline._check_row (row_checks.c), which counts it, keeps it
+ * for quarantine or fails the run. pipeline._checked_row is the filter the
+ * planner sees: selectivity 1, evaluated last.
+ */
+static void
+AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias)
+{
+	ListCell   *lc;
+	List	   *preds = NIL;
+	bool		first = true;
+
+	foreach(lc, plan->row_checks)
+		preds = lappend(preds, RowCheckPredicate(plan->def, lfirst(lc)));
+	appendStringInfoString(buf, " WHERE pipeline._checked_row(CASE WHEN ");
+	foreach(lc, preds)
+		appendStringInfo(buf, "%s(%s) IS FALSE", lc == list_head(preds) ? "" : " OR ", (char *) lfirst(lc));
+	appendStringInfoString(buf, " THEN pipeline._check_row(ARRAY[");
+	foreach(lc, preds)
+		appendStringInfo(buf, "%s(%s) IS FALSE", lc == list_head(preds) ? "" : ", ", (char *) lfirst(lc));
+	appendStringInfo(buf, "], pg_catalog.to_jsonb(%s)", alias);
+	if (plan->replay)
+		appendStringInfo(buf, " OPERATOR(pg_catalog.-) %s", quote_literal_cstr(QuarantineIdColumn(plan)));
+	appendStringInfoString(buf, ", ");
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (!col->is_key)
+			continue;
+		appendStringInfo(buf, "%s%s, %s", first ? "pg_catalog.jsonb_build_object(" : ", ",
+						 quote_literal_cstr(col->name), Col(alias, col->name));
+		first = false;
+	}
+	appendStringInfoString(buf, first ? "NULL::pg_catalog.jsonb, " : "), ");
+	if (plan->incremental)
+		appendStringInfo(buf, "%s::pg_catalog.text, ", Col(alias, plan->incremental->name));
+	else
+		appendStringInfoString(buf, "NULL::pg_catalog.text, ");
+	if (plan->replay)
+		appendStringInfo(buf, "%s.%s", alias, QuarantineIdColumn(plan));
+	else
+		appendStringInfoString(buf, "NULL::pg_catalog.int8");
+	appendStringInfoString(buf, ") ELSE true END)");
 }
 
 /*
@@ -256,9 +340,20 @@ AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 	ListCell   *lc;
 	bool		first = true;
 
-	if (!plan->needs_dedup)
+	if (!plan->needs_dedup && plan->row_checks == NIL)
 	{
 		AppendWindowRows(buf, plan, "s", has_lower, has_upper);
+		return;
+	}
+	if (!plan->needs_dedup)
+	{
+		/* OFFSET 0: the gate sees only the rows the window and its counter kept */
+		appendStringInfoString(buf, "SELECT ");
+		AppendColumns(buf, plan->columns, "c");
+		appendStringInfoString(buf, " FROM (");
+		AppendWindowRows(buf, plan, "s", has_lower, has_upper);
+		appendStringInfoString(buf, " OFFSET 0) AS c");
+		AppendCheckGate(buf, plan, "c");
 		return;
 	}
 	appendStringInfoString(buf, "SELECT ");
@@ -279,6 +374,8 @@ AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 	appendStringInfoString(buf, ") AS w");
 	AppendDedupOrder(buf, plan);
 	appendStringInfoString(buf, ") AS d");
+	if (plan->row_checks != NIL)
+		AppendCheckGate(buf, plan, "d");
 }
 
 /* AppendInsertAction appends the INSERT of a new key */
@@ -340,7 +437,10 @@ AppendUpdateAction(StringInfo buf, LoadPlan *plan)
 
 		if (col->is_key || col == plan->incremental)
 			continue;
-		appendStringInfoString(buf, first ? "\nWHEN MATCHED AND (" : " OR ");
+		if (first)
+			appendStringInfo(buf, "\nWHEN MATCHED%s AND (", ReplayGuard(plan));
+		else
+			appendStringInfoString(buf, " OR ");
 		AppendDistinct(buf, col);
 		first = false;
 	}
@@ -373,8 +473,8 @@ BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
 			 * takes the tombstone's incremental value, so that a pipeline
 			 * reading this target incrementally sees the delete.
 			 */
-			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE AND t.%s IS NOT TRUE"
-							 " THEN UPDATE SET %s = pipeline._soft_delete()", del, del, del);
+			appendStringInfo(&buf, "\nWHEN MATCHED%s AND s.%s IS TRUE AND t.%s IS NOT TRUE"
+							 " THEN UPDATE SET %s = pipeline._soft_delete()", ReplayGuard(plan), del, del, del);
 			if (plan->incremental && !plan->incremental->is_key &&
 				plan->incremental != plan->delete_flag)
 				appendStringInfo(&buf, ", %s = %s", quote_identifier(plan->incremental->name),
@@ -384,7 +484,7 @@ BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
 			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE THEN DO NOTHING", del);
 		}
 		else if (del)
-			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE THEN DELETE", del);
+			appendStringInfo(&buf, "\nWHEN MATCHED%s AND s.%s IS TRUE THEN DELETE", ReplayGuard(plan), del);
 		AppendUpdateAction(&buf, plan);
 	}
 	if (del)
@@ -411,7 +511,17 @@ BuildAppendInsert(LoadPlan *plan, bool has_lower, bool has_upper)
 	if (LineageColumn(plan))
 		appendStringInfo(&buf, ", %s", LineageColumn(plan));
 	appendStringInfoString(&buf, override ? ") OVERRIDING SYSTEM VALUE " : ") ");
-	if (LineageColumn(plan))
+	if (plan->row_checks != NIL || plan->replay)
+	{
+		appendStringInfoString(&buf, "SELECT ");
+		AppendColumns(&buf, plan->columns, "w");
+		appendStringInfoString(&buf, LineageColumn(plan) ? ", " LINEAGE_RUN_ID " FROM (" : " FROM (");
+		AppendWindowRows(&buf, plan, "s", has_lower, has_upper);
+		appendStringInfoString(&buf, " OFFSET 0) AS w");
+		if (plan->row_checks != NIL)
+			AppendCheckGate(&buf, plan, "w");
+	}
+	else if (LineageColumn(plan))
 	{
 		appendStringInfoString(&buf, "SELECT w.*, " LINEAGE_RUN_ID " FROM (");
 		AppendWindowRows(&buf, plan, "s", has_lower, has_upper);
@@ -456,8 +566,9 @@ BuildLoadStatements(LoadPlan *plan, bool has_lower, bool has_upper)
 {
 	LoadStatements *stmts = palloc0(sizeof(LoadStatements));
 
-	if (plan->def->mode == LOAD_MODE_FULL)
+	if (plan->def->mode == LOAD_MODE_FULL && !plan->replay)
 		stmts->prepare = BuildVanishedKeyStatement(plan);
+	stmts->has_row_checks = plan->row_checks != NIL;
 	if (plan->def->mode == LOAD_MODE_APPEND && plan->def->unique_key == NIL)
 	{
 		stmts->load = BuildAppendInsert(plan, has_lower, has_upper);
