@@ -370,11 +370,25 @@ AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 		first = false;
 	}
 	appendStringInfoString(buf, ") * FROM (");
-	AppendWindowRows(buf, plan, "s", has_lower, has_upper);
+	if (plan->replay && plan->row_checks != NIL)
+	{
+		/*
+		 * A replay checks every row it reads, then keeps the newest of those
+		 * that pass, so that a version that still fails never hides an older
+		 * one that passes now.
+		 */
+		appendStringInfoString(buf, "SELECT * FROM (");
+		AppendWindowRows(buf, plan, "s", has_lower, has_upper);
+		appendStringInfoString(buf, " OFFSET 0) AS c");
+		AppendCheckGate(buf, plan, "c");
+	}
+	else
+		AppendWindowRows(buf, plan, "s", has_lower, has_upper);
 	appendStringInfoString(buf, ") AS w");
 	AppendDedupOrder(buf, plan);
 	appendStringInfoString(buf, ") AS d");
-	if (plan->row_checks != NIL)
+	/* a run checks the row it keeps of each key: one row per key per window */
+	if (plan->row_checks != NIL && !plan->replay)
 		AppendCheckGate(buf, plan, "d");
 }
 
