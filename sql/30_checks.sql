@@ -213,6 +213,14 @@ SELECT pipeline.discard_quarantine('mine', ARRAY(SELECT quarantine_id FROM pipel
 SELECT pipeline.discard_quarantine('mine');
 SELECT pipeline.discard_quarantine('mine');
 SELECT key, status FROM pipeline.quarantine ORDER BY quarantine_id;
+-- A batched run checks every batch; its check results add the batches up.
+INSERT INTO q.mine VALUES (6, -70, 7), (7, 7, 8), (8, -80, 9);
+CALL pipeline.run_batched('mine', 1);
+SELECT batches, rows_read, rows_inserted, rows_quarantined
+  FROM pipeline.runs WHERE pipeline_name = 'mine' ORDER BY run_id DESC LIMIT 1;
+SELECT check_name, failed_rows, outcome FROM pipeline.check_results
+ WHERE run_id = (SELECT max(run_id) FROM pipeline.runs WHERE pipeline_name = 'mine');
+SELECT key, status FROM pipeline.quarantine WHERE status = 'open' ORDER BY quarantine_id;
 SELECT action, config_before, config_after FROM pipeline.audit_log
  WHERE action IN ('add_check', 'drop_check', 'replay_quarantine', 'discard_quarantine')
    AND object_name = 'mine' ORDER BY seq;
@@ -286,7 +294,7 @@ SELECT * FROM pipeline.apply('{"name": "events", "source": "q.events", "target":
 SELECT count(*) AS checks FROM pipeline.checks WHERE pipeline = 'events';
 
 -- explain shows the gate of the row checks inside the load statement.
-SELECT strpos(line, 'WHERE pipeline._checked_row(CASE WHEN ((amount >= ''0'' AND amount <= ''1000'')) IS FALSE OR') > 0 AS gated
+SELECT strpos(line, 'pipeline._checked_row(CASE WHEN pipeline._window_row(s.id IS NULL) THEN CASE WHEN ((amount >= ''0'' AND amount <= ''1000'')) IS FALSE OR') > 0 AS gated
   FROM pipeline.explain('orders') AS line WHERE line LIKE 'MERGE%';
 
 -- Clean up.

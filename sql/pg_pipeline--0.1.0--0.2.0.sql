@@ -589,9 +589,11 @@ GRANT SELECT, UPDATE ("row") ON pipeline.quarantine TO PUBLIC;
 -- for a row that failed a row-level check, with which of the checks it
 -- failed (in the order of the run's row checks); counts them, raises for an error-severity check, keeps the row
 -- for quarantine and returns false for a quarantine-severity one.
--- pipeline._checked_row keeps the planner from taking the gate for a
--- filter that drops rows: its selectivity is 1, its cost makes it the last
--- filter, after the window and the row counter.
+-- pipeline._checked_row(passed) wraps the gate (and, without
+-- de-duplication, the row counter it follows: CASE WHEN
+-- pipeline._window_row(...) THEN <gate> ELSE false END), so that the
+-- planner takes it for a filter that keeps every row (selectivity 1) and
+-- its estimates and plan do not change with the checks.
 CREATE FUNCTION pipeline._check_row(failed boolean[], "row" jsonb, key jsonb, incremental_value text,
                                     quarantine_id bigint)
 RETURNS boolean
@@ -600,7 +602,7 @@ AS 'MODULE_PATHNAME', 'pipeline_check_row';
 
 CREATE FUNCTION pipeline._checked_row(passed boolean)
 RETURNS boolean
-LANGUAGE c VOLATILE STRICT COST 2000
+LANGUAGE c VOLATILE STRICT COST 1
 SUPPORT pipeline._window_row_support
 AS 'MODULE_PATHNAME', 'pipeline_checked_row';
 COMMENT ON FUNCTION pipeline._check_row(boolean[], jsonb, jsonb, text, bigint) IS 'internal: routes a source row that failed row checks';

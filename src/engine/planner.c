@@ -194,17 +194,24 @@ AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
 		appendStringInfo(buf, "%s %s $2", inc, upper_op);
 }
 
+static void AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias);
+
 /*
  * AppendWindowRows appends the query of the source rows in the window. Each
  * row that passes the window predicate is counted by pipeline._window_row,
  * which also counts and filters out rows with a NULL key column. The
  * counter is a filter, not an output column, so the planner can still
  * flatten the query into the load and keep its best join; its high COST
- * makes it the last filter evaluated.
+ * makes it the last filter evaluated. With gated, the row checks' gate
+ * is evaluated in the same filter, right after the counter kept a row
+ * (CASE WHEN counter THEN gate ELSE false END), so that it sees each row
+ * the counter kept once, and no other; pipeline._checked_row around both
+ * tells the planner that the filter keeps every row, so that the checks
+ * change neither its estimates nor its choice of plan.
  */
 static void
 AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
-				 bool has_lower, bool has_upper)
+				 bool has_lower, bool has_upper, bool gated)
 {
 	ListCell   *lc;
 	bool		first = true;
@@ -223,8 +230,10 @@ AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
 	else
 		appendStringInfo(buf, " FROM %s AS %s", plan->source_ident, alias);
 	AppendWindowPredicate(buf, plan, alias, has_lower, has_upper, "<=");
-	appendStringInfoString(buf, (plan->incremental && (has_lower || has_upper))
-						   ? " AND pipeline._window_row(" : " WHERE pipeline._window_row(");
+	appendStringInfoString(buf, (plan->incremental && (has_lower || has_upper)) ? " AND " : " WHERE ");
+	if (gated)
+		appendStringInfoString(buf, "pipeline._checked_row(CASE WHEN ");
+	appendStringInfoString(buf, "pipeline._window_row(");
 	foreach(lc, plan->columns)
 	{
 		LoadColumn *col = lfirst(lc);
@@ -237,16 +246,23 @@ AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
 	if (first)
 		appendStringInfoString(buf, "false");
 	appendStringInfoChar(buf, ')');
+	if (gated)
+	{
+		appendStringInfoString(buf, " THEN ");
+		AppendCheckGate(buf, plan, alias);
+		appendStringInfoString(buf, " ELSE false END)");
+	}
 }
 
 /*
- * AppendCheckGate appends the WHERE clause that evaluates the row checks on
+ * AppendCheckGate appends the expression that evaluates the row checks on
  * the rows of alias (whose columns the checks name bare): a row that passes
  * them all costs the predicates and nothing else; a row that fails one is
  * handed, with which checks it failed, its whole row, key and incremental
  * value, to pipeline._check_row (row_checks.c), which counts it, keeps it
- * for quarantine or fails the run. pipeline._checked_row is the filter the
- * planner sees: selectivity 1, evaluated last.
+ * for quarantine or fails the run. It is true when the row goes on to the
+ * load; the callers wrap it in pipeline._checked_row, whose selectivity
+ * is 1 (the filter the planner sees keeps every row).
  */
 static void
 AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias)
@@ -257,7 +273,7 @@ AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias)
 
 	foreach(lc, plan->row_checks)
 		preds = lappend(preds, RowCheckPredicate(plan->def, lfirst(lc)));
-	appendStringInfoString(buf, " WHERE pipeline._checked_row(CASE WHEN ");
+	appendStringInfoString(buf, "CASE WHEN ");
 	foreach(lc, preds)
 		appendStringInfo(buf, "%s(%s) IS FALSE", lc == list_head(preds) ? "" : " OR ", (char *) lfirst(lc));
 	appendStringInfoString(buf, " THEN pipeline._check_row(ARRAY[");
@@ -286,7 +302,7 @@ AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias)
 		appendStringInfo(buf, "%s.%s", alias, QuarantineIdColumn(plan));
 	else
 		appendStringInfoString(buf, "NULL::pg_catalog.int8");
-	appendStringInfoString(buf, ") ELSE true END)");
+	appendStringInfoString(buf, ") ELSE true END");
 }
 
 /*
@@ -340,20 +356,9 @@ AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 	ListCell   *lc;
 	bool		first = true;
 
-	if (!plan->needs_dedup && plan->row_checks == NIL)
-	{
-		AppendWindowRows(buf, plan, "s", has_lower, has_upper);
-		return;
-	}
 	if (!plan->needs_dedup)
 	{
-		/* OFFSET 0: the gate sees only the rows the window and its counter kept */
-		appendStringInfoString(buf, "SELECT ");
-		AppendColumns(buf, plan->columns, "c");
-		appendStringInfoString(buf, " FROM (");
-		AppendWindowRows(buf, plan, "s", has_lower, has_upper);
-		appendStringInfoString(buf, " OFFSET 0) AS c");
-		AppendCheckGate(buf, plan, "c");
+		AppendWindowRows(buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL);
 		return;
 	}
 	appendStringInfoString(buf, "SELECT ");
@@ -370,26 +375,22 @@ AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 		first = false;
 	}
 	appendStringInfoString(buf, ") * FROM (");
-	if (plan->replay && plan->row_checks != NIL)
-	{
-		/*
-		 * A replay checks every row it reads, then keeps the newest of those
-		 * that pass, so that a version that still fails never hides an older
-		 * one that passes now.
-		 */
-		appendStringInfoString(buf, "SELECT * FROM (");
-		AppendWindowRows(buf, plan, "s", has_lower, has_upper);
-		appendStringInfoString(buf, " OFFSET 0) AS c");
-		AppendCheckGate(buf, plan, "c");
-	}
-	else
-		AppendWindowRows(buf, plan, "s", has_lower, has_upper);
+	/*
+	 * A replay checks every row it reads, then keeps the newest of those
+	 * that pass, so that a version that still fails never hides an older one
+	 * that passes now; a run checks the row it keeps of each key (one row
+	 * per key per window).
+	 */
+	AppendWindowRows(buf, plan, "s", has_lower, has_upper, plan->replay && plan->row_checks != NIL);
 	appendStringInfoString(buf, ") AS w");
 	AppendDedupOrder(buf, plan);
 	appendStringInfoString(buf, ") AS d");
-	/* a run checks the row it keeps of each key: one row per key per window */
 	if (plan->row_checks != NIL && !plan->replay)
+	{
+		appendStringInfoString(buf, " WHERE pipeline._checked_row(");
 		AppendCheckGate(buf, plan, "d");
+		appendStringInfoChar(buf, ')');
+	}
 }
 
 /* AppendInsertAction appends the INSERT of a new key */
@@ -525,24 +526,23 @@ BuildAppendInsert(LoadPlan *plan, bool has_lower, bool has_upper)
 	if (LineageColumn(plan))
 		appendStringInfo(&buf, ", %s", LineageColumn(plan));
 	appendStringInfoString(&buf, override ? ") OVERRIDING SYSTEM VALUE " : ") ");
-	if (plan->row_checks != NIL || plan->replay)
+	if (plan->replay)
 	{
+		/* a replay's rows carry their quarantine id, which is not loaded */
 		appendStringInfoString(&buf, "SELECT ");
 		AppendColumns(&buf, plan->columns, "w");
 		appendStringInfoString(&buf, LineageColumn(plan) ? ", " LINEAGE_RUN_ID " FROM (" : " FROM (");
-		AppendWindowRows(&buf, plan, "s", has_lower, has_upper);
-		appendStringInfoString(&buf, " OFFSET 0) AS w");
-		if (plan->row_checks != NIL)
-			AppendCheckGate(&buf, plan, "w");
+		AppendWindowRows(&buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL);
+		appendStringInfoString(&buf, ") AS w");
 	}
 	else if (LineageColumn(plan))
 	{
 		appendStringInfoString(&buf, "SELECT w.*, " LINEAGE_RUN_ID " FROM (");
-		AppendWindowRows(&buf, plan, "s", has_lower, has_upper);
+		AppendWindowRows(&buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL);
 		appendStringInfoString(&buf, ") AS w");
 	}
 	else
-		AppendWindowRows(&buf, plan, "s", has_lower, has_upper);
+		AppendWindowRows(&buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL);
 	return buf.data;
 }
 

@@ -9,12 +9,13 @@
  *
  *   1. lock the open rows asked for (FOR UPDATE) and read their ids and rows;
  *   2. run the pipeline's load statement over them (planner.c: the rows
- *      from $1/$2 through jsonb_populate_record of the source's row type,
- *      de-duplicated by key, the newest incremental value first), with the
- *      row checks' gate as in a run: a row that still fails a quarantine or
- *      error check is kept, the others load. A replayed row never
- *      overwrites a newer version of its key: the MERGE updates or deletes
- *      only where the target's incremental value is not greater;
+ *      from $1/$2 through jsonb_populate_record of the source's row type),
+ *      every row through the row checks' gate first: a row that still
+ *      fails a quarantine or error check is kept, not loaded (a replay never
+ *      fails on a row); of the others, the newest version of each key is
+ *      loaded. A replayed row never overwrites a newer version of its key:
+ *      the MERGE updates or deletes only where the target's incremental
+ *      value is not greater;
  *   3. close every row read as 'replayed', then reopen those the gate kept,
  *      with the checks they fail now;
  *   4. record the run (triggered_by 'replay') and its check results, and

@@ -29,10 +29,11 @@
  * watermark moves: the quarantine rows, the load, the watermark and the
  * counts commit or roll back together, and no row is read twice.
  *
- * Counts stay exact: the gate is the last filter of the rows the window
- * counter (pipeline._window_row) kept and, with de-duplication, of the rows
- * DISTINCT ON kept, so a row is gated once; a quarantined row is counted
- * here and nowhere else (counters.c subtracts it from the rows kept).
+ * Counts stay exact: the gate is evaluated in the window counter's own
+ * filter, right after the counter (pipeline._window_row) kept a row, or,
+ * with de-duplication, as the filter of the rows DISTINCT ON kept, so each
+ * row is gated once; a quarantined row is counted here and nowhere else
+ * (counters.c subtracts it from the rows kept).
  *
  * The gate is armed for one statement of this backend's current
  * (sub)transaction; pipeline._check_row refuses to run otherwise.
