@@ -163,6 +163,9 @@ SELECT pipeline.add_check('mine', 'positive', 'expression', '{"sql": "v > 0"}', 
 INSERT INTO q.mine VALUES (1, 5, 1), (2, -1, 2), (3, -3, 3);
 SELECT pipeline.run('mine') > 0 AS ran;
 SELECT pipeline, key, "row", failed_checks, status FROM pipeline.quarantine ORDER BY quarantine_id;
+-- a check that reads a table the owner may not read: 42501, at add_check
+SELECT pipeline.add_check('mine', 'c', 'relationships', '{"column": "v", "to": "q.customers", "field": "id"}');
+:sqlstate
 UPDATE pipeline.quarantine SET "row" = jsonb_set("row", '{v}', '1') WHERE key = '{"id": 2}';
 -- only "row" may be edited: 42501
 UPDATE pipeline.quarantine SET status = 'discarded' WHERE key = '{"id": 3}';
