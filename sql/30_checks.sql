@@ -224,6 +224,11 @@ SELECT batches, rows_read, rows_inserted, rows_quarantined
 SELECT check_name, failed_rows, outcome FROM pipeline.check_results
  WHERE run_id = (SELECT max(run_id) FROM pipeline.runs WHERE pipeline_name = 'mine');
 SELECT key, status FROM pipeline.quarantine WHERE status = 'open' ORDER BY quarantine_id;
+-- a row edited to a NULL key is left open by a replay, untouched
+UPDATE pipeline.quarantine SET "row" = '{"id": null, "v": 1, "at": 9}' WHERE key = '{"id": 8}';
+SELECT pipeline.replay_quarantine('mine', ARRAY(SELECT quarantine_id FROM pipeline.quarantine
+                                                 WHERE key = '{"id": 8}')) > 0 AS replayed;
+SELECT key, "row", status FROM pipeline.quarantine WHERE key = '{"id": 8}';
 SELECT action, config_before, config_after FROM pipeline.audit_log
  WHERE action IN ('add_check', 'drop_check', 'replay_quarantine', 'discard_quarantine')
    AND object_name = 'mine' ORDER BY seq;

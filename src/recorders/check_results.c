@@ -159,26 +159,34 @@ AcknowledgeRun(PipelineDef *def, int64 run_id)
 
 /*
  * LockOpenQuarantine locks the open quarantine rows of a pipeline (those of
- * ids, or all when ids is NULL), in id order, and returns their ids and
- * rows as an int8[] and a jsonb[].
+ * ids, or all when ids is NULL) whose row has a value for each key column
+ * (a row edited to a NULL key stays open), in id order, and returns their
+ * ids and rows as an int8[] and a jsonb[].
  */
 void
 LockOpenQuarantine(PipelineDef *def, ArrayType *ids, Datum *ids_out, Datum *rows_out, int64 *count)
 {
-	Oid			types[2] = {INT8OID, INT8ARRAYOID};
-	Datum		values[2];
-	char		nulls[2] = {' ', ids ? ' ' : 'n'};
+	Oid			types[3] = {INT8OID, INT8ARRAYOID, TEXTARRAYOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ids ? ' ' : 'n', ' '};
 	bool		isnull;
+	Datum	   *keys = palloc(sizeof(Datum) * (list_length(def->unique_key) + 1));
+	int			nkeys = 0;
+	ListCell   *lc;
 
+	foreach(lc, def->unique_key)
+		keys[nkeys++] = CStringGetTextDatum(lfirst(lc));
 	values[0] = Int64GetDatum(def->id);
 	values[1] = PointerGetDatum(ids);
+	values[2] = PointerGetDatum(construct_array(keys, nkeys, TEXTOID, -1, false, TYPALIGN_INT));
 	ExecCatalog("WITH l AS (SELECT quarantine_id, \"row\" FROM pipeline.quarantine_row"
 				"  WHERE pipeline_id = $1 AND status = 'open'"
 				"    AND ($2 IS NULL OR quarantine_id = ANY ($2))"
+				"    AND NOT EXISTS (SELECT 1 FROM unnest($3) AS k WHERE \"row\" ->> k IS NULL)"
 				"  ORDER BY quarantine_id FOR UPDATE)"
 				" SELECT coalesce(array_agg(quarantine_id ORDER BY quarantine_id), '{}'),"
 				"        coalesce(array_agg(\"row\" ORDER BY quarantine_id), '{}'), count(*) FROM l",
-				2, types, values, nulls, false);
+				3, types, values, nulls, false);
 	*ids_out = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	*rows_out = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	*count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
