@@ -536,3 +536,214 @@ CREATE TABLE pipeline.lineage_snapshot (
 CREATE INDEX lineage_snapshot_pipeline_idx ON pipeline.lineage_snapshot (pipeline_id, recorded_at);
 REVOKE ALL ON pipeline.lineage_snapshot FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('pipeline.lineage_snapshot', '');
+
+-- Data quality (issue 9) -----------------------------------------------------
+
+-- Contracts: a pipeline's checks (src/catalog/check_store.c), added and
+-- dropped by pipeline.add_check / pipeline.drop_check and by the "checks"
+-- key of pipeline.apply (src/api/checks_api.c). Row-level kinds are
+-- evaluated inside the load statement (src/engine/planner.c,
+-- src/engine/row_checks.c); set-level kinds after it, in the run's
+-- transaction (src/engine/set_checks.c). docs/quality.md explains them.
+CREATE SEQUENCE pipeline.check_id_seq;
+CREATE TABLE pipeline.data_check (
+    check_id            bigint NOT NULL DEFAULT pg_catalog.nextval('pipeline.check_id_seq') UNIQUE,
+    pipeline_id         bigint NOT NULL REFERENCES pipeline.pipeline (pipeline_id) ON DELETE CASCADE,
+    check_name          text NOT NULL,
+    kind                text NOT NULL
+                        CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['not_null', 'accepted_values',
+                               'range', 'regex', 'relationships', 'expression', 'unique',
+                               'row_count', 'query'])),
+    args                jsonb NOT NULL DEFAULT '{}',
+    severity            text NOT NULL
+                        CHECK (severity OPERATOR(pg_catalog.=) ANY (ARRAY['warn', 'quarantine', 'error', 'block'])),
+    created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (pipeline_id, check_name)
+);
+REVOKE ALL ON pipeline.data_check FROM PUBLIC;
+REVOKE ALL ON SEQUENCE pipeline.check_id_seq FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.data_check', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.check_id_seq', '');
+
+CREATE VIEW pipeline.checks WITH (security_barrier) AS
+SELECT c.check_id,
+       c.pipeline_id,
+       p.name AS pipeline,
+       c.check_name,
+       c.kind,
+       c.args,
+       c.severity,
+       CASE WHEN c.kind OPERATOR(pg_catalog.=) ANY (ARRAY['unique', 'row_count', 'query'])
+            THEN 'set' ELSE 'row' END AS level,
+       c.created_at
+  FROM pipeline.data_check c
+  JOIN pipeline.pipeline p ON p.pipeline_id OPERATOR(pg_catalog.=) c.pipeline_id
+ WHERE pg_catalog.pg_has_role(p.owner::pg_catalog.oid, 'USAGE');
+GRANT SELECT ON pipeline.checks TO PUBLIC;
+
+CREATE FUNCTION pipeline.add_check(pipeline text, check_name text, kind text,
+                                   args jsonb DEFAULT '{}', severity text DEFAULT 'error')
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_add_check';
+
+CREATE FUNCTION pipeline.drop_check(pipeline text, check_name text)
+RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_drop_check';
+
+-- What each check came to in each run (src/recorders/check_results.c). A
+-- run that fails on an error-severity check rolls back with its load; its
+-- record in pipeline.runs names the check. 'blocked' becomes
+-- 'acknowledged' through pipeline.acknowledge.
+CREATE TABLE pipeline.check_result (
+    run_id              bigint NOT NULL,
+    pipeline_id         bigint NOT NULL,
+    check_name          text NOT NULL,
+    kind                text NOT NULL,
+    severity            text NOT NULL,
+    failed_rows         bigint NOT NULL,
+    outcome             text NOT NULL
+                        CHECK (outcome OPERATOR(pg_catalog.=) ANY (ARRAY['passed', 'warned',
+                               'quarantined', 'blocked', 'acknowledged'])),
+    acknowledged_at     timestamptz,
+    acknowledged_by     text,
+    PRIMARY KEY (run_id, check_name)
+);
+CREATE INDEX check_result_blocked_idx
+    ON pipeline.check_result (pipeline_id) WHERE outcome OPERATOR(pg_catalog.=) 'blocked';
+REVOKE ALL ON pipeline.check_result FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.check_result', '');
+
+CREATE VIEW pipeline.check_results WITH (security_barrier) AS
+SELECT r.run_id,
+       r.check_name,
+       r.kind,
+       r.severity,
+       r.failed_rows,
+       r.outcome
+  FROM pipeline.check_result r
+ WHERE r.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
+    OR (SELECT s.rolsuper FROM pg_catalog.pg_roles s
+         WHERE s.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+GRANT SELECT ON pipeline.check_results TO PUBLIC;
+
+-- Quarantine: one row per source row that failed a quarantine-severity
+-- check, written in the run's transaction right after its load statement
+-- (src/recorders/check_results.c). Visible with the pipeline's runs; a role
+-- that sees the pipeline may edit "row" before a replay, and nothing else.
+CREATE SEQUENCE pipeline.quarantine_id_seq;
+CREATE TABLE pipeline.quarantine_row (
+    quarantine_id       bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.quarantine_id_seq'),
+    pipeline_id         bigint NOT NULL,
+    pipeline            text NOT NULL,
+    run_id              bigint NOT NULL,
+    key                 jsonb,
+    incremental_value   text,
+    "row"               jsonb NOT NULL,
+    failed_checks       text[] NOT NULL,
+    reason              text,
+    status              text NOT NULL DEFAULT 'open'
+                        CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['open', 'replayed', 'discarded'])),
+    quarantined_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    resolved_at         timestamptz
+);
+CREATE INDEX quarantine_row_open_idx
+    ON pipeline.quarantine_row (pipeline_id, key) WHERE status OPERATOR(pg_catalog.=) 'open';
+REVOKE ALL ON pipeline.quarantine_row FROM PUBLIC;
+REVOKE ALL ON SEQUENCE pipeline.quarantine_id_seq FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.quarantine_row', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.quarantine_id_seq', '');
+
+CREATE VIEW pipeline.quarantine WITH (security_barrier) AS
+SELECT q.quarantine_id,
+       q.pipeline_id,
+       q.pipeline,
+       q.run_id,
+       q.key,
+       q.incremental_value,
+       q."row",
+       q.failed_checks,
+       q.reason,
+       q.status,
+       q.quarantined_at,
+       q.resolved_at
+  FROM pipeline.quarantine_row q
+ WHERE q.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
+    OR (SELECT s.rolsuper FROM pg_catalog.pg_roles s
+         WHERE s.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+GRANT SELECT, UPDATE ("row") ON pipeline.quarantine TO PUBLIC;
+
+-- The row gate of the load statement (src/engine/row_checks.c): called only
+-- for a row that failed a row-level check, with which of the checks it
+-- failed (in the order of the run's row checks); counts them, raises for an error-severity check, keeps the row
+-- for quarantine and returns false for a quarantine-severity one.
+-- pipeline._checked_row(passed) wraps the gate (and, without
+-- de-duplication, the row counter it follows: CASE WHEN
+-- pipeline._window_row(...) THEN <gate> ELSE false END), so that the
+-- planner takes it for a filter that keeps every row (selectivity 1) and
+-- its estimates and plan do not change with the checks.
+CREATE FUNCTION pipeline._check_row(failed boolean[], "row" jsonb, key jsonb, incremental_value text,
+                                    quarantine_id bigint)
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_check_row';
+
+CREATE FUNCTION pipeline._checked_row(passed boolean)
+RETURNS boolean
+LANGUAGE c VOLATILE STRICT COST 1
+SUPPORT pipeline._window_row_support
+AS 'MODULE_PATHNAME', 'pipeline_checked_row';
+COMMENT ON FUNCTION pipeline._check_row(boolean[], jsonb, jsonb, text, bigint) IS 'internal: routes a source row that failed row checks';
+COMMENT ON FUNCTION pipeline._checked_row(boolean) IS 'internal: the row gate of a load with row checks';
+
+-- Runs count the rows they sent to quarantine. rows_read = rows_inserted +
+-- rows_updated + rows_deleted + rows_unchanged + rows_quarantined +
+-- rows_rejected (+ the older versions of a key that de-duplication drops).
+ALTER TABLE pipeline.run_history ADD COLUMN rows_quarantined bigint NOT NULL DEFAULT 0;
+
+CREATE OR REPLACE VIEW pipeline.runs WITH (security_barrier) AS
+SELECT h.run_id,
+       h.pipeline_id,
+       h.pipeline_name,
+       h.status,
+       h.started_at,
+       h.finished_at,
+       h.rows_read,
+       h.rows_inserted,
+       h.rows_updated,
+       h.rows_deleted,
+       h.rows_unchanged,
+       h.rows_rejected,
+       h.batches,
+       h.watermark_from,
+       h.watermark_to,
+       h.error_sqlstate,
+       h.error_message,
+       h.triggered_by,
+       h.parent_run_id,
+       h.attempt,
+       h.error_detail,
+       h.error_hint,
+       h.rows_quarantined
+  FROM pipeline.run_history h
+ WHERE h.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
+    OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
+         WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+
+-- Replay and discard of quarantined rows, and the acknowledgement of a
+-- blocking check (src/api/checks_api.c, src/engine/replay.c).
+CREATE FUNCTION pipeline.replay_quarantine(pipeline text, ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_replay_quarantine';
+
+CREATE FUNCTION pipeline.discard_quarantine(pipeline text, ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_discard_quarantine';
+
+CREATE FUNCTION pipeline.acknowledge(pipeline text, run_id bigint)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_acknowledge';

@@ -7,8 +7,9 @@
  * alter_pipeline, so it validates exactly as they do; its keys and the
  * arguments it passes are the options of the option table
  * (catalog/options.c). An update runs in a subtransaction that is rolled
- * back when the config version did not move: applying the same spec twice
- * writes nothing, and says so.
+ * back when neither the config version nor the checks moved: applying the
+ * same spec twice writes nothing, and says so. The "checks" key replaces
+ * the pipeline's data checks (api/checks_api.c, ApplyChecks).
  * pipeline.config_of(name) shows a pipeline's canonical configuration
  * (recorders/versions.c) to those who may see it.
  *
@@ -32,6 +33,7 @@
 #include "utils/resowner.h"
 
 #include "pipeline/policy.h"
+#include "registry_internal.h"
 
 PIPELINE_FUNCTION(pipeline_config_of);
 PIPELINE_FUNCTION(pipeline_apply);
@@ -157,6 +159,8 @@ SpecMustHave(const PipelineOption *o)
 static SpecType
 SpecTypeOf(const PipelineOption *o)
 {
+	if (o->storage == OPTION_STORE_CHECKS)
+		return SPEC_ARRAY;
 	switch (o->sql_type)
 	{
 		case TEXTARRAYOID:
@@ -212,7 +216,8 @@ CheckSpecType(PipelineSpec *spec, int key, int index)
 		case SPEC_ARRAY:
 			if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
 				SpecError(index, psprintf("\"%s\" must be an array of %s", o->name,
-										  o->check == OPTION_CHECK_COLUMN_LIST ? "column names" : "names"),
+										  o->check == OPTION_CHECK_COLUMN_LIST ? "column names" :
+										  o->storage == OPTION_STORE_CHECKS ? "check objects" : "names"),
 						  NULL);
 			break;
 		case SPEC_NUMBER:
@@ -523,6 +528,7 @@ ApplyOne(PipelineSpec *spec, int index, int *version)
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	bool		changed;
+	volatile bool checks_changed = false;
 
 	{
 		int			nestlevel = PinSearchPath();
@@ -536,6 +542,7 @@ ApplyOne(PipelineSpec *spec, int index, int *version)
 		CallRegistry("create_pipeline", types, values, nulls);
 		if (lineage_column)
 			SetLineageColumnCall(spec->name, lineage_column);
+		(void) ApplyChecks(spec->name, spec->v[SpecKey("checks")], index);
 		*version = PipelineVersion(spec->name);
 		return "created";
 	}
@@ -549,6 +556,7 @@ ApplyOne(PipelineSpec *spec, int index, int *version)
 		CallRegistry("alter_pipeline", types, values, nulls);
 		if (lineage_column || existing->lineage_column)
 			SetLineageColumnCall(spec->name, lineage_column);
+		checks_changed = ApplyChecks(spec->name, spec->v[SpecKey("checks")], index);
 		*version = PipelineVersion(spec->name);
 	}
 	PG_CATCH();
@@ -565,7 +573,7 @@ ApplyOne(PipelineSpec *spec, int index, int *version)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	changed = *version != before;
+	changed = *version != before || checks_changed;
 	if (changed)
 		ReleaseCurrentSubTransaction();
 	else

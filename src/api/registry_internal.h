@@ -39,4 +39,7 @@ extern void ReadOptionArgs(FunctionCallInfo fcinfo, PipelineDef *def, bool alter
 extern void OptionError(PipelineDef *def, const char *message, const char *hint);
 extern void ValidateOptions(PipelineDef *def);
 
+/* checks_api.c: the "checks" key of apply() */
+extern bool ApplyChecks(const char *pipeline, JsonbValue *checks, int index);
+
 #endif							/* PIPELINE_API_REGISTRY_INTERNAL_H */

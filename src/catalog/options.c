@@ -293,6 +293,21 @@ const PipelineOption PipelineOptions[] = {
 		.in_config = true,
 		.in_spec = true,
 	},
+	{
+		/*
+		 * no argument: rows of pipeline.data_check, changed by add_check and
+		 * drop_check (api/checks_api.c), which audit each change; not in the
+		 * config, so that a pipeline's config versions are its options'
+		 */
+		.name = "checks",
+		.sql_type = InvalidOid,
+		.check = OPTION_CHECK_NONE,
+		.storage = OPTION_STORE_CHECKS,
+		.field = NO_FIELD, .field2 = NO_FIELD,
+		.alterable = false,
+		.in_config = false,
+		.in_spec = true,
+	},
 };
 
 const int	NumPipelineOptions = lengthof(PipelineOptions);

@@ -263,6 +263,7 @@ ReadOptionColumns(PipelineDef *def, const PipelineOption *o, HeapTuple tuple, Tu
 			break;
 		case OPTION_STORE_NONE:
 		case OPTION_STORE_DEPENDENCIES:
+		case OPTION_STORE_CHECKS:
 			elog(ERROR, "option \"%s\" has no column", o->name);
 	}
 	(*attno)++;
@@ -486,6 +487,7 @@ OptionParams(PipelineDef *def, const PipelineOption *o, Oid *types, Datum *value
 			break;
 		case OPTION_STORE_NONE:
 		case OPTION_STORE_DEPENDENCIES:
+		case OPTION_STORE_CHECKS:
 			elog(ERROR, "option \"%s\" has no column", o->name);
 	}
 	*n = i + 1;

@@ -9,6 +9,8 @@
  *    pipeline._soft_delete, which the generated statement calls once per
  *    window row (as its last filter), per row kept after de-duplication,
  *    and per soft delete;
+ *  - the gate of the row checks (row_checks.c), which counts the rows it
+ *    sends to quarantine; a quarantined row is neither kept nor loaded;
  *  - the MERGE executor's own tallies of inserted, updated and deleted rows
  *    (ModifyTableState.mt_merge_*), read by an ExecutorEnd hook that is
  *    armed only around the engine's own MERGE.
@@ -152,16 +154,20 @@ ArmMergeCapture(void)
  * CollectLoadCounters adds the counts of the statement that just ran to
  * counts: from the MERGE tallies for a MERGE, else from processed (the rows
  * a plain INSERT wrote). Rows that reached the load and needed no change
- * are counted as unchanged; without de-duplication every row read and not
- * rejected reached it.
+ * are counted as unchanged; without de-duplication every row read and
+ * neither rejected nor sent to quarantine by the row checks' gate
+ * (row_checks.c, which counts those) reached it.
  */
 void
 CollectLoadCounters(LoadStatements *stmts, uint64 processed, LoadCounts *counts)
 {
+	int64		quarantined = stmts->has_row_checks ? RowChecksQuarantined() : 0;
+
 	counts->read += rows_read;
 	counts->rejected += rows_rejected;
+	counts->quarantined += quarantined;
 	if (!stmts->counts_kept)
-		rows_kept = rows_read - rows_rejected;
+		rows_kept = rows_read - rows_rejected - quarantined;
 	if (stmts->load_is_merge)
 	{
 		int64		ins = (int64) merge_inserted;

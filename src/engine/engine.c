@@ -13,8 +13,12 @@
  *      a write lock on a base table of the source, so that no row committed
  *      later with a value at or below the mark is skipped;
  *   4. lock the target SHARE ROW EXCLUSIVE and load the window (watermark -
- *      lookback, high-water mark] with one set-based statement;
- *   5. store the new watermark and the run record in the same transaction.
+ *      lookback, high-water mark] with one set-based statement, which
+ *      evaluates the row checks and keeps the rows they quarantine; write
+ *      those rows, evaluate the set checks, record what the checks came to
+ *      (engine/row_checks.c, engine/set_checks.c);
+ *   5. store the new watermark and the run record in the same transaction;
+ *      queue the downstream pipelines unless a blocking check failed.
  *
  * Steps 2-5 run in a subtransaction. On error it is rolled back (load and
  * watermark together), the failed run is recorded by an autonomous worker
@@ -203,10 +207,15 @@ RunOnce(RunState *rs)
 	}
 	if (!nothing_new)
 	{
+		int64		read_before = rs->rec.counts.read;
+
 		ExecuteLoadStep(plan, has_lower, lower, has_upper, upper, &rs->rec.counts);
+		FlushRowChecks(plan, rs->rec.run_id);
+		RunSetChecks(plan, rs->rec.counts.read - read_before);
 		rs->rec.batches = 1;
 		RefreshSourceRelations(def->id, plan->source_relid);
-		if (rs->rec.counts.inserted + rs->rec.counts.updated + rs->rec.counts.deleted > 0)
+		if (!FinishChecks(plan, rs->rec.run_id) &&
+			rs->rec.counts.inserted + rs->rec.counts.updated + rs->rec.counts.deleted > 0)
 			EnqueueDownstream(def->id, rs->rec.run_id);
 	}
 	if (rs->rec.wm_to && (rs->rec.wm_from == NULL || strcmp(rs->rec.wm_to, rs->rec.wm_from) != 0))
@@ -460,7 +469,10 @@ RunBatch(RunState *rs)
 		ExecuteLoadStep(plan, has_wm,
 						(first && has_wm && def->lookback) ? SubtractLookback(wm, def->lookback, inc->typid) : wm,
 						true, bound, &rs->rec.counts);
-		if (rs->rec.counts.inserted + rs->rec.counts.updated + rs->rec.counts.deleted >
+		FlushRowChecks(plan, rs->rec.run_id);
+		RunSetChecks(plan, rs->rec.counts.read - before.read);
+		if (!FinishChecks(plan, rs->rec.run_id) &&
+			rs->rec.counts.inserted + rs->rec.counts.updated + rs->rec.counts.deleted >
 			before.inserted + before.updated + before.deleted)
 			EnqueueDownstream(def->id, rs->rec.run_id);
 	}

@@ -388,7 +388,8 @@ CheckSourceReads(PipelineDef *def, Oid source_relid, Oid target_relid)
 
 /*
  * BuildLoadPlan resolves a pipeline definition against the current catalogs:
- * the relations, the columns a run loads, and what a run must wait for.
+ * the relations, the columns a run loads, what a run must wait for, and
+ * the pipeline's data checks (row-level ones go into the load statement).
  * Everything a user can get wrong is reported here with its SQLSTATE, at
  * registration and again at every run.
  */
@@ -396,6 +397,7 @@ LoadPlan *
 BuildLoadPlan(PipelineDef *def)
 {
 	LoadPlan   *plan = palloc0(sizeof(LoadPlan));
+	ListCell   *lc;
 
 	plan->def = def;
 	plan->source_relid = ResolveRelationName(def->source_schema, def->source_table, "source");
@@ -406,6 +408,15 @@ BuildLoadPlan(PipelineDef *def)
 	plan->base_relids = CheckSourceReads(def, plan->source_relid, plan->target_relid);
 	ValidateSourceColumns(def, plan->source_relid);
 	plan->columns = BuildLoadColumns(def, plan->source_relid, plan->target_relid);
+	foreach(lc, LoadChecks(def->id))
+	{
+		CheckDef   *check = lfirst(lc);
+
+		if (CHECK_IS_ROW_LEVEL(check->kind))
+			plan->row_checks = lappend(plan->row_checks, check);
+		else
+			plan->set_checks = lappend(plan->set_checks, check);
+	}
 	if (def->incremental_column)
 		plan->incremental = FindLoadColumn(plan->columns, def->incremental_column);
 	if (def->delete_column)

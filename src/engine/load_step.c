@@ -138,23 +138,18 @@ TargetStatsSayEmpty(Oid relid)
 }
 
 /*
- * ExecuteLoadStep runs the statements of one load step as the pipeline
- * owner with the window bounds as parameters, and adds their exact counts.
+ * ExecuteStatements runs the statements of one load step as the pipeline
+ * owner with their parameters, and adds their exact counts; the gate of
+ * the row checks is armed for the load statement (FlushRowChecks, which
+ * the caller calls next, writes what it kept).
  */
 void
-ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
-				Datum upper, LoadCounts *counts)
+ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, int nargs, Oid *types, Datum *values,
+				  LoadCounts *counts)
 {
-	LoadStatements *stmts = BuildLoadStatements(plan, has_lower, has_upper);
-	Oid			types[2];
-	Datum		values[2] = {lower, upper};
-	int			nargs = plan->incremental ? 2 : 0;
 	OwnerContext ctx;
 	int			rc;
 	int			guc_level;
-
-	if (plan->incremental)
-		types[0] = types[1] = plan->incremental->typid;
 
 	LockRelationOid(plan->target_relid, ShareRowExclusiveLock);
 	/*
@@ -182,6 +177,8 @@ ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
 		counts->deleted += SPI_processed;
 	}
 	ResetLoadCounters();
+	if (stmts->has_row_checks)
+		ArmRowChecks(plan);
 	if (stmts->load_is_merge)
 		ArmMergeCapture();
 	rc = SPI_execute_with_args(stmts->load, nargs, types, values, NULL, false, 0);
@@ -190,4 +187,22 @@ ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
 	CollectLoadCounters(stmts, SPI_processed, counts);
 	LeaveOwnerContext(&ctx);
 	AtEOXact_GUC(true, guc_level);
+}
+
+/*
+ * ExecuteLoadStep runs the statements of one load step with the window
+ * bounds as parameters, and adds their exact counts.
+ */
+void
+ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
+				Datum upper, LoadCounts *counts)
+{
+	LoadStatements *stmts = BuildLoadStatements(plan, has_lower, has_upper);
+	Oid			types[2];
+	Datum		values[2] = {lower, upper};
+	int			nargs = plan->incremental ? 2 : 0;
+
+	if (plan->incremental)
+		types[0] = types[1] = plan->incremental->typid;
+	ExecuteStatements(plan, stmts, nargs, types, values, counts);
 }

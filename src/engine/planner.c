@@ -5,7 +5,9 @@
  * Turns a resolved load plan into the SQL a run executes: the high-water
  * mark query, the batch boundary queries, and the one set-based load
  * statement per step (MERGE, or INSERT for keyless appends, plus the delete
- * of vanished keys in full mode). Pure string building: nothing here runs a
+ * of vanished keys in full mode), with the gate of the pipeline's row
+ * checks inside it (AppendCheckGate), and the same statement over the rows
+ * of a quarantine replay ($1 quarantine ids, $2 rows). Pure string building: nothing here runs a
  * statement, so pipeline.explain shows exactly what a run would execute.
  *
  * Every identifier is quoted, every value is a parameter ($1 = lower bound
@@ -62,6 +64,28 @@ InternalColumnName(LoadPlan *plan, const char *base)
 			return name;
 		name = psprintf("%s_%d", base, n);
 	}
+}
+
+static char *Col(const char *alias, const char *column);
+
+/* QuarantineIdColumn names the column a replay carries each row's quarantine id in */
+static const char *
+QuarantineIdColumn(LoadPlan *plan)
+{
+	return quote_identifier(InternalColumnName(plan, "__pipeline_quarantine_id"));
+}
+
+/*
+ * ReplayGuard returns the condition that keeps a replayed row from
+ * overwriting a newer version of its key: the incremental value decides.
+ */
+static char *
+ReplayGuard(LoadPlan *plan)
+{
+	if (!plan->replay || plan->incremental == NULL)
+		return "";
+	return psprintf(" AND (%s IS NULL OR %s <= %s)", Col("t", plan->incremental->name),
+					Col("t", plan->incremental->name), Col("s", plan->incremental->name));
 }
 
 /* Col returns alias."column" */
@@ -170,27 +194,46 @@ AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
 		appendStringInfo(buf, "%s %s $2", inc, upper_op);
 }
 
+static void AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias);
+
 /*
  * AppendWindowRows appends the query of the source rows in the window. Each
  * row that passes the window predicate is counted by pipeline._window_row,
  * which also counts and filters out rows with a NULL key column. The
  * counter is a filter, not an output column, so the planner can still
  * flatten the query into the load and keep its best join; its high COST
- * makes it the last filter evaluated.
+ * makes it the last filter evaluated. With gated, the row checks' gate
+ * is evaluated in the same filter, right after the counter kept a row
+ * (CASE WHEN counter THEN gate ELSE false END), so that it sees each row
+ * the counter kept once, and no other; pipeline._checked_row around both
+ * tells the planner that the filter keeps every row, so that the checks
+ * change neither its estimates nor its choice of plan.
  */
 static void
 AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
-				 bool has_lower, bool has_upper)
+				 bool has_lower, bool has_upper, bool gated)
 {
 	ListCell   *lc;
 	bool		first = true;
 
 	appendStringInfoString(buf, "SELECT ");
 	AppendColumns(buf, plan->columns, alias);
-	appendStringInfo(buf, " FROM %s AS %s", plan->source_ident, alias);
+	if (plan->replay)
+	{
+		const char *qid = QuarantineIdColumn(plan);
+
+		appendStringInfo(buf, ", %s.%s FROM (SELECT j.q AS %s, r.* FROM"
+						 " ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.jsonb[])) AS j (q, v)"
+						 " CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%s, j.v) AS r) AS %s",
+						 alias, qid, qid, plan->source_ident, alias);
+	}
+	else
+		appendStringInfo(buf, " FROM %s AS %s", plan->source_ident, alias);
 	AppendWindowPredicate(buf, plan, alias, has_lower, has_upper, "<=");
-	appendStringInfoString(buf, (plan->incremental && (has_lower || has_upper))
-						   ? " AND pipeline._window_row(" : " WHERE pipeline._window_row(");
+	appendStringInfoString(buf, (plan->incremental && (has_lower || has_upper)) ? " AND " : " WHERE ");
+	if (gated)
+		appendStringInfoString(buf, "pipeline._checked_row(CASE WHEN ");
+	appendStringInfoString(buf, "pipeline._window_row(");
 	foreach(lc, plan->columns)
 	{
 		LoadColumn *col = lfirst(lc);
@@ -203,6 +246,63 @@ AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
 	if (first)
 		appendStringInfoString(buf, "false");
 	appendStringInfoChar(buf, ')');
+	if (gated)
+	{
+		appendStringInfoString(buf, " THEN ");
+		AppendCheckGate(buf, plan, alias);
+		appendStringInfoString(buf, " ELSE false END)");
+	}
+}
+
+/*
+ * AppendCheckGate appends the expression that evaluates the row checks on
+ * the rows of alias (whose columns the checks name bare): a row that passes
+ * them all costs the predicates and nothing else; a row that fails one is
+ * handed, with which checks it failed, its whole row, key and incremental
+ * value, to pipeline._check_row (row_checks.c), which counts it, keeps it
+ * for quarantine or fails the run. It is true when the row goes on to the
+ * load; the callers wrap it in pipeline._checked_row, whose selectivity
+ * is 1 (the filter the planner sees keeps every row).
+ */
+static void
+AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias)
+{
+	ListCell   *lc;
+	List	   *preds = NIL;
+	bool		first = true;
+
+	foreach(lc, plan->row_checks)
+		preds = lappend(preds, RowCheckPredicate(plan->def, lfirst(lc)));
+	appendStringInfoString(buf, "CASE WHEN ");
+	foreach(lc, preds)
+		appendStringInfo(buf, "%s(%s) IS FALSE", lc == list_head(preds) ? "" : " OR ", (char *) lfirst(lc));
+	appendStringInfoString(buf, " THEN pipeline._check_row(ARRAY[");
+	foreach(lc, preds)
+		appendStringInfo(buf, "%s(%s) IS FALSE", lc == list_head(preds) ? "" : ", ", (char *) lfirst(lc));
+	appendStringInfo(buf, "], pg_catalog.to_jsonb(%s)", alias);
+	if (plan->replay)
+		appendStringInfo(buf, " OPERATOR(pg_catalog.-) %s", quote_literal_cstr(QuarantineIdColumn(plan)));
+	appendStringInfoString(buf, ", ");
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (!col->is_key)
+			continue;
+		appendStringInfo(buf, "%s%s, %s", first ? "pg_catalog.jsonb_build_object(" : ", ",
+						 quote_literal_cstr(col->name), Col(alias, col->name));
+		first = false;
+	}
+	appendStringInfoString(buf, first ? "NULL::pg_catalog.jsonb, " : "), ");
+	if (plan->incremental)
+		appendStringInfo(buf, "%s::pg_catalog.text, ", Col(alias, plan->incremental->name));
+	else
+		appendStringInfoString(buf, "NULL::pg_catalog.text, ");
+	if (plan->replay)
+		appendStringInfo(buf, "%s.%s", alias, QuarantineIdColumn(plan));
+	else
+		appendStringInfoString(buf, "NULL::pg_catalog.int8");
+	appendStringInfoString(buf, ") ELSE true END");
 }
 
 /*
@@ -258,7 +358,7 @@ AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 
 	if (!plan->needs_dedup)
 	{
-		AppendWindowRows(buf, plan, "s", has_lower, has_upper);
+		AppendWindowRows(buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL);
 		return;
 	}
 	appendStringInfoString(buf, "SELECT ");
@@ -275,10 +375,22 @@ AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 		first = false;
 	}
 	appendStringInfoString(buf, ") * FROM (");
-	AppendWindowRows(buf, plan, "s", has_lower, has_upper);
+	/*
+	 * A replay checks every row it reads, then keeps the newest of those
+	 * that pass, so that a version that still fails never hides an older one
+	 * that passes now; a run checks the row it keeps of each key (one row
+	 * per key per window).
+	 */
+	AppendWindowRows(buf, plan, "s", has_lower, has_upper, plan->replay && plan->row_checks != NIL);
 	appendStringInfoString(buf, ") AS w");
 	AppendDedupOrder(buf, plan);
 	appendStringInfoString(buf, ") AS d");
+	if (plan->row_checks != NIL && !plan->replay)
+	{
+		appendStringInfoString(buf, " WHERE pipeline._checked_row(");
+		AppendCheckGate(buf, plan, "d");
+		appendStringInfoChar(buf, ')');
+	}
 }
 
 /* AppendInsertAction appends the INSERT of a new key */
@@ -340,7 +452,10 @@ AppendUpdateAction(StringInfo buf, LoadPlan *plan)
 
 		if (col->is_key || col == plan->incremental)
 			continue;
-		appendStringInfoString(buf, first ? "\nWHEN MATCHED AND (" : " OR ");
+		if (first)
+			appendStringInfo(buf, "\nWHEN MATCHED%s AND (", ReplayGuard(plan));
+		else
+			appendStringInfoString(buf, " OR ");
 		AppendDistinct(buf, col);
 		first = false;
 	}
@@ -373,8 +488,8 @@ BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
 			 * takes the tombstone's incremental value, so that a pipeline
 			 * reading this target incrementally sees the delete.
 			 */
-			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE AND t.%s IS NOT TRUE"
-							 " THEN UPDATE SET %s = pipeline._soft_delete()", del, del, del);
+			appendStringInfo(&buf, "\nWHEN MATCHED%s AND s.%s IS TRUE AND t.%s IS NOT TRUE"
+							 " THEN UPDATE SET %s = pipeline._soft_delete()", ReplayGuard(plan), del, del, del);
 			if (plan->incremental && !plan->incremental->is_key &&
 				plan->incremental != plan->delete_flag)
 				appendStringInfo(&buf, ", %s = %s", quote_identifier(plan->incremental->name),
@@ -384,7 +499,7 @@ BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
 			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE THEN DO NOTHING", del);
 		}
 		else if (del)
-			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE THEN DELETE", del);
+			appendStringInfo(&buf, "\nWHEN MATCHED%s AND s.%s IS TRUE THEN DELETE", ReplayGuard(plan), del);
 		AppendUpdateAction(&buf, plan);
 	}
 	if (del)
@@ -411,14 +526,23 @@ BuildAppendInsert(LoadPlan *plan, bool has_lower, bool has_upper)
 	if (LineageColumn(plan))
 		appendStringInfo(&buf, ", %s", LineageColumn(plan));
 	appendStringInfoString(&buf, override ? ") OVERRIDING SYSTEM VALUE " : ") ");
-	if (LineageColumn(plan))
+	if (plan->replay)
+	{
+		/* a replay's rows carry their quarantine id, which is not loaded */
+		appendStringInfoString(&buf, "SELECT ");
+		AppendColumns(&buf, plan->columns, "w");
+		appendStringInfoString(&buf, LineageColumn(plan) ? ", " LINEAGE_RUN_ID " FROM (" : " FROM (");
+		AppendWindowRows(&buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL);
+		appendStringInfoString(&buf, ") AS w");
+	}
+	else if (LineageColumn(plan))
 	{
 		appendStringInfoString(&buf, "SELECT w.*, " LINEAGE_RUN_ID " FROM (");
-		AppendWindowRows(&buf, plan, "s", has_lower, has_upper);
+		AppendWindowRows(&buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL);
 		appendStringInfoString(&buf, ") AS w");
 	}
 	else
-		AppendWindowRows(&buf, plan, "s", has_lower, has_upper);
+		AppendWindowRows(&buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL);
 	return buf.data;
 }
 
@@ -456,8 +580,9 @@ BuildLoadStatements(LoadPlan *plan, bool has_lower, bool has_upper)
 {
 	LoadStatements *stmts = palloc0(sizeof(LoadStatements));
 
-	if (plan->def->mode == LOAD_MODE_FULL)
+	if (plan->def->mode == LOAD_MODE_FULL && !plan->replay)
 		stmts->prepare = BuildVanishedKeyStatement(plan);
+	stmts->has_row_checks = plan->row_checks != NIL;
 	if (plan->def->mode == LOAD_MODE_APPEND && plan->def->unique_key == NIL)
 	{
 		stmts->load = BuildAppendInsert(plan, has_lower, has_upper);

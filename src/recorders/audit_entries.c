@@ -11,7 +11,8 @@
  * run's transaction or in the autonomous recorder's: AuditActFor then
  * names the caller's session as the one that acted). The config version is
  * read by the callers, so that the audit log calls neither versions nor
- * lineage.
+ * lineage. AuditQualityChange builds the entry of a change to the data
+ * checks or the quarantine (src/api/checks_api.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -214,5 +215,29 @@ AuditSkippedRun(RunRecord *run)
 
 	RunEntry(&e, run, "run_skipped", "skipped",
 			 "{\"reason\":\"another run of the pipeline is in progress\"}");
+	QueueAuditEntries(&e, 1);
+}
+
+/*
+ * AuditQualityChange queues the audit entry of a change to a pipeline's
+ * data checks or quarantine (add_check, drop_check, replay_quarantine,
+ * discard_quarantine, acknowledge): the state before and after as JSON,
+ * and the run it concerns, if any.
+ */
+void
+AuditQualityChange(const char *action, PipelineDef *def, int64 run_id, const char *before,
+				   const char *after)
+{
+	AuditEntry	e;
+
+	memset(&e, 0, sizeof(e));
+	e.f[AF_ACTION] = action;
+	e.f[AF_OBJECT_TYPE] = "pipeline";
+	e.f[AF_OBJECT_NAME] = def->name;
+	e.f[AF_OUTCOME] = "ok";
+	e.f[AF_BEFORE] = before;
+	e.f[AF_AFTER] = after;
+	e.pipeline_id = def->id;
+	e.run_id = run_id;
 	QueueAuditEntries(&e, 1);
 }

@@ -155,6 +155,7 @@ AppendConfigMember(StringInfo buf, PipelineDef *def, const PipelineOption *o)
 			break;
 		case OPTION_STORE_TEXT:
 		case OPTION_STORE_NONE:
+		case OPTION_STORE_CHECKS:
 			elog(ERROR, "option \"%s\" cannot be in the config", o->name);
 	}
 }

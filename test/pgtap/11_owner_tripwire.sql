@@ -4,7 +4,8 @@
 -- Owner code runs only as the owner, restricted, whoever calls. Owner
 -- functions sit at every hook a pipeline reaches (test/sql/tripwire.sql:
 -- a source view, a domain CHECK on the incremental column, a target
--- DEFAULT, trigger, index expression and rule, a user-defined cast); every
+-- DEFAULT, trigger, index expression and rule, a user-defined cast, the SQL
+-- of an expression check and of a query check); every
 -- API that can reach them is driven as a superuser, as a member of the
 -- owner role and as an unrelated role, and each hook must have fired only
 -- as the owner, in a security-restricted operation, with search_path
@@ -12,7 +13,7 @@
 --
 -- Roles are cluster-wide: created here if missing, never dropped.
 
-SELECT plan(24);
+SELECT plan(30);
 
 DO $$
 DECLARE r text;
@@ -72,12 +73,19 @@ SELECT lives_ok($$SELECT pipeline.refresh_lineage('tw merge')$$, 'a superuser re
 SELECT lives_ok($$SELECT count(*) FROM pipeline.openlineage_events(
                     (SELECT max(run_id) FROM pipeline.runs WHERE pipeline_name = 'tw merge'))$$,
                 'a superuser exports its OpenLineage events');
+SELECT ok(pipeline.replay_quarantine('tw merge') > 0, 'a superuser replays its quarantine');
 SELECT is(escaped(), 0::bigint, 'as a superuser, every hook ran as the owner, restricted, search_path pinned');
 
 -- as a member of the owner role ------------------------------------------------
 SET ROLE pgtap_tw_member;
 SELECT feed($$INSERT INTO tw.src VALUES (4, 50, 'red')$$);
 SELECT ok(pipeline.run('tw merge') > 0, 'a member of the owner runs it');
+SELECT is((SELECT count(*)::int FROM pipeline.quarantine WHERE pipeline = 'tw merge' AND status = 'open'), 1,
+          'the expression check quarantined row 4');
+SELECT ok(pipeline.replay_quarantine('tw merge') > 0, 'a member replays the quarantine: row 4 is checked again');
+SELECT lives_ok($$SELECT pipeline.add_check('tw merge', 'tw member', 'expression',
+                    '{"sql": "tw.tripwire(''check_expression'')"}', 'warn')$$,
+                'a member adds an expression check, parsed as the owner');
 CALL pipeline.run_batched('tw append', 1);
 SELECT lives_ok($$SELECT pipeline.reset('tw append', '10')$$, 'a member resets the append pipeline');
 SELECT lives_ok($$SELECT * FROM pipeline.status$$, 'a member reads the status');
@@ -89,6 +97,9 @@ SELECT is(escaped(), 0::bigint, 'as a member, every hook ran as the owner, restr
 SET ROLE pgtap_tw_other;
 SELECT throws_ok($$SELECT pipeline.run('tw merge')$$, '42501', NULL, 'another role cannot run it');
 SELECT throws_ok($$SELECT pipeline.reset('tw merge', '1')$$, '42501', NULL, 'nor reset it');
+SELECT throws_ok($$SELECT pipeline.add_check('tw merge', 'x', 'expression', '{"sql": "tw.tripwire(''check_expression'')"}')$$,
+                 '42501', NULL, 'nor add a check to it');
+SELECT throws_ok($$SELECT pipeline.replay_quarantine('tw merge')$$, '42501', NULL, 'nor replay its quarantine');
 SELECT lives_ok($$SELECT pipeline.source_lag(p.pipeline_id), pipeline.source_lag_detail(p.pipeline_id)
                     FROM generate_series(1, 5) AS p (pipeline_id)$$,
                 'its lag functions answer without reading the source');
@@ -98,8 +109,10 @@ SELECT is(escaped(), 0::bigint, 'as another role, no hook ran outside the owner'
 
 -- every hook was reached at least once (the test can fail) -----------------------
 SELECT is((SELECT array_agg(h ORDER BY h) FROM unnest(ARRAY['view', 'domain', 'default', 'trigger',
-                                                                'index', 'cast', 'rule']) h
-            WHERE fired(h) = 0), NULL, 'every hook fired: view, domain, default, trigger, index, cast, rule');
+                                                                'index', 'cast', 'rule', 'check_expression',
+                                                                'check_query']) h
+            WHERE fired(h) = 0), NULL,
+          'every hook fired: view, domain, default, trigger, index, cast, rule, check expression and query');
 SELECT is((SELECT count(*)::int FROM tw.appended), 5, 'the batched append loaded the two new versions');
 
 SELECT * FROM finish();

@@ -13,7 +13,9 @@
 -- (reached by the watermark's conversion and by the load), a target
 -- column's DEFAULT, a row trigger on the target, an index expression on the
 -- target, a user-defined assignment cast from the source's type to the
--- target's, and a rule on an append pipeline's target.
+-- target's, a rule on an append pipeline's target, and the SQL of an
+-- expression check (in the load statement, and in a quarantine replay) and
+-- of a query check (after the load).
 CREATE SCHEMA tw AUTHORIZATION :"owner";
 SET ROLE :"owner";
 
@@ -90,4 +92,10 @@ SELECT pipeline.create_pipeline('tw merge', 'tw.src_v', 'tw.tgt', unique_key => 
 SELECT pipeline.create_pipeline('tw append', 'tw.src_v', 'tw.appended',
                                 incremental_column => 'seq', mode => 'append',
                                 create_target => false) > 0 AS created;
+-- data checks whose SQL is owner code: an expression check (in the load
+-- statement; it quarantines row 4) and a query check (after the load)
+SELECT pipeline.add_check('tw merge', 'tw expression', 'expression',
+                          '{"sql": "tw.tripwire(''check_expression'') AND id <> 4"}', 'quarantine') > 0 AS added;
+SELECT pipeline.add_check('tw merge', 'tw query', 'query',
+                          '{"sql": "SELECT 1 WHERE NOT tw.tripwire(''check_query'')"}', 'warn') > 0 AS added;
 RESET ROLE;

@@ -76,9 +76,10 @@ is(sql(q{SELECT coalesce(string_agg(hook || ' as ' || who || (CASE WHEN restrict
            FROM tw.log WHERE who <> 'tw_owner' OR NOT restricted OR path <> 'pg_catalog, pg_temp'}),
    'none', 'every hook a worker reached ran as the owner, restricted, search_path pinned');
 is(sql(q{SELECT string_agg(h, ',' ORDER BY h) FROM unnest(ARRAY['cast', 'default', 'domain', 'index',
-                                                                  'rule', 'trigger', 'view']) h
+                                                                  'rule', 'trigger', 'view', 'check_expression',
+                                                                  'check_query']) h
           WHERE EXISTS (SELECT 1 FROM tw.log WHERE hook = h)}),
-   'cast,default,domain,index,rule,trigger,view', 'every hook fired in a worker');
+   'cast,check_expression,check_query,default,domain,index,rule,trigger,view', 'every hook fired in a worker');
 
 $node->stop;
 done_testing();

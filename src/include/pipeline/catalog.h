@@ -21,6 +21,7 @@
 #include "utils/timestamp.h"
 
 #include "pipeline/catalog/options.h"
+#include "pipeline/catalog/checks.h"
 
 typedef enum LoadMode
 {

@@ -16,6 +16,8 @@
 
 #include "pipeline/policy.h"
 
+#include "utils/array.h"
+
 /* One column a run loads: present in the source and in the target */
 typedef struct LoadColumn
 {
@@ -42,6 +44,9 @@ typedef struct LoadPlan
 	LoadColumn *delete_flag;	/* NULL if none */
 	bool		needs_dedup;	/* source may hold several rows per key */
 	List	   *base_relids;	/* tables whose writers a run waits for */
+	List	   *row_checks;		/* CheckDef * evaluated in the load statement */
+	List	   *set_checks;		/* CheckDef * evaluated after it */
+	bool		replay;			/* rows come from quarantine: $1 ids, $2 rows */
 } LoadPlan;
 
 /* The statements of one load step, with $1 = lower bound, $2 = upper bound */
@@ -51,6 +56,7 @@ typedef struct LoadStatements
 	char	   *load;			/* MERGE or INSERT */
 	bool		load_is_merge;
 	bool		counts_kept;	/* pipeline._kept_row counts rows after de-duplication */
+	bool		has_row_checks; /* rows pass the gate of row_checks.c */
 } LoadStatements;
 
 /* engine/load_plan.c */
@@ -65,6 +71,24 @@ extern char *BuildInfiniteRowsQuery(LoadPlan *plan);
 extern char *BuildBatchBoundQuery(LoadPlan *plan, bool has_lower);
 extern char *BuildBatchFallbackQuery(LoadPlan *plan, bool has_lower);
 extern List *ExplainPipeline(PipelineDef *def);
+
+/* engine/check_sql.c */
+extern char *RowCheckPredicate(PipelineDef *def, CheckDef *check);
+extern char *SetCheckQuery(LoadPlan *plan, CheckDef *check);
+extern int64 RowCountBound(PipelineDef *def, CheckDef *check, const char *key);
+extern void ValidateCheck(PipelineDef *def, CheckDef *check);
+
+/* engine/row_checks.c */
+extern void ArmRowChecks(LoadPlan *plan);
+extern int64 RowChecksQuarantined(void);
+extern void FlushRowChecks(LoadPlan *plan, int64 run_id);
+
+/* engine/set_checks.c */
+extern void RunSetChecks(LoadPlan *plan, int64 rows_read);
+extern bool FinishChecks(LoadPlan *plan, int64 run_id);
+
+/* engine/replay.c */
+extern int64 ReplayQuarantine(PipelineDef *def, ArrayType *ids);
 
 /* engine/counters.c */
 extern void ResetLoadCounters(void);

@@ -16,6 +16,7 @@
 #include "pipeline/recorders/audit.h"
 #include "pipeline/recorders/versions.h"
 #include "pipeline/recorders/lineage.h"
+#include "pipeline/recorders/quality.h"
 
 /* recorders/registry_changes.c */
 extern void RegistryChanged(const char *action, PipelineDef *def, const char *value);

@@ -34,7 +34,8 @@ typedef enum OptionStorage
 	OPTION_STORE_MODE,			/* LoadMode; its name in a text column */
 	OPTION_STORE_RELATION,		/* schema and table: two char *, two name columns */
 	OPTION_STORE_ROLE,			/* Oid; a regrole column */
-	OPTION_STORE_DEPENDENCIES	/* pipeline names, rows of pipeline.dependency */
+	OPTION_STORE_DEPENDENCIES,	/* pipeline names, rows of pipeline.dependency */
+	OPTION_STORE_CHECKS			/* data checks, rows of pipeline.data_check */
 } OptionStorage;
 
 /*

@@ -34,5 +34,7 @@ extern void AuditRegistryChange(const char *action, PipelineDef *def, const char
 extern void AuditRunStart(RunRecord *run);
 extern void AuditRunEnd(RunRecord *run);
 extern void AuditSkippedRun(RunRecord *run);
+extern void AuditQualityChange(const char *action, PipelineDef *def, int64 run_id,
+							   const char *before, const char *after);
 
 #endif							/* PIPELINE_RECORDERS_AUDIT_H */

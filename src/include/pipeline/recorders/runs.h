@@ -34,6 +34,7 @@ typedef struct LoadCounts
 	int64		deleted;
 	int64		unchanged;
 	int64		rejected;
+	int64		quarantined;	/* sent to (or, replayed, left in) quarantine */
 } LoadCounts;
 
 /* A run's status: what run_history says of it, and how it got there */

@@ -1,0 +1,31 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/include/pipeline/recorders/quality.h
+ *
+ * Layer 2, the recorders: what the data checks of a run came to
+ * (pipeline.check_result), the rows they sent to quarantine
+ * (pipeline.quarantine_row) and what became of them (replayed,
+ * discarded), written as the extension owner in the run's transaction
+ * (src/recorders/check_results.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PIPELINE_RECORDERS_QUALITY_H
+#define PIPELINE_RECORDERS_QUALITY_H
+
+#include "pipeline/recorders/runs.h"
+
+#include "utils/array.h"
+
+/* recorders/check_results.c */
+extern void WriteQuarantineRow(PipelineDef *def, int64 run_id, Datum failed, Datum row,
+							   Datum key, const char *incremental_value);
+extern void KeepQuarantineRowOpen(int64 quarantine_id, Datum failed);
+extern void RecordCheckResults(int64 run_id, PipelineDef *def, List *checks);
+extern bool PipelineBlocked(int64 pipeline_id);
+extern int64 AcknowledgeRun(PipelineDef *def, int64 run_id);
+extern void LockOpenQuarantine(PipelineDef *def, ArrayType *ids, Datum *ids_out, Datum *rows_out,
+							   int64 *count);
+extern int64 ResolveQuarantine(PipelineDef *def, ArrayType *ids, const char *status);
+
+#endif							/* PIPELINE_RECORDERS_QUALITY_H */
