@@ -747,3 +747,86 @@ CREATE FUNCTION pipeline.acknowledge(pipeline text, run_id bigint)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_acknowledge';
+
+-- Privacy (issue 11) ---------------------------------------------------------
+
+-- Where personal data is (src/api/privacy.c): the class of a column, as its
+-- owner declared it with pipeline.classify. A relation is named as lineage
+-- names it, so that a declaration survives a dump and restore; relid lets
+-- the DDL trigger follow a rename.
+CREATE TABLE pipeline.classification (
+    relation            text NOT NULL,
+    relid               oid NOT NULL,
+    column_name         name NOT NULL,
+    class               text NOT NULL,
+    classified_by       name NOT NULL,
+    classified_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (relation, column_name)
+);
+CREATE INDEX classification_relid_idx ON pipeline.classification (relid);
+REVOKE ALL ON pipeline.classification FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.classification', '');
+
+CREATE FUNCTION pipeline.pii_classes()
+RETURNS TABLE (class text, description text)
+LANGUAGE c IMMUTABLE
+AS 'MODULE_PATHNAME', 'pipeline_pii_classes';
+
+CREATE FUNCTION pipeline.classify(relation regclass, column_name text, class text)
+RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_classify';
+
+CREATE FUNCTION pipeline.unclassify(relation regclass, column_name text)
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_unclassify';
+
+CREATE FUNCTION pipeline.suggest_pii(relation regclass, sample_rows integer DEFAULT 1000)
+RETURNS TABLE (column_name text, suggested_class text, match_rate numeric)
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_suggest_pii';
+
+-- Every relation and column holding personal data: the declared ones, and
+-- every column derived from one through column lineage (pipelines and
+-- views; a column that only decides a CASE branch is not derived from it),
+-- with the declared column it comes from. masked tells whether a mask
+-- removes the value on its way; no pipeline masks yet (the masks option of
+-- the privacy issue), so it is false. A role sees the rows of the relations
+-- it may read.
+CREATE VIEW pipeline.pii_columns WITH (security_barrier) AS
+WITH RECURSIVE declared AS (
+    SELECT c.relation, c.column_name::text AS column_name, c.class
+      FROM pipeline.classification c
+     WHERE pg_catalog.to_regclass(c.relation) IS NOT NULL
+), edge AS (
+    SELECT DISTINCT e.from_relation, e.from_column::text AS from_column,
+           e.to_relation, e.to_column::text AS to_column
+      FROM pipeline.lineage_column_edge e
+     WHERE e.how IS DISTINCT FROM 'condition'
+), reach (relation, column_name, class, source_relation, source_column, depth) AS (
+    SELECT d.relation, d.column_name, d.class, d.relation, d.column_name, 0 FROM declared d
+    UNION
+    SELECT e.to_relation, e.to_column, r.class, r.source_relation, r.source_column,
+           r.depth OPERATOR(pg_catalog.+) 1
+      FROM reach r
+      JOIN edge e ON e.from_relation OPERATOR(pg_catalog.=) r.relation
+                 AND e.from_column OPERATOR(pg_catalog.=) r.column_name
+     WHERE r.depth OPERATOR(pg_catalog.<) 64
+)
+SELECT DISTINCT pg_catalog.to_regclass(r.relation) AS relation,
+       r.column_name::name AS column_name,
+       r.class,
+       CASE WHEN r.depth OPERATOR(pg_catalog.=) 0 THEN 'declared' ELSE 'lineage' END AS origin,
+       pg_catalog.to_regclass(r.source_relation) AS source_relation,
+       r.source_column::name AS source_column,
+       false AS masked
+  FROM reach r
+ WHERE pg_catalog.to_regclass(r.relation) IS NOT NULL
+   AND (r.depth OPERATOR(pg_catalog.=) 0
+        OR NOT EXISTS (SELECT 1 FROM declared d
+                        WHERE d.relation OPERATOR(pg_catalog.=) r.relation
+                          AND d.column_name OPERATOR(pg_catalog.=) r.column_name
+                          AND d.class OPERATOR(pg_catalog.=) r.class))
+   AND pg_catalog.has_table_privilege(pg_catalog.to_regclass(r.relation), 'SELECT');
+GRANT SELECT ON pipeline.pii_columns TO PUBLIC;

@@ -106,6 +106,27 @@ AuditRegistryChange(const char *action, PipelineDef *def, const char *value,
 }
 
 /*
+ * AuditObjectChange writes the entry of a change to something that is not a
+ * pipeline (a column's classification): its action, type, name, and its
+ * state before and after as JSON (NULL: none).
+ */
+void
+AuditObjectChange(const char *action, const char *object_type, const char *object_name,
+				  const char *before, const char *after)
+{
+	AuditEntry	e;
+
+	memset(&e, 0, sizeof(e));
+	e.f[AF_ACTION] = action;
+	e.f[AF_OBJECT_TYPE] = object_type;
+	e.f[AF_OBJECT_NAME] = object_name;
+	e.f[AF_OUTCOME] = "ok";
+	e.f[AF_BEFORE] = before;
+	e.f[AF_AFTER] = after;
+	QueueAuditEntries(&e, 1);
+}
+
+/*
  * AuditActFor makes the run entries of this process name another session
  * (its session id, current role and session role): the autonomous recorder
  * writes a failed run's entries for the session whose run failed.

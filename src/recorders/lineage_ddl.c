@@ -6,7 +6,8 @@
  * runs on ddl_command_end and refreshes (lineage_store.c) the lineage of
  * every pipeline whose stored edges a command may have made stale, so that
  * creating, replacing, altering, renaming or dropping a relation a pipeline
- * reads through shows in its lineage without anybody asking.
+ * reads through shows in its lineage without anybody asking; the
+ * classifications of a renamed relation (api/privacy.c) follow its name.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,6 +15,7 @@
 
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 
 #include "lineage_internal.h"
@@ -36,8 +38,13 @@ pipeline_lineage_ddl(PG_FUNCTION_ARGS)
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		elog(ERROR, "pipeline._lineage_ddl must be called as an event trigger");
-	/* a catalog older than the library (before ALTER EXTENSION UPDATE): wait for it */
-	if (!CatalogVersionMatches())
+	/*
+	 * pg_pipeline's own install or update script (its tables are being
+	 * created), or a catalog older than the library (before ALTER EXTENSION
+	 * UPDATE): nothing to refresh
+	 */
+	if ((creating_extension && CurrentExtensionObject == get_extension_oid(PIPELINE_EXTENSION, true)) ||
+		!CatalogVersionMatches())
 		PG_RETURN_NULL();
 	SPI_connect();
 	if (SPI_execute("SELECT objid FROM pg_catalog.pg_event_trigger_ddl_commands()"
@@ -54,6 +61,12 @@ pipeline_lineage_ddl(PG_FUNCTION_ARGS)
 		}
 	}
 	values[0] = OidListArray(relids);
+	/* a classified relation renamed: its declarations follow it */
+	ExecCatalog("UPDATE pipeline.classification c"
+				"   SET relation = quote_ident(n.nspname) || '.' || quote_ident(r.relname)"
+				"  FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace"
+				" WHERE r.oid = c.relid AND c.relid = ANY ($1) AND to_regclass(c.relation) IS NULL",
+				1, types, values, NULL, false);
 	RefreshPipelinesWhere("SELECT p.name FROM pipeline.pipeline p WHERE EXISTS ("
 						  " SELECT 1 FROM pipeline.lineage_edge e"
 						  " LEFT JOIN pg_class f ON f.oid = e.from_relid"

@@ -12,7 +12,8 @@
  * and time-ordered), the job (the pipeline), the input datasets (the
  * source, and the base relations its columns come from through views) and
  * the output dataset (the target) with the schema, dataSource (the
- * server), columnLineage and outputStatistics facets, plus a pg_pipeline
+ * server), tags (the columns holding personal data), columnLineage and
+ * outputStatistics facets, plus a pg_pipeline
  * run facet with the run id, window and config version, jobDependencies
  * for a run an upstream run triggered, and errorMessage for a failed run
  * (ErrorText); the facets
@@ -54,6 +55,7 @@ PIPELINE_FUNCTION(pipeline_openlineage_events);
 #define OL_STATS_FACET "https://openlineage.io/spec/facets/1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet"
 #define OL_INPUT_STATS_FACET "https://openlineage.io/spec/facets/1-0-0/InputStatisticsInputDatasetFacet.json#/$defs/InputStatisticsInputDatasetFacet"
 #define OL_DATASOURCE_FACET "https://openlineage.io/spec/facets/1-0-1/DatasourceDatasetFacet.json#/$defs/DatasourceDatasetFacet"
+#define OL_TAGS_DATASET_FACET "https://openlineage.io/spec/facets/1-0-0/TagsDatasetFacet.json#/$defs/TagsDatasetFacet"
 #define OL_ERROR_FACET "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"
 #define OL_DEPENDENCIES_FACET "https://openlineage.io/spec/facets/1-0-1/JobDependenciesRunFacet.json#/$defs/JobDependenciesRunFacet"
 #define OL_JOBTYPE_FACET "https://openlineage.io/spec/facets/2-0-3/JobTypeJobFacet.json#/$defs/JobTypeJobFacet"
@@ -81,6 +83,7 @@ typedef struct RunFacts
 /* queries run for every event, prepared once per backend */
 static SPIPlanPtr run_facts_plan = NULL;
 static SPIPlanPtr schema_facet_plan = NULL;
+static SPIPlanPtr pii_tags_plan = NULL;
 
 /* The part of a dataset object that both events of a run share */
 typedef struct DatasetHead
@@ -387,6 +390,40 @@ AppendColumnLineage(StringInfo buf, const char *ns, List *columns, List *indirec
 }
 
 /*
+ * AppendPiiTags appends the tags facet of a relation's columns that hold
+ * personal data (pipeline.pii_columns): key "pii", the class as value, the
+ * column as field, source PG_PIPELINE_DECLARED or PG_PIPELINE_LINEAGE.
+ */
+static void
+AppendPiiTags(StringInfo buf, const char *relation)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(relation);
+	ExecKeptPlan(&pii_tags_plan,
+				 "SELECT DISTINCT column_name::text, class, origin FROM pipeline.pii_columns"
+				 " WHERE relation = to_regclass($1) ORDER BY 1, 2, 3",
+				 1, types, values, NULL);
+	if (SPI_processed == 0)
+		return;
+	appendStringInfo(buf, ",\"tags\":{\"_producer\":\"%s\",\"_schemaURL\":\"%s\",\"tags\":[",
+					 OL_PRODUCER, OL_TAGS_DATASET_FACET);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		appendStringInfoString(buf, i ? ",{" : "{");
+		AppendJsonMember(buf, "key", "pii", false);
+		AppendJsonMember(buf, "value", Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2), true);
+		AppendJsonMember(buf, "source",
+						 strcmp(Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3), "declared") == 0
+						 ? "PG_PIPELINE_DECLARED" : "PG_PIPELINE_LINEAGE", true);
+		AppendJsonMember(buf, "field", Val(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1), true);
+		appendStringInfoChar(buf, '}');
+	}
+	appendStringInfoString(buf, "]}");
+}
+
+/*
  * DatasetHeadJson returns the start of a relation's dataset object, up to
  * its columnLineage facet: namespace, name, and the schema, dataSource and
  * documentation facets. Built once per relation for both events of a run.
@@ -418,6 +455,7 @@ DatasetHeadJson(RunFacts *f, const char *ns, const char *relation)
 	AppendJsonMember(&buf, "uri", ns, true);
 	appendStringInfoChar(&buf, '}');
 	AppendOpenLineageDatasetDocumentation(&buf, comment, OL_PRODUCER);
+	AppendPiiTags(&buf, relation);
 	head = palloc(sizeof(DatasetHead));
 	head->relation = relation;
 	head->json = buf.data;

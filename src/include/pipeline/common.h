@@ -145,6 +145,9 @@ extern bool HttpPostJson(const char *url, const char *body, const char *bearer, 
 						 long *status, char **error);
 extern bool HttpUrlValid(const char *url);
 
+/* common/pii_detect.c: what kind of personal data a value looks like */
+extern const char *PiiClassOf(const char *value);
+
 /* common/subxact.c: work that may fail without failing its caller */
 extern int	TryInSubtransaction(void (*fn) (void *arg), void *arg);
 

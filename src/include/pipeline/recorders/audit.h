@@ -31,6 +31,8 @@ extern bool AuditLauncherPass(int check_interval);
 extern void AuditRegistryChange(const char *action, PipelineDef *def, const char *value,
 								int config_version, const char *config_before,
 								const char *config_after);
+extern void AuditObjectChange(const char *action, const char *object_type,
+							  const char *object_name, const char *before, const char *after);
 extern void AuditRunStart(RunRecord *run);
 extern void AuditRunEnd(RunRecord *run);
 extern void AuditSkippedRun(RunRecord *run);

@@ -1,0 +1,387 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/api/privacy.c
+ *
+ * Knowing where personal data is. pipeline.classify and unclassify declare
+ * the class of a column (pipeline.classification, audited); the view
+ * pipeline.pii_columns follows the declarations through column lineage.
+ * pipeline.suggest_pii samples a relation's text columns and says which
+ * look like personal data (common/pii_detect.c); it classifies nothing.
+ * pipeline.pii_classes lists the classes.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "pipeline/policy.h"
+#include "pipeline/recorders.h"
+
+PIPELINE_FUNCTION(pipeline_pii_classes);
+PIPELINE_FUNCTION(pipeline_classify);
+PIPELINE_FUNCTION(pipeline_unclassify);
+PIPELINE_FUNCTION(pipeline_suggest_pii);
+
+/* The documented classes; a user's own start with "custom." */
+static const struct
+{
+	const char *name;
+	const char *description;
+}			pii_classes[] = {
+	{"pii.email", "an e-mail address"},
+	{"pii.phone", "a telephone number"},
+	{"pii.name", "a person's name"},
+	{"pii.national_id", "a national identifier: social security, national insurance, passport, tax number"},
+	{"pii.address", "a postal address or part of one"},
+	{"pii.birth_date", "a date of birth"},
+	{"pii.ip", "an IP address"},
+	{"pii.card", "a payment card number"},
+	{"pii.iban", "a bank account number (IBAN)"},
+	{"pii.location", "a precise location: coordinates, a device's position"},
+	{"sensitive", "special category data: health, religion, ethnicity, politics, sexual orientation"},
+};
+
+#define CUSTOM_PREFIX "custom."
+
+/* ValidClass tells whether class is a documented class or custom.<name> */
+static bool
+ValidClass(const char *class)
+{
+	for (int i = 0; i < lengthof(pii_classes); i++)
+		if (strcmp(class, pii_classes[i].name) == 0)
+			return true;
+	if (strncmp(class, CUSTOM_PREFIX, strlen(CUSTOM_PREFIX)) != 0 ||
+		class[strlen(CUSTOM_PREFIX)] == '\0' || strlen(class) > 63)
+		return false;
+	for (const char *p = class + strlen(CUSTOM_PREFIX); *p; p++)
+		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '_' && *p != '.')
+			return false;
+	return true;
+}
+
+/* pipeline.pii_classes(): the documented classes */
+Datum
+pipeline_pii_classes(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < lengthof(pii_classes); i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = CStringGetTextDatum(pii_classes[i].name);
+		values[1] = CStringGetTextDatum(pii_classes[i].description);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* RelationOwner returns the owner of a relation */
+static Oid
+RelationOwner(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/* RelationName gives a relation's name as lineage stores it */
+static char *
+RelationName(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+/*
+ * CheckColumnArg resolves the relation and column of classify and
+ * unclassify: the relation must be a table, view, materialized view or
+ * foreign table that the caller owns (or has the privileges of its owner),
+ * and have the column.
+ */
+static char *
+CheckColumnArg(FunctionCallInfo fcinfo, const char *action, Oid *relid_out)
+{
+	Oid			relid;
+	char	   *column;
+	char		kind;
+	char	   *name;
+
+	RequireArg(fcinfo, 0, "relation");
+	RequireArg(fcinfo, 1, "column_name");
+	relid = PG_GETARG_OID(0);
+	column = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	kind = get_rel_relkind(relid);
+	if (kind == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	name = RelationName(relid);
+	if (kind != RELKIND_RELATION && kind != RELKIND_PARTITIONED_TABLE && kind != RELKIND_VIEW &&
+		kind != RELKIND_MATVIEW && kind != RELKIND_FOREIGN_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot %s a column of \"%s\"", action, name),
+				 errdetail("\"%s\" is not a table, view, materialized view or foreign table.", name),
+				 errhint("Classify the columns of the relations that hold the data.")));
+	if (get_attnum(relid, column) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist", column, name),
+				 errhint("Name a column of the relation; see \\d %s.", name)));
+	if (!has_privs_of_role(GetUserId(), RelationOwner(relid)))
+	{
+		char	   *object = psprintf("%s.%s", name, quote_identifier(column));
+
+		AuditRefusal(action, "column", object, 0,
+					 psprintf("permission denied to %s column %s", action, object));
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s column %s", action, object),
+				 errdetail("Relation \"%s\" is owned by role \"%s\".", name,
+						   GetUserNameFromId(RelationOwner(relid), false)),
+				 errhint("Run it as the relation's owner, or a member of it.")));
+	}
+	*relid_out = relid;
+	return column;
+}
+
+/* AuditClassification writes the audit entry of a classification change */
+static void
+AuditClassification(const char *action, Oid relid, const char *column, const char *before,
+					const char *after)
+{
+	char	   *object = psprintf("%s.%s", RelationName(relid), quote_identifier(column));
+	StringInfoData b;
+	StringInfoData a;
+
+	initStringInfo(&b);
+	initStringInfo(&a);
+	if (before)
+	{
+		appendStringInfoChar(&b, '{');
+		AppendJsonMember(&b, "class", before, false);
+		appendStringInfoChar(&b, '}');
+	}
+	if (after)
+	{
+		appendStringInfoChar(&a, '{');
+		AppendJsonMember(&a, "class", after, false);
+		appendStringInfoChar(&a, '}');
+	}
+	AuditObjectChange(action, "column", object, before ? b.data : NULL, after ? a.data : NULL);
+}
+
+/*
+ * pipeline.classify(relation, column_name, class): declares the class of
+ * personal data a column holds, replacing its earlier class; audited.
+ */
+Datum
+pipeline_classify(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *column;
+	char	   *class;
+	Oid			types[5] = {TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char	   *before = NULL;
+
+	column = CheckColumnArg(fcinfo, "classify", &relid);
+	RequireArg(fcinfo, 2, "class");
+	class = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (!ValidClass(class))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown class \"%s\"", class),
+				 errdetail("A class is one of SELECT class FROM pipeline.pii_classes(), or custom.<name> (lower-case letters, digits, _ and .)."),
+				 errhint("Use pii.email, pii.phone, ... or a class of your own such as custom.loyalty_id.")));
+	SPI_connect();
+	values[0] = CStringGetTextDatum(RelationName(relid));
+	values[1] = ObjectIdGetDatum(relid);
+	values[2] = CStringGetTextDatum(column);
+	values[3] = CStringGetTextDatum(class);
+	values[4] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	ExecCatalog("WITH old AS (SELECT class FROM pipeline.classification"
+				"              WHERE relation = $1 AND column_name = $3),"
+				" new AS (INSERT INTO pipeline.classification"
+				"           (relation, relid, column_name, class, classified_by)"
+				"         VALUES ($1, $2, $3, $4, $5)"
+				"         ON CONFLICT (relation, column_name) DO UPDATE"
+				"         SET relid = excluded.relid, class = excluded.class,"
+				"             classified_by = excluded.classified_by, classified_at = now())"
+				" SELECT class FROM old",
+				5, types, values, NULL, false);
+	if (SPI_processed > 0)
+		before = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (before == NULL || strcmp(before, class) != 0)
+		AuditClassification("classify", relid, column, before, class);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * pipeline.unclassify(relation, column_name): removes a column's class;
+ * false when it had none. Audited when it removed one.
+ */
+Datum
+pipeline_unclassify(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *column = CheckColumnArg(fcinfo, "unclassify", &relid);
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char	   *before = NULL;
+
+	SPI_connect();
+	values[0] = CStringGetTextDatum(RelationName(relid));
+	values[1] = CStringGetTextDatum(column);
+	ExecCatalog("DELETE FROM pipeline.classification WHERE relation = $1 AND column_name = $2"
+				" RETURNING class",
+				2, types, values, NULL, false);
+	if (SPI_processed > 0)
+		before = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (before)
+		AuditClassification("unclassify", relid, column, before, NULL);
+	SPI_finish();
+	PG_RETURN_BOOL(before != NULL);
+}
+
+/*
+ * pipeline.suggest_pii(relation, sample_rows): for each text or network
+ * column of the relation, the class its sampled values most often look
+ * like, and the share of its non-null values that do; columns with no
+ * match are left out. The caller needs SELECT on the relation; the sample
+ * is read as the relation's owner, restricted (EnterOwnerContext), so that
+ * a view's functions never run as the caller.
+ */
+Datum
+pipeline_suggest_pii(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid;
+	int32		sample_rows = PG_ARGISNULL(1) ? 1000 : PG_GETARG_INT32(1);
+	char	   *name;
+	Relation	rel;
+	TupleDesc	desc;
+	StringInfoData sql;
+	List	   *columns = NIL;
+	OwnerContext ctx;
+	int			ncols;
+	int		   *nonnull;
+	int		  (*hits)[lengthof(pii_classes)];
+	ListCell   *lc;
+
+	RequireArg(fcinfo, 0, "relation");
+	relid = PG_GETARG_OID(0);
+	if (get_rel_relkind(relid) == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	name = RelationName(relid);
+	if (sample_rows < 1 || sample_rows > 1000000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sample_rows must be between 1 and 1000000"),
+				 errdetail("It is %d.", sample_rows),
+				 errhint("The default, 1000, is enough to tell a column's kind.")));
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for relation %s", name),
+				 errdetail("suggest_pii reads a sample of its rows."),
+				 errhint("GRANT SELECT ON %s to this role.", name)));
+	InitMaterializedSRF(fcinfo, 0);
+
+	/* the columns to sample: strings and network addresses */
+	rel = relation_open(relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		char		category;
+		bool		preferred;
+
+		if (att->attisdropped)
+			continue;
+		get_type_category_preferred(getBaseType(att->atttypid), &category, &preferred);
+		if (category != TYPCATEGORY_STRING && category != TYPCATEGORY_NETWORK)
+			continue;
+		appendStringInfo(&sql, "%s%s", columns ? ", " : "",
+						 quote_identifier(NameStr(att->attname)));
+		columns = lappend(columns, pstrdup(NameStr(att->attname)));
+	}
+	relation_close(rel, AccessShareLock);
+	if (columns == NIL)
+		return (Datum) 0;
+	appendStringInfo(&sql, " FROM %s LIMIT %d", name, sample_rows);
+
+	ncols = list_length(columns);
+	nonnull = palloc0(sizeof(int) * ncols);
+	hits = palloc0(sizeof(*hits) * ncols);
+	SPI_connect();
+	EnterOwnerContext(&ctx, RelationOwner(relid));
+	if (SPI_execute(sql.data, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not sample %s", name);
+	LeaveOwnerContext(&ctx);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		for (int c = 0; c < ncols; c++)
+		{
+			char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1);
+			const char *class;
+
+			if (v == NULL)
+				continue;
+			nonnull[c]++;
+			class = PiiClassOf(v);
+			for (int k = 0; class && k < lengthof(pii_classes); k++)
+				if (strcmp(class, pii_classes[k].name) == 0)
+					hits[c][k]++;
+		}
+	}
+	foreach(lc, columns)
+	{
+		int			c = foreach_current_index(lc);
+		int			best = -1;
+
+		for (int k = 0; k < lengthof(pii_classes); k++)
+			if (hits[c][k] > 0 && (best < 0 || hits[c][k] > hits[c][best]))
+				best = k;
+		if (best >= 0)
+		{
+			Datum		values[3];
+			bool		nulls[3] = {false, false, false};
+
+			values[0] = CStringGetTextDatum(lfirst(lc));
+			values[1] = CStringGetTextDatum(pii_classes[best].name);
+			values[2] = DirectFunctionCall2(numeric_round,
+											DirectFunctionCall1(float8_numeric,
+																Float8GetDatum((double) hits[c][best] / nonnull[c])),
+											Int32GetDatum(3));
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
