@@ -20,6 +20,7 @@ SELECT pipeline.create_pipeline('ol_orders', 'ol_core.orders_v', 'ol_core.orders
                                 metadata => '{"team": "sales", "tier": 1}');
 COMMENT ON TABLE ol_raw.orders IS 'raw orders';
 COMMENT ON COLUMN ol_raw.orders.amount IS 'in EUR';
+SELECT pipeline.classify('ol_raw.customers', 'Region Name', 'pii.address');
 CREATE VIEW ol_mart.daily_v AS
 SELECT day, region, sum(amount2)::numeric(12,2) AS revenue, count(*) AS n, 'web'::text AS channel
   FROM ol_core.orders

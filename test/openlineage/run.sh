@@ -124,6 +124,8 @@ check "a CASE's test is INDIRECT CONDITIONAL on its field, its branches DIRECT" 
       "($field)('ol_orders', 'status') == {('ol_raw.orders', 'status', 'DIRECT', 'TRANSFORMATION'), ('ol_raw.orders', 'status', 'INDIRECT', 'CONDITIONAL')} and ($field)('ol_orders', 'ten') == {('ol_raw.orders', 'status', 'INDIRECT', 'CONDITIONAL')}"
 check "a cast over an aggregate is still AGGREGATION" \
       "($field)('ol daily \"revenue\"', 'revenue') == {('ol_core.orders', 'amount2', 'DIRECT', 'AGGREGATION')}"
+check "a classified column is tagged pii on its relation (declared) and on the columns derived from it (lineage)" \
+      "any(t == {'key': 'pii', 'value': 'pii.address', 'source': 'PG_PIPELINE_DECLARED', 'field': 'Region Name'} for e in events for d in e['inputs'] if d['name'].endswith('ol_raw.customers') for t in d['facets'].get('tags', {}).get('tags', [])) and any(t == {'key': 'pii', 'value': 'pii.address', 'source': 'PG_PIPELINE_LINEAGE', 'field': 'region'} for e in events for d in e['outputs'] if d['name'].endswith('ol_core.orders') for t in d['facets'].get('tags', {}).get('tags', []))"
 check "a constant column has no input (it is not a copy of the view's column)" \
       "any(e['job']['name'] == 'ol daily \"revenue\"' and e['eventType'] == 'COMPLETE' for e in events) and all('channel' not in e['outputs'][0]['facets']['columnLineage']['fields'] for e in events if e['job']['name'] == 'ol daily \"revenue\"' and e['eventType'] != 'START')"
 check "count(*) points at the table it counts (the columns that decide which rows, INDIRECT), not at the view" \
