@@ -100,10 +100,13 @@ SELECT o.name AS option, coalesce(o.column_name, c.column_name) AS column_name,
             ('interval', 'interval'), ('jsonb', 'jsonb'), ('-', 'name'), ('-', 'regrole'))
  ORDER BY 2;
 
--- The canonical config holds "format" and exactly the options in_config.
+-- The canonical config holds "format" and exactly the options in_config
+-- (masks, added after 0.1.0, only once it is not {}: a pipeline without
+-- masks keeps the config it had, and its hash).
 CREATE SCHEMA opt;
 CREATE TABLE opt.src (id int PRIMARY KEY, v text);
-SELECT pipeline.create_pipeline('opt_p', 'opt.src', 'opt.dst', ARRAY['id']) > 0 AS created;
+SELECT pipeline.create_pipeline('opt_p', 'opt.src', 'opt.dst', ARRAY['id'],
+                                masks => '{"v": "null"}') > 0 AS created;
 SELECT coalesce(k.key, o.name) AS key, k.key IS NOT NULL AS in_config_of, o.name IS NOT NULL AS in_table
   FROM jsonb_object_keys(pipeline.config_of('opt_p')) AS k(key)
   FULL JOIN (SELECT name FROM pipeline._options() WHERE in_config

@@ -830,3 +830,126 @@ SELECT DISTINCT pg_catalog.to_regclass(r.relation) AS relation,
                           AND d.class OPERATOR(pg_catalog.=) r.class))
    AND pg_catalog.has_table_privilege(pg_catalog.to_regclass(r.relation), 'SELECT');
 GRANT SELECT ON pipeline.pii_columns TO PUBLIC;
+
+-- Masks at load (src/catalog/masks.c): the masks option maps source columns
+-- to what the load writes instead of their values. {} is none; the
+-- canonical config leaves it out while empty, so that the config of a
+-- pipeline without masks, and its hash, are what they were in 0.1.0.
+ALTER TABLE pipeline.pipeline ADD COLUMN masks jsonb NOT NULL DEFAULT '{}'::jsonb;
+
+-- The keys of the tokenize and hash masks: 32 random bytes per version,
+-- never changed once written. Only the extension's owner reads them (the
+-- mask functions read them as it, inside a run's load only); they are
+-- dumped with the extension, so that tokens stay the same after a restore.
+CREATE TABLE pipeline.mask_key (
+    name                text NOT NULL,
+    version             integer NOT NULL,
+    secret              bytea NOT NULL,
+    created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by          name NOT NULL,
+    PRIMARY KEY (name, version)
+);
+REVOKE ALL ON pipeline.mask_key FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.mask_key', '');
+
+-- The keys without their secrets.
+CREATE VIEW pipeline.mask_keys AS
+SELECT k.name, k.version, k.created_at, k.created_by,
+       k.version OPERATOR(pg_catalog.=) (SELECT pg_catalog.max(l.version) FROM pipeline.mask_key l
+                                          WHERE l.name OPERATOR(pg_catalog.=) k.name) AS current
+  FROM pipeline.mask_key k;
+GRANT SELECT ON pipeline.mask_keys TO PUBLIC;
+
+CREATE FUNCTION pipeline.create_key(name text)
+RETURNS integer
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_create_key';
+
+CREATE FUNCTION pipeline.rotate_key(name text)
+RETURNS integer
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_rotate_key';
+
+-- What the load statement calls for a masked column.
+CREATE FUNCTION pipeline._mask_token(value text, key text, version integer)
+RETURNS text
+LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'pipeline_mask_token';
+CREATE FUNCTION pipeline._mask_hash(value text, key text, version integer)
+RETURNS text
+LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'pipeline_mask_hash';
+CREATE FUNCTION pipeline._mask_partial(value text, keep_start integer, keep_end integer)
+RETURNS text
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'pipeline_mask_partial';
+COMMENT ON FUNCTION pipeline._mask_token(text, text, integer) IS 'internal: the tokenize mask, inside a run''s load only';
+COMMENT ON FUNCTION pipeline._mask_hash(text, text, integer) IS 'internal: the hash mask, inside a run''s load only';
+COMMENT ON FUNCTION pipeline._mask_partial(text, integer, integer) IS 'internal: the partial mask';
+
+-- create_pipeline and alter_pipeline take masks (the option table's order:
+-- after mute_timeliness). A function's arguments cannot be added in place.
+DROP FUNCTION pipeline.create_pipeline(text, pg_catalog.regclass, text, text[], text, text, text,
+    boolean, text, interval, bigint, boolean, text, jsonb, text, text[], integer, interval,
+    interval, interval, interval, boolean, boolean);
+CREATE FUNCTION pipeline.create_pipeline(
+    name                text,
+    source              pg_catalog.regclass,
+    target              text,
+    unique_key          text[]      DEFAULT NULL,
+    incremental_column  text        DEFAULT NULL,
+    mode                text        DEFAULT 'merge',
+    delete_column       text        DEFAULT NULL,
+    soft_delete         boolean     DEFAULT false,
+    partition_column    text        DEFAULT NULL,
+    lookback            interval    DEFAULT NULL,
+    batch_rows          bigint      DEFAULT NULL,
+    create_target       boolean     DEFAULT true,
+    description         text        DEFAULT NULL,
+    metadata            jsonb       DEFAULT '{}'::jsonb,
+    schedule            text        DEFAULT NULL,
+    depends_on          text[]      DEFAULT NULL,
+    max_retries         integer     DEFAULT 0,
+    retry_delay         interval    DEFAULT '10 seconds',
+    timeout             interval    DEFAULT NULL,
+    freshness           interval    DEFAULT NULL,
+    timeliness          interval    DEFAULT NULL,
+    mute_freshness      boolean     DEFAULT false,
+    mute_timeliness     boolean     DEFAULT false,
+    masks               jsonb       DEFAULT '{}'::jsonb)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_create_pipeline';
+
+DROP FUNCTION pipeline.alter_pipeline(text, text, pg_catalog.regclass, text, text[], text, text,
+    text, boolean, text, interval, bigint, boolean, text, jsonb, text, text[], integer, interval,
+    interval, interval, interval, boolean, boolean);
+CREATE FUNCTION pipeline.alter_pipeline(
+    name                text,
+    new_name            text        DEFAULT NULL,
+    source              pg_catalog.regclass DEFAULT NULL,
+    target              text        DEFAULT NULL,
+    unique_key          text[]      DEFAULT NULL,
+    incremental_column  text        DEFAULT NULL,
+    mode                text        DEFAULT NULL,
+    delete_column       text        DEFAULT NULL,
+    soft_delete         boolean     DEFAULT NULL,
+    partition_column    text        DEFAULT NULL,
+    lookback            interval    DEFAULT NULL,
+    batch_rows          bigint      DEFAULT NULL,
+    create_target       boolean     DEFAULT NULL,
+    description         text        DEFAULT NULL,
+    metadata            jsonb       DEFAULT NULL,
+    schedule            text        DEFAULT NULL,
+    depends_on          text[]      DEFAULT NULL,
+    max_retries         integer     DEFAULT NULL,
+    retry_delay         interval    DEFAULT NULL,
+    timeout             interval    DEFAULT NULL,
+    freshness           interval    DEFAULT NULL,
+    timeliness          interval    DEFAULT NULL,
+    mute_freshness      boolean     DEFAULT NULL,
+    mute_timeliness     boolean     DEFAULT NULL,
+    masks               jsonb       DEFAULT NULL)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_alter_pipeline';

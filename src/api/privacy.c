@@ -7,7 +7,9 @@
  * pipeline.pii_columns follows the declarations through column lineage.
  * pipeline.suggest_pii samples a relation's text columns and says which
  * look like personal data (common/pii_detect.c); it classifies nothing.
- * pipeline.pii_classes lists the classes.
+ * pipeline.pii_classes lists the classes. pipeline.create_key and
+ * rotate_key make the keys of the tokenize and hash masks (catalog/masks.c
+ * keeps and uses them).
  *
  *-------------------------------------------------------------------------
  */
@@ -20,6 +22,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "port.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -33,6 +36,8 @@ PIPELINE_FUNCTION(pipeline_pii_classes);
 PIPELINE_FUNCTION(pipeline_classify);
 PIPELINE_FUNCTION(pipeline_unclassify);
 PIPELINE_FUNCTION(pipeline_suggest_pii);
+PIPELINE_FUNCTION(pipeline_create_key);
+PIPELINE_FUNCTION(pipeline_rotate_key);
 
 /* The documented classes; a user's own start with "custom." */
 static const struct
@@ -384,4 +389,105 @@ pipeline_suggest_pii(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	return (Datum) 0;
+}
+
+/*
+ * CheckKeyAdmin refuses the keys to anyone but superusers and members of
+ * pipeline_admin (when the role exists), auditing the refusal.
+ */
+static void
+CheckKeyAdmin(const char *action, const char *name)
+{
+	Oid			admin = get_role_oid("pipeline_admin", true);
+
+	if (superuser() || (OidIsValid(admin) && has_privs_of_role(GetUserId(), admin)))
+		return;
+	AuditRefusal(action, "key", name, 0, psprintf("permission denied to %s key \"%s\"", action, name));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to %s key \"%s\"", action, name),
+			 errdetail("Keys are managed by superusers and members of pipeline_admin."),
+			 errhint("Ask an administrator, or GRANT pipeline_admin to this role.")));
+}
+
+/* KeyNameArg reads a key's name: 1 to 63 lower-case letters, digits and _ */
+static char *
+KeyNameArg(FunctionCallInfo fcinfo)
+{
+	char	   *name;
+
+	RequireArg(fcinfo, 0, "name");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (*name == '\0' || strlen(name) > 63 || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid key name \"%s\"", name),
+				 errdetail("A key's name is 1 to 63 lower-case letters, digits and underscores."),
+				 errhint("Use a name like customers or default.")));
+	return name;
+}
+
+/* AddKeyVersion stores a new version of a key with a random secret */
+static void
+AddKeyVersion(const char *name, int version)
+{
+	uint8		secret[32];
+	bytea	   *b = palloc(VARHDRSZ + sizeof(secret));
+	Oid			types[4] = {TEXTOID, INT4OID, BYTEAOID, TEXTOID};
+	Datum		values[4];
+
+	if (!pg_strong_random(secret, sizeof(secret)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random key")));
+	SET_VARSIZE(b, VARHDRSZ + sizeof(secret));
+	memcpy(VARDATA(b), secret, sizeof(secret));
+	values[0] = CStringGetTextDatum(name);
+	values[1] = Int32GetDatum(version);
+	values[2] = PointerGetDatum(b);
+	values[3] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	ExecCatalog("INSERT INTO pipeline.mask_key (name, version, secret, created_by) VALUES ($1, $2, $3, $4)",
+				4, types, values, NULL, false);
+	AuditObjectChange(version == 1 ? "create_key" : "rotate_key", "key", name, NULL,
+					  psprintf("{\"version\": %d}", version));
+}
+
+/*
+ * pipeline.create_key(name): a new key for the tokenize and hash masks, 32
+ * random bytes from the operating system; returns its version, 1.
+ */
+Datum
+pipeline_create_key(PG_FUNCTION_ARGS)
+{
+	char	   *name = KeyNameArg(fcinfo);
+
+	CheckKeyAdmin("create", name);
+	SPI_connect();
+	if (LatestKeyVersion(name, true) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("key \"%s\" already exists", name),
+				 errhint("Rotate it with pipeline.rotate_key('%s'), or choose another name.", name)));
+	AddKeyVersion(name, 1);
+	SPI_finish();
+	PG_RETURN_INT32(1);
+}
+
+/*
+ * pipeline.rotate_key(name): the key's next version, which the runs use from
+ * then on; tokens made with older versions keep their version in their
+ * prefix. Returns the new version.
+ */
+Datum
+pipeline_rotate_key(PG_FUNCTION_ARGS)
+{
+	char	   *name = KeyNameArg(fcinfo);
+	int			version;
+
+	CheckKeyAdmin("rotate", name);
+	SPI_connect();
+	version = LatestKeyVersion(name, false) + 1;
+	AddKeyVersion(name, version);
+	SPI_finish();
+	PG_RETURN_INT32(version);
 }

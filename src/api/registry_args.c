@@ -330,6 +330,10 @@ ReadValueArg(FunctionCallInfo fcinfo, int argno, const PipelineOption *o, Pipeli
 		case OPTION_CHECK_JSON_OBJECT:
 			*OPTION_FIELD(def, o->field, Jsonb *) = MetadataArg(PG_GETARG_JSONB_P(argno));
 			return;
+		case OPTION_CHECK_MASKS:
+			(void) ParseMasks(PG_GETARG_JSONB_P(argno));	/* its shape; its columns later */
+			*OPTION_FIELD(def, o->field, Jsonb *) = PG_GETARG_JSONB_P_COPY(argno);
+			return;
 		case OPTION_CHECK_NOT_NEGATIVE:
 			*OPTION_FIELD(def, o->field, int32) = NotNegativeArg(fcinfo, argno, o->name);
 			return;

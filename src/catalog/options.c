@@ -295,6 +295,20 @@ const PipelineOption PipelineOptions[] = {
 	},
 	{
 		/*
+		 * masks at load (catalog/masks.c); not resetting the watermark: a
+		 * change applies to the rows loaded from then on (reset to reload)
+		 */
+		.name = "masks",
+		.sql_type = JSONBOID, .has_default = true, .default_value = "{}", .required = true,
+		.check = OPTION_CHECK_MASKS,
+		.storage = OPTION_STORE_JSONB, .column = "masks", .written = true,
+		.field = FIELD(masks), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true, .omit_empty_in_config = true,
+		.in_spec = true,
+	},
+	{
+		/*
 		 * no argument: rows of pipeline.data_check, changed by add_check and
 		 * drop_check (api/checks_api.c), which audit each change; not in the
 		 * config, so that a pipeline's config versions are its options'

@@ -18,6 +18,7 @@
 #include "access/table.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
@@ -120,6 +121,7 @@ ValidateSourceColumns(PipelineDef *def, Oid source_relid)
 	}
 	if (def->partition_column)
 		LookupSourceColumn(source_relid, def->partition_column, "partition", &typid);
+	ValidateMasks(def, source_relid);
 }
 
 /* AttributeIdentity returns a column's attidentity ('' when not identity) */
@@ -232,6 +234,7 @@ BuildLoadColumns(PipelineDef *def, Oid source_relid, Oid target_relid)
 	Relation	source = relation_open(source_relid, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(source);
 	List	   *columns = NIL;
+	List	   *masks = ParseMasks(def->masks);
 
 	for (int i = 0; i < desc->natts; i++)
 	{
@@ -245,9 +248,17 @@ BuildLoadColumns(PipelineDef *def, Oid source_relid, Oid target_relid)
 			continue;
 		col = palloc0(sizeof(LoadColumn));
 		col->name = pstrdup(NameStr(att->attname));
-		col->typid = att->atttypid;
-		col->typmod = att->atttypmod;
+		col->typid = col->source_typid = att->atttypid;
+		col->typmod = col->source_typmod = att->atttypmod;
 		col->collid = att->attcollation;
+		col->mask = FindMask(masks, col->name);
+		if (col->mask && MaskYieldsText(col->mask))
+		{
+			/* the load writes text: a token, a hash, a partial value */
+			col->typid = TEXTOID;
+			col->typmod = -1;
+			col->collid = DEFAULT_COLLATION_OID;
+		}
 		foreach(lc, def->unique_key)
 			if (strcmp(lfirst(lc), col->name) == 0)
 				col->is_key = true;
@@ -441,8 +452,10 @@ CreateTargetTable(PipelineDef *def, Oid source_relid)
 	char	   *target = quote_qualified_identifier(def->target_schema, def->target_table);
 	bool		first = true;
 	ListCell   *lc;
+	List	   *masks;
 
 	ValidateSourceColumns(def, source_relid);
+	masks = ParseMasks(def->masks);
 	source = relation_open(source_relid, AccessShareLock);
 	desc = RelationGetDescr(source);
 	initStringInfo(&sql);
@@ -450,9 +463,18 @@ CreateTargetTable(PipelineDef *def, Oid source_relid)
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
+		ColumnMask *mask = FindMask(masks, NameStr(att->attname));
 
 		if (att->attisdropped)
 			continue;
+		if (mask && MaskYieldsText(mask))
+		{
+			/* a masked column that holds tokens, hashes or partial values */
+			appendStringInfo(&sql, "%s%s pg_catalog.text", first ? "" : ", ",
+							 quote_identifier(NameStr(att->attname)));
+			first = false;
+			continue;
+		}
 		appendStringInfo(&sql, "%s%s %s", first ? "" : ", ",
 						 quote_identifier(NameStr(att->attname)),
 						 format_type_extended(att->atttypid, att->atttypmod,

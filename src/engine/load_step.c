@@ -141,7 +141,8 @@ TargetStatsSayEmpty(Oid relid)
  * ExecuteStatements runs the statements of one load step as the pipeline
  * owner with their parameters, and adds their exact counts; the gate of
  * the row checks is armed for the load statement (FlushRowChecks, which
- * the caller calls next, writes what it kept).
+ * the caller calls next, writes what it kept), and so are the keys of its
+ * masks (catalog/masks.c).
  */
 void
 ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, int nargs, Oid *types, Datum *values,
@@ -169,6 +170,8 @@ ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, int nargs, Oid *types, 
 		(void) set_config_option("enable_nestloop", "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 	EnterOwnerContext(&ctx, plan->def->owner);
+	/* the masks of the load (and of the full mode's vanished keys) may use their keys */
+	ArmMasks();
 	if (stmts->prepare)
 	{
 		rc = SPI_execute(stmts->prepare, false, 0);
@@ -185,6 +188,7 @@ ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, int nargs, Oid *types, 
 	if (rc != SPI_OK_MERGE && rc != SPI_OK_INSERT)
 		elog(ERROR, "pg_pipeline load failed: %s", SPI_result_code_string(rc));
 	CollectLoadCounters(stmts, SPI_processed, counts);
+	DisarmMasks();
 	LeaveOwnerContext(&ctx);
 	AtEOXact_GUC(true, guc_level);
 }

@@ -95,6 +95,37 @@ Col(const char *alias, const char *column)
 	return psprintf("%s.%s", alias, quote_identifier(column));
 }
 
+/*
+ * SourceValue is what the load writes for a column read from alias: the
+ * value, or its mask's expression (catalog/masks.c)
+ */
+static char *
+SourceValue(LoadColumn *col, const char *alias)
+{
+	if (col->mask == NULL)
+		return Col(alias, col->name);
+	return MaskExpression(col->mask, Col(alias, col->name), col->source_typid, col->source_typmod);
+}
+
+/* AppendMaskedColumns appends the columns read from alias, masked, under their names */
+static void
+AppendMaskedColumns(StringInfo buf, List *columns, const char *alias)
+{
+	ListCell   *lc;
+
+	foreach(lc, columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoString(buf, ", ");
+		if (col->mask)
+			appendStringInfo(buf, "%s AS %s", SourceValue(col, alias), quote_identifier(col->name));
+		else
+			appendStringInfoString(buf, Col(alias, col->name));
+	}
+}
+
 /* AppendColumns appends alias."c1", alias."c2", ... (bare names if alias NULL) */
 static void
 AppendColumns(StringInfo buf, List *columns, const char *alias)
@@ -137,9 +168,13 @@ EqualityOperator(LoadColumn *col)
 					get_opname(col->eq_opr));
 }
 
-/* AppendKeyJoin appends t."k1" = s."k1" AND ... for the unique key */
+/*
+ * AppendKeyJoin appends t."k1" = s."k1" AND ... for the unique key; with
+ * raw_left, the left side is read from the source, so a masked key is
+ * masked there first (catalog/masks.c)
+ */
 static void
-AppendKeyJoin(StringInfo buf, LoadPlan *plan, const char *left, const char *right)
+AppendKeyJoin(StringInfo buf, LoadPlan *plan, const char *left, const char *right, bool raw_left)
 {
 	ListCell   *lc;
 	bool		first = true;
@@ -151,7 +186,8 @@ AppendKeyJoin(StringInfo buf, LoadPlan *plan, const char *left, const char *righ
 		if (!col->is_key)
 			continue;
 		appendStringInfo(buf, "%s%s %s %s", first ? "" : " AND ",
-						 Col(left, col->name), EqualityOperator(col), Col(right, col->name));
+						 raw_left ? SourceValue(col, left) : Col(left, col->name),
+						 EqualityOperator(col), Col(right, col->name));
 		first = false;
 	}
 }
@@ -207,17 +243,22 @@ static void AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias);
  * (CASE WHEN counter THEN gate ELSE false END), so that it sees each row
  * the counter kept once, and no other; pipeline._checked_row around both
  * tells the planner that the filter keeps every row, so that the checks
- * change neither its estimates nor its choice of plan.
+ * change neither its estimates nor its choice of plan. With masked, the
+ * select list writes masked columns masked (the checks, in the filter, see
+ * the values as read).
  */
 static void
 AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
-				 bool has_lower, bool has_upper, bool gated)
+				 bool has_lower, bool has_upper, bool gated, bool masked)
 {
 	ListCell   *lc;
 	bool		first = true;
 
 	appendStringInfoString(buf, "SELECT ");
-	AppendColumns(buf, plan->columns, alias);
+	if (masked)
+		AppendMaskedColumns(buf, plan->columns, alias);
+	else
+		AppendColumns(buf, plan->columns, alias);
 	if (plan->replay)
 	{
 		const char *qid = QuarantineIdColumn(plan);
@@ -358,11 +399,11 @@ AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 
 	if (!plan->needs_dedup)
 	{
-		AppendWindowRows(buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL);
+		AppendWindowRows(buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL, true);
 		return;
 	}
 	appendStringInfoString(buf, "SELECT ");
-	AppendColumns(buf, plan->columns, "d");
+	AppendMaskedColumns(buf, plan->columns, "d");
 	appendStringInfo(buf, ", pipeline._kept_row() AS %s FROM (SELECT DISTINCT ON (",
 					 quote_identifier(InternalColumnName(plan, KEPT_COLUMN)));
 	foreach(lc, plan->columns)
@@ -381,7 +422,7 @@ AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 	 * that passes now; a run checks the row it keeps of each key (one row
 	 * per key per window).
 	 */
-	AppendWindowRows(buf, plan, "s", has_lower, has_upper, plan->replay && plan->row_checks != NIL);
+	AppendWindowRows(buf, plan, "s", has_lower, has_upper, plan->replay && plan->row_checks != NIL, false);
 	appendStringInfoString(buf, ") AS w");
 	AppendDedupOrder(buf, plan);
 	appendStringInfoString(buf, ") AS d");
@@ -476,7 +517,7 @@ BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
 	appendStringInfo(&buf, "MERGE INTO %s AS t\nUSING (", plan->target_ident);
 	AppendSourceRows(&buf, plan, has_lower, has_upper);
 	appendStringInfoString(&buf, ") AS s\nON ");
-	AppendKeyJoin(&buf, plan, "t", "s");
+	AppendKeyJoin(&buf, plan, "t", "s", false);
 
 	if (plan->def->mode != LOAD_MODE_APPEND)
 	{
@@ -532,17 +573,17 @@ BuildAppendInsert(LoadPlan *plan, bool has_lower, bool has_upper)
 		appendStringInfoString(&buf, "SELECT ");
 		AppendColumns(&buf, plan->columns, "w");
 		appendStringInfoString(&buf, LineageColumn(plan) ? ", " LINEAGE_RUN_ID " FROM (" : " FROM (");
-		AppendWindowRows(&buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL);
+		AppendWindowRows(&buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL, true);
 		appendStringInfoString(&buf, ") AS w");
 	}
 	else if (LineageColumn(plan))
 	{
 		appendStringInfoString(&buf, "SELECT w.*, " LINEAGE_RUN_ID " FROM (");
-		AppendWindowRows(&buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL);
+		AppendWindowRows(&buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL, true);
 		appendStringInfoString(&buf, ") AS w");
 	}
 	else
-		AppendWindowRows(&buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL);
+		AppendWindowRows(&buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL, true);
 	return buf.data;
 }
 
@@ -569,7 +610,7 @@ BuildVanishedKeyStatement(LoadPlan *plan)
 	else
 		appendStringInfo(&buf, "DELETE FROM %s AS t WHERE", plan->target_ident);
 	appendStringInfo(&buf, " NOT EXISTS (SELECT 1 FROM %s AS s WHERE ", plan->source_ident);
-	AppendKeyJoin(&buf, plan, "s", "t");
+	AppendKeyJoin(&buf, plan, "s", "t", true);
 	appendStringInfoChar(&buf, ')');
 	return buf.data;
 }

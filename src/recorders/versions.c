@@ -94,6 +94,12 @@ AppendConfigMember(StringInfo buf, PipelineDef *def, const PipelineOption *o)
 	Interval   *iv;
 	Jsonb	   *jb;
 
+	if (o->omit_empty_in_config)
+	{
+		jb = *OPTION_FIELD(def, o->field, Jsonb *);
+		if (jb == NULL || JB_ROOT_COUNT(jb) == 0)
+			return;
+	}
 	if (o->storage == OPTION_STORE_TEXT)
 	{
 		AppendJsonMember(buf, o->name, *OPTION_FIELD(def, o->field, char *), true);

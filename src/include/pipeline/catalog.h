@@ -53,6 +53,7 @@ typedef struct PipelineDef
 	int64		batch_rows;		/* 0 if none */
 	char	   *description;	/* NULL if none */
 	Jsonb	   *metadata;
+	Jsonb	   *masks;			/* column -> mask (catalog/masks.c), {} when none */
 	bool		active;
 	Oid			owner;
 	bool		target_created;
@@ -67,6 +68,32 @@ typedef struct PipelineDef
 	bool		timeliness_muted;
 	char	   *lineage_column;	/* target column for the run id, NULL if none */
 } PipelineDef;
+
+/* catalog/masks.c: the masks option, the keys, and the functions masks call */
+typedef enum MaskMethod
+{
+	MASK_TOKENIZE, MASK_HASH, MASK_PARTIAL, MASK_NULL, MASK_MONTH, MASK_YEAR, MASK_BUCKET
+} MaskMethod;
+
+typedef struct ColumnMask
+{
+	char	   *column;
+	MaskMethod	method;
+	char	   *key;			/* tokenize, hash: the key's name */
+	int			keep_start;		/* partial */
+	int			keep_end;
+	char	   *width;			/* bucket: a positive number, as written */
+} ColumnMask;
+
+extern List *ParseMasks(Jsonb *masks);
+extern ColumnMask *FindMask(List *masks, const char *column);
+extern const char *MaskMethodName(MaskMethod method);
+extern bool MaskYieldsText(ColumnMask *m);
+extern int	LatestKeyVersion(const char *name, bool missing_ok);
+extern void ValidateMasks(PipelineDef *def, Oid source_relid);
+extern char *MaskExpression(ColumnMask *m, const char *ref, Oid typid, int32 typmod);
+extern void ArmMasks(void);
+extern void DisarmMasks(void);
 
 /* catalog/catalog_version.c: the library and the catalog are of one version */
 extern bool CatalogVersionMatches(void);

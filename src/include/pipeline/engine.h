@@ -29,6 +29,9 @@ typedef struct LoadColumn
 	Oid			eq_opr;			/* equality operator, InvalidOid if none */
 	bool		sortable;		/* has a default btree opclass */
 	bool		identity_always;	/* target column is GENERATED ALWAYS AS IDENTITY */
+	ColumnMask *mask;			/* what the load writes instead, NULL: the value */
+	Oid			source_typid;	/* the column's type in the source (typid: what is loaded) */
+	int32		source_typmod;
 } LoadColumn;
 
 /* Everything a run needs, resolved against the catalogs at run time */

@@ -59,7 +59,8 @@ typedef enum OptionCheck
 	OPTION_CHECK_PIPELINE_NAMES,	/* no NULL element */
 	OPTION_CHECK_NOT_NEGATIVE,	/* zero or more */
 	OPTION_CHECK_POSITIVE,		/* an interval longer than zero */
-	OPTION_CHECK_LIMIT			/* positive; in alter_pipeline 0 removes it */
+	OPTION_CHECK_LIMIT,			/* positive; in alter_pipeline 0 removes it */
+	OPTION_CHECK_MASKS			/* a masks object (catalog/masks.c) */
 } OptionCheck;
 
 /* One option of a pipeline */
@@ -80,6 +81,7 @@ typedef struct PipelineOption
 	bool		alterable;		/* alter_pipeline may change it */
 	bool		resets_watermark;	/* changing it resets the watermark */
 	bool		in_config;		/* part of the canonical config */
+	bool		omit_empty_in_config;	/* left out of it while {} (added after 0.1.0) */
 	bool		in_spec;		/* a key of apply() */
 } PipelineOption;
 
