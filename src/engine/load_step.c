@@ -7,7 +7,8 @@
  * +infinity kept out of it), waiting for the writers in flight on the
  * source's base tables, the window's lower bound with a lookback, and one
  * load step (the statements of planner.c with the window as parameters,
- * and their exact counts). engine.c drives them through a run.
+ * and their exact counts; into a Citus table, distributed_load.c's).
+ * engine.c drives them through a run.
  *
  *-------------------------------------------------------------------------
  */
@@ -174,6 +175,13 @@ ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
 		(void) set_config_option("enable_nestloop", "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 	EnterOwnerContext(&ctx, plan->def->owner);
+	if (plan->distributed)
+	{
+		ExecuteDistributedLoad(plan, stmts, has_lower, has_upper, nargs, types, values, counts);
+		LeaveOwnerContext(&ctx);
+		AtEOXact_GUC(true, guc_level);
+		return;
+	}
 	if (stmts->prepare)
 	{
 		rc = SPI_execute(stmts->prepare, false, 0);

@@ -189,8 +189,8 @@ AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
 	AppendColumns(buf, plan->columns, alias);
 	appendStringInfo(buf, " FROM %s AS %s", plan->source_ident, alias);
 	AppendWindowPredicate(buf, plan, alias, has_lower, has_upper, "<=");
-	appendStringInfoString(buf, (plan->incremental && (has_lower || has_upper))
-						   ? " AND pipeline._window_row(" : " WHERE pipeline._window_row(");
+	appendStringInfoString(buf, (plan->incremental && (has_lower || has_upper)) ? " AND " : " WHERE ");
+	appendStringInfoString(buf, plan->distributed ? "NOT (" : "pipeline._window_row(");
 	foreach(lc, plan->columns)
 	{
 		LoadColumn *col = lfirst(lc);
@@ -263,7 +263,8 @@ AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 	}
 	appendStringInfoString(buf, "SELECT ");
 	AppendColumns(buf, plan->columns, "d");
-	appendStringInfo(buf, ", pipeline._kept_row() AS %s FROM (SELECT DISTINCT ON (",
+	appendStringInfo(buf, ", %s AS %s FROM (SELECT DISTINCT ON (",
+					 plan->distributed ? "true" : "pipeline._kept_row()",
 					 quote_identifier(InternalColumnName(plan, KEPT_COLUMN)));
 	foreach(lc, plan->columns)
 	{
@@ -374,7 +375,8 @@ BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
 			 * reading this target incrementally sees the delete.
 			 */
 			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE AND t.%s IS NOT TRUE"
-							 " THEN UPDATE SET %s = pipeline._soft_delete()", del, del, del);
+							 " THEN UPDATE SET %s = %s", del, del, del,
+							 plan->distributed ? "true" : "pipeline._soft_delete()");
 			if (plan->incremental && !plan->incremental->is_key &&
 				plan->incremental != plan->delete_flag)
 				appendStringInfo(&buf, ", %s = %s", quote_identifier(plan->incremental->name),
@@ -583,4 +585,89 @@ ExplainPipeline(PipelineDef *def)
 		rows = lappend(rows, stmts->prepare);
 	rows = lappend(rows, stmts->load);
 	return rows;
+}
+
+/*
+ * AppendMatchedCounts appends the counts of kept rows whose key is in the
+ * target, by the action the MERGE of BuildMerge takes on them: deleted
+ * (or soft-deleted), updated, and not flagged deleted.
+ */
+static void
+AppendMatchedCounts(StringInfo buf, LoadPlan *plan, const char *del)
+{
+	const char *live = del ? psprintf("s.%s IS NOT TRUE", del) : "true";
+	bool		merge_actions = plan->def->mode != LOAD_MODE_APPEND;
+	ListCell   *lc;
+	bool		first = true;
+
+	if (!merge_actions || del == NULL)
+		appendStringInfoString(buf, "SELECT pg_catalog.count(*) FILTER (WHERE false), ");
+	else if (plan->def->soft_delete)
+		appendStringInfo(buf, "SELECT pg_catalog.count(*) FILTER (WHERE s.%s IS TRUE AND t.%s IS NOT TRUE), ",
+						 del, del);
+	else
+		appendStringInfo(buf, "SELECT pg_catalog.count(*) FILTER (WHERE s.%s IS TRUE), ", del);
+	appendStringInfo(buf, "pg_catalog.count(*) FILTER (WHERE %s AND (", live);
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (!merge_actions || col->is_key || col == plan->incremental)
+			continue;
+		if (!first)
+			appendStringInfoString(buf, " OR ");
+		AppendDistinct(buf, col);
+		first = false;
+	}
+	appendStringInfo(buf, "%s)), pg_catalog.count(*) FILTER (WHERE %s)", first ? "false" : "", live);
+}
+
+/*
+ * BuildCountQueries builds the queries that count a load into a Citus table
+ * (LoadPlan.distributed), whose MERGE carries no counter function: the
+ * window's rows read and rejected, the rows kept, and the kept rows matched
+ * in the target by the action the MERGE takes on them. They read exactly
+ * what the load reads, so run under the same locks they give its counts.
+ */
+CountQueries *
+BuildCountQueries(LoadPlan *plan, bool has_lower, bool has_upper)
+{
+	CountQueries *q = palloc0(sizeof(CountQueries));
+	const char *del = plan->delete_flag ? quote_identifier(plan->delete_flag->name) : NULL;
+	StringInfoData buf;
+	ListCell   *lc;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE ");
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (!col->is_key)
+			continue;
+		appendStringInfo(&buf, "%s%s IS NULL", first ? "" : " OR ", Col("s", col->name));
+		first = false;
+	}
+	appendStringInfo(&buf, "%s) FROM %s AS s", first ? "false" : "", plan->source_ident);
+	AppendWindowPredicate(&buf, plan, "s", has_lower, has_upper, "<=");
+	q->window = buf.data;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE %s) FROM (",
+					 del ? psprintf("s.%s IS NOT TRUE", del) : "true");
+	AppendSourceRows(&buf, plan, has_lower, has_upper);
+	appendStringInfoString(&buf, ") AS s");
+	q->kept = buf.data;
+
+	if (plan->def->unique_key == NIL)
+		return q;				/* a keyless append matches nothing */
+	initStringInfo(&buf);
+	AppendMatchedCounts(&buf, plan, del);
+	appendStringInfoString(&buf, " FROM (");
+	AppendSourceRows(&buf, plan, has_lower, has_upper);
+	appendStringInfo(&buf, ") AS s JOIN %s AS t ON ", plan->target_ident);
+	AppendKeyJoin(&buf, plan, "t", "s");
+	q->matched = buf.data;
+	return q;
 }

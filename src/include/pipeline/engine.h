@@ -42,6 +42,7 @@ typedef struct LoadPlan
 	LoadColumn *delete_flag;	/* NULL if none */
 	bool		needs_dedup;	/* source may hold several rows per key */
 	List	   *base_relids;	/* tables whose writers a run waits for */
+	bool		distributed;	/* the target is a Citus table (docs/citus.md) */
 } LoadPlan;
 
 /* The statements of one load step, with $1 = lower bound, $2 = upper bound */
@@ -52,6 +53,18 @@ typedef struct LoadStatements
 	bool		load_is_merge;
 	bool		counts_kept;	/* pipeline._kept_row counts rows after de-duplication */
 } LoadStatements;
+
+/*
+ * The queries that count a load into a Citus table exactly, run just before
+ * it with its source and target locked (engine/distributed_load.c): each
+ * returns one row of bigint counts.
+ */
+typedef struct CountQueries
+{
+	char	   *window;			/* rows read, rows rejected (NULL key) */
+	char	   *kept;			/* rows kept after de-duplication, of them not flagged deleted */
+	char	   *matched;		/* kept rows whose key is in the target: deleted, updated, not flagged */
+} CountQueries;
 
 /* engine/load_plan.c */
 extern LoadPlan *BuildLoadPlan(PipelineDef *def);
@@ -65,6 +78,13 @@ extern char *BuildInfiniteRowsQuery(LoadPlan *plan);
 extern char *BuildBatchBoundQuery(LoadPlan *plan, bool has_lower);
 extern char *BuildBatchFallbackQuery(LoadPlan *plan, bool has_lower);
 extern List *ExplainPipeline(PipelineDef *def);
+extern CountQueries *BuildCountQueries(LoadPlan *plan, bool has_lower, bool has_upper);
+
+/* engine/distributed_load.c */
+extern void CheckDistributedPlan(LoadPlan *plan);
+extern void ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower,
+								   bool has_upper, int nargs, Oid *types, Datum *values,
+								   LoadCounts *counts);
 
 /* engine/counters.c */
 extern void ResetLoadCounters(void);
