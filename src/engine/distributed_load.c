@@ -60,8 +60,9 @@ RefuseLocalSource(LoadPlan *plan)
 						plan->source_ident, plan->target_ident),
 				 errdetail("Source %s reads %s, a table of the coordinator only; Citus cannot MERGE from it into a distributed table.",
 						   plan->source_ident, RelationLabel(relid)),
-				 errhint("Distribute the staging table colocated with the target: SELECT create_distributed_table('%s', '<key column>', colocate_with => '%s'); or make it a reference table with create_reference_table.",
-						 RelationLabel(relid), plan->target_ident)));
+				 errhint("Distribute the staging table colocated with the target: SELECT create_distributed_table(%s, '<key column>', colocate_with => %s); or make it a reference table with create_reference_table.",
+						 quote_literal_cstr(RelationLabel(relid)),
+						 quote_literal_cstr(plan->target_ident))));
 	}
 }
 
@@ -86,8 +87,8 @@ CheckDistributedPlan(LoadPlan *plan)
 				 errmsg("target %s is a Citus %s table", plan->target_ident,
 						kind == CITUS_REFERENCE ? "reference" : "local"),
 				 errdetail("Citus 13 loads with MERGE only into distributed tables."),
-				 errhint("Load into a distributed table: SELECT create_distributed_table('%s', '<key column>');",
-						 plan->target_ident)));
+				 errhint("Load into a distributed table: SELECT create_distributed_table(%s, '<key column>');",
+						 quote_literal_cstr(plan->target_ident))));
 	if (plan->def->lineage_column)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -95,7 +96,8 @@ CheckDistributedPlan(LoadPlan *plan)
 						plan->target_ident),
 				 errdetail("Lineage column \"%s\" would be set by a function of the coordinator's session, which Citus cannot run in a distributed MERGE.",
 						   plan->def->lineage_column),
-				 errhint("SELECT pipeline.set_lineage_column('%s', NULL);", plan->def->name)));
+				 errhint("SELECT pipeline.set_lineage_column(%s, NULL);",
+						 quote_literal_cstr(plan->def->name))));
 	RefuseLocalSource(plan);
 }
 
