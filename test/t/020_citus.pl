@@ -16,6 +16,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 
 my $coord = PostgreSQL::Test::Cluster->new('coordinator');
 my @workers = map { PostgreSQL::Test::Cluster->new("worker$_") } (1, 2);
@@ -233,6 +234,50 @@ sql(q{SELECT pipeline.run('m')});
 is(counts('m'), 'succeeded read=60 rejected=0 inserted=15 updated=40 deleted=0 unchanged=0',
    'the next run loads the window exactly');
 is(differs('SELECT k, v FROM s.m', $REF_M), '0', 'and the target equals the reference');
+
+# ---- a worker node stopped mid-run: the full run of f has begun deleting
+# vanished keys on both workers when worker1, where one shard of the target
+# is locked, is stopped; nothing of it may remain
+sql(q{
+    CREATE TABLE s.f_before AS SELECT * FROM s.f;
+    DELETE FROM s.items WHERE k <= 10;
+    UPDATE s.items SET price = price + 1 WHERE k BETWEEN 11 AND 20;
+});
+my $w1port = $workers[0]->port;
+my $shard = sql(qq{
+    SELECT shard_name('s.f'::regclass, s.shardid) FROM pg_dist_shard s
+      JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n USING (groupid)
+     WHERE s.logicalrelid = 's.f'::regclass AND n.nodeport = $w1port ORDER BY 1 LIMIT 1});
+my $timer = IPC::Run::timer(120);
+my ($lout, $lerr) = ('', '');
+my $locker = IPC::Run::start(['psql', '-XAtq', '-d', $workers[0]->connstr('postgres'), '-c',
+                              "SET citus.enable_manual_changes_to_shards = on; LOCK TABLE $shard IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(100)"],
+                             '>', \$lout, '2>', \$lerr, $timer);
+ok($workers[0]->poll_query_until('postgres', qq{
+       SELECT count(*) = 1 FROM pg_locks WHERE relation = '$shard'::regclass AND granted}),
+   "a session on worker1 holds a lock on shard $shard of the target");
+my ($rout, $rerr) = ('', '');
+my $runner = IPC::Run::start(['psql', '-XAtq', '-d', $coord->connstr('postgres'),
+                              '-c', q{SELECT pipeline.run('f')}], '>', \$rout, '2>', \$rerr, $timer);
+ok($workers[0]->poll_query_until('postgres', qq{
+       SELECT count(*) > 0 FROM pg_locks WHERE relation = '$shard'::regclass AND NOT granted}),
+   'the run waits on worker1 in the middle of its load');
+$workers[0]->stop('fast');
+$runner->finish;
+$locker->finish;
+like($rerr, qr/ERROR/, 'the run fails when worker1 stops under it');
+$workers[0]->start;
+is(sql(q{SELECT status FROM pipeline.runs WHERE pipeline_name = 'f' ORDER BY run_id DESC LIMIT 1}),
+   'failed', 'the failed run is recorded');
+diag('the failed run: ' . sql(q{SELECT error_sqlstate || ' ' || error_message FROM pipeline.runs
+                                  WHERE pipeline_name = 'f' ORDER BY run_id DESC LIMIT 1}));
+is(differs('TABLE s.f', 'TABLE s.f_before'), '0',
+   'nothing of the failed run is applied on either worker');
+sql(q{SELECT pipeline.run('f')});
+is(counts('f'), 'succeeded read=85 rejected=0 inserted=0 updated=10 deleted=10 unchanged=75',
+   'the next run after the restart is exact');
+is(differs('SELECT k, label, price FROM s.f', 'SELECT k, label, price FROM s.items_v'), '0',
+   'and the target equals its view');
 
 # Why the load into a distributed table carries no counter functions: Citus
 # refuses a MERGE that calls one (they would run on the worker nodes).
