@@ -20,6 +20,10 @@
 #                test/t/013_openlineage_delivery.pl: the sender posts to a
 #                collector on 127.0.0.1 that validates what it receives
 #   site         test/site/run.sh: pg_pipeline_site's pages in headless Chromium
+#   citus        test/t/020_citus.pl on a coordinator and two worker nodes;
+#                Citus 13.2.2 is built first when missing
+#                (../shared/citus/install-citus.sh): if it cannot be built
+#                the suite fails, it is never skipped
 #   fuzz, sqlsmith, kill-9, soak
 #                the reliability suite: the files of test/t/ whose header
 #                says "# suite: NAME" (test/README.md), each its own line
@@ -323,6 +327,23 @@ suite_site() {
     rm -f "$out"
 }
 
+# suite_citus builds and installs Citus into the server's PostgreSQL when it
+# is missing (../shared/citus/install-citus.sh, idempotent), then runs the
+# TAP files of suite citus; a Citus that cannot be built fails the suite.
+suite_citus() {
+    local log
+    log=$(mktemp -t pp-citus-build.XXXXXX)
+    if ! PG_CONFIG="$PP_BINDIR/pg_config" timeout -k 10 "$TEST_TIMEOUT" \
+        bash "$PP_ROOT/../shared/citus/install-citus.sh" >"$log" 2>&1; then
+        show_file "citus: building Citus failed" "$log" 100
+        record citus 0 1 "Citus could not be built"
+        rm -f "$log"
+        return
+    fi
+    rm -f "$log"
+    suite_perl_tap citus
+}
+
 # in_cluster runs every suite against the server pg_virtualenv started.
 in_cluster() {
     cd "$PP_ROOT" || exit 1
@@ -341,6 +362,7 @@ in_cluster() {
     ensure_ajv
     suite_perl_tap openlineage-delivery
     suite_site
+    suite_citus
     suite_perl_tap fuzz
     suite_perl_tap sqlsmith
     suite_perl_tap kill-9

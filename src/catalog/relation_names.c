@@ -5,20 +5,26 @@
  * Facts about the relations a definition names, read from PostgreSQL's
  * catalogs: resolving a stored schema and name (42P01 when gone), a
  * relation's name, the tables a relation reads through its views (down to
- * partitions and inheritance children), and the indexes of a source.
+ * partitions and inheritance children), the indexes of a source, and
+ * whether a relation is a Citus table (pg_dist_partition, read only when the
+ * citus extension exists, so that nothing links against Citus).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_namespace.h"
+#include "commands/extension.h"
 #include "nodes/nodeFuncs.h"
 #include "rewrite/rewriteHandler.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
@@ -219,4 +225,50 @@ CollectBaseTables(Oid relid)
 
 	AddBaseTables(relid, &ctx);
 	return ctx.relids;
+}
+
+/*
+ * CitusTableKindOf tells what kind of Citus table a relation is, from its
+ * row of pg_catalog.pg_dist_partition (partmethod, repmodel, colocationid):
+ * hash-distributed (or single-shard, schema-based), reference, Citus local,
+ * or none. Without the citus extension every relation is CITUS_NONE.
+ */
+CitusTableKind
+CitusTableKindOf(Oid relid)
+{
+	Oid			distrel;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	CitusTableKind kind = CITUS_NONE;
+
+	if (!OidIsValid(get_extension_oid("citus", true)))
+		return CITUS_NONE;
+	distrel = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
+	if (!OidIsValid(distrel))
+		return CITUS_NONE;
+	rel = table_open(distrel, AccessShareLock);
+	/* column 1 is logicalrelid (regclass), 2 partmethod, 4 colocationid, 5 repmodel */
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+		bool		isnull;
+		char		method = DatumGetChar(heap_getattr(tup, 2, desc, &isnull));
+		int32		colocation = DatumGetInt32(heap_getattr(tup, 4, desc, &isnull));
+		char		repmodel = DatumGetChar(heap_getattr(tup, 5, desc, &isnull));
+
+		if (method != 'n' || colocation != 0)
+			kind = CITUS_DISTRIBUTED;
+		if (method == 'n' && repmodel == 't')
+			kind = CITUS_REFERENCE;
+		else if (method == 'n' && colocation == 0)
+			kind = CITUS_LOCAL;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return kind;
 }

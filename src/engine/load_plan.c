@@ -434,6 +434,7 @@ BuildLoadPlan(PipelineDef *def)
 		plan->delete_flag = FindLoadColumn(plan->columns, def->delete_column);
 	plan->needs_dedup = def->unique_key != NIL &&
 		!SourceKeyIsUnique(plan->source_relid, def->unique_key);
+	CheckDistributedPlan(plan);
 	return plan;
 }
 

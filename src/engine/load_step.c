@@ -7,7 +7,8 @@
  * +infinity kept out of it), waiting for the writers in flight on the
  * source's base tables, the window's lower bound with a lookback, and one
  * load step (the statements of planner.c with the window as parameters,
- * and their exact counts). engine.c drives them through a run.
+ * and their exact counts; into a Citus table, distributed_load.c's).
+ * engine.c drives them through a run.
  *
  *-------------------------------------------------------------------------
  */
@@ -145,8 +146,8 @@ TargetStatsSayEmpty(Oid relid)
  * masks (catalog/masks.c).
  */
 void
-ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, int nargs, Oid *types, Datum *values,
-				  LoadCounts *counts)
+ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bool has_upper,
+				  int nargs, Oid *types, Datum *values, LoadCounts *counts)
 {
 	OwnerContext ctx;
 	int			rc;
@@ -172,6 +173,15 @@ ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, int nargs, Oid *types, 
 	EnterOwnerContext(&ctx, plan->def->owner);
 	/* the masks of the load (and of the full mode's vanished keys) may use their keys */
 	ArmMasks();
+	if (plan->distributed)
+	{
+		/* no masks nor row checks on Citus (CheckDistributedPlan) */
+		DisarmMasks();
+		ExecuteDistributedLoad(plan, stmts, has_lower, has_upper, nargs, types, values, counts);
+		LeaveOwnerContext(&ctx);
+		AtEOXact_GUC(true, guc_level);
+		return;
+	}
 	if (stmts->prepare)
 	{
 		rc = SPI_execute(stmts->prepare, false, 0);
@@ -208,5 +218,5 @@ ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
 
 	if (plan->incremental)
 		types[0] = types[1] = plan->incremental->typid;
-	ExecuteStatements(plan, stmts, nargs, types, values, counts);
+	ExecuteStatements(plan, stmts, has_lower, has_upper, nargs, types, values, counts);
 }

@@ -274,7 +274,7 @@ AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
 	appendStringInfoString(buf, (plan->incremental && (has_lower || has_upper)) ? " AND " : " WHERE ");
 	if (gated)
 		appendStringInfoString(buf, "pipeline._checked_row(CASE WHEN ");
-	appendStringInfoString(buf, "pipeline._window_row(");
+	appendStringInfoString(buf, plan->distributed ? "NOT (" : "pipeline._window_row(");
 	foreach(lc, plan->columns)
 	{
 		LoadColumn *col = lfirst(lc);
@@ -404,7 +404,8 @@ AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 	}
 	appendStringInfoString(buf, "SELECT ");
 	AppendMaskedColumns(buf, plan->columns, "d");
-	appendStringInfo(buf, ", pipeline._kept_row() AS %s FROM (SELECT DISTINCT ON (",
+	appendStringInfo(buf, ", %s AS %s FROM (SELECT DISTINCT ON (",
+					 plan->distributed ? "true" : "pipeline._kept_row()",
 					 quote_identifier(InternalColumnName(plan, KEPT_COLUMN)));
 	foreach(lc, plan->columns)
 	{
@@ -530,7 +531,8 @@ BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
 			 * reading this target incrementally sees the delete.
 			 */
 			appendStringInfo(&buf, "\nWHEN MATCHED%s AND s.%s IS TRUE AND t.%s IS NOT TRUE"
-							 " THEN UPDATE SET %s = pipeline._soft_delete()", ReplayGuard(plan), del, del, del);
+							 " THEN UPDATE SET %s = %s", ReplayGuard(plan), del, del, del,
+							 plan->distributed ? "true" : "pipeline._soft_delete()");
 			if (plan->incremental && !plan->incremental->is_key &&
 				plan->incremental != plan->delete_flag)
 				appendStringInfo(&buf, ", %s = %s", quote_identifier(plan->incremental->name),
@@ -713,40 +715,86 @@ BuildBatchFallbackQuery(LoadPlan *plan, bool has_lower)
 }
 
 /*
- * ExplainPipeline lists, as text rows, what the next run of a pipeline would
- * execute given its current watermark.
+ * AppendMatchedCounts appends the counts of kept rows whose key is in the
+ * target, by the action the MERGE of BuildMerge takes on them: deleted
+ * (or soft-deleted), updated, and not flagged deleted.
  */
-List *
-ExplainPipeline(PipelineDef *def)
+static void
+AppendMatchedCounts(StringInfo buf, LoadPlan *plan, const char *del)
 {
-	LoadPlan   *plan = BuildLoadPlan(def);
-	List	   *rows = NIL;
-	bool		has_lower = plan->incremental && def->watermark != NULL;
-	bool		has_upper = plan->incremental != NULL;
-	LoadStatements *stmts = BuildLoadStatements(plan, has_lower, has_upper);
+	const char *live = del ? psprintf("s.%s IS NOT TRUE", del) : "true";
+	bool		merge_actions = plan->def->mode != LOAD_MODE_APPEND;
+	ListCell   *lc;
+	bool		first = true;
 
-	rows = lappend(rows, psprintf("-- pipeline %s: %s %s into %s", quote_literal_cstr(def->name),
-								  LoadModeName(def->mode), plan->source_ident, plan->target_ident));
-	if (plan->incremental)
-	{
-		const char *inc = quote_identifier(plan->incremental->name);
-
-		rows = lappend(rows, psprintf("-- window: %s > $1 AND %s <= $2", inc, inc));
-		if (def->watermark)
-			rows = lappend(rows, psprintf("-- $1 = watermark %s%s", quote_literal_cstr(def->watermark),
-										  def->lookback ? " minus lookback" : ""));
-		else
-			rows = lappend(rows, "-- no watermark yet: the first run reads every row up to $2");
-		rows = lappend(rows, "-- $2 = the high-water mark, read first; the run then waits for in-flight writers");
-	}
+	if (!merge_actions || del == NULL)
+		appendStringInfoString(buf, "SELECT pg_catalog.count(*) FILTER (WHERE false), ");
+	else if (plan->def->soft_delete)
+		appendStringInfo(buf, "SELECT pg_catalog.count(*) FILTER (WHERE s.%s IS TRUE AND t.%s IS NOT TRUE), ",
+						 del, del);
 	else
-		rows = lappend(rows, "-- no incremental column: every run reads the whole source");
-	if (!plan->needs_dedup && def->unique_key != NIL)
-		rows = lappend(rows, "-- the source's unique index makes de-duplication unnecessary");
-	if (plan->incremental)
-		rows = lappend(rows, BuildHighWaterQuery(plan));
-	if (stmts->prepare)
-		rows = lappend(rows, stmts->prepare);
-	rows = lappend(rows, stmts->load);
-	return rows;
+		appendStringInfo(buf, "SELECT pg_catalog.count(*) FILTER (WHERE s.%s IS TRUE), ", del);
+	appendStringInfo(buf, "pg_catalog.count(*) FILTER (WHERE %s AND (", live);
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (!merge_actions || col->is_key || col == plan->incremental)
+			continue;
+		if (!first)
+			appendStringInfoString(buf, " OR ");
+		AppendDistinct(buf, col);
+		first = false;
+	}
+	appendStringInfo(buf, "%s)), pg_catalog.count(*) FILTER (WHERE %s)", first ? "false" : "", live);
+}
+
+/*
+ * BuildCountQueries builds the queries that count a load into a Citus table
+ * (LoadPlan.distributed), whose MERGE carries no counter function: the
+ * window's rows read and rejected, the rows kept, and the kept rows matched
+ * in the target by the action the MERGE takes on them. They read exactly
+ * what the load reads, so run under the same locks they give its counts.
+ */
+CountQueries *
+BuildCountQueries(LoadPlan *plan, bool has_lower, bool has_upper)
+{
+	CountQueries *q = palloc0(sizeof(CountQueries));
+	const char *del = plan->delete_flag ? quote_identifier(plan->delete_flag->name) : NULL;
+	StringInfoData buf;
+	ListCell   *lc;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE ");
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (!col->is_key)
+			continue;
+		appendStringInfo(&buf, "%s%s IS NULL", first ? "" : " OR ", Col("s", col->name));
+		first = false;
+	}
+	appendStringInfo(&buf, "%s) FROM %s AS s", first ? "false" : "", plan->source_ident);
+	AppendWindowPredicate(&buf, plan, "s", has_lower, has_upper, "<=");
+	q->window = buf.data;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE %s) FROM (",
+					 del ? psprintf("s.%s IS NOT TRUE", del) : "true");
+	AppendSourceRows(&buf, plan, has_lower, has_upper);
+	appendStringInfoString(&buf, ") AS s");
+	q->kept = buf.data;
+
+	if (plan->def->unique_key == NIL)
+		return q;				/* a keyless append matches nothing */
+	initStringInfo(&buf);
+	AppendMatchedCounts(&buf, plan, del);
+	appendStringInfoString(&buf, " FROM (");
+	AppendSourceRows(&buf, plan, has_lower, has_upper);
+	appendStringInfo(&buf, ") AS s JOIN %s AS t ON ", plan->target_ident);
+	AppendKeyJoin(&buf, plan, "t", "s", false);
+	q->matched = buf.data;
+	return q;
 }

@@ -17,7 +17,8 @@ extern Datum QueryAsOwner(PipelineDef *def, const char *sql, int nargs, Oid *typ
 extern Datum ReadHighWaterMark(LoadPlan *plan, bool *isnull, LoadCounts *counts);
 extern void WaitForSourceWriters(LoadPlan *plan);
 extern Datum SubtractLookback(Datum wm, Interval *lookback, Oid typid);
-extern void ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, int nargs, Oid *types,
+extern void ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, bool has_lower,
+							  bool has_upper, int nargs, Oid *types,
 							  Datum *values, LoadCounts *counts);
 extern void ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
 							Datum upper, LoadCounts *counts);

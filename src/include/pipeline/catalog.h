@@ -124,4 +124,15 @@ extern List *CollectBaseTables(Oid relid);
 extern bool SourceKeyIsUnique(Oid source_relid, List *unique_key);
 extern bool SourceHasIndexOn(Oid source_relid, const char *column);
 
+/* What a relation is to Citus (catalog/relation_names.c, CitusTableKindOf) */
+typedef enum CitusTableKind
+{
+	CITUS_NONE,					/* a plain PostgreSQL relation, or no Citus */
+	CITUS_DISTRIBUTED,			/* sharded across worker nodes */
+	CITUS_REFERENCE,			/* replicated to every node */
+	CITUS_LOCAL					/* a Citus local table on the coordinator */
+} CitusTableKind;
+
+extern CitusTableKind CitusTableKindOf(Oid relid);
+
 #endif							/* PIPELINE_CATALOG_H */

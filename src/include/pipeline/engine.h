@@ -50,6 +50,7 @@ typedef struct LoadPlan
 	List	   *row_checks;		/* CheckDef * evaluated in the load statement */
 	List	   *set_checks;		/* CheckDef * evaluated after it */
 	bool		replay;			/* rows come from quarantine: $1 ids, $2 rows */
+	bool		distributed;	/* the target is a Citus table (docs/citus.md) */
 } LoadPlan;
 
 /* The statements of one load step, with $1 = lower bound, $2 = upper bound */
@@ -61,6 +62,18 @@ typedef struct LoadStatements
 	bool		counts_kept;	/* pipeline._kept_row counts rows after de-duplication */
 	bool		has_row_checks; /* rows pass the gate of row_checks.c */
 } LoadStatements;
+
+/*
+ * The queries that count a load into a Citus table exactly, run just before
+ * it with its source and target locked (engine/distributed_load.c): each
+ * returns one row of bigint counts.
+ */
+typedef struct CountQueries
+{
+	char	   *window;			/* rows read, rows rejected (NULL key) */
+	char	   *kept;			/* rows kept after de-duplication, of them not flagged deleted */
+	char	   *matched;		/* kept rows whose key is in the target: deleted, updated, not flagged */
+} CountQueries;
 
 /* engine/load_plan.c */
 extern LoadPlan *BuildLoadPlan(PipelineDef *def);
@@ -74,6 +87,13 @@ extern char *BuildInfiniteRowsQuery(LoadPlan *plan);
 extern char *BuildBatchBoundQuery(LoadPlan *plan, bool has_lower);
 extern char *BuildBatchFallbackQuery(LoadPlan *plan, bool has_lower);
 extern List *ExplainPipeline(PipelineDef *def);
+extern CountQueries *BuildCountQueries(LoadPlan *plan, bool has_lower, bool has_upper);
+
+/* engine/distributed_load.c */
+extern void CheckDistributedPlan(LoadPlan *plan);
+extern void ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower,
+								   bool has_upper, int nargs, Oid *types, Datum *values,
+								   LoadCounts *counts);
 
 /* engine/check_sql.c */
 extern char *RowCheckPredicate(PipelineDef *def, CheckDef *check);

@@ -1,0 +1,188 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/engine/distributed_load.c
+ *
+ * Loads into a Citus table (docs/citus.md). Citus runs a MERGE into a
+ * distributed table in the worker nodes' backends and refuses one that
+ * calls a non-immutable function, so the load statement carries none of
+ * the row counters of counters.c, and the MERGE's tallies, kept by the
+ * executors of the worker nodes, never reach the coordinator's. A load is
+ * counted instead by the queries of BuildCountQueries, run just before it,
+ * while the run holds SHARE on the source's tables and SHARE ROW EXCLUSIVE
+ * on the target, so that no writer through the coordinator changes what
+ * they read; the rows the load then reports as written (the sum Citus
+ * gathers from the shards) must equal what the counts predict, or the run
+ * fails: a count that cannot be shown exact is never reported.
+ *
+ * What Citus cannot load is refused when the plan is built, at
+ * registration and at every run (CheckDistributedPlan).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "utils/jsonb.h"
+
+#include "pipeline/engine.h"
+
+/* RelationLabel spells a relation as "schema"."name" for messages */
+static char *
+RelationLabel(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+/*
+ * RefuseLocalSource refuses a source that reads a plain PostgreSQL table
+ * when the target is distributed: Citus 13 refuses a MERGE that reads one
+ * ("MERGE INTO an distributed table from Postgres table is not yet
+ * supported"), so every run would fail.
+ */
+static void
+RefuseLocalSource(LoadPlan *plan)
+{
+	ListCell   *lc;
+
+	foreach(lc, plan->base_relids)
+	{
+		Oid			relid = lfirst_oid(lc);
+		char		kind = get_rel_relkind(relid);
+
+		if (kind == RELKIND_VIEW || CitusTableKindOf(relid) != CITUS_NONE)
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("source %s reads a local table, but target %s is a Citus distributed table",
+						plan->source_ident, plan->target_ident),
+				 errdetail("Source %s reads %s, a table of the coordinator only; Citus cannot MERGE from it into a distributed table.",
+						   plan->source_ident, RelationLabel(relid)),
+				 errhint("Distribute the staging table colocated with the target: SELECT create_distributed_table(%s, '<key column>', colocate_with => %s); or make it a reference table with create_reference_table.",
+						 quote_literal_cstr(RelationLabel(relid)),
+						 quote_literal_cstr(plan->target_ident))));
+	}
+}
+
+/*
+ * CheckDistributedPlan marks a plan whose target is a Citus table and
+ * refuses (0A000) what Citus cannot load: a reference or Citus local table
+ * as target, a source reading a local table, and a lineage column (the run
+ * id is a function of the coordinator's backend, which Citus would call on
+ * the worker nodes).
+ */
+void
+CheckDistributedPlan(LoadPlan *plan)
+{
+	CitusTableKind kind = CitusTableKindOf(plan->target_relid);
+
+	plan->distributed = kind != CITUS_NONE;
+	if (!plan->distributed)
+		return;
+	if (kind != CITUS_DISTRIBUTED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("target %s is a Citus %s table", plan->target_ident,
+						kind == CITUS_REFERENCE ? "reference" : "local"),
+				 errdetail("Citus 13 loads with MERGE only into distributed tables."),
+				 errhint("Load into a distributed table: SELECT create_distributed_table(%s, '<key column>');",
+						 quote_literal_cstr(plan->target_ident))));
+	if (plan->def->lineage_column)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a lineage column is not supported on Citus distributed target %s",
+						plan->target_ident),
+				 errdetail("Lineage column \"%s\" would be set by a function of the coordinator's session, which Citus cannot run in a distributed MERGE.",
+						   plan->def->lineage_column),
+				 errhint("SELECT pipeline.set_lineage_column(%s, NULL);",
+						 quote_literal_cstr(plan->def->name))));
+	if (plan->row_checks != NIL || (plan->def->masks && JB_ROOT_COUNT(plan->def->masks) > 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("row checks and masks are not supported on Citus distributed target %s",
+						plan->target_ident),
+				 errdetail("Both are evaluated by pg_pipeline's functions inside the load statement, and Citus runs no function that is not IMMUTABLE in a distributed MERGE."),
+				 errhint("Check and mask in a stage before the distributed one, or use set checks (unique, row_count, query).")));
+	RefuseLocalSource(plan);
+}
+
+/* CountRow runs one count query and returns its bigint columns in out */
+static void
+CountRow(const char *sql, int nargs, Oid *types, Datum *values, int64 *out, int ncols)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 1);
+
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_pipeline could not count a distributed load: %s", SPI_result_code_string(rc));
+	for (int i = 0; i < ncols; i++)
+	{
+		bool		isnull;
+
+		out[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											 i + 1, &isnull));
+	}
+}
+
+/* LockSourceTables takes SHARE on the source's tables until the run ends */
+static void
+LockSourceTables(LoadPlan *plan)
+{
+	ListCell   *lc;
+
+	foreach(lc, plan->base_relids)
+		if (get_rel_relkind(lfirst_oid(lc)) != RELKIND_VIEW)
+			LockRelationOid(lfirst_oid(lc), ShareLock);
+}
+
+/*
+ * ExecuteDistributedLoad runs one load step into a Citus table, in the
+ * owner's context, and adds its exact counts: the vanished keys of full
+ * mode, then the counts, then the load, checked against them.
+ */
+void
+ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bool has_upper,
+					   int nargs, Oid *types, Datum *values, LoadCounts *counts)
+{
+	CountQueries *q = BuildCountQueries(plan, has_lower, has_upper);
+	int64		window[2] = {0, 0};
+	int64		kept[2] = {0, 0};
+	int64		matched[3] = {0, 0, 0};
+	int64		inserted;
+	int64		written;
+	int			rc;
+
+	LockSourceTables(plan);
+	if (stmts->prepare)
+	{
+		rc = SPI_execute(stmts->prepare, false, 0);
+		if (rc != SPI_OK_DELETE && rc != SPI_OK_UPDATE)
+			elog(ERROR, "pg_pipeline could not remove vanished keys: %s", SPI_result_code_string(rc));
+		counts->deleted += SPI_processed;
+	}
+	CountRow(q->window, nargs, types, values, window, 2);
+	CountRow(q->kept, nargs, types, values, kept, 2);
+	if (q->matched)
+		CountRow(q->matched, nargs, types, values, matched, 3);
+	inserted = stmts->load_is_merge ? kept[1] - matched[2] : kept[0];
+	rc = SPI_execute_with_args(stmts->load, nargs, types, values, NULL, false, 0);
+	if (rc != SPI_OK_MERGE && rc != SPI_OK_INSERT)
+		elog(ERROR, "pg_pipeline load failed: %s", SPI_result_code_string(rc));
+	written = inserted + matched[0] + matched[1];
+	if ((int64) SPI_processed != written)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("the load into %s wrote %llu rows where its counts expected %lld",
+						plan->target_ident, (unsigned long long) SPI_processed, (long long) written),
+				 errdetail("Something changed the source or the target between the counts and the load, most likely a writer on a worker node, which the run's locks on the coordinator do not hold off."),
+				 errhint("Run the pipeline again; write to its source and target through the coordinator.")));
+	counts->read += window[0];
+	counts->rejected += window[1];
+	counts->inserted += inserted;
+	counts->deleted += matched[0];
+	counts->updated += matched[1];
+	counts->unchanged += kept[0] - written;
+}

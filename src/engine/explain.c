@@ -1,0 +1,55 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/engine/explain.c
+ *
+ * pipeline.explain's text: the statements a run of a pipeline would
+ * execute, built by the planner (planner.c) from the load plan resolved
+ * now, without running any of them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+
+#include "pipeline/engine.h"
+
+/*
+ * ExplainPipeline lists, as text rows, what the next run of a pipeline would
+ * execute given its current watermark.
+ */
+List *
+ExplainPipeline(PipelineDef *def)
+{
+	LoadPlan   *plan = BuildLoadPlan(def);
+	List	   *rows = NIL;
+	bool		has_lower = plan->incremental && def->watermark != NULL;
+	bool		has_upper = plan->incremental != NULL;
+	LoadStatements *stmts = BuildLoadStatements(plan, has_lower, has_upper);
+
+	rows = lappend(rows, psprintf("-- pipeline %s: %s %s into %s", quote_literal_cstr(def->name),
+								  LoadModeName(def->mode), plan->source_ident, plan->target_ident));
+	if (plan->incremental)
+	{
+		const char *inc = quote_identifier(plan->incremental->name);
+
+		rows = lappend(rows, psprintf("-- window: %s > $1 AND %s <= $2", inc, inc));
+		if (def->watermark)
+			rows = lappend(rows, psprintf("-- $1 = watermark %s%s", quote_literal_cstr(def->watermark),
+										  def->lookback ? " minus lookback" : ""));
+		else
+			rows = lappend(rows, "-- no watermark yet: the first run reads every row up to $2");
+		rows = lappend(rows, "-- $2 = the high-water mark, read first; the run then waits for in-flight writers");
+	}
+	else
+		rows = lappend(rows, "-- no incremental column: every run reads the whole source");
+	if (!plan->needs_dedup && def->unique_key != NIL)
+		rows = lappend(rows, "-- the source's unique index makes de-duplication unnecessary");
+	if (plan->incremental)
+		rows = lappend(rows, BuildHighWaterQuery(plan));
+	if (stmts->prepare)
+		rows = lappend(rows, stmts->prepare);
+	rows = lappend(rows, stmts->load);
+	return rows;
+}
