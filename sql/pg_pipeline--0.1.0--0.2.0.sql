@@ -26,20 +26,34 @@ AS 'MODULE_PATHNAME', 'pipeline_source_lag_detail';
 --
 -- A role sees a pipeline, and everything about it (definition, runs, run
 -- errors, alerts, queue entries, lineage, versions, audit entries), when it
--- has the privileges of the pipeline's owner: pg_has_role(owner, 'USAGE'),
--- true for the owner, its members with INHERIT and superusers. Nothing of
--- the others. The views run as their owner (the extension owner), but the
--- functions in their WHERE clause run as the caller, so pg_has_role answers
--- for the caller; they are security_barrier views, so that a caller's leaky
+-- may 'read' it: pipeline._may('read', owner), true for the owner, the roles
+-- with its privileges (pg_has_role(owner, 'USAGE'): members with INHERIT),
+-- superusers, and the members of pipeline_viewer, pipeline_operator and
+-- pipeline_admin (created in "Roles for teams" below; the table of who may
+-- do what is src/policy/actions.c). Nothing of the others. The views run as
+-- their owner (the extension owner), but the functions in their WHERE
+-- clause run as the caller, so pipeline._may answers for the caller; they
+-- are security_barrier views, so that a caller's leaky
 -- function in an outer WHERE sees no row the view filters out. The two
 -- tables PUBLIC reads directly (pipeline_versions, audit_log) get row-level
 -- security; the extension owner writes them as their owner, which bypasses
 -- it. Runs, alerts, versions and audit entries outlive their pipeline: the
 -- owner of a dropped pipeline is kept in pipeline.dropped_pipeline (written
 -- by drop_pipeline), so its owner still sees them. Rows of a pipeline
--- dropped before 0.2.0 are visible to superusers only.
+-- dropped before 0.2.0, whose owner is not known, are visible to those who
+-- may read every pipeline: pipeline._may('read', NULL).
 --
 -- Whoever redefines one of these views later must keep its WHERE clause.
+
+-- pipeline._may(action, owner, role): whether role (NULL: the caller) may do
+-- action on a pipeline of owner (NULL: whose owner is not known); the one
+-- rule of who may do what, for the views here and for the C functions'
+-- checks alike (src/policy/actions.c).
+CREATE FUNCTION pipeline._may(action text, owner oid, role oid DEFAULT NULL)
+RETURNS boolean
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'pipeline_may';
+COMMENT ON FUNCTION pipeline._may(text, oid, oid) IS 'internal: whether a role may do an action on a pipeline of an owner (the table of docs/security.md)';
 
 CREATE TABLE pipeline.dropped_pipeline (
     pipeline_id         bigint PRIMARY KEY,
@@ -50,14 +64,14 @@ CREATE TABLE pipeline.dropped_pipeline (
 REVOKE ALL ON pipeline.dropped_pipeline FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('pipeline.dropped_pipeline', '');
 
--- The pipelines, live or dropped, whose owner the caller has the privileges
--- of: the one definition of visibility for the views and policies below.
+-- The pipelines, live or dropped, that the caller may read: the one
+-- definition of visibility for the views and policies below.
 CREATE VIEW pipeline._visible_pipelines WITH (security_barrier) AS
 SELECT o.pipeline_id
   FROM (SELECT p.pipeline_id, p.owner FROM pipeline.pipeline p
         UNION ALL
         SELECT d.pipeline_id, d.owner FROM pipeline.dropped_pipeline d) o
- WHERE pg_catalog.pg_has_role(o.owner::pg_catalog.oid, 'USAGE');
+ WHERE pipeline._may('read', o.owner::pg_catalog.oid);
 GRANT SELECT ON pipeline._visible_pipelines TO PUBLIC;
 
 CREATE OR REPLACE VIEW pipeline.pipelines WITH (security_barrier) AS
@@ -103,7 +117,7 @@ SELECT p.pipeline_id AS id,
          WHERE h.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
          ORDER BY h.run_id DESC
          LIMIT 1) r ON true
- WHERE pg_catalog.pg_has_role(p.owner::pg_catalog.oid, 'USAGE');
+ WHERE pipeline._may('read', p.owner::pg_catalog.oid);
 
 -- Runs (and the alerts and lineage of runs) whose pipeline is gone without
 -- a trace in pipeline.dropped_pipeline are shown to superusers only: the
@@ -131,8 +145,7 @@ SELECT h.run_id,
        h.attempt
   FROM pipeline.run_history h
  WHERE h.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
-    OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
-         WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+    OR (SELECT pipeline._may('read', NULL));
 
 CREATE OR REPLACE VIEW pipeline.dependencies WITH (security_barrier) AS
 SELECT d.pipeline_id, d.upstream_id, 'declared'::text AS kind
@@ -153,15 +166,14 @@ SELECT a.alert_id, a.pipeline_id, a.pipeline_name, a.kind, a.observed, a.limit_v
        a.run_id, a.message, a.raised_at, a.resolved_at
   FROM pipeline.alert_log a
  WHERE a.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
-    OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
-         WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+    OR (SELECT pipeline._may('read', NULL));
 
 CREATE OR REPLACE VIEW pipeline.queue WITH (security_barrier) AS
 SELECT q.queue_id, q.pipeline_id, p.name AS pipeline_name, q.reason, q.enqueued_at,
        q.not_before, q.parent_run_id, q.attempt
   FROM pipeline.run_queue q
   JOIN pipeline.pipeline p ON p.pipeline_id OPERATOR(pg_catalog.=) q.pipeline_id
- WHERE pg_catalog.pg_has_role(p.owner::pg_catalog.oid, 'USAGE');
+ WHERE pipeline._may('read', p.owner::pg_catalog.oid);
 
 CREATE OR REPLACE VIEW pipeline.run_lineage WITH (security_barrier) AS
 SELECT i.run_id,
@@ -180,15 +192,14 @@ SELECT i.run_id,
   JOIN pipeline.run_history h ON h.run_id OPERATOR(pg_catalog.=) i.run_id
  CROSS JOIN (VALUES ('read'), ('write')) AS d (direction)
  WHERE h.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
-    OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
-         WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+    OR (SELECT pipeline._may('read', NULL));
 
 CREATE OR REPLACE VIEW pipeline.lineage WITH (security_barrier) AS
 SELECT DISTINCT e.from_relation, e.from_kind, e.to_relation, e.to_kind, e.edge_kind,
        CASE e.edge_kind WHEN 'pipeline' THEN p.name END AS pipeline
   FROM pipeline.lineage_edge e
   JOIN pipeline.pipeline p ON p.pipeline_id OPERATOR(pg_catalog.=) e.pipeline_id
- WHERE pg_catalog.pg_has_role(p.owner::pg_catalog.oid, 'USAGE');
+ WHERE pipeline._may('read', p.owner::pg_catalog.oid);
 
 CREATE OR REPLACE VIEW pipeline.column_lineage WITH (security_barrier) AS
 SELECT DISTINCT e.from_relation, e.from_column, e.to_relation, e.to_column,
@@ -196,7 +207,7 @@ SELECT DISTINCT e.from_relation, e.from_column, e.to_relation, e.to_column,
        CASE e.edge_kind WHEN 'pipeline' THEN p.name END AS pipeline
   FROM pipeline.lineage_column_edge e
   JOIN pipeline.pipeline p ON p.pipeline_id OPERATOR(pg_catalog.=) e.pipeline_id
- WHERE pg_catalog.pg_has_role(p.owner::pg_catalog.oid, 'USAGE');
+ WHERE pipeline._may('read', p.owner::pg_catalog.oid);
 
 -- run_tree read pipeline.run_history as the caller, which only superusers
 -- may; it reads the filtered pipeline.runs now, so a role gets the runs of
@@ -227,17 +238,20 @@ $$;
 ALTER TABLE pipeline.pipeline_versions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY pipeline_versions_visible ON pipeline.pipeline_versions
     FOR SELECT TO PUBLIC
-    USING (pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v));
+    USING (pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
+           OR (SELECT pipeline._may('read', NULL)));
 
--- An audit entry is visible with its pipeline, and to the role that made it
--- (a refused call on somebody else's pipeline, an entry without pipeline).
+-- An audit entry is visible with its pipeline, to the role that made it
+-- (a refused call on somebody else's pipeline, an entry without pipeline),
+-- and to those who may read every pipeline (all entries).
 ALTER TABLE pipeline.audit_log ENABLE ROW LEVEL SECURITY;
 CREATE POLICY audit_log_visible ON pipeline.audit_log
     FOR SELECT TO PUBLIC
     USING (pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
            OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
                        WHERE r.rolname OPERATOR(pg_catalog.=) role_name
-                         AND pg_catalog.pg_has_role(r.oid, 'USAGE')));
+                         AND pg_catalog.pg_has_role(r.oid, 'USAGE'))
+           OR (SELECT pipeline._may('read', NULL)));
 
 CREATE OR REPLACE VIEW pipeline.status WITH (security_barrier) AS
 SELECT p.pipeline_id AS id,
@@ -288,7 +302,7 @@ SELECT p.pipeline_id AS id,
            AND h.rows_inserted OPERATOR(pg_catalog.+) h.rows_updated
                OPERATOR(pg_catalog.+) h.rows_deleted OPERATOR(pg_catalog.>) 0
          ORDER BY h.run_id DESC LIMIT 1) changed ON true
- WHERE pg_catalog.pg_has_role(p.owner::pg_catalog.oid, 'USAGE');
+ WHERE pipeline._may('read', p.owner::pg_catalog.oid);
 
 -- item 6: cancel
 --
@@ -360,6 +374,45 @@ LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', 'pipeline_options';
 COMMENT ON FUNCTION pipeline._options() IS 'internal: the option table of create_pipeline, alter_pipeline and apply, checked against their signatures by the regression tests';
 
+-- Roles for teams (issue 11) -------------------------------------------------
+
+-- Three NOLOGIN roles to grant: pipeline_viewer reads every pipeline's rows
+-- in the catalog views, pipeline_operator also runs, triggers, cancels,
+-- pauses and resumes anyone's pipelines, pipeline_admin may do everything
+-- the owner may (and read the keys: later sections grant it what it needs).
+-- Who may do what is one table, src/policy/actions.c, asked by the C
+-- functions and, through pipeline._may, by the views and policies above;
+-- docs/security.md shows it. A run by an operator still executes as the
+-- pipeline's owner: the roles give no privilege on the data.
+--
+-- Roles are cluster-wide and cannot belong to an extension: they are
+-- created here only if missing (a second database's CREATE EXTENSION finds
+-- them; CREATE EXTENSION needs a superuser, who may create roles), never
+-- altered if they exist, and DROP EXTENSION leaves them (drop them by hand
+-- when no database uses pg_pipeline). Nothing is granted to them here: what
+-- they may do is decided by name, so that they work on tables added later.
+DO $$
+DECLARE
+    r text;
+    what text;
+BEGIN
+    FOR r, what IN SELECT v.r, v.what FROM (VALUES
+        ('pipeline_viewer', 'pg_pipeline: reads every pipeline in the catalog views'),
+        ('pipeline_operator', 'pg_pipeline: reads, runs, triggers, cancels, pauses and resumes every pipeline'),
+        ('pipeline_admin', 'pg_pipeline: may do everything on every pipeline, keys included')) v (r, what)
+    LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.rolname OPERATOR(pg_catalog.=) r) THEN
+            BEGIN
+                EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+                EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', r, what);
+            EXCEPTION WHEN duplicate_object THEN
+                NULL;           -- created meanwhile by another database's CREATE EXTENSION
+            END;
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- Ecosystem (issue 13) -------------------------------------------------------
 
 -- A failed run keeps its error's DETAIL and HINT (shown in pipeline.runs,
@@ -391,8 +444,7 @@ SELECT h.run_id,
        h.error_hint
   FROM pipeline.run_history h
  WHERE h.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
-    OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
-         WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+    OR (SELECT pipeline._may('read', NULL));
 
 -- The OpenLineage outbox (src/recorders/openlineage_outbox.c): with
 -- pipeline.openlineage_url set, a run's events are written here by the
@@ -438,8 +490,7 @@ SELECT o.event_id,
   FROM pipeline.openlineage_outbox o
   JOIN pipeline.run_history h ON h.run_id OPERATOR(pg_catalog.=) o.run_id
  WHERE o.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
-    OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
-         WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+    OR (SELECT pipeline._may('read', NULL));
 GRANT SELECT ON pipeline.openlineage_deliveries TO PUBLIC;
 
 CREATE FUNCTION pipeline.openlineage_redeliver(run_id bigint DEFAULT NULL)
@@ -578,7 +629,7 @@ SELECT c.check_id,
        c.created_at
   FROM pipeline.data_check c
   JOIN pipeline.pipeline p ON p.pipeline_id OPERATOR(pg_catalog.=) c.pipeline_id
- WHERE pg_catalog.pg_has_role(p.owner::pg_catalog.oid, 'USAGE');
+ WHERE pipeline._may('read', p.owner::pg_catalog.oid);
 GRANT SELECT ON pipeline.checks TO PUBLIC;
 
 CREATE FUNCTION pipeline.add_check(pipeline text, check_name text, kind text,
@@ -624,8 +675,7 @@ SELECT r.run_id,
        r.outcome
   FROM pipeline.check_result r
  WHERE r.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
-    OR (SELECT s.rolsuper FROM pg_catalog.pg_roles s
-         WHERE s.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+    OR (SELECT pipeline._may('read', NULL));
 GRANT SELECT ON pipeline.check_results TO PUBLIC;
 
 -- Quarantine: one row per source row that failed a quarantine-severity
@@ -670,8 +720,7 @@ SELECT q.quarantine_id,
        q.resolved_at
   FROM pipeline.quarantine_row q
  WHERE q.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
-    OR (SELECT s.rolsuper FROM pg_catalog.pg_roles s
-         WHERE s.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+    OR (SELECT pipeline._may('read', NULL));
 GRANT SELECT, UPDATE ("row") ON pipeline.quarantine TO PUBLIC;
 
 -- The row gate of the load statement (src/engine/row_checks.c): called only
@@ -728,8 +777,7 @@ SELECT h.run_id,
        h.rows_quarantined
   FROM pipeline.run_history h
  WHERE h.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
-    OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
-         WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+    OR (SELECT pipeline._may('read', NULL));
 
 -- Replay and discard of quarantined rows, and the acknowledgement of a
 -- blocking check (src/api/checks_api.c, src/engine/replay.c).
@@ -793,7 +841,8 @@ AS 'MODULE_PATHNAME', 'pipeline_suggest_pii';
 -- with the declared column it comes from. masked tells whether a mask
 -- removes the value on its way; no pipeline masks yet (the masks option of
 -- the privacy issue), so it is false. A role sees the rows of the relations
--- it may read.
+-- it may read; those who may read every pipeline (pipeline_viewer and up)
+-- see all of them.
 CREATE VIEW pipeline.pii_columns WITH (security_barrier) AS
 WITH RECURSIVE declared AS (
     SELECT c.relation, c.column_name::text AS column_name, c.class
@@ -828,7 +877,8 @@ SELECT DISTINCT pg_catalog.to_regclass(r.relation) AS relation,
                         WHERE d.relation OPERATOR(pg_catalog.=) r.relation
                           AND d.column_name OPERATOR(pg_catalog.=) r.column_name
                           AND d.class OPERATOR(pg_catalog.=) r.class))
-   AND pg_catalog.has_table_privilege(pg_catalog.to_regclass(r.relation), 'SELECT');
+   AND (pg_catalog.has_table_privilege(pg_catalog.to_regclass(r.relation), 'SELECT')
+        OR (SELECT pipeline._may('read', NULL)));
 GRANT SELECT ON pipeline.pii_columns TO PUBLIC;
 
 -- Masks at load (src/catalog/masks.c): the masks option maps source columns

@@ -37,9 +37,10 @@ pipeline_refresh_lineage(PG_FUNCTION_ARGS)
 		Oid			types[1] = {OIDOID};
 		Datum		values[1] = {ObjectIdGetDatum(GetUserId())};
 
-		/* every pipeline the caller may manage (all of them for a superuser) */
+		/* every pipeline the caller may refresh (policy/actions.c) */
 		n = RefreshPipelinesWhere("SELECT name FROM pipeline.pipeline"
-								  " WHERE pg_has_role($1, owner, 'USAGE') ORDER BY pipeline_id",
+								  " WHERE pipeline._may('refresh the lineage of', owner::oid, $1)"
+								  " ORDER BY pipeline_id",
 								  1, types, values);
 	}
 	else

@@ -142,9 +142,9 @@ ComputeSourceLag(int64 pipeline_id, SourceLag *out)
 		out->reason = "no such pipeline";
 		return;
 	}
-	if (!has_privs_of_role(GetUserId(), def->owner))
+	if (!RoleMayAct(GetUserId(), def->owner, "read"))
 	{
-		out->reason = "only the owner's members see the lag";
+		out->reason = "only the roles that see the pipeline see the lag";
 		return;
 	}
 	if (def->incremental_column == NULL)

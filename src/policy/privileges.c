@@ -2,10 +2,12 @@
  *
  * src/policy/privileges.c
  *
- * Who may act on a pipeline (its owner, a member of the owner, or a
- * superuser), and which privileges the owner needs on the source and the
- * target, checked at registration and at every run. Refusals are audited
- * (coalesced, recorders/audit_refusals.c) and raised with 42501.
+ * The refusal of an action on a pipeline to a role that may not do it (who
+ * may is actions.c's table: the owner, its members, superusers, and the
+ * team roles for their actions), and which privileges the owner needs on
+ * the source and the target, checked at registration and at every run.
+ * Refusals are audited (coalesced, recorders/audit_refusals.c) and raised
+ * with 42501.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,13 +21,13 @@
 #include "pipeline/policy.h"
 
 /*
- * CheckPipelineOwner refuses an action on a pipeline to anyone who does not
- * have the privileges of its owner (superusers do).
+ * CheckPipelineOwner refuses an action on a pipeline to a role that may not
+ * do it (RoleMayAct), so that the table of actions.c is the only rule.
  */
 void
 CheckPipelineOwner(PipelineDef *def, const char *action)
 {
-	if (has_privs_of_role(GetUserId(), def->owner))
+	if (RoleMayAct(GetUserId(), def->owner, action))
 		return;
 	AuditRefusal(action, "pipeline", def->name, def->id,
 				 psprintf("permission denied to %s pipeline \"%s\"", action, def->name));
@@ -35,7 +37,8 @@ CheckPipelineOwner(PipelineDef *def, const char *action)
 			 errdetail("Pipeline \"%s\" is owned by role \"%s\"; role \"%s\" is not a member of it.",
 					   def->name, GetUserNameFromId(def->owner, true) ? GetUserNameFromId(def->owner, true) : "(dropped role)",
 					   GetUserNameFromId(GetUserId(), false)),
-			 errhint("Run it as the owner, or GRANT the owner role to this role.")));
+			 errhint("Run it as the owner, or GRANT the owner role or %s to this role.",
+					 TeamRoleFor(action))));
 }
 
 /* PrivilegeNames spells an ACL mask the way GRANT does */

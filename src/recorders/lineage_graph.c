@@ -47,7 +47,7 @@ LoadTableEdges(void)
 				"   ORDER BY h.run_id DESC LIMIT 1), 'never run') END"
 				" FROM pipeline.lineage_edge e"
 				" JOIN pipeline.pipeline p ON p.pipeline_id = e.pipeline_id"
-				" WHERE pg_has_role($1, p.owner::oid, 'USAGE')"
+				" WHERE pipeline._may('read', p.owner::oid, $1)"
 				" ORDER BY 1, 2, 5",
 				1, types, values, NULL, true);
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -87,7 +87,7 @@ LoadColumnEdges(void)
 				" CASE WHEN e.edge_kind = 'pipeline' THEN p.name END"
 				" FROM pipeline.lineage_column_edge e"
 				" JOIN pipeline.pipeline p ON p.pipeline_id = e.pipeline_id"
-				" WHERE pg_has_role($1, p.owner::oid, 'USAGE')"
+				" WHERE pipeline._may('read', p.owner::oid, $1)"
 				" ORDER BY 1, 2, 3, 4, 7",
 				1, types, values, NULL, true);
 	for (uint64 i = 0; i < SPI_processed; i++)

@@ -2,8 +2,9 @@
  *
  * src/include/pipeline/policy.h
  *
- * Layer 3, policy (src/policy/): who may act on a pipeline, and which
- * privileges its owner needs on the source and the target.
+ * Layer 3, policy (src/policy/): who may do which action on a pipeline
+ * (actions.c), and which privileges its owner needs on the source and the
+ * target (privileges.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -18,5 +19,9 @@
 extern void CheckPipelineOwner(PipelineDef *def, const char *action);
 extern void CheckRelationAccess(Oid relid, Oid role, AclMode mode, const char *what);
 extern void CheckPipelinePrivileges(PipelineDef *def, Oid source_relid, Oid target_relid, Oid role);
+
+/* policy/actions.c */
+extern bool RoleMayAct(Oid role, Oid owner, const char *action);
+extern const char *TeamRoleFor(const char *action);
 
 #endif							/* PIPELINE_POLICY_H */
