@@ -888,8 +888,9 @@ GRANT SELECT ON pipeline.pii_columns TO PUBLIC;
 ALTER TABLE pipeline.pipeline ADD COLUMN masks jsonb NOT NULL DEFAULT '{}'::jsonb;
 
 -- The keys of the tokenize and hash masks: 32 random bytes per version,
--- never changed once written. Only the extension's owner reads them (the
--- mask functions read them as it, inside a run's load only); they are
+-- never changed once written. Only the extension's owner and
+-- pipeline_admin read them (the mask functions read them as the owner,
+-- inside a run's load only); they are
 -- dumped with the extension, so that tokens stay the same after a restore.
 CREATE TABLE pipeline.mask_key (
     name                text NOT NULL,
@@ -900,6 +901,7 @@ CREATE TABLE pipeline.mask_key (
     PRIMARY KEY (name, version)
 );
 REVOKE ALL ON pipeline.mask_key FROM PUBLIC;
+GRANT SELECT ON pipeline.mask_key TO pipeline_admin;
 SELECT pg_catalog.pg_extension_config_dump('pipeline.mask_key', '');
 
 -- The keys without their secrets.

@@ -117,11 +117,20 @@ RelationName(Oid relid)
 									  get_rel_name(relid));
 }
 
+/* IsPipelineAdmin tells whether the current user has pipeline_admin's privileges */
+static bool
+IsPipelineAdmin(void)
+{
+	Oid			admin = get_role_oid("pipeline_admin", true);
+
+	return OidIsValid(admin) && has_privs_of_role(GetUserId(), admin);
+}
+
 /*
  * CheckColumnArg resolves the relation and column of classify and
  * unclassify: the relation must be a table, view, materialized view or
- * foreign table that the caller owns (or has the privileges of its owner),
- * and have the column.
+ * foreign table that the caller owns (or has the privileges of its owner,
+ * or is a member of pipeline_admin), and have the column.
  */
 static char *
 CheckColumnArg(FunctionCallInfo fcinfo, const char *action, Oid *relid_out)
@@ -153,7 +162,7 @@ CheckColumnArg(FunctionCallInfo fcinfo, const char *action, Oid *relid_out)
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" of relation \"%s\" does not exist", column, name),
 				 errhint("Name a column of the relation; see \\d %s.", name)));
-	if (!has_privs_of_role(GetUserId(), RelationOwner(relid)))
+	if (!has_privs_of_role(GetUserId(), RelationOwner(relid)) && !IsPipelineAdmin())
 	{
 		char	   *object = psprintf("%s.%s", name, quote_identifier(column));
 
@@ -164,7 +173,7 @@ CheckColumnArg(FunctionCallInfo fcinfo, const char *action, Oid *relid_out)
 				 errmsg("permission denied to %s column %s", action, object),
 				 errdetail("Relation \"%s\" is owned by role \"%s\".", name,
 						   GetUserNameFromId(RelationOwner(relid), false)),
-				 errhint("Run it as the relation's owner, or a member of it.")));
+				 errhint("Run it as the relation's owner, a member of it, or a member of pipeline_admin.")));
 	}
 	*relid_out = relid;
 	return column;
@@ -398,9 +407,7 @@ pipeline_suggest_pii(PG_FUNCTION_ARGS)
 static void
 CheckKeyAdmin(const char *action, const char *name)
 {
-	Oid			admin = get_role_oid("pipeline_admin", true);
-
-	if (superuser() || (OidIsValid(admin) && has_privs_of_role(GetUserId(), admin)))
+	if (superuser() || IsPipelineAdmin())
 		return;
 	AuditRefusal(action, "key", name, 0, psprintf("permission denied to %s key \"%s\"", action, name));
 	ereport(ERROR,

@@ -172,8 +172,9 @@ LoadStoredOpenLineageEvents(int64 run_id)
 /*
  * pipeline.openlineage_redeliver(run_id): puts the dead events of a run (of
  * every run the caller sees, when NULL) back in the queue, to be tried
- * again as new, and returns how many. The caller chooses among the events
- * pipeline.openlineage_deliveries shows it.
+ * again as new, and returns how many: those of the events
+ * pipeline.openlineage_deliveries shows the caller whose pipeline it may
+ * run (a pipeline_viewer sees them but may not).
  */
 Datum
 pipeline_openlineage_redeliver(PG_FUNCTION_ARGS)
@@ -198,10 +199,15 @@ pipeline_openlineage_redeliver(PG_FUNCTION_ARGS)
 					 errmsg("run %lld does not exist", (long long) PG_GETARG_INT64(0)),
 					 errhint("List runs with SELECT run_id, pipeline_name FROM pipeline.runs.")));
 	}
-	/* read as the caller: the dead events of the runs it sees */
-	if (SPI_execute_with_args("SELECT coalesce(array_agg(event_id), '{}')"
-							  " FROM pipeline.openlineage_deliveries"
-							  " WHERE state = 'dead' AND ($1 IS NULL OR run_id = $1)",
+	/*
+	 * read as the caller: the dead events of the runs it sees, of pipelines
+	 * it may run (their owner, members, pipeline_operator, pipeline_admin)
+	 */
+	if (SPI_execute_with_args("SELECT coalesce(array_agg(d.event_id), '{}')"
+							  " FROM pipeline.openlineage_deliveries d"
+							  " JOIN pipeline.pipelines p ON p.id = d.pipeline_id"
+							  " WHERE d.state = 'dead' AND ($1 IS NULL OR d.run_id = $1)"
+							  "   AND pipeline._may('run', p.owner)",
 							  1, types, values, nulls, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list dead events");
 	values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
