@@ -13,6 +13,9 @@
 --   aggregated   mart.daily_revenue   revenue per day, from a view over
 --                                     core.orders (pipeline daily_revenue,
 --                                     mode full)
+--
+-- and then data contracts with a quarantine and its replay (section 8a),
+-- and personal data found, classified and masked at load (section 8b).
 
 \set ON_ERROR_STOP on
 \set QUIET on
@@ -29,7 +32,7 @@ CREATE EXTENSION IF NOT EXISTS pg_cron;     -- schedules (section 7)
 CREATE EXTENSION IF NOT EXISTS pg_pipeline;
 -- (so that the demo can run again on the same database)
 SELECT pipeline.drop_pipeline(name)
-  FROM pipeline.pipelines WHERE name IN ('orders_to_core', 'daily_revenue') \g /dev/null
+  FROM pipeline.pipelines WHERE name IN ('orders_to_core', 'daily_revenue', 'customers_to_core') \g /dev/null
 DROP SCHEMA IF EXISTS staging, core, mart CASCADE;
 CREATE SCHEMA staging;
 CREATE SCHEMA core;
@@ -391,6 +394,61 @@ SELECT NOT EXISTS (SELECT * FROM core.daily_revenue_v EXCEPT ALL SELECT * FROM m
 \echo
 \echo '== mart.daily_revenue (last days: batch 2 added orders here)'
 SELECT * FROM mart.daily_revenue ORDER BY day DESC LIMIT 5;
+
+\echo
+\echo '################################################################'
+\echo '# 8a. Bad data is caught, kept and replayed (docs/quality.md)'
+\echo '################################################################'
+\echo 'Two contracts on the cleaned stage: a negative amount goes to quarantine,'
+\echo 'an unknown status is loaded but recorded (warn). The run loads the rest.'
+SELECT pipeline.add_check('orders_to_core', 'amount_not_negative', 'range', '{"column": "amount", "min": 0}',
+                          severity => 'quarantine') > 0 AS added;
+SELECT pipeline.add_check('orders_to_core', 'known_status', 'accepted_values',
+                          '{"column": "status", "values": ["placed", "shipped"]}', severity => 'warn') > 0 AS added;
+INSERT INTO staging.orders (order_id, customer_id, status, amount, ordered_at) VALUES
+  (90001, 17, 'placed', 25.00, '2024-02-01 10:00+00'),
+  (90002, 18, 'placed', -5.00, '2024-02-01 10:05+00'),     -- a refund keyed as an order
+  (90003, 19, 'lost', 12.00, '2024-02-01 10:10+00');       -- a status nobody declared
+SELECT pipeline.run('orders_to_core') AS run_id \gset quality_
+SELECT pg_temp.demo_wait_downstream(:quality_run_id) AS waited;
+SELECT check_name, severity, failed_rows, outcome FROM pipeline.check_results
+ WHERE run_id = :quality_run_id ORDER BY check_name;
+SELECT rows_read, rows_inserted, rows_quarantined FROM pipeline.runs WHERE run_id = :quality_run_id;
+SELECT quarantine_id, key, "row"->>'amount' AS amount, failed_checks, status FROM pipeline.quarantine;
+\echo '== the loader fixes the row where it is kept, and replays it: loaded once'
+UPDATE pipeline.quarantine SET "row" = jsonb_set("row", '{amount}', '5.00') WHERE key = '{"order_id": 90002}';
+SELECT pipeline.replay_quarantine('orders_to_core') IS NOT NULL AS replayed;
+SELECT order_id, status, amount FROM core.orders WHERE order_id > 90000 ORDER BY order_id;
+SELECT quarantine_id, status FROM pipeline.quarantine;
+
+\echo
+\echo '################################################################'
+\echo '# 8b. Personal data: found, followed through lineage, masked at load'
+\echo '#     (docs/privacy.md)'
+\echo '################################################################'
+CREATE TABLE staging.customers (customer_id int PRIMARY KEY, email text, phone text,
+                                birth_date date, updated_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX ON staging.customers (updated_at);
+INSERT INTO staging.customers (customer_id, email, phone, birth_date)
+SELECT g, 'customer' || g || '@example.com', '+44 20 7946 ' || lpad(g::text, 4, '0'),
+       date '1960-01-01' + g * 7
+  FROM generate_series(1, 5000) AS g;
+\echo '== which columns look personal (a sample of 1,000 rows; nothing is classified by it)'
+SELECT * FROM pipeline.suggest_pii('staging.customers');
+SELECT pipeline.classify('staging.customers', 'email', 'pii.email'),
+       pipeline.classify('staging.customers', 'phone', 'pii.phone'),
+       pipeline.classify('staging.customers', 'birth_date', 'pii.birth_date');
+\echo '== the cleaned stage keeps a token of the e-mail (it still joins), part of'
+\echo '   the phone and the month of birth: the raw values never reach core'
+SELECT pipeline.create_key('default') AS key_version
+ WHERE NOT EXISTS (SELECT 1 FROM pipeline.mask_keys WHERE name = 'default');
+SELECT pipeline.create_pipeline('customers_to_core', 'staging.customers', 'core.customers',
+         unique_key => '{customer_id}', incremental_column => 'updated_at',
+         masks => '{"email": "tokenize", "phone": "partial", "birth_date": "month"}') > 0 AS created;
+SELECT pipeline.run('customers_to_core') > 0 AS ran;
+SELECT customer_id, email, phone, birth_date FROM core.customers ORDER BY customer_id LIMIT 3;
+\echo '== where personal data is: declared in staging, followed into core by lineage'
+SELECT relation, column_name, class, origin FROM pipeline.pii_columns ORDER BY 1, 2;
 
 \echo
 \echo '################################################################'

@@ -123,6 +123,12 @@ SELECT pipeline.alter_pipeline('hr', masks => '{"ssn": "month"}');
 SELECT pipeline.alter_pipeline('hr_orders', masks => '{}') > 0 AS altered;
 SELECT pipeline.config_of('hr_orders') ? 'masks' AS has_masks;
 
+-- pii_columns says which derived columns a pipeline masks on the way: they
+-- hold pseudonyms, still personal data, so they stay listed.
+SELECT pipeline.classify('hr.people', 'email', 'pii.email'),
+       pipeline.classify('hr.people', 'phone', 'pii.phone');
+SELECT relation, column_name, origin, masked FROM pipeline.pii_columns ORDER BY 1, 2;
+
 -- Keys and masks are audited.
 SELECT action, object_type, object_name, outcome, config_after
   FROM pipeline.audit_log WHERE object_type = 'key' ORDER BY seq;

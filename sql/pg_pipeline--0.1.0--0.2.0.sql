@@ -835,12 +835,18 @@ RETURNS TABLE (column_name text, suggested_class text, match_rate numeric)
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_suggest_pii';
 
+-- Masks at load (src/catalog/masks.c): the masks option maps source columns
+-- to what the load writes instead of their values. {} is none; the
+-- canonical config leaves it out while empty, so that the config of a
+-- pipeline without masks, and its hash, are what they were in 0.1.0.
+ALTER TABLE pipeline.pipeline ADD COLUMN masks jsonb NOT NULL DEFAULT '{}'::jsonb;
+
 -- Every relation and column holding personal data: the declared ones, and
 -- every column derived from one through column lineage (pipelines and
 -- views; a column that only decides a CASE branch is not derived from it),
--- with the declared column it comes from. masked tells whether a mask
--- removes the value on its way; no pipeline masks yet (the masks option of
--- the privacy issue), so it is false. A role sees the rows of the relations
+-- with the declared column it comes from. masked tells whether a pipeline
+-- on the way masks it (a token, a hash or a partial value is still
+-- personal data, pseudonymous, so the column stays listed). A role sees the rows of the relations
 -- it may read; those who may read every pipeline (pipeline_viewer and up)
 -- see all of them.
 CREATE VIEW pipeline.pii_columns WITH (security_barrier) AS
@@ -848,16 +854,25 @@ WITH RECURSIVE declared AS (
     SELECT c.relation, c.column_name::text AS column_name, c.class
       FROM pipeline.classification c
      WHERE pg_catalog.to_regclass(c.relation) IS NOT NULL
+), masked AS (
+    -- the columns a pipeline writes masked
+    SELECT pg_catalog.quote_ident(p.target_schema) OPERATOR(pg_catalog.||) '.'
+               OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.target_table) AS relation,
+           m.key AS column_name
+      FROM pipeline.pipeline p, pg_catalog.jsonb_object_keys(p.masks) AS m(key)
 ), edge AS (
     SELECT DISTINCT e.from_relation, e.from_column::text AS from_column,
-           e.to_relation, e.to_column::text AS to_column
+           e.to_relation, e.to_column::text AS to_column,
+           EXISTS (SELECT 1 FROM masked k
+                    WHERE k.relation OPERATOR(pg_catalog.=) e.to_relation
+                      AND k.column_name OPERATOR(pg_catalog.=) e.to_column::text) AS masks
       FROM pipeline.lineage_column_edge e
      WHERE e.how IS DISTINCT FROM 'condition'
-), reach (relation, column_name, class, source_relation, source_column, depth) AS (
-    SELECT d.relation, d.column_name, d.class, d.relation, d.column_name, 0 FROM declared d
+), reach (relation, column_name, class, source_relation, source_column, masked, depth) AS (
+    SELECT d.relation, d.column_name, d.class, d.relation, d.column_name, false, 0 FROM declared d
     UNION
     SELECT e.to_relation, e.to_column, r.class, r.source_relation, r.source_column,
-           r.depth OPERATOR(pg_catalog.+) 1
+           r.masked OR e.masks, r.depth OPERATOR(pg_catalog.+) 1
       FROM reach r
       JOIN edge e ON e.from_relation OPERATOR(pg_catalog.=) r.relation
                  AND e.from_column OPERATOR(pg_catalog.=) r.column_name
@@ -869,7 +884,7 @@ SELECT DISTINCT pg_catalog.to_regclass(r.relation) AS relation,
        CASE WHEN r.depth OPERATOR(pg_catalog.=) 0 THEN 'declared' ELSE 'lineage' END AS origin,
        pg_catalog.to_regclass(r.source_relation) AS source_relation,
        r.source_column::name AS source_column,
-       false AS masked
+       r.masked
   FROM reach r
  WHERE pg_catalog.to_regclass(r.relation) IS NOT NULL
    AND (r.depth OPERATOR(pg_catalog.=) 0
@@ -881,11 +896,8 @@ SELECT DISTINCT pg_catalog.to_regclass(r.relation) AS relation,
         OR (SELECT pipeline._may('read', NULL)));
 GRANT SELECT ON pipeline.pii_columns TO PUBLIC;
 
--- Masks at load (src/catalog/masks.c): the masks option maps source columns
--- to what the load writes instead of their values. {} is none; the
--- canonical config leaves it out while empty, so that the config of a
--- pipeline without masks, and its hash, are what they were in 0.1.0.
-ALTER TABLE pipeline.pipeline ADD COLUMN masks jsonb NOT NULL DEFAULT '{}'::jsonb;
+-- Masks at load (src/catalog/masks.c): the keys, and the functions the
+-- load statement calls (the masks column is in the Privacy section above).
 
 -- The keys of the tokenize and hash masks: 32 random bytes per version,
 -- never changed once written. Only the extension's owner and

@@ -136,7 +136,19 @@ pipeline_may(PG_FUNCTION_ARGS)
 	Oid			owner = PG_ARGISNULL(1) ? InvalidOid : PG_GETARG_OID(1);
 	Oid			role = PG_ARGISNULL(2) ? GetUserId() : PG_GETARG_OID(2);
 
+	char	   *action;
+	bool		known = false;
+
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	PG_RETURN_BOOL(RoleMayAct(role, owner, text_to_cstring(PG_GETARG_TEXT_PP(0))));
+	action = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	for (int i = 0; i < lengthof(PipelineActions) && !known; i++)
+		known = strcmp(PipelineActions[i].action, action) == 0;
+	if (!known)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown pipeline action \"%s\"", action),
+				 errdetail("The actions are those of the table in docs/security.md, such as read, run and alter."),
+				 errhint("pipeline._may is internal: the catalog views call it.")));
+	PG_RETURN_BOOL(RoleMayAct(role, owner, action));
 }
