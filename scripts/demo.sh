@@ -11,7 +11,9 @@
 # (pg_pipeline_site) to /tmp/pg_pipeline-demo-site (or PP_DEMO_SITE), which
 # stays after the server is dropped. The server preloads pg_pipeline: the aggregated stage is
 # run by a background worker whenever the cleaned stage lands new rows, and
-# the cleaned stage runs on a pg_cron schedule once the demo sets one. Every
+# the cleaned stage runs on a pg_cron schedule once the demo sets one; data
+# contracts send a bad row to quarantine, and it is fixed and replayed;
+# personal data is found, classified and masked at load. Every
 # run's OpenLineage events are posted by the sender worker to a stand-in
 # collector on 127.0.0.1 (scripts/demo_collector.py), and the demo shows
 # what it received. The server is dropped at the end.
