@@ -117,6 +117,44 @@ CREATE VIEW crm.watched AS SELECT crm.who(email) AS email FROM crm.customers WHE
 RESET ROLE;
 SELECT column_name, suggested_class FROM pipeline.suggest_pii('crm.watched');
 
+-- What is recorded of a failed run holds no personal value: its record,
+-- alert, audit entry and OpenLineage events. (The caller still gets the
+-- error as PostgreSQL raised it.) A data error quotes the value; an
+-- integrity error's detail lists the key.
+CREATE TABLE crm.signups (id int PRIMARY KEY, email text, ssn text);
+INSERT INTO crm.signups VALUES (1, 'zed@example.com', 'SSN-999-88-7777'),
+                               (2, 'zed@example.com', '123');
+SELECT pipeline.classify('crm.signups', 'ssn', 'pii.national_id'),
+       pipeline.classify('crm.signups', 'email', 'pii.email');
+CREATE VIEW crm.signups_v AS SELECT id, email, ssn::int AS ssn_number FROM crm.signups;
+SELECT pipeline.create_pipeline('crm_cast', 'crm.signups_v', 'crm.signups_clean',
+                                unique_key => '{id}', mode => 'full') > 0 AS created;
+CREATE TABLE crm.signups_dst (id int PRIMARY KEY, email text UNIQUE, ssn text);
+SELECT pipeline.create_pipeline('crm_dupes', 'crm.signups', 'crm.signups_dst',
+                                unique_key => '{id}', mode => 'full') > 0 AS created;
+\set VERBOSITY terse
+SELECT pipeline.run('crm_cast');
+SELECT pipeline.run('crm_dupes');
+\set VERBOSITY default
+SELECT pipeline_name, error_sqlstate, error_message, error_detail FROM pipeline.runs
+ WHERE status = 'failed' ORDER BY run_id;
+SELECT (SELECT count(*) FROM pipeline.runs r
+         WHERE concat(r.error_message, r.error_detail) ~ 'SSN-999|zed@') AS in_runs,
+       (SELECT count(*) FROM pipeline.alerts a WHERE a.message ~ 'SSN-999|zed@') AS in_alerts,
+       (SELECT count(*) FROM pipeline.audit_log l WHERE l.details::text ~ 'SSN-999|zed@') AS in_audit,
+       (SELECT count(*) FROM pipeline.runs r, pipeline.openlineage_events(r.run_id) AS e
+         WHERE e::text ~ 'SSN-999|zed@') AS in_openlineage;
+-- A pipeline without personal data keeps the value in its record.
+CREATE TABLE crm.codes (id int PRIMARY KEY, code text);
+INSERT INTO crm.codes VALUES (1, 'X-1');
+CREATE VIEW crm.codes_v AS SELECT id, code::int AS code FROM crm.codes;
+SELECT pipeline.create_pipeline('crm_codes', 'crm.codes_v', 'crm.codes_clean',
+                                unique_key => '{id}', mode => 'full') > 0 AS created;
+\set VERBOSITY terse
+SELECT pipeline.run('crm_codes');
+\set VERBOSITY default
+SELECT error_message FROM pipeline.runs WHERE pipeline_name = 'crm_codes';
+
 \c :regress_db
 DROP DATABASE pipeline_privacy WITH (FORCE);
 DROP ROLE crm_owner;

@@ -16,7 +16,9 @@
  *
  * (run_start with run_end only when it was not written with the 'running'
  * record; the OpenLineage events only when pipeline.openlineage_url is
- * set, each once: openlineage_outbox.c). The run's transaction writes a success, a skip or a start; the
+ * set, each once: openlineage_outbox.c). A failed run's error first loses
+ * its row values when the pipeline holds personal data (redaction.c).
+ * The run's transaction writes a success, a skip or a start; the
  * run worker writes its failed run in a transaction of its own; a failed
  * run whose caller's transaction rolls back is written by this same code in
  * an autonomous recorder worker (autonomous.c); the recovery (engine/
@@ -179,6 +181,8 @@ bool
 RecordRunOutcome(RunRecord *run)
 {
 	Assert(run->status != RUN_RUNNING);
+	if (FailedStatus(run->status))
+		RedactRunError(run);
 	if (!WriteRunHistory(run))
 		return false;
 	if (FailedStatus(run->status))

@@ -85,6 +85,9 @@ extern void RecordRunStart(RunRecord *run);
 extern void RecordRunProgress(RunRecord *run);
 extern bool RecordRunOutcome(RunRecord *run);
 
+/* recorders/redaction.c: no personal data in what is recorded of a failed run */
+extern void RedactRunError(RunRecord *run);
+
 /* recorders/autonomous.c: a failed run written outside the caller's transaction */
 extern void RecordFailedRunAutonomously(RunRecord *run);
 
