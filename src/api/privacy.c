@@ -109,14 +109,6 @@ RelationOwner(Oid relid)
 	return owner;
 }
 
-/* RelationName gives a relation's name as lineage stores it */
-static char *
-RelationName(Oid relid)
-{
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  get_rel_name(relid));
-}
-
 /* IsPipelineAdmin tells whether the current user has pipeline_admin's privileges */
 static bool
 IsPipelineAdmin(void)
@@ -149,7 +141,7 @@ CheckColumnArg(FunctionCallInfo fcinfo, const char *action, Oid *relid_out)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
-	name = RelationName(relid);
+	name = RelationNameOf(relid);
 	if (kind != RELKIND_RELATION && kind != RELKIND_PARTITIONED_TABLE && kind != RELKIND_VIEW &&
 		kind != RELKIND_MATVIEW && kind != RELKIND_FOREIGN_TABLE)
 		ereport(ERROR,
@@ -184,7 +176,7 @@ static void
 AuditClassification(const char *action, Oid relid, const char *column, const char *before,
 					const char *after)
 {
-	char	   *object = psprintf("%s.%s", RelationName(relid), quote_identifier(column));
+	char	   *object = psprintf("%s.%s", RelationNameOf(relid), quote_identifier(column));
 	StringInfoData b;
 	StringInfoData a;
 
@@ -229,7 +221,7 @@ pipeline_classify(PG_FUNCTION_ARGS)
 				 errdetail("A class is one of SELECT class FROM pipeline.pii_classes(), or custom.<name> (lower-case letters, digits, _ and .)."),
 				 errhint("Use pii.email, pii.phone, ... or a class of your own such as custom.loyalty_id.")));
 	SPI_connect();
-	values[0] = CStringGetTextDatum(RelationName(relid));
+	values[0] = CStringGetTextDatum(RelationNameOf(relid));
 	values[1] = ObjectIdGetDatum(relid);
 	values[2] = CStringGetTextDatum(column);
 	values[3] = CStringGetTextDatum(class);
@@ -266,7 +258,7 @@ pipeline_unclassify(PG_FUNCTION_ARGS)
 	char	   *before = NULL;
 
 	SPI_connect();
-	values[0] = CStringGetTextDatum(RelationName(relid));
+	values[0] = CStringGetTextDatum(RelationNameOf(relid));
 	values[1] = CStringGetTextDatum(column);
 	ExecCatalog("DELETE FROM pipeline.classification WHERE relation = $1 AND column_name = $2"
 				" RETURNING class",
@@ -310,7 +302,7 @@ pipeline_suggest_pii(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
-	name = RelationName(relid);
+	name = RelationNameOf(relid);
 	if (sample_rows < 1 || sample_rows > 1000000)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -77,6 +77,17 @@ QualifiedRelationName(const char *schema, const char *relname)
 }
 
 /*
+ * RelationNameOf spells an existing relation as schema.name, each part
+ * quoted when needed: how lineage stores it and messages show it
+ */
+char *
+RelationNameOf(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+/*
  * SourceKeyIsUnique tells whether the source table has a unique, immediate,
  * non-partial index on columns that are all part of the unique key: then no
  * two rows share a (non-NULL) key and a run needs no de-duplication.

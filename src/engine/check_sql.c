@@ -249,7 +249,7 @@ QualifiedTable(const char *name)
 	Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(name)),
 										 NoLock, false);
 
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
+	return RelationNameOf(relid);
 }
 
 /*

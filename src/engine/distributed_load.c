@@ -30,14 +30,6 @@
 
 #include "pipeline/engine.h"
 
-/* RelationLabel spells a relation as "schema"."name" for messages */
-static char *
-RelationLabel(Oid relid)
-{
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  get_rel_name(relid));
-}
-
 /*
  * RefuseLocalSource refuses a source that reads a plain PostgreSQL table
  * when the target is distributed: Citus 13 refuses a MERGE that reads one
@@ -61,9 +53,9 @@ RefuseLocalSource(LoadPlan *plan)
 				 errmsg("source %s reads a local table, but target %s is a Citus distributed table",
 						plan->source_ident, plan->target_ident),
 				 errdetail("Source %s reads %s, a table of the coordinator only; Citus cannot MERGE from it into a distributed table.",
-						   plan->source_ident, RelationLabel(relid)),
+						   plan->source_ident, RelationNameOf(relid)),
 				 errhint("Distribute the staging table colocated with the target: SELECT create_distributed_table(%s, '<key column>', colocate_with => %s); or make it a reference table with create_reference_table.",
-						 quote_literal_cstr(RelationLabel(relid)),
+						 quote_literal_cstr(RelationNameOf(relid)),
 						 quote_literal_cstr(plan->target_ident))));
 	}
 }

@@ -83,11 +83,9 @@ LineageRelationKind(Oid relid)
 char *
 LineageRelationName(Oid relid)
 {
-	char	   *rel = get_rel_name(relid);
-
-	if (rel == NULL)
+	if (get_rel_name(relid) == NULL)
 		return psprintf("(dropped relation %u)", relid);
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), rel);
+	return RelationNameOf(relid);
 }
 
 /* ---- storing a pipeline's edges --------------------------------------- */

@@ -31,6 +31,35 @@
 #include "pipeline/recorders.h"
 
 /*
+ * ReadColumnInputs turns the rows of the last SPI query (target column,
+ * relation, column, transformed, how) into ColumnInputs; a row without a
+ * target column (a lineage record without column inputs) is none.
+ */
+static List *
+ReadColumnInputs(void)
+{
+	List	   *out = NIL;
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		ColumnInput *c;
+
+		if (SPI_getvalue(t, d, 1) == NULL)
+			continue;
+		c = palloc(sizeof(ColumnInput));
+		c->target_column = SPI_getvalue(t, d, 1);
+		c->relation = SPI_getvalue(t, d, 2);
+		c->column = SPI_getvalue(t, d, 3);
+		c->transformed = strcmp(SPI_getvalue(t, d, 4), "t") == 0;
+		c->how = SPI_getvalue(t, d, 5);
+		out = lappend(out, c);
+	}
+	return out;
+}
+
+/*
  * LiveColumnInputs traces each column of the target up through the
  * pipeline's column edges to the columns it ultimately comes from (columns
  * of relations that are not views of this pipeline's lineage).
@@ -40,7 +69,6 @@ LiveColumnInputs(int64 pipeline_id, const char *target)
 {
 	Oid			types[2] = {INT8OID, TEXTOID};
 	Datum		values[2];
-	List	   *out = NIL;
 
 	values[0] = Int64GetDatum(pipeline_id);
 	values[1] = CStringGetTextDatum(target);
@@ -70,20 +98,7 @@ LiveColumnInputs(int64 pipeline_id, const char *target)
 				"    AND NOT (w.relation <> $2 AND EXISTS (SELECT 1 FROM e WHERE e.to_relation = w.relation))"
 				"  GROUP BY 1, 2, 3, how IS NOT DISTINCT FROM 'condition' ORDER BY 1, 2, 3, 5",
 				2, types, values, NULL, true);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
-		ColumnInput *c = palloc(sizeof(ColumnInput));
-
-		c->target_column = SPI_getvalue(t, d, 1);
-		c->relation = SPI_getvalue(t, d, 2);
-		c->column = SPI_getvalue(t, d, 3);
-		c->transformed = strcmp(SPI_getvalue(t, d, 4), "t") == 0;
-		c->how = SPI_getvalue(t, d, 5);
-		out = lappend(out, c);
-	}
-	return out;
+	return ReadColumnInputs();
 }
 
 /*
@@ -249,8 +264,6 @@ static SPIPlanPtr indirect_plan = NULL;
 List *
 LoadColumnInputs(int64 pipeline_id, const char *target, const char *at)
 {
-	List	   *out = NIL;
-
 	if (target == NULL)
 		return NIL;
 	if (!LoadSnapshot(&columns_plan, pipeline_id, at,
@@ -258,24 +271,7 @@ LoadColumnInputs(int64 pipeline_id, const char *target, const char *at)
 					  " jsonb_to_recordset(s.a) AS x(target_column text, relation text,"
 					  " \"column\" text, transformed boolean, how text) ON true"))
 		return LiveColumnInputs(pipeline_id, target);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
-		ColumnInput *c;
-
-		if (SPI_getvalue(t, d, 1) == NULL)
-			continue;			/* a record without column inputs */
-		c = palloc(sizeof(ColumnInput));
-
-		c->target_column = SPI_getvalue(t, d, 1);
-		c->relation = SPI_getvalue(t, d, 2);
-		c->column = SPI_getvalue(t, d, 3);
-		c->transformed = strcmp(SPI_getvalue(t, d, 4), "t") == 0;
-		c->how = SPI_getvalue(t, d, 5);
-		out = lappend(out, c);
-	}
-	return out;
+	return ReadColumnInputs();
 }
 
 /*

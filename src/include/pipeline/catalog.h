@@ -120,6 +120,7 @@ extern bool ParseLoadMode(const char *text, LoadMode *mode);
 extern Oid	ResolveRelationName(const char *schema, const char *relname, const char *role);
 extern void DescribeRelation(Oid relid, char **schema, char **relname);
 extern char *QualifiedRelationName(const char *schema, const char *relname);
+extern char *RelationNameOf(Oid relid);
 extern List *CollectBaseTables(Oid relid);
 extern bool SourceKeyIsUnique(Oid source_relid, List *unique_key);
 extern bool SourceHasIndexOn(Oid source_relid, const char *column);
