@@ -22,48 +22,9 @@
 # Usage: bash bench/checks.sh   (as root; takes a few minutes)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ROWS=${BENCH_ROWS:-1000000}
-REPS=${BENCH_REPS:-5}
-REPORT=${BENCH_REPORT:-$ROOT/docs/benchmarks.md}
-PGBIN=$(pg_config --bindir)
-WORK=$(mktemp -d /tmp/pp-bench-checks.XXXXXX)
-chmod 755 "$WORK"
-PORT=${PORT:-55441}
-
-as_pg() { runuser -u postgres -- "$@"; }
-cleanup() {
-    [ -d "$WORK/data" ] && as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-echo "== building and installing into $WORK/inst"
-make -s -C "$ROOT" >/dev/null
-make -s -C "$ROOT" install DESTDIR="$WORK/inst" >/dev/null
-chmod -R a+rX "$WORK"
-mkdir -p "$WORK/data" && chown postgres "$WORK" "$WORK/data"
-as_pg "$PGBIN/initdb" -D "$WORK/data" -A trust -U postgres >/dev/null
-cat >>"$WORK/data/postgresql.conf" <<CONF
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$WORK'
-extension_destdir = '$WORK/inst'
-dynamic_library_path = '$WORK/inst$(pg_config --pkglibdir):\$libdir'
-max_worker_processes = 16
-shared_buffers = 1GB
-max_wal_size = 16GB
-checkpoint_timeout = 1h
-autovacuum = off
-max_parallel_workers_per_gather = 0
-work_mem = 64MB
-CONF
-as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/log" -w start >/dev/null
-
-q() { as_pg psql -X -q -At -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -d postgres "$@"; }
-timed() { q -c 'CHECKPOINT' -c '\timing on' -c "$1" | awk '/^Time: / { t = $2 } END { print t }'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+BENCH_NAME=checks BENCH_PORT=55441
+# shellcheck source=bench/private_cluster.sh
+source "$(dirname "${BASH_SOURCE[0]}")/private_cluster.sh"
 
 echo "== loading $ROWS rows"
 q -c "
