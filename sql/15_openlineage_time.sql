@@ -82,6 +82,13 @@ SELECT d->>'name' AS dataset, f->>'name' AS field, f->>'type' AS type, f->>'desc
  WHERE ev->>'eventType' = 'COMPLETE' AND f->>'name' = 'amount'
  ORDER BY 1, 2;
 
+-- Without pipeline.openlineage_url nothing goes to the outbox: no delivery to
+-- watch, nothing dead to send again; an unknown run is an error.
+SELECT count(*) AS deliveries FROM pipeline.openlineage_deliveries;
+SELECT pipeline.openlineage_redeliver() AS revived;
+SELECT pipeline.openlineage_redeliver(:second_run) AS revived;
+SELECT pipeline.openlineage_redeliver(999999);
+
 -- The records are the extension's: other roles read them through the events
 -- of the runs they may see.
 CREATE ROLE olt_reader;
