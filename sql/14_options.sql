@@ -97,21 +97,56 @@ SELECT o.name AS option, coalesce(o.column_name, c.column_name) AS column_name,
        AND (coalesce(o.sql_type, '-'), c.column_type) NOT IN
            (('text', 'text'), ('text', 'name'), ('regclass', 'name'), ('text[]', 'name[]'),
             ('boolean', 'boolean'), ('integer', 'integer'), ('bigint', 'bigint'),
-            ('interval', 'interval'), ('jsonb', 'jsonb'), ('-', 'name'), ('-', 'regrole'))
+            ('interval', 'interval'), ('jsonb', 'jsonb'), ('-', 'name'), ('-', 'regrole'),
+            ('double precision', 'double precision'))
  ORDER BY 2;
 
 -- The canonical config holds "format" and exactly the options in_config
--- (masks, added after 0.1.0, only once it is not {}: a pipeline without
--- masks keeps the config it had, and its hash).
+-- (the options added after 0.1.0 only once they are not their default: a
+-- pipeline without them keeps the config it had, and its hash).
 CREATE SCHEMA opt;
 CREATE TABLE opt.src (id int PRIMARY KEY, v text);
 SELECT pipeline.create_pipeline('opt_p', 'opt.src', 'opt.dst', ARRAY['id'],
-                                masks => '{"v": "null"}') > 0 AS created;
+                                masks => '{"v": "null"}', column_types => '{"v": "varchar(20)"}',
+                                on_conversion_error => 'error', on_schema_change => 'ignore',
+                                anomaly_sensitivity => 3.5, anomaly_min_runs => 5) > 0 AS created;
+SELECT pipeline.config_of('opt_p') - ARRAY['source', 'target', 'owner', 'masks', 'unique_key', 'name'] AS config;
+
 SELECT coalesce(k.key, o.name) AS key, k.key IS NOT NULL AS in_config_of, o.name IS NOT NULL AS in_table
   FROM jsonb_object_keys(pipeline.config_of('opt_p')) AS k(key)
   FULL JOIN (SELECT name FROM pipeline._options() WHERE in_config
              UNION ALL SELECT 'format') o ON o.name = k.key
  WHERE k.key IS NULL OR o.name IS NULL;
+
+-- Each new option's bad values: 22023 naming the option, with the choices.
+\set VERBOSITY default
+\set sqlstate '\\echo SQLSTATE :LAST_ERROR_SQLSTATE'
+SELECT pipeline.alter_pipeline('opt_p', on_schema_change => 'sometimes');
+:sqlstate
+SELECT pipeline.alter_pipeline('opt_p', on_conversion_error => '');
+:sqlstate
+SELECT pipeline.alter_pipeline('opt_p', anomaly_sensitivity => 'NaN');
+:sqlstate
+SELECT pipeline.alter_pipeline('opt_p', anomaly_sensitivity => -1);
+:sqlstate
+SELECT pipeline.alter_pipeline('opt_p', anomaly_min_runs => 2);
+:sqlstate
+SELECT pipeline.alter_pipeline('opt_p', column_types => '["v"]');
+:sqlstate
+SELECT pipeline.alter_pipeline('opt_p', column_types => '{"v": 3}');
+:sqlstate
+SELECT pipeline.alter_pipeline('opt_p', column_types => '{"v": "no_such_type"}');
+:sqlstate
+SELECT pipeline.alter_pipeline('opt_p', column_types => '{"v": "numeric(("}');
+:sqlstate
+SELECT pipeline.alter_pipeline('opt_p', column_types => '{"v": "anyelement"}');
+:sqlstate
+SELECT pipeline.create_pipeline('opt_bad', 'opt.src', 'opt.bad', ARRAY['id'], on_schema_change => NULL);
+:sqlstate
+-- nothing changed, and 0 turns anomaly alerts off again
+SELECT config_of->'on_schema_change', config_of->'anomaly_sensitivity' FROM pipeline.config_of('opt_p');
+SELECT pipeline.alter_pipeline('opt_p', anomaly_sensitivity => 0) > 0 AS altered;
+SELECT pipeline.config_of('opt_p') ? 'anomaly_sensitivity' AS still_there;
 
 -- apply() takes every argument of create_pipeline as a key.
 SELECT name FROM pipeline._options() WHERE sql_type IS NOT NULL AND NOT in_spec;

@@ -951,8 +951,10 @@ COMMENT ON FUNCTION pipeline._mask_token(text, text, integer) IS 'internal: the 
 COMMENT ON FUNCTION pipeline._mask_hash(text, text, integer) IS 'internal: the hash mask, inside a run''s load only';
 COMMENT ON FUNCTION pipeline._mask_partial(text, integer, integer) IS 'internal: the partial mask';
 
--- create_pipeline and alter_pipeline take masks (the option table's order:
--- after mute_timeliness). A function's arguments cannot be added in place.
+-- create_pipeline and alter_pipeline take masks, and the options of the
+-- Data quality section below (typed loads, schema drift, anomalies), in
+-- the option table's order: after mute_timeliness. A function's arguments
+-- cannot be added in place.
 DROP FUNCTION pipeline.create_pipeline(text, pg_catalog.regclass, text, text[], text, text, text,
     boolean, text, interval, bigint, boolean, text, jsonb, text, text[], integer, interval,
     interval, interval, interval, boolean, boolean);
@@ -980,7 +982,12 @@ CREATE FUNCTION pipeline.create_pipeline(
     timeliness          interval    DEFAULT NULL,
     mute_freshness      boolean     DEFAULT false,
     mute_timeliness     boolean     DEFAULT false,
-    masks               jsonb       DEFAULT '{}'::jsonb)
+    masks               jsonb       DEFAULT '{}'::jsonb,
+    column_types        jsonb       DEFAULT '{}'::jsonb,
+    on_conversion_error text        DEFAULT 'quarantine',
+    on_schema_change    text        DEFAULT 'fail',
+    anomaly_sensitivity double precision DEFAULT NULL,
+    anomaly_min_runs    integer     DEFAULT 10)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_create_pipeline';
@@ -1013,7 +1020,32 @@ CREATE FUNCTION pipeline.alter_pipeline(
     timeliness          interval    DEFAULT NULL,
     mute_freshness      boolean     DEFAULT NULL,
     mute_timeliness     boolean     DEFAULT NULL,
-    masks               jsonb       DEFAULT NULL)
+    masks               jsonb       DEFAULT NULL,
+    column_types        jsonb       DEFAULT NULL,
+    on_conversion_error text        DEFAULT NULL,
+    on_schema_change    text        DEFAULT NULL,
+    anomaly_sensitivity double precision DEFAULT NULL,
+    anomaly_min_runs    integer     DEFAULT NULL)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_alter_pipeline';
+
+-- Data quality: typed loads, schema drift, anomalies (issue 9) ---------------
+
+-- The options of typed loads (src/catalog/column_types.c,
+-- src/engine/typed_load.c), schema drift (src/engine/schema_drift.c) and
+-- anomaly alerts (src/recorders/anomaly.c); create_pipeline and
+-- alter_pipeline take them (Masks section). Each is left out of a
+-- pipeline's config while it holds its default, so that a pipeline of
+-- 0.1.0 keeps its config and hash.
+ALTER TABLE pipeline.pipeline
+    ADD COLUMN column_types jsonb NOT NULL DEFAULT '{}'::jsonb,
+    ADD COLUMN on_conversion_error text NOT NULL DEFAULT 'quarantine'
+        CHECK (on_conversion_error OPERATOR(pg_catalog.=) ANY (ARRAY['quarantine', 'error'])),
+    ADD COLUMN on_schema_change text NOT NULL DEFAULT 'fail'
+        CHECK (on_schema_change OPERATOR(pg_catalog.=) ANY (ARRAY['fail', 'ignore',
+               'append_new_columns', 'sync_all_columns'])),
+    ADD COLUMN anomaly_sensitivity double precision
+        CHECK (anomaly_sensitivity OPERATOR(pg_catalog.>) 0::double precision),
+    ADD COLUMN anomaly_min_runs integer NOT NULL DEFAULT 10
+        CHECK (anomaly_min_runs OPERATOR(pg_catalog.>=) 3 AND anomaly_min_runs OPERATOR(pg_catalog.<=) 1000);

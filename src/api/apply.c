@@ -167,6 +167,7 @@ SpecTypeOf(const PipelineOption *o)
 			return SPEC_ARRAY;
 		case INT4OID:
 		case INT8OID:
+		case FLOAT8OID:
 			return SPEC_NUMBER;
 		case JSONBOID:
 			return SPEC_OBJECT;
@@ -367,6 +368,8 @@ SpecValue(PipelineSpec *spec, int key, int index)
 			return DirectFunctionCall1(numeric_int4, NumericGetDatum(v->val.numeric));
 		case INT8OID:
 			return DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric));
+		case FLOAT8OID:
+			return DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric));
 		case INTERVALOID:
 			return IntervalDatum(SpecString(spec, key, index));
 		case JSONBOID:
@@ -402,6 +405,8 @@ ClearDatum(const PipelineOption *o)
 			return IntervalDatum("0");
 		case INT8OID:
 			return Int64GetDatum(0);
+		case FLOAT8OID:
+			return Float8GetDatum(0);
 		default:
 			elog(ERROR, "option \"%s\" cannot be cleared", o->name);
 	}

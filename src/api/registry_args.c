@@ -11,6 +11,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -229,6 +231,63 @@ CountArg(FunctionCallInfo fcinfo, int argno, const char *what, bool alter)
 	return n;
 }
 
+/* ChoiceArg reads a text option that must be one of its choices (22023 otherwise) */
+static char *
+ChoiceArg(FunctionCallInfo fcinfo, int argno, const PipelineOption *o)
+{
+	char	   *s = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	StringInfoData list;
+
+	initStringInfo(&list);
+	for (const char *const *c = o->choices; *c; c++)
+	{
+		if (strcmp(s, *c) == 0)
+			return s;
+		appendStringInfo(&list, "%s%s", list.len ? ", " : "", *c);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid %s \"%s\"", o->name, s),
+			 errdetail("The value of %s must be one of: %s.", o->name, list.data),
+			 errhint("Pass one of those values, or leave %s out for its default, %s.",
+					 o->name, o->default_value)));
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * SensitivityArg reads a z-score threshold: a finite number above zero; in
+ * alter_pipeline 0 removes it.
+ */
+static double
+SensitivityArg(FunctionCallInfo fcinfo, int argno, const char *what, bool alter)
+{
+	double		z = PG_GETARG_FLOAT8(argno);
+
+	if (isnan(z) || isinf(z) || z < 0 || (z == 0 && !alter))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a finite number above zero", what),
+				 errdetail("The value given is %g.", z),
+				 errhint("3 flags a run about three times further from the median than usual;"
+						 " pass 0 to alter_pipeline to turn the check off.")));
+	return z;
+}
+
+/* HistoryArg reads a number of runs, from 3 to 1000 */
+static int32
+HistoryArg(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	int32		n = PG_GETARG_INT32(argno);
+
+	if (n < 3 || n > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be from 3 to 1000", what),
+				 errdetail("The value given is %d.", n),
+				 errhint("A baseline needs a few runs to be one; 10 is the default.")));
+	return n;
+}
+
 /* DependsOnArg turns depends_on text[] into a list of pipeline names */
 List *
 DependsOnArg(FunctionCallInfo fcinfo, int argno)
@@ -333,6 +392,19 @@ ReadValueArg(FunctionCallInfo fcinfo, int argno, const PipelineOption *o, Pipeli
 		case OPTION_CHECK_MASKS:
 			(void) ParseMasks(PG_GETARG_JSONB_P(argno));	/* its shape; its columns later */
 			*OPTION_FIELD(def, o->field, Jsonb *) = PG_GETARG_JSONB_P_COPY(argno);
+			return;
+		case OPTION_CHECK_COLUMN_TYPES:
+			(void) ParseColumnTypes(PG_GETARG_JSONB_P(argno));	/* the types; the columns later */
+			*OPTION_FIELD(def, o->field, Jsonb *) = PG_GETARG_JSONB_P_COPY(argno);
+			return;
+		case OPTION_CHECK_CHOICE:
+			*OPTION_FIELD(def, o->field, char *) = ChoiceArg(fcinfo, argno, o);
+			return;
+		case OPTION_CHECK_SENSITIVITY:
+			*OPTION_FIELD(def, o->field, double) = SensitivityArg(fcinfo, argno, o->name, alter);
+			return;
+		case OPTION_CHECK_HISTORY:
+			*OPTION_FIELD(def, o->field, int32) = HistoryArg(fcinfo, argno, o->name);
 			return;
 		case OPTION_CHECK_NOT_NEGATIVE:
 			*OPTION_FIELD(def, o->field, int32) = NotNegativeArg(fcinfo, argno, o->name);

@@ -35,6 +35,12 @@ PIPELINE_FUNCTION(pipeline_options);
 #define FIELD(f)	offsetof(PipelineDef, f)
 #define NO_FIELD	(-1)
 
+/* The choices of the options checked with OPTION_CHECK_CHOICE */
+static const char *const ConversionErrorChoices[] = {"quarantine", "error", NULL};
+static const char *const SchemaChangeChoices[] = {
+	"fail", "ignore", "append_new_columns", "sync_all_columns", NULL
+};
+
 const PipelineOption PipelineOptions[] = {
 	{
 		.name = "name",
@@ -304,7 +310,65 @@ const PipelineOption PipelineOptions[] = {
 		.storage = OPTION_STORE_JSONB, .column = "masks", .written = true,
 		.field = FIELD(masks), .field2 = NO_FIELD,
 		.alterable = true,
-		.in_config = true, .omit_empty_in_config = true,
+		.in_config = true, .omit_default_in_config = true,
+		.in_spec = true,
+	},
+	{
+		/*
+		 * the types of a target created from text staging (engine/
+		 * typed_load.c); a change applies to the rows loaded from then on
+		 */
+		.name = "column_types",
+		.sql_type = JSONBOID, .has_default = true, .default_value = "{}", .required = true,
+		.check = OPTION_CHECK_COLUMN_TYPES,
+		.storage = OPTION_STORE_JSONB, .column = "column_types", .written = true,
+		.field = FIELD(column_types), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true, .omit_default_in_config = true,
+		.in_spec = true,
+	},
+	{
+		/* a value that does not convert to its target type: quarantine the row, or fail */
+		.name = "on_conversion_error",
+		.sql_type = TEXTOID, .has_default = true, .default_value = "quarantine", .required = true,
+		.check = OPTION_CHECK_CHOICE, .choices = ConversionErrorChoices,
+		.storage = OPTION_STORE_TEXT, .column = "on_conversion_error", .written = true,
+		.field = FIELD(on_conversion_error), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true, .omit_default_in_config = true,
+		.in_spec = true,
+	},
+	{
+		/* what a run does when the source's columns changed (engine/schema_drift.c) */
+		.name = "on_schema_change",
+		.sql_type = TEXTOID, .has_default = true, .default_value = "fail", .required = true,
+		.check = OPTION_CHECK_CHOICE, .choices = SchemaChangeChoices,
+		.storage = OPTION_STORE_TEXT, .column = "on_schema_change", .written = true,
+		.field = FIELD(on_schema_change), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true, .omit_default_in_config = true,
+		.in_spec = true,
+	},
+	{
+		/* the robust z-score above which a run's metric is an anomaly (recorders/anomaly.c) */
+		.name = "anomaly_sensitivity",
+		.sql_type = FLOAT8OID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_SENSITIVITY,
+		.storage = OPTION_STORE_FLOAT8, .column = "anomaly_sensitivity", .written = true,
+		.field = FIELD(anomaly_sensitivity), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true, .omit_default_in_config = true,
+		.in_spec = true,
+	},
+	{
+		/* the successful runs needed before anomalies are looked for */
+		.name = "anomaly_min_runs",
+		.sql_type = INT4OID, .has_default = true, .default_value = "10", .required = true,
+		.check = OPTION_CHECK_HISTORY,
+		.storage = OPTION_STORE_INT32, .column = "anomaly_min_runs", .written = true,
+		.field = FIELD(anomaly_min_runs), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true, .omit_default_in_config = true,
 		.in_spec = true,
 	},
 	{

@@ -258,6 +258,9 @@ ReadOptionColumns(PipelineDef *def, const PipelineOption *o, HeapTuple tuple, Tu
 		case OPTION_STORE_JSONB:
 			*OPTION_FIELD(def, o->field, Jsonb *) = DatumGetJsonbPCopy(d);
 			break;
+		case OPTION_STORE_FLOAT8:
+			*OPTION_FIELD(def, o->field, double) = isnull ? 0 : DatumGetFloat8(d);
+			break;
 		case OPTION_STORE_ROLE:
 			*OPTION_FIELD(def, o->field, Oid) = DatumGetObjectId(d);
 			break;
@@ -480,6 +483,11 @@ OptionParams(PipelineDef *def, const PipelineOption *o, Oid *types, Datum *value
 		case OPTION_STORE_JSONB:
 			types[i] = JSONBOID;
 			values[i] = JsonbPGetDatum(*OPTION_FIELD(def, o->field, Jsonb *));
+			break;
+		case OPTION_STORE_FLOAT8:
+			types[i] = FLOAT8OID;
+			values[i] = Float8GetDatum(*OPTION_FIELD(def, o->field, double));
+			nulls[i] = *OPTION_FIELD(def, o->field, double) > 0 ? ' ' : 'n';
 			break;
 		case OPTION_STORE_ROLE:
 			types[i] = OIDOID;

@@ -26,6 +26,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -82,6 +83,40 @@ DeclaredDependenciesJson(int64 pipeline_id)
 }
 
 /*
+ * OptionIsDefault says whether def holds an option's default: {} for an
+ * object, the default text, none (0) for a number without default, the
+ * default integer. Options added after 0.1.0 are left out of the config
+ * while they hold it, so that an older pipeline keeps its config and hash.
+ */
+static bool
+OptionIsDefault(PipelineDef *def, const PipelineOption *o)
+{
+	switch (o->storage)
+	{
+		case OPTION_STORE_JSONB:
+			{
+				Jsonb	   *jb = *OPTION_FIELD(def, o->field, Jsonb *);
+
+				return jb == NULL || JB_ROOT_COUNT(jb) == 0;
+			}
+		case OPTION_STORE_TEXT:
+			{
+				char	   *s = *OPTION_FIELD(def, o->field, char *);
+
+				return s == NULL || (o->default_value && strcmp(s, o->default_value) == 0);
+			}
+		case OPTION_STORE_FLOAT8:
+			return *OPTION_FIELD(def, o->field, double) <= 0;
+		case OPTION_STORE_INT32:
+			return o->default_value &&
+				*OPTION_FIELD(def, o->field, int32) == pg_strtoint32(o->default_value);
+		default:
+			elog(ERROR, "option \"%s\" has no default to leave out", o->name);
+	}
+	return false;				/* keep compiler quiet */
+}
+
+/*
  * AppendConfigMember appends one option of def to the config: text and
  * names as JSON strings, the source and target quoted and qualified,
  * intervals in ISO 8601, the owner by name, none as null.
@@ -94,12 +129,8 @@ AppendConfigMember(StringInfo buf, PipelineDef *def, const PipelineOption *o)
 	Interval   *iv;
 	Jsonb	   *jb;
 
-	if (o->omit_empty_in_config)
-	{
-		jb = *OPTION_FIELD(def, o->field, Jsonb *);
-		if (jb == NULL || JB_ROOT_COUNT(jb) == 0)
-			return;
-	}
+	if (o->omit_default_in_config && OptionIsDefault(def, o))
+		return;
 	if (o->storage == OPTION_STORE_TEXT)
 	{
 		AppendJsonMember(buf, o->name, *OPTION_FIELD(def, o->field, char *), true);
@@ -152,6 +183,12 @@ AppendConfigMember(StringInfo buf, PipelineDef *def, const PipelineOption *o)
 		case OPTION_STORE_JSONB:
 			jb = *OPTION_FIELD(def, o->field, Jsonb *);
 			appendStringInfoString(buf, jb ? JsonbToCString(NULL, &jb->root, VARSIZE(jb)) : "{}");
+			break;
+		case OPTION_STORE_FLOAT8:
+			if (*OPTION_FIELD(def, o->field, double) > 0)
+				appendStringInfoString(buf, float8out_internal(*OPTION_FIELD(def, o->field, double)));
+			else
+				appendStringInfoString(buf, "null");
 			break;
 		case OPTION_STORE_ROLE:
 			AppendJsonMember(buf, NULL, GetUserNameFromId(*OPTION_FIELD(def, o->field, Oid), true), false);

@@ -54,6 +54,11 @@ typedef struct PipelineDef
 	char	   *description;	/* NULL if none */
 	Jsonb	   *metadata;
 	Jsonb	   *masks;			/* column -> mask (catalog/masks.c), {} when none */
+	Jsonb	   *column_types;	/* column -> type name of a created target, {} when none */
+	char	   *on_conversion_error;	/* quarantine or error */
+	char	   *on_schema_change;	/* fail, ignore, append_new_columns, sync_all_columns */
+	double		anomaly_sensitivity;	/* robust z-score threshold, 0 if none */
+	int32		anomaly_min_runs;	/* successful runs before anomalies are looked for */
 	bool		active;
 	Oid			owner;
 	bool		target_created;
@@ -68,6 +73,18 @@ typedef struct PipelineDef
 	bool		timeliness_muted;
 	char	   *lineage_column;	/* target column for the run id, NULL if none */
 } PipelineDef;
+
+/* catalog/column_types.c: the column_types option */
+typedef struct ColumnType
+{
+	char	   *column;			/* source column */
+	char	   *type_name;		/* as written */
+	Oid			typid;
+	int32		typmod;
+} ColumnType;
+
+extern List *ParseColumnTypes(Jsonb *column_types);
+extern ColumnType *FindColumnType(List *column_types, const char *column);
 
 /* catalog/masks.c: the masks option, the keys, and the functions masks call */
 typedef enum MaskMethod

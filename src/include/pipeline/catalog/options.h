@@ -31,6 +31,7 @@ typedef enum OptionStorage
 	OPTION_STORE_COUNT,			/* int64, 0 when none (NULL in the column) */
 	OPTION_STORE_INTERVAL,		/* Interval *, NULL when none */
 	OPTION_STORE_JSONB,			/* Jsonb * */
+	OPTION_STORE_FLOAT8,		/* double, 0 when none (NULL in the column) */
 	OPTION_STORE_MODE,			/* LoadMode; its name in a text column */
 	OPTION_STORE_RELATION,		/* schema and table: two char *, two name columns */
 	OPTION_STORE_ROLE,			/* Oid; a regrole column */
@@ -60,7 +61,11 @@ typedef enum OptionCheck
 	OPTION_CHECK_NOT_NEGATIVE,	/* zero or more */
 	OPTION_CHECK_POSITIVE,		/* an interval longer than zero */
 	OPTION_CHECK_LIMIT,			/* positive; in alter_pipeline 0 removes it */
-	OPTION_CHECK_MASKS			/* a masks object (catalog/masks.c) */
+	OPTION_CHECK_MASKS,			/* a masks object (catalog/masks.c) */
+	OPTION_CHECK_CHOICE,		/* one of the option's choices */
+	OPTION_CHECK_COLUMN_TYPES,	/* an object: column to a type name */
+	OPTION_CHECK_SENSITIVITY,	/* a finite number above zero; in alter_pipeline 0 removes it */
+	OPTION_CHECK_HISTORY		/* a number of runs, from 3 to 1000 */
 } OptionCheck;
 
 /* One option of a pipeline */
@@ -81,7 +86,8 @@ typedef struct PipelineOption
 	bool		alterable;		/* alter_pipeline may change it */
 	bool		resets_watermark;	/* changing it resets the watermark */
 	bool		in_config;		/* part of the canonical config */
-	bool		omit_empty_in_config;	/* left out of it while {} (added after 0.1.0) */
+	bool		omit_default_in_config; /* left out of it while its default (added after 0.1.0) */
+	const char *const *choices; /* OPTION_CHECK_CHOICE: the values, NULL-terminated */
 	bool		in_spec;		/* a key of apply() */
 } PipelineOption;
 
