@@ -2,13 +2,14 @@
  *
  * src/engine/planner.c
  *
- * Turns a resolved load plan into the SQL a run executes: the high-water
- * mark query, the batch boundary queries, and the one set-based load
- * statement per step (MERGE, or INSERT for keyless appends, plus the delete
+ * Turns a resolved load plan into the SQL a run executes: the one
+ * set-based load statement per step (MERGE, or INSERT for keyless appends, plus the delete
  * of vanished keys in full mode), with the gate of the pipeline's row
  * checks inside it (AppendCheckGate), and the same statement over the rows
- * of a quarantine replay ($1 quarantine ids, $2 rows). Pure string building: nothing here runs a
- * statement, so pipeline.explain shows exactly what a run would execute.
+ * of a quarantine replay ($1 quarantine ids, $2 rows). The queries around
+ * it (high-water mark, batch bounds, Citus counts) are window_queries.c's.
+ * Pure string building: nothing here runs a statement, so
+ * pipeline.explain shows exactly what a run would execute.
  *
  * Every identifier is quoted, every value is a parameter ($1 = lower bound
  * of the window, $2 = upper bound), and operators that do not live in
@@ -28,6 +29,7 @@
 #include "utils/syscache.h"
 
 #include "pipeline/engine.h"
+#include "planner_internal.h"
 
 /* The name of the de-duplication counter's column, unless a source column has it */
 #define KEPT_COLUMN "__pipeline_kept"
@@ -66,7 +68,6 @@ InternalColumnName(LoadPlan *plan, const char *base)
 	}
 }
 
-static char *Col(const char *alias, const char *column);
 
 /* QuarantineIdColumn names the column a replay carries each row's quarantine id in */
 static const char *
@@ -89,7 +90,7 @@ ReplayGuard(LoadPlan *plan)
 }
 
 /* Col returns alias."column" */
-static char *
+char *
 Col(const char *alias, const char *column)
 {
 	return psprintf("%s.%s", alias, quote_identifier(column));
@@ -173,7 +174,7 @@ EqualityOperator(LoadColumn *col)
  * raw_left, the left side is read from the source, so a masked key is
  * masked there first (catalog/masks.c)
  */
-static void
+void
 AppendKeyJoin(StringInfo buf, LoadPlan *plan, const char *left, const char *right, bool raw_left)
 {
 	ListCell   *lc;
@@ -196,7 +197,7 @@ AppendKeyJoin(StringInfo buf, LoadPlan *plan, const char *left, const char *righ
  * AppendDistinct appends a test that a column differs between target and
  * source, NULLs included; types without equality compare as text.
  */
-static void
+void
 AppendDistinct(StringInfo buf, LoadColumn *col)
 {
 	char	   *t = Col("t", col->name);
@@ -212,7 +213,7 @@ AppendDistinct(StringInfo buf, LoadColumn *col)
 }
 
 /* AppendWindowPredicate appends the incremental window condition, if any */
-static void
+void
 AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
 					  bool has_lower, bool has_upper, const char *upper_op)
 {
@@ -391,7 +392,7 @@ AppendDedupOrder(StringInfo buf, LoadPlan *plan)
  * case each row kept is counted by pipeline._kept_row. Without
  * de-duplication every row read and not rejected is kept.
  */
-static void
+void
 AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 {
 	ListCell   *lc;
@@ -638,163 +639,4 @@ BuildLoadStatements(LoadPlan *plan, bool has_lower, bool has_upper)
 		stmts->counts_kept = plan->needs_dedup;
 	}
 	return stmts;
-}
-
-/* BuildHighWaterQuery: the greatest incremental value now in the source */
-char *
-BuildHighWaterQuery(LoadPlan *plan)
-{
-	return psprintf("SELECT max(%s) FROM %s AS s",
-					Col("s", plan->incremental->name), plan->source_ident);
-}
-
-/* InfinityLiteral spells 'infinity' as a value of the column's base type */
-static char *
-InfinityLiteral(LoadPlan *plan)
-{
-	return psprintf("'infinity'::%s",
-					format_type_extended(getBaseType(plan->incremental->typid), -1,
-										 FORMAT_TYPE_FORCE_QUALIFY));
-}
-
-/*
- * BuildFiniteHighWaterQuery: the greatest incremental value below infinity,
- * used when the source holds rows at infinity, which never become the mark
- * (an index on the column still answers it with one probe).
- */
-char *
-BuildFiniteHighWaterQuery(LoadPlan *plan)
-{
-	char	   *inc = Col("s", plan->incremental->name);
-
-	return psprintf("SELECT max(%s) FROM %s AS s WHERE %s < %s",
-					inc, plan->source_ident, inc, InfinityLiteral(plan));
-}
-
-/* BuildInfiniteRowsQuery counts the source rows whose value is infinity */
-char *
-BuildInfiniteRowsQuery(LoadPlan *plan)
-{
-	return psprintf("SELECT pg_catalog.count(*) FROM %s AS s WHERE %s = %s",
-					plan->source_ident, Col("s", plan->incremental->name),
-					InfinityLiteral(plan));
-}
-
-/*
- * BuildBatchBoundQuery finds the incremental value just past a batch:
- * the ($3 + 1)-th value of the window in order, NULL if the window holds no
- * more than $3 rows.
- */
-char *
-BuildBatchBoundQuery(LoadPlan *plan, bool has_lower)
-{
-	StringInfoData buf;
-	char	   *inc = Col("s", plan->incremental->name);
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "SELECT %s FROM %s AS s", inc, plan->source_ident);
-	AppendWindowPredicate(&buf, plan, "s", has_lower, true, "<=");
-	appendStringInfo(&buf, " ORDER BY %s OFFSET $3 LIMIT 1", inc);
-	return buf.data;
-}
-
-/*
- * BuildBatchFallbackQuery finds the greatest value below that boundary, so
- * that a batch ends between two distinct values and holds at most $3 rows.
- */
-char *
-BuildBatchFallbackQuery(LoadPlan *plan, bool has_lower)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "SELECT max(%s) FROM %s AS s",
-					 Col("s", plan->incremental->name), plan->source_ident);
-	AppendWindowPredicate(&buf, plan, "s", has_lower, true, "<");
-	return buf.data;
-}
-
-/*
- * AppendMatchedCounts appends the counts of kept rows whose key is in the
- * target, by the action the MERGE of BuildMerge takes on them: deleted
- * (or soft-deleted), updated, and not flagged deleted.
- */
-static void
-AppendMatchedCounts(StringInfo buf, LoadPlan *plan, const char *del)
-{
-	const char *live = del ? psprintf("s.%s IS NOT TRUE", del) : "true";
-	bool		merge_actions = plan->def->mode != LOAD_MODE_APPEND;
-	ListCell   *lc;
-	bool		first = true;
-
-	if (!merge_actions || del == NULL)
-		appendStringInfoString(buf, "SELECT pg_catalog.count(*) FILTER (WHERE false), ");
-	else if (plan->def->soft_delete)
-		appendStringInfo(buf, "SELECT pg_catalog.count(*) FILTER (WHERE s.%s IS TRUE AND t.%s IS NOT TRUE), ",
-						 del, del);
-	else
-		appendStringInfo(buf, "SELECT pg_catalog.count(*) FILTER (WHERE s.%s IS TRUE), ", del);
-	appendStringInfo(buf, "pg_catalog.count(*) FILTER (WHERE %s AND (", live);
-	foreach(lc, plan->columns)
-	{
-		LoadColumn *col = lfirst(lc);
-
-		if (!merge_actions || col->is_key || col == plan->incremental)
-			continue;
-		if (!first)
-			appendStringInfoString(buf, " OR ");
-		AppendDistinct(buf, col);
-		first = false;
-	}
-	appendStringInfo(buf, "%s)), pg_catalog.count(*) FILTER (WHERE %s)", first ? "false" : "", live);
-}
-
-/*
- * BuildCountQueries builds the queries that count a load into a Citus table
- * (LoadPlan.distributed), whose MERGE carries no counter function: the
- * window's rows read and rejected, the rows kept, and the kept rows matched
- * in the target by the action the MERGE takes on them. They read exactly
- * what the load reads, so run under the same locks they give its counts.
- */
-CountQueries *
-BuildCountQueries(LoadPlan *plan, bool has_lower, bool has_upper)
-{
-	CountQueries *q = palloc0(sizeof(CountQueries));
-	const char *del = plan->delete_flag ? quote_identifier(plan->delete_flag->name) : NULL;
-	StringInfoData buf;
-	ListCell   *lc;
-	bool		first = true;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE ");
-	foreach(lc, plan->columns)
-	{
-		LoadColumn *col = lfirst(lc);
-
-		if (!col->is_key)
-			continue;
-		appendStringInfo(&buf, "%s%s IS NULL", first ? "" : " OR ", Col("s", col->name));
-		first = false;
-	}
-	appendStringInfo(&buf, "%s) FROM %s AS s", first ? "false" : "", plan->source_ident);
-	AppendWindowPredicate(&buf, plan, "s", has_lower, has_upper, "<=");
-	q->window = buf.data;
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE %s) FROM (",
-					 del ? psprintf("s.%s IS NOT TRUE", del) : "true");
-	AppendSourceRows(&buf, plan, has_lower, has_upper);
-	appendStringInfoString(&buf, ") AS s");
-	q->kept = buf.data;
-
-	if (plan->def->unique_key == NIL)
-		return q;				/* a keyless append matches nothing */
-	initStringInfo(&buf);
-	AppendMatchedCounts(&buf, plan, del);
-	appendStringInfoString(&buf, " FROM (");
-	AppendSourceRows(&buf, plan, has_lower, has_upper);
-	appendStringInfo(&buf, ") AS s JOIN %s AS t ON ", plan->target_ident);
-	AppendKeyJoin(&buf, plan, "t", "s", false);
-	q->matched = buf.data;
-	return q;
 }

@@ -1,0 +1,25 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/engine/planner_internal.h
+ *
+ * Private to src/engine/: the SQL spelling helpers of planner.c that
+ * window_queries.c builds its queries with.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PIPELINE_ENGINE_PLANNER_INTERNAL_H
+#define PIPELINE_ENGINE_PLANNER_INTERNAL_H
+
+#include "lib/stringinfo.h"
+
+#include "pipeline/engine.h"
+
+extern char *Col(const char *alias, const char *column);
+extern void AppendKeyJoin(StringInfo buf, LoadPlan *plan, const char *left, const char *right,
+						  bool raw_left);
+extern void AppendDistinct(StringInfo buf, LoadColumn *col);
+extern void AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
+								  bool has_lower, bool has_upper, const char *upper_op);
+extern void AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper);
+
+#endif							/* PIPELINE_ENGINE_PLANNER_INTERNAL_H */
