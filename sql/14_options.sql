@@ -107,7 +107,7 @@ SELECT o.name AS option, coalesce(o.column_name, c.column_name) AS column_name,
 CREATE SCHEMA opt;
 CREATE TABLE opt.src (id int PRIMARY KEY, v text);
 SELECT pipeline.create_pipeline('opt_p', 'opt.src', 'opt.dst', ARRAY['id'],
-                                masks => '{"v": "null"}', column_types => '{"v": "varchar(20)"}',
+                                masks => '{"v": "null"}', column_types => '{"id": "bigint"}',
                                 on_conversion_error => 'error', on_schema_change => 'ignore',
                                 anomaly_sensitivity => 3.5, anomaly_min_runs => 5) > 0 AS created;
 SELECT pipeline.config_of('opt_p') - ARRAY['source', 'target', 'owner', 'masks', 'unique_key', 'name'] AS config;
@@ -131,7 +131,7 @@ SELECT pipeline.alter_pipeline('opt_p', anomaly_sensitivity => -1);
 :sqlstate
 SELECT pipeline.alter_pipeline('opt_p', anomaly_min_runs => 2);
 :sqlstate
-SELECT pipeline.alter_pipeline('opt_p', column_types => '["v"]');
+SELECT pipeline.alter_pipeline('opt_p', column_types => '["id"]');
 :sqlstate
 SELECT pipeline.alter_pipeline('opt_p', column_types => '{"v": 3}');
 :sqlstate

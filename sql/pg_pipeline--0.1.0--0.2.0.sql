@@ -1049,3 +1049,16 @@ ALTER TABLE pipeline.pipeline
         CHECK (anomaly_sensitivity OPERATOR(pg_catalog.>) 0::double precision),
     ADD COLUMN anomaly_min_runs integer NOT NULL DEFAULT 10
         CHECK (anomaly_min_runs OPERATOR(pg_catalog.>=) 3 AND anomaly_min_runs OPERATOR(pg_catalog.<=) 1000);
+
+-- Typed loads (src/engine/typed_load.c): the conversion gate of a load
+-- that converts text staging row by row, after its first try with plain
+-- casts met a value that does not convert. Called only by that load
+-- statement; it keeps the rows whose values do not convert for quarantine
+-- (with the row checks' rows) and returns false for them. PARALLEL UNSAFE:
+-- it opens subtransactions.
+CREATE FUNCTION pipeline._convert_row("row" jsonb, key jsonb, incremental_value text,
+                                      quarantine_id bigint, "values" text[])
+RETURNS boolean
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pipeline_convert_row';
+COMMENT ON FUNCTION pipeline._convert_row(jsonb, jsonb, text, bigint, text[]) IS 'internal: the conversion gate of a typed load from text staging';

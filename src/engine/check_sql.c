@@ -424,7 +424,8 @@ ValidateCheck(PipelineDef *def, CheckDef *check)
 	{
 		char	   *pred = RowCheckPredicate(def, check);
 
-		PrepareAsOwner(def, psprintf("SELECT 1 FROM %s AS s WHERE (%s) IS FALSE", plan->source_ident, pred));
+		/* on the rows as the gate sees them: converted (typed_load.c) */
+		PrepareAsOwner(def, psprintf("SELECT 1 FROM %s AS s WHERE (%s) IS FALSE", TypedSourceRows(plan), pred));
 		if (check->kind == CHECK_REGEX)
 			(void) DirectFunctionCall2Coll(textregexeq, DEFAULT_COLLATION_OID, CStringGetTextDatum(""),
 										   CStringGetTextDatum(ArgString(def, check, "pattern")));

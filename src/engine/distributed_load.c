@@ -99,6 +99,13 @@ CheckDistributedPlan(LoadPlan *plan)
 						plan->target_ident),
 				 errdetail("Both are evaluated by pg_pipeline's functions inside the load statement, and Citus runs no function that is not IMMUTABLE in a distributed MERGE."),
 				 errhint("Check and mask in a stage before the distributed one, or use set checks (unique, row_count, query).")));
+	if (plan->has_conversions && strcmp(plan->def->on_conversion_error, "quarantine") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("conversions that quarantine are not supported on Citus distributed target %s",
+						plan->target_ident),
+				 errdetail("A value that does not convert is caught by pg_pipeline's conversion gate, which Citus cannot run in a distributed MERGE."),
+				 errhint("Pass on_conversion_error => 'error' (a value that does not convert fails the run), or convert in a stage before the distributed one.")));
 	RefuseLocalSource(plan);
 }
 

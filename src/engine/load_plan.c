@@ -241,6 +241,9 @@ BuildLoadColumns(PipelineDef *def, Oid source_relid, Oid target_relid)
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 		LoadColumn *col;
 		AttrNumber	target_att;
+		Oid			target_typid;
+		int32		target_typmod;
+		Oid			target_collid;
 		TypeCacheEntry *tc;
 		ListCell   *lc;
 
@@ -262,9 +265,6 @@ BuildLoadColumns(PipelineDef *def, Oid source_relid, Oid target_relid)
 		foreach(lc, def->unique_key)
 			if (strcmp(lfirst(lc), col->name) == 0)
 				col->is_key = true;
-		tc = lookup_type_cache(col->typid, TYPECACHE_EQ_OPR | TYPECACHE_BTREE_OPFAMILY);
-		col->eq_opr = tc->eq_opr;
-		col->sortable = OidIsValid(tc->btree_opf);
 
 		target_att = get_attnum(target_relid, col->name);
 		if (target_att == InvalidAttrNumber || target_att < 0)
@@ -284,6 +284,11 @@ BuildLoadColumns(PipelineDef *def, Oid source_relid, Oid target_relid)
 														  get_rel_name(target_relid))),
 					 errhint("Leave the column out of the source, for example with a view.")));
 		col->identity_always = AttributeIdentity(target_relid, target_att) == ATTRIBUTE_IDENTITY_ALWAYS;
+		get_atttypetypmodcoll(target_relid, target_att, &target_typid, &target_typmod, &target_collid);
+		(void) SetColumnConversion(col, target_typid, target_typmod, target_collid);
+		tc = lookup_type_cache(col->typid, TYPECACHE_EQ_OPR | TYPECACHE_BTREE_OPFAMILY);
+		col->eq_opr = tc->eq_opr;
+		col->sortable = OidIsValid(tc->btree_opf);
 		CheckColumnTypes(def, col, source_relid, target_relid, target_att);
 		columns = lappend(columns, col);
 	}
@@ -418,6 +423,7 @@ BuildLoadPlan(PipelineDef *def)
 	CheckRelationKinds(def, plan->source_relid, plan->target_relid);
 	plan->base_relids = CheckSourceReads(def, plan->source_relid, plan->target_relid);
 	ValidateSourceColumns(def, plan->source_relid);
+	CheckColumnTypesOption(def, plan->source_relid, plan->target_relid);
 	plan->columns = BuildLoadColumns(def, plan->source_relid, plan->target_relid);
 	foreach(lc, LoadChecks(def->id))
 	{
@@ -434,6 +440,15 @@ BuildLoadPlan(PipelineDef *def)
 		plan->delete_flag = FindLoadColumn(plan->columns, def->delete_column);
 	plan->needs_dedup = def->unique_key != NIL &&
 		!SourceKeyIsUnique(plan->source_relid, def->unique_key);
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		plan->has_conversions |= col->convert;
+		/* distinct strings may convert to one key ('1', '01'): de-duplicate */
+		if (col->convert && col->is_key)
+			plan->needs_dedup = true;
+	}
 	CheckDistributedPlan(plan);
 	return plan;
 }
@@ -454,9 +469,11 @@ CreateTargetTable(PipelineDef *def, Oid source_relid)
 	bool		first = true;
 	ListCell   *lc;
 	List	   *masks;
+	List	   *column_types;
 
 	ValidateSourceColumns(def, source_relid);
 	masks = ParseMasks(def->masks);
+	column_types = ParseColumnTypes(def->column_types);
 	source = relation_open(source_relid, AccessShareLock);
 	desc = RelationGetDescr(source);
 	initStringInfo(&sql);
@@ -465,6 +482,7 @@ CreateTargetTable(PipelineDef *def, Oid source_relid)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 		ColumnMask *mask = FindMask(masks, NameStr(att->attname));
+		ColumnType *typed = FindColumnType(column_types, NameStr(att->attname));
 
 		if (att->attisdropped)
 			continue;
@@ -473,6 +491,16 @@ CreateTargetTable(PipelineDef *def, Oid source_relid)
 			/* a masked column that holds tokens, hashes or partial values */
 			appendStringInfo(&sql, "%s%s pg_catalog.text", first ? "" : ", ",
 							 quote_identifier(NameStr(att->attname)));
+			first = false;
+			continue;
+		}
+		if (typed)
+		{
+			/* a type given by column_types (typed loads, typed_load.c) */
+			appendStringInfo(&sql, "%s%s %s", first ? "" : ", ",
+							 quote_identifier(NameStr(att->attname)),
+							 format_type_extended(typed->typid, typed->typmod,
+												  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
 			first = false;
 			continue;
 		}

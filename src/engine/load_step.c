@@ -211,12 +211,11 @@ void
 ExecuteLoadStep(LoadPlan *plan, bool has_lower, Datum lower, bool has_upper,
 				Datum upper, LoadCounts *counts)
 {
-	LoadStatements *stmts = BuildLoadStatements(plan, has_lower, has_upper);
 	Oid			types[2];
 	Datum		values[2] = {lower, upper};
 	int			nargs = plan->incremental ? 2 : 0;
 
 	if (plan->incremental)
 		types[0] = types[1] = plan->incremental->typid;
-	ExecuteStatements(plan, stmts, has_lower, has_upper, nargs, types, values, counts);
+	ExecuteLoad(plan, has_lower, has_upper, nargs, types, values, counts);
 }

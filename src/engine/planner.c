@@ -127,6 +127,23 @@ AppendMaskedColumns(StringInfo buf, List *columns, const char *alias)
 	}
 }
 
+/* AppendConvertedColumns appends the columns read from alias, converted, under their names */
+static void
+AppendConvertedColumns(StringInfo buf, LoadPlan *plan, const char *alias)
+{
+	ListCell   *lc;
+
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoString(buf, ", ");
+		appendStringInfo(buf, "%s AS %s", ConvertedValue(col, Col(alias, col->name)),
+						 quote_identifier(col->name));
+	}
+}
+
 /* AppendColumns appends alias."c1", alias."c2", ... (bare names if alias NULL) */
 static void
 AppendColumns(StringInfo buf, List *columns, const char *alias)
@@ -232,6 +249,57 @@ AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
 }
 
 static void AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias);
+static void AppendRowIdentity(StringInfo buf, LoadPlan *plan, const char *alias);
+
+/* AppendWindowFrom appends the FROM of the window's rows: the source, or a replay's rows */
+static void
+AppendWindowFrom(StringInfo buf, LoadPlan *plan, const char *alias)
+{
+	if (plan->replay)
+	{
+		const char *qid = QuarantineIdColumn(plan);
+
+		appendStringInfo(buf, " FROM (SELECT j.q AS %s, r.* FROM"
+						 " ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.jsonb[])) AS j (q, v)"
+						 " CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%s, j.v) AS r) AS %s",
+						 qid, plan->source_ident, alias);
+	}
+	else
+		appendStringInfo(buf, " FROM %s AS %s", plan->source_ident, alias);
+}
+
+/*
+ * AppendWindowFilter appends the window predicate and the row counter on
+ * alias, and after the counter, when gate is not NULL, that gate (see
+ * AppendWindowRows).
+ */
+static void
+AppendWindowFilter(StringInfo buf, LoadPlan *plan, const char *alias, bool has_lower,
+				   bool has_upper, const char *gate)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	AppendWindowPredicate(buf, plan, alias, has_lower, has_upper, "<=");
+	appendStringInfoString(buf, (plan->incremental && (has_lower || has_upper)) ? " AND " : " WHERE ");
+	if (gate)
+		appendStringInfoString(buf, "pipeline._checked_row(CASE WHEN ");
+	appendStringInfoString(buf, plan->distributed ? "NOT (" : "pipeline._window_row(");
+	foreach(lc, plan->columns)
+	{
+		LoadColumn *col = lfirst(lc);
+
+		if (!col->is_key)
+			continue;
+		appendStringInfo(buf, "%s%s IS NULL", first ? "" : " OR ", Col(alias, col->name));
+		first = false;
+	}
+	if (first)
+		appendStringInfoString(buf, "false");
+	appendStringInfoChar(buf, ')');
+	if (gate)
+		appendStringInfo(buf, " THEN %s ELSE false END)", gate);
+}
 
 /*
  * AppendWindowRows appends the query of the source rows in the window. Each
@@ -247,13 +315,17 @@ static void AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias);
  * change neither its estimates nor its choice of plan. With masked, the
  * select list writes masked columns masked (the checks, in the filter, see
  * the values as read).
+ *
+ * With conversions (typed_load.c), the counter's filter is in a subquery
+ * that converts the columns (OFFSET 0 keeps it one, so no check is
+ * evaluated before the counter) and, when converting safely, gates each
+ * row's conversions; the checks gate the converted rows above it.
  */
 static void
 AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
 				 bool has_lower, bool has_upper, bool gated, bool masked)
 {
-	ListCell   *lc;
-	bool		first = true;
+	StringInfoData gate;
 
 	appendStringInfoString(buf, "SELECT ");
 	if (masked)
@@ -261,38 +333,36 @@ AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
 	else
 		AppendColumns(buf, plan->columns, alias);
 	if (plan->replay)
+		appendStringInfo(buf, ", %s.%s", alias, QuarantineIdColumn(plan));
+	initStringInfo(&gate);
+	if (!plan->has_conversions)
 	{
-		const char *qid = QuarantineIdColumn(plan);
-
-		appendStringInfo(buf, ", %s.%s FROM (SELECT j.q AS %s, r.* FROM"
-						 " ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.jsonb[])) AS j (q, v)"
-						 " CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%s, j.v) AS r) AS %s",
-						 alias, qid, qid, plan->source_ident, alias);
+		AppendWindowFrom(buf, plan, alias);
+		if (gated)
+			AppendCheckGate(&gate, plan, alias);
+		AppendWindowFilter(buf, plan, alias, has_lower, has_upper, gated ? gate.data : NULL);
+		return;
 	}
-	else
-		appendStringInfo(buf, " FROM %s AS %s", plan->source_ident, alias);
-	AppendWindowPredicate(buf, plan, alias, has_lower, has_upper, "<=");
-	appendStringInfoString(buf, (plan->incremental && (has_lower || has_upper)) ? " AND " : " WHERE ");
-	if (gated)
-		appendStringInfoString(buf, "pipeline._checked_row(CASE WHEN ");
-	appendStringInfoString(buf, plan->distributed ? "NOT (" : "pipeline._window_row(");
-	foreach(lc, plan->columns)
+	appendStringInfoString(buf, " FROM (SELECT ");
+	AppendConvertedColumns(buf, plan, "raw");
+	if (plan->replay)
+		appendStringInfo(buf, ", raw.%s", QuarantineIdColumn(plan));
+	AppendWindowFrom(buf, plan, "raw");
+	if (plan->convert_safely)
 	{
-		LoadColumn *col = lfirst(lc);
+		StringInfoData identity;
 
-		if (!col->is_key)
-			continue;
-		appendStringInfo(buf, "%s%s IS NULL", first ? "" : " OR ", Col(alias, col->name));
-		first = false;
+		initStringInfo(&identity);
+		AppendRowIdentity(&identity, plan, "raw");
+		AppendConversionGate(&gate, plan, "raw", identity.data);
 	}
-	if (first)
-		appendStringInfoString(buf, "false");
-	appendStringInfoChar(buf, ')');
+	AppendWindowFilter(buf, plan, "raw", has_lower, has_upper, plan->convert_safely ? gate.data : NULL);
+	appendStringInfo(buf, " OFFSET 0) AS %s", alias);
 	if (gated)
 	{
-		appendStringInfoString(buf, " THEN ");
+		appendStringInfoString(buf, " WHERE pipeline._checked_row(");
 		AppendCheckGate(buf, plan, alias);
-		appendStringInfoString(buf, " ELSE false END)");
+		appendStringInfoChar(buf, ')');
 	}
 }
 
@@ -311,7 +381,6 @@ AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias)
 {
 	ListCell   *lc;
 	List	   *preds = NIL;
-	bool		first = true;
 
 	foreach(lc, plan->row_checks)
 		preds = lappend(preds, RowCheckPredicate(plan->def, lfirst(lc)));
@@ -321,7 +390,23 @@ AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias)
 	appendStringInfoString(buf, " THEN pipeline._check_row(ARRAY[");
 	foreach(lc, preds)
 		appendStringInfo(buf, "%s(%s) IS FALSE", lc == list_head(preds) ? "" : ", ", (char *) lfirst(lc));
-	appendStringInfo(buf, "], pg_catalog.to_jsonb(%s)", alias);
+	appendStringInfoString(buf, "], ");
+	AppendRowIdentity(buf, plan, alias);
+	appendStringInfoString(buf, ") ELSE true END");
+}
+
+/*
+ * AppendRowIdentity appends what a gate keeps of a row of alias for
+ * quarantine: the row as read (without a replay's quarantine id), its key
+ * as jsonb, its incremental value as text, and a replay's quarantine id.
+ */
+static void
+AppendRowIdentity(StringInfo buf, LoadPlan *plan, const char *alias)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	appendStringInfo(buf, "pg_catalog.to_jsonb(%s)", alias);
 	if (plan->replay)
 		appendStringInfo(buf, " OPERATOR(pg_catalog.-) %s", quote_literal_cstr(QuarantineIdColumn(plan)));
 	appendStringInfoString(buf, ", ");
@@ -344,7 +429,6 @@ AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias)
 		appendStringInfo(buf, "%s.%s", alias, QuarantineIdColumn(plan));
 	else
 		appendStringInfoString(buf, "NULL::pg_catalog.int8");
-	appendStringInfoString(buf, ") ELSE true END");
 }
 
 /*
@@ -626,7 +710,8 @@ BuildLoadStatements(LoadPlan *plan, bool has_lower, bool has_upper)
 
 	if (plan->def->mode == LOAD_MODE_FULL && !plan->replay)
 		stmts->prepare = BuildVanishedKeyStatement(plan);
-	stmts->has_row_checks = plan->row_checks != NIL;
+	/* the conversion gate keeps its rows with the row checks' (typed_load.c) */
+	stmts->has_row_checks = plan->row_checks != NIL || plan->convert_safely;
 	if (plan->def->mode == LOAD_MODE_APPEND && plan->def->unique_key == NIL)
 	{
 		stmts->load = BuildAppendInsert(plan, has_lower, has_upper);

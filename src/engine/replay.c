@@ -88,8 +88,7 @@ ReplayQuarantine(PipelineDef *def, ArrayType *ids)
 	LockOpenQuarantine(def, ids, &values[0], &values[1], &n);
 	if (n > 0)
 	{
-		ExecuteStatements(plan, BuildLoadStatements(plan, false, false), false, false, 2, types, values,
-						  &rec.counts);
+		ExecuteLoad(plan, false, false, 2, types, values, &rec.counts);
 		(void) ResolveQuarantine(def, DatumGetArrayTypeP(values[0]), "replayed");
 		FlushRowChecks(plan, rec.run_id);
 		RunSetChecks(plan, rec.counts.read);

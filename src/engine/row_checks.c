@@ -70,7 +70,7 @@ static struct
 	CheckDef  **checks;			/* the row checks, in the order of the statement's array */
 	int			nchecks;
 	MemoryContext cxt;
-	TupleDesc	desc;			/* failed text[], row jsonb, key jsonb, inc text, qid int8 */
+	TupleDesc	desc;			/* failed text[], row jsonb, key jsonb, inc text, qid int8, reason text */
 	Tuplestorestate *kept;
 	int64		quarantined;
 } gate;
@@ -96,12 +96,13 @@ ArmRowChecks(LoadPlan *plan)
 	gate.checks = palloc(sizeof(CheckDef *) * gate.nchecks);
 	foreach(lc, plan->row_checks)
 		gate.checks[i++] = lfirst(lc);
-	gate.desc = CreateTemplateTupleDesc(5);
+	gate.desc = CreateTemplateTupleDesc(6);
 	TupleDescInitEntry(gate.desc, 1, "failed", TEXTARRAYOID, -1, 0);
 	TupleDescInitEntry(gate.desc, 2, "row", JSONBOID, -1, 0);
 	TupleDescInitEntry(gate.desc, 3, "key", JSONBOID, -1, 0);
 	TupleDescInitEntry(gate.desc, 4, "inc", TEXTOID, -1, 0);
 	TupleDescInitEntry(gate.desc, 5, "qid", INT8OID, -1, 0);
+	TupleDescInitEntry(gate.desc, 6, "reason", TEXTOID, -1, 0);
 	gate.kept = tuplestore_begin_heap(false, false, work_mem);
 	MemoryContextSwitchTo(old);
 	gate.lxid = MyProc->lxid;
@@ -115,6 +116,54 @@ GateArmed(void)
 {
 	return gate.armed && gate.lxid == MyProc->lxid &&
 		gate.subxid == GetCurrentSubTransactionId();
+}
+
+/* RowGateArmed: the gate is armed for the statement being run (typed_load.c's gate shares it) */
+bool
+RowGateArmed(void)
+{
+	return GateArmed();
+}
+
+/* RowGatePlan is the plan whose statement the gate is armed for */
+LoadPlan *
+RowGatePlan(void)
+{
+	return GateArmed() ? gate.plan : NULL;
+}
+
+/*
+ * AdoptRowGate hands a gate armed in a subtransaction that committed (the
+ * first try of a load with conversions, typed_load.c) to its parent, so
+ * that FlushRowChecks there writes what it kept.
+ */
+void
+AdoptRowGate(SubTransactionId child)
+{
+	if (gate.armed && gate.lxid == MyProc->lxid && gate.subxid == child)
+		gate.subxid = GetCurrentSubTransactionId();
+}
+
+/*
+ * KeepRowForQuarantine keeps a row the load drops for quarantine (a row
+ * check's, or a conversion's with its reason) until FlushRowChecks.
+ */
+void
+KeepRowForQuarantine(Datum failed, Datum row, Jsonb *key, Datum incremental, bool incremental_null,
+					 Datum quarantine_id, bool quarantine_id_null, const char *reason)
+{
+	Datum		values[6];
+	bool		nulls[6] = {false, false, key == NULL, incremental_null, quarantine_id_null,
+	reason == NULL};
+
+	values[0] = failed;
+	values[1] = row;
+	values[2] = key ? PointerGetDatum(key) : (Datum) 0;
+	values[3] = incremental;
+	values[4] = quarantine_id;
+	values[5] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
+	tuplestore_putvalues(gate.kept, gate.desc, values, nulls);
+	gate.quarantined++;
 }
 
 /* RowChecksQuarantined is the number of rows the gate kept for quarantine */
@@ -194,18 +243,10 @@ pipeline_check_row(PG_FUNCTION_ARGS)
 		FailRow(worst_check, key);
 	if (worst != SEVERITY_QUARANTINE)
 		PG_RETURN_BOOL(true);
-	{
-		Datum		values[5];
-		bool		nulls[5] = {false, false, key == NULL, PG_ARGISNULL(3), PG_ARGISNULL(4)};
-
-		values[0] = PointerGetDatum(construct_array(names, nnames, TEXTOID, -1, false, TYPALIGN_INT));
-		values[1] = PG_GETARG_DATUM(1);
-		values[2] = key ? PointerGetDatum(key) : (Datum) 0;
-		values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
-		values[4] = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
-		tuplestore_putvalues(gate.kept, gate.desc, values, nulls);
-		gate.quarantined++;
-	}
+	KeepRowForQuarantine(PointerGetDatum(construct_array(names, nnames, TEXTOID, -1, false, TYPALIGN_INT)),
+						 PG_GETARG_DATUM(1), key,
+						 PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3), PG_ARGISNULL(3),
+						 PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4), PG_ARGISNULL(4), NULL);
 	PG_RETURN_BOOL(false);
 }
 
@@ -232,16 +273,18 @@ FlushRowChecks(LoadPlan *plan, int64 run_id)
 	slot = MakeSingleTupleTableSlot(gate.desc, &TTSOpsMinimalTuple);
 	while (tuplestore_gettupleslot(gate.kept, true, false, slot))
 	{
-		bool		isnull[5];
-		Datum		v[5];
+		bool		isnull[6];
+		Datum		v[6];
+		char	   *reason;
 
-		for (int i = 0; i < 5; i++)
+		for (int i = 0; i < 6; i++)
 			v[i] = slot_getattr(slot, i + 1, &isnull[i]);
+		reason = isnull[5] ? NULL : TextDatumGetCString(v[5]);
 		if (plan->replay)
-			KeepQuarantineRowOpen(DatumGetInt64(v[4]), v[0]);
+			KeepQuarantineRowOpen(DatumGetInt64(v[4]), v[0], reason);
 		else
 			WriteQuarantineRow(plan->def, run_id, v[0], v[1], isnull[2] ? (Datum) 0 : v[2],
-							   isnull[3] ? NULL : TextDatumGetCString(v[3]));
+							   isnull[3] ? NULL : TextDatumGetCString(v[3]), reason);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	tuplestore_end(gate.kept);

@@ -26,16 +26,17 @@ static SPIPlanPtr quarantine_plan = NULL;
 
 /*
  * WriteQuarantineRow keeps one source row that failed a quarantine-severity
- * check. A row already open in quarantine with the same key and the same
+ * check, or a conversion (with its reason: the column, the value, the error). A row already open in quarantine with the same key and the same
  * values (read again by a lookback) is not kept twice.
  */
 void
 WriteQuarantineRow(PipelineDef *def, int64 run_id, Datum failed, Datum row, Datum key,
-				   const char *incremental_value)
+				   const char *incremental_value, const char *reason)
 {
-	Oid			types[7] = {INT8OID, TEXTOID, INT8OID, JSONBOID, TEXTOID, JSONBOID, TEXTARRAYOID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', key ? ' ' : 'n', incremental_value ? ' ' : 'n', ' ', ' '};
+	Oid			types[8] = {INT8OID, TEXTOID, INT8OID, JSONBOID, TEXTOID, JSONBOID, TEXTARRAYOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', key ? ' ' : 'n', incremental_value ? ' ' : 'n', ' ', ' ',
+	reason ? ' ' : 'n'};
 
 	values[0] = Int64GetDatum(def->id);
 	values[1] = CStringGetTextDatum(def->name);
@@ -44,31 +45,35 @@ WriteQuarantineRow(PipelineDef *def, int64 run_id, Datum failed, Datum row, Datu
 	values[4] = incremental_value ? CStringGetTextDatum(incremental_value) : (Datum) 0;
 	values[5] = row;
 	values[6] = failed;
+	values[7] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
 	ExecKeptPlan(&quarantine_plan,
 				 "INSERT INTO pipeline.quarantine_row (pipeline_id, pipeline, run_id, key,"
-				 " incremental_value, \"row\", failed_checks)"
-				 " SELECT $1, $2, $3, $4, $5, $6, $7"
+				 " incremental_value, \"row\", failed_checks, reason)"
+				 " SELECT $1, $2, $3, $4, $5, $6, $7, $8"
 				 "  WHERE NOT EXISTS (SELECT 1 FROM pipeline.quarantine_row q"
 				 "   WHERE q.pipeline_id = $1 AND q.status = 'open'"
 				 "     AND q.key IS NOT DISTINCT FROM $4 AND q.\"row\" = $6)",
-				 7, types, values, nulls);
+				 8, types, values, nulls);
 }
 
 /*
  * KeepQuarantineRowOpen reopens a replayed row that still fails (a replay
- * closes every row it read first), with the checks it fails now.
+ * closes every row it read first), with the checks it fails now and the
+ * reason of a conversion that still fails (NULL otherwise).
  */
 void
-KeepQuarantineRowOpen(int64 quarantine_id, Datum failed)
+KeepQuarantineRowOpen(int64 quarantine_id, Datum failed, const char *reason)
 {
-	Oid			types[2] = {INT8OID, TEXTARRAYOID};
-	Datum		values[2];
+	Oid			types[3] = {INT8OID, TEXTARRAYOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', reason ? ' ' : 'n'};
 
 	values[0] = Int64GetDatum(quarantine_id);
 	values[1] = failed;
-	ExecCatalog("UPDATE pipeline.quarantine_row SET failed_checks = $2, status = 'open',"
+	values[2] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
+	ExecCatalog("UPDATE pipeline.quarantine_row SET failed_checks = $2, reason = $3, status = 'open',"
 				" resolved_at = NULL WHERE quarantine_id = $1",
-				2, types, values, NULL, false);
+				3, types, values, nulls, false);
 }
 
 /* CheckOutcome is what a check came to in a run */

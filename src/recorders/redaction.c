@@ -31,9 +31,9 @@
 
 #define REDACTED "[redacted]"
 
-/* HoldsPersonalData tells whether a pipeline's source or target has a classified column */
-static bool
-HoldsPersonalData(PipelineDef *def)
+/* PipelineHoldsPersonalData tells whether a pipeline's source or target has a classified column */
+bool
+PipelineHoldsPersonalData(PipelineDef *def)
 {
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
@@ -53,7 +53,7 @@ HoldsPersonalData(PipelineDef *def)
 }
 
 /* RedactQuoted replaces what every pair of double quotes holds */
-static char *
+char *
 RedactQuoted(const char *text)
 {
 	StringInfoData buf;
@@ -117,7 +117,7 @@ RedactRunError(RunRecord *run)
 	state = unpack_sql_state(run->sqlerrcode);
 	if (strncmp(state, "22", 2) != 0 && strncmp(state, "23", 2) != 0)
 		return;
-	if (!HoldsPersonalData(run->def))
+	if (!PipelineHoldsPersonalData(run->def))
 		return;
 	if (strncmp(state, "22", 2) == 0)
 	{

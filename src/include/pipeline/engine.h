@@ -16,6 +16,7 @@
 
 #include "pipeline/policy.h"
 
+#include "lib/stringinfo.h"
 #include "utils/array.h"
 
 /* One column a run loads: present in the source and in the target */
@@ -32,6 +33,9 @@ typedef struct LoadColumn
 	ColumnMask *mask;			/* what the load writes instead, NULL: the value */
 	Oid			source_typid;	/* the column's type in the source (typid: what is loaded) */
 	int32		source_typmod;
+	bool		convert;		/* text converted to the target's type (typed_load.c) */
+	Oid			convert_typid;	/* ... that type (typid too, unless it is a string type) */
+	int32		convert_typmod;
 } LoadColumn;
 
 /* Everything a run needs, resolved against the catalogs at run time */
@@ -51,6 +55,9 @@ typedef struct LoadPlan
 	List	   *set_checks;		/* CheckDef * evaluated after it */
 	bool		replay;			/* rows come from quarantine: $1 ids, $2 rows */
 	bool		distributed;	/* the target is a Citus table (docs/citus.md) */
+	bool		has_conversions;	/* some column is converted (typed_load.c) */
+	bool		convert_safely; /* row by row through the conversion gate */
+	bool		redact_reasons; /* the pipeline holds personal data */
 } LoadPlan;
 
 /* The statements of one load step, with $1 = lower bound, $2 = upper bound */
@@ -105,6 +112,26 @@ extern void ValidateCheck(PipelineDef *def, CheckDef *check);
 extern void ArmRowChecks(LoadPlan *plan);
 extern int64 RowChecksQuarantined(void);
 extern void FlushRowChecks(LoadPlan *plan, int64 run_id);
+extern bool RowGateArmed(void);
+extern LoadPlan *RowGatePlan(void);
+extern void KeepRowForQuarantine(Datum failed, Datum row, Jsonb *key, Datum incremental,
+								 bool incremental_null, Datum quarantine_id,
+								 bool quarantine_id_null, const char *reason);
+extern void AdoptRowGate(SubTransactionId child);
+
+/* engine/typed_load.c */
+extern bool ColumnNeedsConversion(Oid source_typid, int32 source_typmod, Oid target_typid,
+								  int32 target_typmod);
+extern bool SetColumnConversion(LoadColumn *col, Oid target_typid, int32 target_typmod,
+								Oid target_collid);
+extern void CheckColumnTypesOption(PipelineDef *def, Oid source_relid, Oid target_relid);
+extern char *ConvertedValue(LoadColumn *col, const char *ref);
+extern char *TypedSourceRows(LoadPlan *plan);
+extern void AppendConversionGate(StringInfo buf, LoadPlan *plan, const char *alias,
+								 const char *identity);
+extern bool IsConversionError(int sqlerrcode);
+extern void ExecuteLoad(LoadPlan *plan, bool has_lower, bool has_upper, int nargs, Oid *types,
+						Datum *values, LoadCounts *counts);
 
 /* engine/set_checks.c */
 extern void RunSetChecks(LoadPlan *plan, int64 rows_read);

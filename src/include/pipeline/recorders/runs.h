@@ -87,6 +87,8 @@ extern bool RecordRunOutcome(RunRecord *run);
 
 /* recorders/redaction.c: no personal data in what is recorded of a failed run */
 extern void RedactRunError(RunRecord *run);
+extern bool PipelineHoldsPersonalData(PipelineDef *def);
+extern char *RedactQuoted(const char *text);
 
 /* recorders/autonomous.c: a failed run written outside the caller's transaction */
 extern void RecordFailedRunAutonomously(RunRecord *run);
