@@ -14,8 +14,8 @@
  * data exception (class 22, or a domain's 23514/23502) and the pipeline's
  * on_conversion_error is quarantine, the subtransaction is rolled back and
  * the window is loaded again through the conversion gate: each row's
- * values go through their input functions in a subtransaction of their
- * own (pipeline._convert_row), and a row with a value that does not
+ * values go through their input functions in a subtransaction of the
+ * row's own (pipeline._convert_row), and a row with a value that does not
  * convert is kept for quarantine, with a reason naming the column, the
  * value and the error, instead of failing the run. The gate shares the
  * row checks' tuplestore (row_checks.c), so the row counts, the
@@ -228,27 +228,42 @@ IsConversionError(int sqlerrcode)
 		sqlerrcode == ERRCODE_CHECK_VIOLATION || sqlerrcode == ERRCODE_NOT_NULL_VIOLATION;
 }
 
+/* A converted column of the gate's plan, with its input function and the row's value */
+typedef struct GateValue
+{
+	LoadColumn *col;
+	char	   *value;			/* NULL: SQL NULL, which converts */
+} GateValue;
+
 /*
- * TryConvert converts value to col's type in a subtransaction; NULL when it
- * converts, else the error's message (an error that is not a value's is
- * raised again).
+ * TryConvertFrom converts the values from index *from on, in one
+ * subtransaction. It returns NULL when all convert; else the error of the
+ * first that does not, whose index it leaves in *from (an error that is
+ * not a value's is raised again). One subtransaction per row, not per
+ * value, while the values are good.
  */
 static char *
-TryConvert(LoadColumn *col, const char *value)
+TryConvertFrom(GateValue *values, int n, int *from)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	char	   *volatile message = NULL;
+	volatile int i = *from;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		Oid			input;
-		Oid			ioparam;
+		for (; i < n; i++)
+		{
+			Oid			input;
+			Oid			ioparam;
 
-		getTypeInputInfo(col->convert_typid, &input, &ioparam);
-		(void) OidInputFunctionCall(input, (char *) value, ioparam, col->convert_typmod);
+			if (values[i].value == NULL)
+				continue;
+			getTypeInputInfo(values[i].col->convert_typid, &input, &ioparam);
+			(void) OidInputFunctionCall(input, values[i].value, ioparam, values[i].col->convert_typmod);
+		}
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
@@ -268,6 +283,7 @@ TryConvert(LoadColumn *col, const char *value)
 		message = edata->message;
 	}
 	PG_END_TRY();
+	*from = i;
 	return message;
 }
 
@@ -275,11 +291,11 @@ TryConvert(LoadColumn *col, const char *value)
  * pipeline._convert_row(row jsonb, key jsonb, incremental_value text,
  * quarantine_id bigint, "values" text[]) is the conversion gate: it tries
  * each value of the converted columns (in column order) with its type's
- * input function and typmod, each in a subtransaction, and returns true
- * when all convert. Otherwise it keeps the row for quarantine with the
- * reason, one "column, value: error" per value that does not convert
- * (values redacted when the pipeline holds personal data), and returns
- * false: the row is not loaded.
+ * input function and typmod, in a subtransaction, and returns true when
+ * all convert. Otherwise it keeps the row for quarantine with the reason,
+ * one "column, value: error" per value that does not convert (values
+ * redacted when the pipeline holds personal data), and returns false: the
+ * row is not loaded.
  */
 Datum
 pipeline_convert_row(PG_FUNCTION_ARGS)
@@ -288,7 +304,8 @@ pipeline_convert_row(PG_FUNCTION_ARGS)
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n;
-	int			i = 0;
+	int			nvalues = 0;
+	GateValue  *values;
 	ListCell   *lc;
 	StringInfoData reason;
 
@@ -297,29 +314,32 @@ pipeline_convert_row(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("pipeline._convert_row can only be called by the load statement of a run")));
 	deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	initStringInfo(&reason);
+	values = palloc(sizeof(GateValue) * list_length(plan->columns));
 	foreach(lc, plan->columns)
 	{
 		LoadColumn *col = lfirst(lc);
-		char	   *value;
-		char	   *error;
 
 		if (!col->convert)
 			continue;
-		if (i >= n)
+		if (nvalues >= n)
 			elog(ERROR, "pg_pipeline conversion gate got %d values", n);
-		if (nulls[i++])
-			continue;
-		value = TextDatumGetCString(elems[i - 1]);
-		error = TryConvert(col, value);
+		values[nvalues].col = col;
+		values[nvalues].value = nulls[nvalues] ? NULL : TextDatumGetCString(elems[nvalues]);
+		nvalues++;
+	}
+	initStringInfo(&reason);
+	for (int from = 0; from < nvalues; from++)
+	{
+		char	   *error = TryConvertFrom(values, nvalues, &from);
+
 		if (error == NULL)
-			continue;
+			break;
 		if (plan->redact_reasons)
 			appendStringInfo(&reason, "%scolumn \"%s\", value [redacted]: %s",
-							 reason.len ? "; " : "", col->name, RedactQuoted(error));
+							 reason.len ? "; " : "", values[from].col->name, RedactQuoted(error));
 		else
 			appendStringInfo(&reason, "%scolumn \"%s\", value \"%s\": %s",
-							 reason.len ? "; " : "", col->name, value, error);
+							 reason.len ? "; " : "", values[from].col->name, values[from].value, error);
 	}
 	if (reason.len == 0)
 		PG_RETURN_BOOL(true);
