@@ -1049,3 +1049,18 @@ ALTER TABLE pipeline.pipeline
         CHECK (anomaly_sensitivity OPERATOR(pg_catalog.>) 0::double precision),
     ADD COLUMN anomaly_min_runs integer NOT NULL DEFAULT 10
         CHECK (anomaly_min_runs OPERATOR(pg_catalog.>=) 3 AND anomaly_min_runs OPERATOR(pg_catalog.<=) 1000);
+
+-- Anomaly alerts --------------------------------------------------------------
+
+-- A successful run unlike its pipeline's recent successful runs raises one
+-- alert of kind 'anomaly' (src/recorders/anomaly.c, docs/quality.md), in
+-- the run's transaction: observed names the most extreme metric and its
+-- value, limit_value the baseline (median) and the score. One per run,
+-- also here: a second one for the same run is a unique violation.
+ALTER TABLE pipeline.alert_log
+    DROP CONSTRAINT alert_log_kind_check,
+    ADD CONSTRAINT alert_log_kind_check
+        CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['freshness', 'timeliness', 'run_failed',
+               'retries_exhausted', 'anomaly']));
+CREATE UNIQUE INDEX alert_log_anomaly_run_idx ON pipeline.alert_log (run_id)
+    WHERE kind OPERATOR(pg_catalog.=) 'anomaly';
