@@ -1062,3 +1062,18 @@ RETURNS boolean
 LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'pipeline_convert_row';
 COMMENT ON FUNCTION pipeline._convert_row(jsonb, jsonb, text, bigint, text[]) IS 'internal: the conversion gate of a typed load from text staging';
+
+-- Anomaly alerts --------------------------------------------------------------
+
+-- A successful run unlike its pipeline's recent successful runs raises one
+-- alert of kind 'anomaly' (src/recorders/anomaly.c, docs/quality.md), in
+-- the run's transaction: observed names the most extreme metric and its
+-- value, limit_value the baseline (median) and the score. One per run,
+-- also here: a second one for the same run is a unique violation.
+ALTER TABLE pipeline.alert_log
+    DROP CONSTRAINT alert_log_kind_check,
+    ADD CONSTRAINT alert_log_kind_check
+        CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['freshness', 'timeliness', 'run_failed',
+               'retries_exhausted', 'anomaly']));
+CREATE UNIQUE INDEX alert_log_anomaly_run_idx ON pipeline.alert_log (run_id)
+    WHERE kind OPERATOR(pg_catalog.=) 'anomaly';

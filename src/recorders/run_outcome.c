@@ -9,15 +9,17 @@
  *   status       run_history    run_io  audit entries       alert       outbox
  *   running      insert         -       run_start           -           START
  *   (a batch)    update         -       -                   -           -
- *   succeeded    insert/update  write   run_start, run_end  -           START, COMPLETE
+ *   succeeded    insert/update  write   run_start, run_end  anomaly     START, COMPLETE
  *   failed       insert/update  write   run_start, run_end  run_failed  START, FAIL
  *   skipped      insert         -       run_skipped         -           -
  *   interrupted  update         -       -                   run_failed  START, FAIL
  *
  * (run_start with run_end only when it was not written with the 'running'
  * record; the OpenLineage events only when pipeline.openlineage_url is
- * set, each once: openlineage_outbox.c). A failed run's error first loses
- * its row values when the pipeline holds personal data (redaction.c).
+ * set, each once: openlineage_outbox.c; the anomaly alert only when the
+ * pipeline has anomaly_sensitivity and the run is unlike its recent ones:
+ * anomaly.c). A failed run's error first loses its row values when the
+ * pipeline holds personal data (redaction.c).
  * The run's transaction writes a success, a skip or a start; the
  * run worker writes its failed run in a transaction of its own; a failed
  * run whose caller's transaction rolls back is written by this same code in
@@ -174,8 +176,9 @@ RecordRunProgress(RunRecord *run)
  * RecordRunOutcome writes what a run came to (succeeded, failed, skipped or
  * interrupted) in the current transaction: its run_history record, its
  * lineage row and audit entries (succeeded, failed), its run_failed alert
- * (failed, interrupted). It returns false, having written nothing, when the
- * run's record had finished already.
+ * (failed, interrupted) or its anomaly alert (succeeded). It returns false,
+ * having written nothing, when the run's record had finished already, so
+ * that no run is alerted twice.
  */
 bool
 RecordRunOutcome(RunRecord *run)
@@ -193,6 +196,8 @@ RecordRunOutcome(RunRecord *run)
 		WriteRunIo(run);
 		AuditRunEnd(run);
 	}
+	if (run->status == RUN_SUCCEEDED)
+		RaiseAnomalyAlert(run);
 	else if (run->status == RUN_SKIPPED)
 		AuditSkippedRun(run);
 	if (run->status != RUN_SKIPPED)

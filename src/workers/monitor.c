@@ -107,9 +107,10 @@ CheckLimits(void)
 }
 
 /*
- * PruneHistory deletes at most batch finished runs (and resolved alerts)
- * older than the retention period; it returns how many runs went, so the
- * launcher can come back soon while there is more.
+ * PruneHistory deletes at most batch finished runs (and resolved alerts,
+ * and the alerts about one run, which nothing resolves) older than the
+ * retention period; it returns how many runs went, so the launcher can
+ * come back soon while there is more.
  */
 uint64
 PruneHistory(int retention_seconds, int batch)
@@ -129,7 +130,7 @@ PruneHistory(int retention_seconds, int batch)
 	ExecCatalog("DELETE FROM pipeline.alert_log WHERE alert_id IN ("
 				"  SELECT alert_id FROM pipeline.alert_log"
 				"   WHERE resolved_at < now() - make_interval(secs => $1)"
-				"      OR (resolved_at IS NULL AND kind IN ('run_failed', 'retries_exhausted')"
+				"      OR (resolved_at IS NULL AND kind IN ('run_failed', 'retries_exhausted', 'anomaly')"
 				"          AND raised_at < now() - make_interval(secs => $1))"
 				"   ORDER BY alert_id LIMIT $2)",
 				2, types, values, NULL, false);

@@ -6,7 +6,8 @@
  * (pipeline.check_result), the rows they sent to quarantine
  * (pipeline.quarantine_row) and what became of them (replayed,
  * discarded), written as the extension owner in the run's transaction
- * (src/recorders/check_results.c).
+ * (src/recorders/check_results.c); the anomaly alert of a successful run
+ * unlike its pipeline's recent runs (src/recorders/anomaly.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -27,5 +28,8 @@ extern int64 AcknowledgeRun(PipelineDef *def, int64 run_id);
 extern void LockOpenQuarantine(PipelineDef *def, ArrayType *ids, Datum *ids_out, Datum *rows_out,
 							   int64 *count);
 extern int64 ResolveQuarantine(PipelineDef *def, ArrayType *ids, const char *status);
+
+/* recorders/anomaly.c: called by RecordRunOutcome for a successful run */
+extern void RaiseAnomalyAlert(RunRecord *run);
 
 #endif							/* PIPELINE_RECORDERS_QUALITY_H */
