@@ -12,7 +12,9 @@
 # stays after the server is dropped. The server preloads pg_pipeline: the aggregated stage is
 # run by a background worker whenever the cleaned stage lands new rows, and
 # the cleaned stage runs on a pg_cron schedule once the demo sets one; data
-# contracts send a bad row to quarantine, and it is fixed and replayed;
+# contracts send a bad row to quarantine, and it is fixed and replayed; a
+# partner feed of text is typed at the boundary, its unparsable values
+# quarantined with their reasons, and an unusual batch raises an anomaly alert;
 # personal data is found, classified and masked at load. Every
 # run's OpenLineage events are posted by the sender worker to a stand-in
 # collector on 127.0.0.1 (scripts/demo_collector.py), and the demo shows

@@ -15,7 +15,9 @@
 --                                     mode full)
 --
 -- and then data contracts with a quarantine and its replay (section 8a),
--- and personal data found, classified and masked at load (section 8b).
+-- a partner feed of text typed at the boundary, its trash quarantined,
+-- fixed and replayed, and an anomaly alert on an unusual batch (8b), and
+-- personal data found, classified and masked at load (section 8c).
 
 \set ON_ERROR_STOP on
 \set QUIET on
@@ -423,7 +425,58 @@ SELECT quarantine_id, status FROM pipeline.quarantine;
 
 \echo
 \echo '################################################################'
-\echo '# 8b. Personal data: found, followed through lineage, masked at load'
+\echo '# 8b. A partner feed of text: typed at the boundary, trash kept'
+\echo '#     (docs/quality.md#typed-loads-from-text-staging)'
+\echo '################################################################'
+\echo 'The partner sends CSV: every column is text. column_types gives the'
+\echo 'cleaned table real types; each value is converted once, by the type'"'"'s'
+\echo 'input function. A value that does not convert sends its row to'
+\echo 'quarantine with the reason; the rest loads. Anomaly alerts watch the'
+\echo 'feed: a batch far from the usual raises one alert.'
+CREATE TABLE staging.partner_orders (order_id text, amount text, ordered_at text, paid text,
+                                     loaded_at bigint GENERATED ALWAYS AS IDENTITY);
+CREATE INDEX ON staging.partner_orders (loaded_at);
+SELECT pipeline.create_pipeline('partner_to_core', 'staging.partner_orders', 'core.partner_orders',
+         unique_key => '{order_id}', incremental_column => 'loaded_at',
+         column_types => '{"order_id": "bigint", "amount": "numeric(10,2)", "ordered_at": "timestamptz",
+                           "paid": "boolean"}',
+         anomaly_sensitivity => 5, anomaly_min_runs => 3) > 0 AS created;
+INSERT INTO staging.partner_orders (order_id, amount, ordered_at, paid) VALUES
+  ('70001', '19.90', '2024-02-01 09:00+00', 'true'),
+  ('70002', '5,50', '2024-02-01 09:01+00', 'false'),          -- a decimal comma
+  ('70003', '7.25', '2024-02-30 09:02+00', 'true'),           -- no such day
+  ('70004', '3.10', '2024-02-01 09:03+00', 'maybe'),          -- not a boolean
+  ('70005', '12.00', '2024-02-01 09:04+00', 'no');
+SELECT pipeline.run('partner_to_core') AS run_id \gset partner_
+SELECT rows_read, rows_inserted, rows_quarantined FROM pipeline.runs WHERE run_id = :partner_run_id;
+SELECT order_id, amount, ordered_at, paid FROM core.partner_orders ORDER BY order_id;
+SELECT key, failed_checks, reason FROM pipeline.quarantine
+ WHERE pipeline = 'partner_to_core' ORDER BY quarantine_id;
+\echo '== the decimal comma is fixed where the row is kept and replayed; the'
+\echo '   other two are discarded'
+UPDATE pipeline.quarantine SET "row" = jsonb_set("row", '{amount}', '"5.50"')
+ WHERE pipeline = 'partner_to_core' AND key = '{"order_id": "70002"}';
+SELECT pipeline.replay_quarantine('partner_to_core') IS NOT NULL AS replayed;
+SELECT pipeline.discard_quarantine('partner_to_core') AS discarded;
+SELECT order_id, amount FROM core.partner_orders ORDER BY order_id;
+\echo '== three ordinary batches, then one forty times larger: one anomaly alert'
+DO $$
+BEGIN
+    FOR b IN 1..3 LOOP
+        INSERT INTO staging.partner_orders (order_id, amount, ordered_at, paid)
+        SELECT (71000 + b * 100 + g)::text, '10.00', '2024-02-02 10:00+00', 'true' FROM generate_series(1, 10) g;
+        PERFORM pipeline.run('partner_to_core');
+    END LOOP;
+END $$;
+INSERT INTO staging.partner_orders (order_id, amount, ordered_at, paid)
+SELECT (80000 + g)::text, '10.00', '2024-02-03 10:00+00', 'true' FROM generate_series(1, 400) g;
+SELECT pipeline.run('partner_to_core') > 0 AS ran;
+SELECT kind, observed, limit_value, message FROM pipeline.alerts
+ WHERE pipeline_name = 'partner_to_core' AND kind = 'anomaly';
+
+\echo
+\echo '################################################################'
+\echo '# 8c. Personal data: found, followed through lineage, masked at load'
 \echo '#     (docs/privacy.md)'
 \echo '################################################################'
 CREATE TABLE staging.customers (customer_id int PRIMARY KEY, email text, phone text,
