@@ -317,9 +317,12 @@ AppendWindowFilter(StringInfo buf, LoadPlan *plan, const char *alias, bool has_l
  * the values as read).
  *
  * With conversions (typed_load.c), the counter's filter is in a subquery
- * that converts the columns (OFFSET 0 keeps it one, so no check is
- * evaluated before the counter) and, when converting safely, gates each
- * row's conversions; the checks gate the converted rows above it.
+ * that converts the columns and, when converting safely, gates each row's
+ * conversions; the checks gate the converted rows above it, with OFFSET 0
+ * keeping the subquery one, so that no check is evaluated before the
+ * counter. Without that gate the subquery is flattened, and the planner
+ * estimates the converted columns (a fence would hide their statistics:
+ * DISTINCT ON a converted key would be estimated at 200 rows).
  */
 static void
 AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
@@ -357,7 +360,8 @@ AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
 		AppendConversionGate(&gate, plan, "raw", identity.data);
 	}
 	AppendWindowFilter(buf, plan, "raw", has_lower, has_upper, plan->convert_safely ? gate.data : NULL);
-	appendStringInfo(buf, " OFFSET 0) AS %s", alias);
+	/* a fence only under a gate: a flattened query keeps its estimates */
+	appendStringInfo(buf, "%s) AS %s", gated ? " OFFSET 0" : "", alias);
 	if (gated)
 	{
 		appendStringInfoString(buf, " WHERE pipeline._checked_row(");
