@@ -256,6 +256,7 @@ KeepInlineFailure(RunRecord *failed)
 	copy->message = failed->message ? pstrdup(failed->message) : NULL;
 	copy->detail = failed->detail ? pstrdup(failed->detail) : NULL;
 	copy->hint = failed->hint ? pstrdup(failed->hint) : NULL;
+	copy->schema_changes = failed->schema_changes ? pstrdup(failed->schema_changes) : NULL;
 	copy->triggered_by = pstrdup(failed->triggered_by);
 	MemoryContextSwitchTo(old);
 	inline_failure = copy;

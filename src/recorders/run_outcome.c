@@ -36,6 +36,7 @@
 #include "utils/timestamp.h"
 
 #include "pipeline/recorders.h"
+#include "pipeline/recorders/schema_history.h"
 
 static SPIPlanPtr run_history_plan = NULL;
 static SPIPlanPtr run_io_plan = NULL;
@@ -162,19 +163,24 @@ RecordRunStart(RunRecord *run)
 	run->start_recorded = true;
 }
 
-/* RecordRunProgress brings a batched run's 'running' record up to date */
+/*
+ * RecordRunProgress brings a batched run's 'running' record up to date;
+ * the first batch writes the source's changes it applied with it.
+ */
 void
 RecordRunProgress(RunRecord *run)
 {
 	Assert(run->status == RUN_RUNNING);
 	(void) WriteRunHistory(run);
+	RecordRunSchemaChanges(run);
 }
 
 /*
  * RecordRunOutcome writes what a run came to (succeeded, failed, skipped or
  * interrupted) in the current transaction: its run_history record, its
- * lineage row and audit entries (succeeded, failed), its run_failed alert
- * (failed, interrupted). It returns false, having written nothing, when the
+ * lineage row, audit entries and the changes of its source it found
+ * (succeeded, failed: schema_history.c), its run_failed alert (failed,
+ * interrupted). It returns false, having written nothing, when the
  * run's record had finished already.
  */
 bool
@@ -192,6 +198,7 @@ RecordRunOutcome(RunRecord *run)
 	{
 		WriteRunIo(run);
 		AuditRunEnd(run);
+		RecordRunSchemaChanges(run);
 	}
 	else if (run->status == RUN_SKIPPED)
 		AuditSkippedRun(run);
