@@ -1077,3 +1077,104 @@ ALTER TABLE pipeline.alert_log
                'retries_exhausted', 'anomaly']));
 CREATE UNIQUE INDEX alert_log_anomaly_run_idx ON pipeline.alert_log (run_id)
     WHERE kind OPERATOR(pg_catalog.=) 'anomaly';
+
+-- Schema drift ----------------------------------------------------------------
+
+-- Each pipeline's snapshot of its source's columns (name, type with typmod,
+-- attnum; src/recorders/schema_history.c): "columns" as of its last
+-- successful run (run_id; NULL: as registered, before any run), which each
+-- run compares the source with before its load is planned
+-- (src/engine/schema_drift.c) and rewrites in its own transaction when they
+-- changed; "seen_columns" as last seen by a run or by the DDL trigger, which
+-- compares the source with it when a command changes it. It is not
+-- pipeline.relation_schema: that one is kept per relation rather than per
+-- pipeline, the DDL trigger rewrites it (so it no longer says what the last
+-- run loaded), and it has no attnum (a rename could not be told from a drop
+-- and an add).
+CREATE TABLE pipeline.source_snapshot (
+    pipeline_id         bigint PRIMARY KEY
+                        REFERENCES pipeline.pipeline (pipeline_id) ON DELETE CASCADE,
+    relation            text NOT NULL,
+    columns             jsonb NOT NULL,
+    run_id              bigint,
+    seen_columns        jsonb NOT NULL,
+    recorded_at         timestamptz NOT NULL
+);
+REVOKE ALL ON pipeline.source_snapshot FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.source_snapshot', '');
+
+-- _source_columns(relation): a relation's columns as a snapshot keeps
+-- them, [{"name", "type", "attnum"}] in attnum order (the type as
+-- format_type spells it with its typmod); src/catalog/source_columns.c
+-- reads them back.
+CREATE FUNCTION pipeline._source_columns(relation pg_catalog.regclass)
+RETURNS jsonb
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                        'name', a.attname,
+                        'type', pg_catalog.format_type(a.atttypid, a.atttypmod),
+                        'attnum', a.attnum) ORDER BY a.attnum), '[]'::jsonb)
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid OPERATOR(pg_catalog.=) relation
+       AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+$$;
+REVOKE ALL ON FUNCTION pipeline._source_columns(pg_catalog.regclass) FROM PUBLIC;
+COMMENT ON FUNCTION pipeline._source_columns(pg_catalog.regclass) IS 'internal: the columns of a pipeline''s source, as schema drift keeps them';
+
+-- the sources of existing pipelines as they are at the upgrade
+INSERT INTO pipeline.source_snapshot (pipeline_id, relation, columns, seen_columns, recorded_at)
+SELECT p.pipeline_id, r.relation, pipeline._source_columns(pg_catalog.to_regclass(r.relation)),
+       pipeline._source_columns(pg_catalog.to_regclass(r.relation)), pg_catalog.now()
+  FROM pipeline.pipeline p,
+       LATERAL (SELECT pg_catalog.quote_ident(p.source_schema) OPERATOR(pg_catalog.||) '.'
+                       OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.source_table)) AS r(relation)
+ WHERE pg_catalog.to_regclass(r.relation) IS NOT NULL;
+
+-- Every change of a pipeline's source that a run or the DDL trigger found,
+-- and what was done about it: 'applied' (the target follows it), 'ignored'
+-- (the run went on without following it), 'failed' (the run failed, and
+-- whatever it had applied rolled back with it; written by the failed run's
+-- recorder), or 'detected' (by the DDL trigger, as the command ran; no
+-- run). old_column_name is the name a renamed column had. Kept after the
+-- pipeline is dropped, as its runs are.
+CREATE TABLE pipeline.schema_change (
+    change_id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    pipeline_id         bigint NOT NULL,
+    pipeline            text NOT NULL,
+    relation            text NOT NULL,
+    column_name         text NOT NULL,
+    old_column_name     text,
+    change              text NOT NULL
+                        CHECK (change OPERATOR(pg_catalog.=) ANY (ARRAY['added', 'dropped',
+                               'retyped', 'renamed'])),
+    old_type            text,
+    new_type            text,
+    action              text NOT NULL
+                        CHECK (action OPERATOR(pg_catalog.=) ANY (ARRAY['applied', 'ignored',
+                               'failed', 'detected'])),
+    run_id              bigint,
+    detected_at         timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX schema_change_pipeline_idx ON pipeline.schema_change (pipeline_id, change_id);
+REVOKE ALL ON pipeline.schema_change FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.schema_change', '');
+
+CREATE VIEW pipeline.schema_history WITH (security_barrier) AS
+SELECT s.change_id,
+       s.pipeline_id,
+       s.pipeline,
+       s.relation,
+       s.column_name,
+       s.old_column_name,
+       s.change,
+       s.old_type,
+       s.new_type,
+       s.action,
+       s.run_id,
+       s.detected_at
+  FROM pipeline.schema_change s
+ WHERE s.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
+    OR (SELECT pipeline._may('read', NULL));
+GRANT SELECT ON pipeline.schema_history TO PUBLIC;

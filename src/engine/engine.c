@@ -8,7 +8,9 @@
  *   1. take the pipeline's run lock without waiting; if another run holds
  *      it, record a skipped run and return;
  *   2. lock and read the watermark (READ COMMITTED only, so that every
- *      statement sees what committed before it);
+ *      statement sees what committed before it); compare the source's
+ *      columns with its last successful run's and the target's, and do
+ *      what on_schema_change says (engine/schema_drift.c);
  *   3. read the high-water mark, then wait for every transaction that holds
  *      a write lock on a base table of the source, so that no row committed
  *      later with a value at or below the mark is skipped;
@@ -57,6 +59,7 @@
 
 #include "pipeline/engine.h"
 #include "run_internal.h"
+#include "schema_drift.h"
 
 PIPELINE_FUNCTION(pipeline_run);
 PIPELINE_FUNCTION(pipeline_run_batched);
@@ -148,13 +151,18 @@ LockCurrentDefinition(RunState *rs)
 }
 
 /*
- * PrepareRun resolves the plan and checks, as of now, that the owner may
- * still read the source and write the target.
+ * PrepareRun handles the source's schema drift (first batch only), then
+ * resolves the plan and checks, as of now, that the owner may still read
+ * the source and write the target.
  */
 static LoadPlan *
 PrepareRun(RunState *rs)
 {
-	LoadPlan   *plan = BuildLoadPlan(rs->rec.def);
+	LoadPlan   *plan;
+
+	if (rs->rec.batches == 0)
+		HandleSchemaDrift(&rs->rec);
+	plan = BuildLoadPlan(rs->rec.def);
 
 	CheckPipelinePrivileges(rs->rec.def, plan->source_relid, plan->target_relid, rs->rec.def->owner);
 	return plan;
@@ -256,6 +264,7 @@ KeepInlineFailure(RunRecord *failed)
 	copy->message = failed->message ? pstrdup(failed->message) : NULL;
 	copy->detail = failed->detail ? pstrdup(failed->detail) : NULL;
 	copy->hint = failed->hint ? pstrdup(failed->hint) : NULL;
+	copy->schema_changes = failed->schema_changes ? pstrdup(failed->schema_changes) : NULL;
 	copy->triggered_by = pstrdup(failed->triggered_by);
 	MemoryContextSwitchTo(old);
 	inline_failure = copy;

@@ -36,6 +36,7 @@
 #include "utils/typcache.h"
 
 #include "pipeline/engine.h"
+#include "schema_drift.h"
 
 /* TypeDescription spells a column's type for messages */
 static char *
@@ -157,9 +158,10 @@ FindLoadColumn(List *columns, const char *name)
 /*
  * ColumnComparable tells whether the load can compare target and source
  * values: the operator it spells (the source type's "=", qualified with its
- * schema, planner.c) must resolve for (target type, source type).
+ * schema, planner.c) must resolve for (target type, source type). Schema
+ * drift asks it too (schema_drift.c).
  */
-static bool
+bool
 ColumnComparable(LoadColumn *col, Oid target_type)
 {
 	HeapTuple	tup;
@@ -267,6 +269,9 @@ BuildLoadColumns(PipelineDef *def, Oid source_relid, Oid target_relid)
 				col->is_key = true;
 
 		target_att = get_attnum(target_relid, col->name);
+		if ((target_att == InvalidAttrNumber || target_att < 0) &&
+			SchemaDriftSkipsColumn(def, col->name))
+			continue;			/* not loaded: on_schema_change (schema_drift.c) */
 		if (target_att == InvalidAttrNumber || target_att < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),

@@ -12,7 +12,8 @@
  * names the caller's session as the one that acted). The config version is
  * read by the callers, so that the audit log calls neither versions nor
  * lineage. AuditQualityChange builds the entry of a change to the data
- * checks or the quarantine (src/api/checks_api.c).
+ * checks or the quarantine (src/api/checks_api.c), AuditSchemaChange that
+ * of a change to a pipeline's source (schema_history.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -258,6 +259,36 @@ AuditQualityChange(const char *action, PipelineDef *def, int64 run_id, const cha
 	e.f[AF_OUTCOME] = "ok";
 	e.f[AF_BEFORE] = before;
 	e.f[AF_AFTER] = after;
+	e.pipeline_id = def->id;
+	e.run_id = run_id;
+	QueueAuditEntries(&e, 1);
+}
+
+/*
+ * AuditSchemaChange queues the entry of one change to a pipeline's source
+ * (recorders/schema_history.c): the column ("schema"."table"."column"),
+ * what was done about it as the outcome (applied, ignored, failed,
+ * detected), the column and its type before and after, the kind of change
+ * and the policy in details. A failed run's entries name the session whose
+ * run failed, as its run entries do.
+ */
+void
+AuditSchemaChange(PipelineDef *def, int64 run_id, const char *column, const char *outcome,
+				  const char *before, const char *after, const char *details)
+{
+	AuditEntry	e;
+
+	memset(&e, 0, sizeof(e));
+	e.f[AF_SESSION_ID] = acting_for[0];
+	e.f[AF_ROLE_NAME] = acting_for[1];
+	e.f[AF_SESSION_ROLE] = acting_for[2];
+	e.f[AF_ACTION] = "schema_change";
+	e.f[AF_OBJECT_TYPE] = "column";
+	e.f[AF_OBJECT_NAME] = column;
+	e.f[AF_OUTCOME] = outcome;
+	e.f[AF_BEFORE] = before;
+	e.f[AF_AFTER] = after;
+	e.f[AF_DETAILS] = details;
 	e.pipeline_id = def->id;
 	e.run_id = run_id;
 	QueueAuditEntries(&e, 1);

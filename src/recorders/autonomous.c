@@ -144,6 +144,7 @@ PackRunRecord(StringInfo buf, RunRecord *run)
 	PackString(buf, run->message);
 	PackString(buf, run->detail);
 	PackString(buf, run->hint);
+	PackString(buf, run->schema_changes);
 }
 
 /* UnpackRunRecord reads back what PackRunRecord wrote */
@@ -168,6 +169,7 @@ UnpackRunRecord(char **p)
 	run->message = UnpackString(p);
 	run->detail = UnpackString(p);
 	run->hint = UnpackString(p);
+	run->schema_changes = UnpackString(p);
 	return run;
 }
 

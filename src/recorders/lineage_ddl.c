@@ -7,7 +7,9 @@
  * every pipeline whose stored edges a command may have made stale, so that
  * creating, replacing, altering, renaming or dropping a relation a pipeline
  * reads through shows in its lineage without anybody asking; the
- * classifications of a renamed relation (api/privacy.c) follow its name.
+ * classifications of a renamed relation (api/privacy.c) follow its name;
+ * a change to the columns of a pipeline's source is written to its schema
+ * history as it happens (schema_history.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -19,6 +21,7 @@
 #include "executor/spi.h"
 
 #include "lineage_internal.h"
+#include "pipeline/recorders/schema_history.h"
 
 PIPELINE_FUNCTION(pipeline_lineage_ddl);
 
@@ -67,6 +70,9 @@ pipeline_lineage_ddl(PG_FUNCTION_ARGS)
 				"  FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace"
 				" WHERE r.oid = c.relid AND c.relid = ANY ($1) AND to_regclass(c.relation) IS NULL",
 				1, types, values, NULL, false);
+	/* a registered source changed: its changes, as they happen */
+	if (relids != NIL)
+		RecordSourceDdl(values[0]);
 	RefreshPipelinesWhere("SELECT p.name FROM pipeline.pipeline p WHERE EXISTS ("
 						  " SELECT 1 FROM pipeline.lineage_edge e"
 						  " LEFT JOIN pg_class f ON f.oid = e.from_relid"

@@ -5,8 +5,9 @@
  * RegistryChanged, the one call each registry function makes after its
  * change, so that a change is recorded the same way everywhere: a new
  * config version when the configuration really changed (versions.c), the
- * pipeline's lineage refreshed (lineage), and the audit entry with the
- * configuration (or state) before and after (audit_entries.c). It sits
+ * pipeline's lineage refreshed (lineage), the first snapshot of a new
+ * source (schema_history.c), and the audit entry with the configuration
+ * (or state) before and after (audit_entries.c). It sits
  * above the three recorders it orchestrates, so that the audit log calls
  * neither versions nor lineage.
  *
@@ -15,6 +16,7 @@
 #include "postgres.h"
 
 #include "pipeline/recorders.h"
+#include "pipeline/recorders/schema_history.h"
 
 /*
  * RegistryChanged is the one call each registry function makes after its
@@ -35,6 +37,7 @@ RegistryChanged(const char *action, PipelineDef *def, const char *value)
 	{
 		version = RecordConfigVersion(def, &prev_config, &config);
 		RefreshPipelineLineage(def);
+		SnapshotRegisteredSource(def);
 	}
 	else if (strcmp(action, "drop") == 0)
 		prev_config = CanonicalConfig(def);

@@ -38,6 +38,7 @@
 #include "utils/timestamp.h"
 
 #include "pipeline/recorders.h"
+#include "pipeline/recorders/schema_history.h"
 
 static SPIPlanPtr run_history_plan = NULL;
 static SPIPlanPtr run_io_plan = NULL;
@@ -164,21 +165,26 @@ RecordRunStart(RunRecord *run)
 	run->start_recorded = true;
 }
 
-/* RecordRunProgress brings a batched run's 'running' record up to date */
+/*
+ * RecordRunProgress brings a batched run's 'running' record up to date;
+ * the first batch writes the source's changes it applied with it.
+ */
 void
 RecordRunProgress(RunRecord *run)
 {
 	Assert(run->status == RUN_RUNNING);
 	(void) WriteRunHistory(run);
+	RecordRunSchemaChanges(run);
 }
 
 /*
  * RecordRunOutcome writes what a run came to (succeeded, failed, skipped or
  * interrupted) in the current transaction: its run_history record, its
- * lineage row and audit entries (succeeded, failed), its run_failed alert
- * (failed, interrupted) or its anomaly alert (succeeded). It returns false,
- * having written nothing, when the run's record had finished already, so
- * that no run is alerted twice.
+ * lineage row, audit entries and the changes of its source it found
+ * (succeeded, failed: schema_history.c), its run_failed alert (failed,
+ * interrupted) or its anomaly alert (succeeded). It returns false, having
+ * written nothing, when the run's record had finished already, so that no
+ * run is alerted twice.
  */
 bool
 RecordRunOutcome(RunRecord *run)
@@ -195,6 +201,7 @@ RecordRunOutcome(RunRecord *run)
 	{
 		WriteRunIo(run);
 		AuditRunEnd(run);
+		RecordRunSchemaChanges(run);
 	}
 	if (run->status == RUN_SUCCEEDED)
 		RaiseAnomalyAlert(run);

@@ -15,7 +15,7 @@
 --
 -- The roles made here are dropped at the end (not the extension's three).
 
-SELECT plan(7 * 20 + 7 * 15 + 7 + 4);
+SELECT plan(7 * 20 + 7 * 16 + 7 + 4);
 
 DO $$
 DECLARE r text;
@@ -55,14 +55,17 @@ SELECT pipeline.run('rp') AS rp_run \gset
 -- target (an admin does not): the column is there already
 ALTER TABLE r_dst ADD COLUMN loaded_by bigint;
 RESET ROLE;
--- rows of the alerts, the queue and the OpenLineage outbox, put there
--- directly (their writers are tested elsewhere), so that every view has one
+-- rows of the alerts, the queue, the OpenLineage outbox and the schema
+-- history, put there directly (their writers are tested elsewhere), so that
+-- every view has one
 INSERT INTO pipeline.alert_log (pipeline_id, pipeline_name, kind, run_id, message)
 SELECT id, name, 'run_failed', :rp_run, 'a failure' FROM pipeline.pipelines WHERE name = 'rp';
 INSERT INTO pipeline.run_queue (pipeline_id, reason)
 SELECT id, 'trigger' FROM pipeline.pipelines WHERE name = 'rp';
 INSERT INTO pipeline.openlineage_outbox (run_id, pipeline_id, event_type, event)
 SELECT :rp_run, id, 'START', '{}' FROM pipeline.pipelines WHERE name = 'rp';
+INSERT INTO pipeline.schema_change (pipeline_id, pipeline, relation, column_name, change, new_type, action)
+SELECT id, name, source, 'w', 'added', 'text', 'detected' FROM pipeline.pipelines WHERE name = 'rp';
 
 -- Who sees what: every view shows the pipeline's rows to all but nobody ---------
 CREATE FUNCTION rows_as(r name, relation text) RETURNS bigint LANGUAGE plpgsql AS $$
@@ -80,7 +83,8 @@ SELECT is(rows_as(w.role, v.relation) > 0, w.kind <> 'nobody',
                     ('pipeline.queue'), ('pipeline.lineage'), ('pipeline.column_lineage'),
                     ('pipeline.run_lineage'), ('pipeline.pipeline_versions'), ('pipeline.audit_log'),
                     ('pipeline.checks'), ('pipeline.check_results'), ('pipeline.quarantine'),
-                    ('pipeline.openlineage_deliveries'), ('pipeline.pii_columns')) v (relation)
+                    ('pipeline.openlineage_deliveries'), ('pipeline.pii_columns'),
+                    ('pipeline.schema_history')) v (relation)
  ORDER BY w.ord, v.relation;
 
 -- Who may do what: every action as every role, rolled back ---------------------

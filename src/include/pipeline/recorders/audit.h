@@ -38,5 +38,8 @@ extern void AuditRunEnd(RunRecord *run);
 extern void AuditSkippedRun(RunRecord *run);
 extern void AuditQualityChange(const char *action, PipelineDef *def, int64 run_id,
 							   const char *before, const char *after);
+extern void AuditSchemaChange(PipelineDef *def, int64 run_id, const char *column,
+							  const char *outcome, const char *before, const char *after,
+							  const char *details);
 
 #endif							/* PIPELINE_RECORDERS_AUDIT_H */

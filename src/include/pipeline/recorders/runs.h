@@ -72,6 +72,8 @@ typedef struct RunRecord
 	const char *message;
 	const char *detail;			/* its DETAIL and HINT, NULL if none */
 	const char *hint;
+	const char *schema_changes; /* its source's changes (JSON), NULL if none:
+								 * recorders/schema_history.c */
 } RunRecord;
 
 /* recorders/runs.c: run ids, status names, records left running */
