@@ -55,13 +55,19 @@ else
     cat "$work/site.out"; fail "pg_pipeline_site failed"; finish
 fi
 # the raw HTML never carries a name's markup unescaped
-if grep -l -e '<script' -e '<b>orders' "$site"/*.html >"$work/raw.out"; then
+if grep -l -e '<script' -e '<b>orders' -e '<i>small' "$site"/*.html >"$work/raw.out"; then
     fail "unescaped markup in: $(tr '\n' ' ' <"$work/raw.out")"
 else
     ok "no page contains a name's markup unescaped"
 fi
 grep -q '&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;orders&quot;' "$site/index.html" \
     && ok "the index carries the name escaped" || fail "the index lacks the escaped name"
+shot_page=$(psql -X -qAt -d "$db" -c "SELECT 'pipeline-' || id || '.html' FROM pipeline.pipelines WHERE name LIKE '<script>%'")
+grep -q '<tr class="check"><td>&lt;i&gt;small&lt;/i&gt; &amp; &quot;amounts&quot; <span class="muted">range, quarantine</span></td><td><span class="badge st-ok">passed</span></td><td>0 failing rows in run ' "$site/$shot_page" \
+    && ok "the checks card shows the data check, escaped, and what it came to in the last run" \
+    || fail "the checks card lacks the data check"
+grep -q -E '<td>quarantine</td><td><span class="badge st-failed">[0-9]+ open</span>' "$site/$shot_page" \
+    && ok "the checks card counts the rows open in quarantine" || fail "the checks card lacks the quarantine"
 if grep -l -E '(src|href)="(https?:)?//' "$site"/*.html >"$work/ext.out"; then
     fail "external assets in: $(tr '\n' ' ' <"$work/ext.out")"
 else

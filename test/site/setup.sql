@@ -1,6 +1,7 @@
 -- test/site/setup.sql: pipelines whose names need escaping in HTML, DOT,
 -- SVG and Mermaid, with several runs each (one failing), a freshness limit,
--- and a pipeline whose source view was dropped, for the site test (run.sh).
+-- a data check that quarantines rows, and a pipeline whose source view was
+-- dropped, for the site test (run.sh).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_pipeline;
@@ -26,6 +27,10 @@ SELECT pipeline.create_pipeline('totals <by size>', '"shop & <co>".daily', '"sho
 CREATE VIEW "shop & <co>".broken AS SELECT id, 1 / (id - id) AS boom FROM "shop & <co>"."orders <raw>";
 SELECT pipeline.create_pipeline('broken ''quote''', '"shop & <co>".broken', '"shop & <co>".broken_out',
        unique_key => ARRAY['id'], mode => 'full') > 0 AS created;
+
+-- a data check whose name needs escaping, which quarantines a row
+SELECT pipeline.add_check('<script>alert(1)</script> & "orders"', '<i>small</i> & "amounts"', 'range',
+       '{"column": "amount_x2", "max": 30}', 'quarantine') > 0 AS added;
 
 -- runs: three loads of growing size
 INSERT INTO "shop & <co>"."orders <raw>" (id, amount, note)
