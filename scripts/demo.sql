@@ -429,8 +429,8 @@ SELECT quarantine_id, status FROM pipeline.quarantine;
 \echo '#     (docs/quality.md#typed-loads-from-text-staging)'
 \echo '################################################################'
 \echo 'The partner sends CSV: every column is text. column_types gives the'
-\echo 'cleaned table real types; each value is converted once, by the type'"'"'s'
-\echo 'input function. A value that does not convert sends its row to'
+\echo 'cleaned table real types; each value is converted once, by the input'
+\echo 'function of its type. A value that does not convert sends its row to'
 \echo 'quarantine with the reason; the rest loads. Anomaly alerts watch the'
 \echo 'feed: a batch far from the usual raises one alert.'
 CREATE TABLE staging.partner_orders (order_id text, amount text, ordered_at text, paid text,
