@@ -127,7 +127,8 @@ SELECT quarantine_id > 0 AS has_id, pipeline, key, incremental_value IS NOT NULL
   FROM pipeline.quarantine ORDER BY key->>'id';
 
 -- An error check fails the run with 23514 and loads nothing; the failed
--- run's record names the check.
+-- run's record names the check, and check_results keeps what it came to
+-- (a row check stops the run at its first failing row).
 INSERT INTO q.orders VALUES (7, 1, 'new', NULL, 'g@x.org', '2026-01-02 10:00+00'),
                             (8, 1, 'new', 80, 'h@x.org', '2026-01-02 11:00+00');
 SELECT pipeline.run('orders');
@@ -135,6 +136,9 @@ SELECT pipeline.run('orders');
 SELECT count(*) AS rows_loaded FROM q.orders_dst;
 SELECT status, error_sqlstate, error_message
   FROM pipeline.runs WHERE pipeline_name = 'orders' ORDER BY run_id DESC LIMIT 1;
+SELECT c.check_name, c.kind, c.severity, c.failed_rows, c.outcome
+  FROM pipeline.check_results c
+ WHERE c.run_id = (SELECT max(run_id) FROM pipeline.runs WHERE pipeline_name = 'orders');
 
 -- Dropping a check --------------------------------------------------------------
 SELECT pipeline.drop_check('orders', 'amount_present');
@@ -268,11 +272,15 @@ INSERT INTO q.events VALUES (3, 'click', 3), (4, 'view', 4);
 SELECT pipeline.run('events') AS events_run \gset
 SELECT check_name, kind, failed_rows, outcome FROM pipeline.check_results WHERE run_id = :events_run
  ORDER BY check_name;
--- an error-severity set check fails the run, and its load rolls back
+-- an error-severity set check fails the run, and its load rolls back; its
+-- result stays, with the number of rows the query returned
 INSERT INTO q.events VALUES (-5, 'view', 5);
 SELECT pipeline.run('events');
 :sqlstate
 SELECT count(*) AS loaded FROM q.events_dst;
+SELECT c.check_name, c.failed_rows, c.outcome
+  FROM pipeline.check_results c
+ WHERE c.run_id = (SELECT max(run_id) FROM pipeline.runs WHERE pipeline_name = 'events');
 
 -- apply() -----------------------------------------------------------------------
 -- The "checks" key replaces a pipeline's checks; applying it again changes

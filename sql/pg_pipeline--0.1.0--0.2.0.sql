@@ -644,8 +644,9 @@ LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_drop_check';
 
 -- What each check came to in each run (src/recorders/check_results.c). A
--- run that fails on an error-severity check rolls back with its load; its
--- record in pipeline.runs names the check. 'blocked' becomes
+-- run that fails on an error-severity check rolls back with its load; the
+-- failed run's recorder then writes that check's result ('failed'), and
+-- its record in pipeline.runs names the check. 'blocked' becomes
 -- 'acknowledged' through pipeline.acknowledge.
 CREATE TABLE pipeline.check_result (
     run_id              bigint NOT NULL,
@@ -656,7 +657,7 @@ CREATE TABLE pipeline.check_result (
     failed_rows         bigint NOT NULL,
     outcome             text NOT NULL
                         CHECK (outcome OPERATOR(pg_catalog.=) ANY (ARRAY['passed', 'warned',
-                               'quarantined', 'blocked', 'acknowledged'])),
+                               'quarantined', 'blocked', 'acknowledged', 'failed'])),
     acknowledged_at     timestamptz,
     acknowledged_by     text,
     PRIMARY KEY (run_id, check_name)

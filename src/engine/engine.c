@@ -265,6 +265,7 @@ KeepInlineFailure(RunRecord *failed)
 	copy->detail = failed->detail ? pstrdup(failed->detail) : NULL;
 	copy->hint = failed->hint ? pstrdup(failed->hint) : NULL;
 	copy->schema_changes = failed->schema_changes ? pstrdup(failed->schema_changes) : NULL;
+	copy->failed_check = failed->failed_check ? pstrdup(failed->failed_check) : NULL;
 	copy->triggered_by = pstrdup(failed->triggered_by);
 	MemoryContextSwitchTo(old);
 	inline_failure = copy;
@@ -314,6 +315,10 @@ RunGuarded(RunState *rs, void (*step) (RunState *rs))
 		failed.message = edata->message;
 		failed.detail = edata->detail;
 		failed.hint = edata->hint;
+		/* the error-severity check that stopped it, if one did (row_checks.c) */
+		failed.failed_check = TakeFailedCheck();
+		if (edata->sqlerrcode != ERRCODE_CHECK_VIOLATION)
+			failed.failed_check = NULL;
 		if (rs->record_failure_inline)
 			KeepInlineFailure(&failed);	/* the caller records and audits it */
 		else
@@ -338,6 +343,7 @@ StartRunState(RunState *rs, PipelineDef *def, RunRequest *req)
 	rs->rec.parent_run_id = req->parent_run_id;
 	rs->rec.attempt = req->attempt;
 	rs->record_failure_inline = req->record_failure_inline;
+	(void) TakeFailedCheck();	/* nothing of an earlier statement's */
 }
 
 /*

@@ -51,6 +51,7 @@
 #include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
@@ -173,12 +174,50 @@ RowChecksQuarantined(void)
 	return GateArmed() ? gate.quarantined : 0;
 }
 
+/* The error-severity check that failed the run being run, as JSON, until taken */
+static char *failed_check = NULL;
+
+/*
+ * NoteFailedCheck keeps, for the failed run's record, which error-severity
+ * check is about to fail the run and with how many rows (a row check stops
+ * at its first failing row), since its check_results roll back with it.
+ */
+void
+NoteFailedCheck(CheckDef *check, int64 failed_rows)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"check_name\": ");
+	escape_json(&buf, check->name);
+	appendStringInfoString(&buf, ", \"kind\": ");
+	escape_json(&buf, CheckKindName(check->kind));
+	appendStringInfo(&buf, ", \"failed_rows\": %lld}", (long long) failed_rows);
+	if (failed_check)
+		pfree(failed_check);
+	failed_check = MemoryContextStrdup(TopMemoryContext, buf.data);
+	pfree(buf.data);
+}
+
+/* TakeFailedCheck returns (in the current context) and forgets the check NoteFailedCheck kept */
+char *
+TakeFailedCheck(void)
+{
+	char	   *taken = failed_check ? pstrdup(failed_check) : NULL;
+
+	if (failed_check)
+		pfree(failed_check);
+	failed_check = NULL;
+	return taken;
+}
+
 /* FailRow raises the error of a row that failed an error-severity check */
 static void
 FailRow(CheckDef *check, Jsonb *key)
 {
 	const char *name = gate.plan->def->name;
 
+	NoteFailedCheck(check, 1);
 	ereport(ERROR,
 			(errcode(ERRCODE_CHECK_VIOLATION),
 			 errmsg("check \"%s\" of pipeline \"%s\" failed", check->name, name),

@@ -23,6 +23,7 @@
 static void
 FailSetCheck(PipelineDef *def, CheckDef *check, int64 failed)
 {
+	NoteFailedCheck(check, check->kind == CHECK_ROW_COUNT ? 1 : failed);
 	ereport(ERROR,
 			(errcode(ERRCODE_CHECK_VIOLATION),
 			 errmsg("check \"%s\" of pipeline \"%s\" failed", check->name, def->name),

@@ -145,6 +145,7 @@ PackRunRecord(StringInfo buf, RunRecord *run)
 	PackString(buf, run->detail);
 	PackString(buf, run->hint);
 	PackString(buf, run->schema_changes);
+	PackString(buf, run->failed_check);
 }
 
 /* UnpackRunRecord reads back what PackRunRecord wrote */
@@ -170,6 +171,7 @@ UnpackRunRecord(char **p)
 	run->detail = UnpackString(p);
 	run->hint = UnpackString(p);
 	run->schema_changes = UnpackString(p);
+	run->failed_check = UnpackString(p);
 	return run;
 }
 

@@ -129,6 +129,29 @@ RecordCheckResults(int64 run_id, PipelineDef *def, List *checks)
 	}
 }
 
+/*
+ * WriteFailedCheckResult writes the result of the error-severity check that
+ * failed a run (outcome 'failed'), which rolled back with the run: the
+ * failed run's recorder writes it from its record, {"check_name", "kind",
+ * "failed_rows"} (row_checks.c NoteFailedCheck).
+ */
+void
+WriteFailedCheckResult(int64 run_id, int64 pipeline_id, const char *failed_check)
+{
+	Oid			types[3] = {INT8OID, INT8OID, JSONBOID};
+	Datum		values[3];
+
+	values[0] = Int64GetDatum(run_id);
+	values[1] = Int64GetDatum(pipeline_id);
+	values[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(failed_check));
+	ExecCatalog("INSERT INTO pipeline.check_result (run_id, pipeline_id, check_name, kind, severity,"
+				" failed_rows, outcome)"
+				" SELECT $1, $2, $3->>'check_name', $3->>'kind', 'error', ($3->>'failed_rows')::bigint, 'failed'"
+				" ON CONFLICT (run_id, check_name) DO UPDATE"
+				" SET failed_rows = excluded.failed_rows, outcome = 'failed'",
+				3, types, values, NULL, false);
+}
+
 /* PipelineBlocked: a blocking check of the pipeline failed and is not acknowledged */
 bool
 PipelineBlocked(int64 pipeline_id)

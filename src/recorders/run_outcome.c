@@ -181,7 +181,8 @@ RecordRunProgress(RunRecord *run)
  * RecordRunOutcome writes what a run came to (succeeded, failed, skipped or
  * interrupted) in the current transaction: its run_history record, its
  * lineage row, audit entries and the changes of its source it found
- * (succeeded, failed: schema_history.c), its run_failed alert (failed,
+ * (succeeded, failed: schema_history.c), the result of the check that
+ * failed it (failed: check_results.c), its run_failed alert (failed,
  * interrupted) or its anomaly alert (succeeded). It returns false, having
  * written nothing, when the run's record had finished already, so that no
  * run is alerted twice.
@@ -203,6 +204,8 @@ RecordRunOutcome(RunRecord *run)
 		AuditRunEnd(run);
 		RecordRunSchemaChanges(run);
 	}
+	if (run->status == RUN_FAILED && run->failed_check)
+		WriteFailedCheckResult(run->run_id, run->def->id, run->failed_check);
 	if (run->status == RUN_SUCCEEDED)
 		RaiseAnomalyAlert(run);
 	else if (run->status == RUN_SKIPPED)

@@ -113,6 +113,8 @@ extern void ArmRowChecks(LoadPlan *plan);
 extern int64 RowChecksQuarantined(void);
 extern void FlushRowChecks(LoadPlan *plan, int64 run_id);
 extern bool RowGateArmed(void);
+extern void NoteFailedCheck(CheckDef *check, int64 failed_rows);
+extern char *TakeFailedCheck(void);
 extern LoadPlan *RowGatePlan(void);
 extern void KeepRowForQuarantine(Datum failed, Datum row, Jsonb *key, Datum incremental,
 								 bool incremental_null, Datum quarantine_id,

@@ -22,6 +22,7 @@
 extern void WriteQuarantineRow(PipelineDef *def, int64 run_id, Datum failed, Datum row,
 							   Datum key, const char *incremental_value, const char *reason);
 extern void KeepQuarantineRowOpen(int64 quarantine_id, Datum failed, const char *reason);
+extern void WriteFailedCheckResult(int64 run_id, int64 pipeline_id, const char *failed_check);
 extern void RecordCheckResults(int64 run_id, PipelineDef *def, List *checks);
 extern bool PipelineBlocked(int64 pipeline_id);
 extern int64 AcknowledgeRun(PipelineDef *def, int64 run_id);

@@ -74,6 +74,8 @@ typedef struct RunRecord
 	const char *hint;
 	const char *schema_changes; /* its source's changes (JSON), NULL if none:
 								 * recorders/schema_history.c */
+	const char *failed_check;	/* failed: the error-severity check that failed
+								 * it (JSON), NULL if none: check_results.c */
 } RunRecord;
 
 /* recorders/runs.c: run ids, status names, records left running */
