@@ -72,7 +72,8 @@ r=$(ratio "$tm" "$cm"); rx=$(ratio "$xm" "$cm")
 same=$(q -c "SELECT count(*) FROM (SELECT * FROM b.dst_cast EXCEPT ALL SELECT * FROM b.dst_typed) d")
 loaded=$(q -c "SELECT (SELECT count(*) FROM b.dst_cast) || ' / ' || (SELECT count(*) FROM b.dst_typed)
                       || ' / ' || (SELECT count(*) FROM b.dst_trash) || ' rows; quarantined by the last trash run: '
-                      || (SELECT count(*) FROM pipeline.quarantine WHERE pipeline = 'trash')")
+                      || (SELECT rows_quarantined FROM pipeline.runs WHERE pipeline_name = 'trash'
+                           ORDER BY run_id DESC LIMIT 1)")
 echo "   cast:  ${cast[*]} -> median $cm ms"
 echo "   typed: ${typed[*]} -> median $tm ms   ratio $r (target <= 1.3)"
 echo "   trash: ${trash[*]} -> median $xm ms   ratio $rx"
