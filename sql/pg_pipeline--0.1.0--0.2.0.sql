@@ -951,6 +951,17 @@ AS 'MODULE_PATHNAME', 'pipeline_mask_partial';
 COMMENT ON FUNCTION pipeline._mask_token(text, text, integer) IS 'internal: the tokenize mask, inside a run''s load only';
 COMMENT ON FUNCTION pipeline._mask_hash(text, text, integer) IS 'internal: the hash mask, inside a run''s load only';
 COMMENT ON FUNCTION pipeline._mask_partial(text, integer, integer) IS 'internal: the partial mask';
+-- the month and year masks of a date (of a timestamp: date_trunc)
+CREATE FUNCTION pipeline._mask_month(value date)
+RETURNS date
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'pipeline_mask_month';
+CREATE FUNCTION pipeline._mask_year(value date)
+RETURNS date
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'pipeline_mask_year';
+COMMENT ON FUNCTION pipeline._mask_month(date) IS 'internal: the month mask of a date';
+COMMENT ON FUNCTION pipeline._mask_year(date) IS 'internal: the year mask of a date';
 
 -- create_pipeline and alter_pipeline take masks, and the options of the
 -- Data quality section below (typed loads, schema drift, anomalies), in

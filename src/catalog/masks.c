@@ -38,6 +38,8 @@
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -47,6 +49,8 @@
 PIPELINE_FUNCTION(pipeline_mask_token);
 PIPELINE_FUNCTION(pipeline_mask_hash);
 PIPELINE_FUNCTION(pipeline_mask_partial);
+PIPELINE_FUNCTION(pipeline_mask_month);
+PIPELINE_FUNCTION(pipeline_mask_year);
 
 #define DEFAULT_KEY "default"
 #define KEY_BYTES 32
@@ -70,6 +74,47 @@ static List *key_cache = NIL;
 static bool masks_armed = false;
 static LocalTransactionId armed_lxid = InvalidLocalTransactionId;
 static SubTransactionId armed_subxid = InvalidSubTransactionId;
+static ResourceOwner armed_owner = NULL;
+
+/*
+ * The HMAC contexts of the armed load statement, one per key version, kept
+ * from row to row (creating one per token was most of a token's cost). Each
+ * belongs to armed_owner: DisarmMasks frees them after the statement; when
+ * the statement fails, the owner's release frees them, and the next
+ * ArmMasks forgets them.
+ */
+typedef struct TokenContext
+{
+	char		name[NAMEDATALEN];
+	int			version;
+	pg_hmac_ctx *ctx;
+	bool		keyed;			/* initialised once with the key */
+} TokenContext;
+
+/*
+ * Whether pg_hmac_init(ctx, NULL, 0) on a context keyed before reuses its
+ * key, as OpenSSL's HMAC_Init_ex does (keying costs more than the HMAC of a
+ * short value): checked once per backend against a freshly keyed context
+ * (HmacKeyReuseWorks), never assumed.
+ */
+static int	hmac_key_reuse = -1;	/* -1: not checked yet */
+
+static List *token_contexts = NIL;
+static uint64 arm_generation = 0;	/* counts ArmMasks: a kept context's statement */
+
+/*
+ * What a call site of pipeline._mask_token (its fn_extra) found on its last
+ * row: the key version's secret and kept context, valid while the same
+ * statement is armed (generation) and the call runs under its owner.
+ */
+typedef struct TokenSite
+{
+	uint64		generation;
+	int			version;
+	char		name[NAMEDATALEN];
+	const uint8 *secret;
+	TokenContext *tc;
+} TokenSite;
 
 /* BadMasks raises 22023 for a malformed masks option */
 static void
@@ -312,6 +357,8 @@ MaskExpression(ColumnMask *m, const char *ref, Oid typid, int32 typmod)
 			return psprintf("NULL::%s", type);
 		case MASK_MONTH:
 		case MASK_YEAR:
+			if (is_date)
+				return psprintf("pipeline._mask_%s(%s)", MaskMethodName(m->method), ref);
 			if (is_tz)
 				return psprintf("pg_catalog.date_trunc('%s', %s, 'UTC')", MaskMethodName(m->method), ref);
 			return psprintf("pg_catalog.date_trunc('%s', %s%s)::%s", MaskMethodName(m->method), ref,
@@ -327,16 +374,103 @@ MaskExpression(ColumnMask *m, const char *ref, Oid typid, int32 typmod)
 void
 ArmMasks(void)
 {
+	/* contexts of a statement that failed: its owner's release freed them */
+	list_free_deep(token_contexts);
+	token_contexts = NIL;
+	arm_generation++;
 	masks_armed = true;
 	armed_lxid = MyProc->lxid;
 	armed_subxid = GetCurrentSubTransactionId();
+	armed_owner = CurrentResourceOwner;
 }
 
-/* DisarmMasks ends what ArmMasks allowed */
+/* DisarmMasks ends what ArmMasks allowed, freeing the statement's HMAC contexts */
 void
 DisarmMasks(void)
 {
+	ListCell   *lc;
+
+	foreach(lc, token_contexts)
+		pg_hmac_free(((TokenContext *) lfirst(lc))->ctx);
+	list_free_deep(token_contexts);
+	token_contexts = NIL;
+	arm_generation++;
 	masks_armed = false;
+	armed_owner = NULL;
+}
+
+/* HmacOf computes HMAC-SHA-256 of data with a context (key NULL: the one it was keyed with) */
+static void
+HmacOf(pg_hmac_ctx *ctx, const uint8 *key, const uint8 *data, size_t len, uint8 *digest)
+{
+	if (pg_hmac_init(ctx, key, key ? KEY_BYTES : 0) < 0 ||
+		pg_hmac_update(ctx, data, len) < 0 ||
+		pg_hmac_final(ctx, digest, PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "could not compute an HMAC: %s", pg_hmac_error(ctx));
+}
+
+/*
+ * HmacKeyReuseWorks tells whether a keyed HMAC context computes the same
+ * HMAC when initialised again without the key (OpenSSL's behaviour; the
+ * built-in fallback would use an empty key instead).
+ */
+static bool
+HmacKeyReuseWorks(void)
+{
+	static const uint8 key[KEY_BYTES] = "pg_pipeline's key reuse check..";
+	static const uint8 data[] = "pg_pipeline";
+	uint8		fresh[PG_SHA256_DIGEST_LENGTH];
+	uint8		reused[PG_SHA256_DIGEST_LENGTH];
+	pg_hmac_ctx *ctx;
+
+	if (hmac_key_reuse >= 0)
+		return hmac_key_reuse;
+	ctx = pg_hmac_create(PG_SHA256);
+	if (ctx == NULL)
+		elog(ERROR, "could not create an HMAC context");
+	HmacOf(ctx, key, data, sizeof(data), fresh);
+	HmacOf(ctx, (const uint8 *) "another key, another hmac.......", data, sizeof(data), reused);
+	HmacOf(ctx, key, data, sizeof(data), reused);
+	HmacOf(ctx, NULL, data, sizeof(data), reused);
+	pg_hmac_free(ctx);
+	hmac_key_reuse = memcmp(fresh, reused, sizeof(fresh)) == 0;
+	return hmac_key_reuse;
+}
+
+/*
+ * TokenContextFor returns the statement's HMAC context for a key version,
+ * creating it on first use. It is kept only when created under the
+ * statement's own resource owner; otherwise (a portal of a function the
+ * statement calls) *temporary is set and the caller frees it after use.
+ */
+static TokenContext *
+TokenContextFor(const char *name, int version, bool *temporary)
+{
+	ListCell   *lc;
+	TokenContext *tc;
+	MemoryContext old;
+	pg_hmac_ctx *ctx;
+
+	*temporary = CurrentResourceOwner != armed_owner;
+	if (!*temporary)
+		foreach(lc, token_contexts)
+		{
+			tc = lfirst(lc);
+			if (tc->version == version && strcmp(tc->name, name) == 0)
+				return tc;
+		}
+	ctx = pg_hmac_create(PG_SHA256);
+	if (ctx == NULL)
+		elog(ERROR, "could not create an HMAC context");
+	old = MemoryContextSwitchTo(*temporary ? CurrentMemoryContext : TopMemoryContext);
+	tc = palloc0(sizeof(TokenContext));
+	strlcpy(tc->name, name, NAMEDATALEN);
+	tc->version = version;
+	tc->ctx = ctx;
+	if (!*temporary)
+		token_contexts = lappend(token_contexts, tc);
+	MemoryContextSwitchTo(old);
+	return tc;
 }
 
 /*
@@ -394,7 +528,14 @@ KeySecret(const char *name, int version)
 static text *
 Prefixed(const char *prefix, int version, const uint8 *digest, int n)
 {
-	return cstring_to_text(psprintf("%s%d_%s", prefix, version, HexString(digest, n)));
+	char		head[32];
+	int			len = snprintf(head, sizeof(head), "%s%d_", prefix, version);
+	text	   *t = (text *) palloc(VARHDRSZ + len + 2 * n);
+
+	SET_VARSIZE(t, VARHDRSZ + len + 2 * n);
+	memcpy(VARDATA(t), head, len);
+	hex_encode((const char *) digest, n, VARDATA(t) + len);
+	return t;
 }
 
 /* pipeline._mask_token(value, key, version): the tokenize mask */
@@ -402,17 +543,49 @@ Datum
 pipeline_mask_token(PG_FUNCTION_ARGS)
 {
 	text	   *value = PG_GETARG_TEXT_PP(0);
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	text	   *name_text = PG_GETARG_TEXT_PP(1);
 	int			version = PG_GETARG_INT32(2);
-	const uint8 *secret = KeySecret(name, version);
-	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+	TokenSite  *site = (TokenSite *) fcinfo->flinfo->fn_extra;
+	const uint8 *secret;
+	bool		temporary = false;
+	TokenContext *tc;
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
 
-	if (ctx == NULL || pg_hmac_init(ctx, secret, KEY_BYTES) < 0 ||
-		pg_hmac_update(ctx, (const uint8 *) VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value)) < 0 ||
-		pg_hmac_final(ctx, digest, sizeof(digest)) < 0)
-		elog(ERROR, "could not compute an HMAC: %s", pg_hmac_error(ctx));
-	pg_hmac_free(ctx);
+	/* the call site's last row: the same armed statement, key and owner */
+	if (site && site->generation == arm_generation && masks_armed &&
+		MyProc->lxid == armed_lxid && GetCurrentSubTransactionId() == armed_subxid &&
+		CurrentResourceOwner == armed_owner && site->version == version &&
+		VARSIZE_ANY_EXHDR(name_text) == strlen(site->name) &&
+		memcmp(VARDATA_ANY(name_text), site->name, VARSIZE_ANY_EXHDR(name_text)) == 0)
+	{
+		secret = site->secret;
+		tc = site->tc;
+	}
+	else
+	{
+		char	   *name = text_to_cstring(name_text);
+
+		secret = KeySecret(name, version);
+		tc = TokenContextFor(name, version, &temporary);
+		if (!temporary)
+		{
+			if (site == NULL)
+				site = fcinfo->flinfo->fn_extra =
+					MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(TokenSite));
+			site->generation = arm_generation;
+			site->version = version;
+			strlcpy(site->name, name, NAMEDATALEN);
+			site->secret = secret;
+			site->tc = tc;
+		}
+	}
+
+	/* a kept context, keyed once, is initialised again with its key when that works */
+	HmacOf(tc->ctx, tc->keyed && HmacKeyReuseWorks() ? NULL : secret,
+		   (const uint8 *) VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value), digest);
+	tc->keyed = true;
+	if (temporary)
+		pg_hmac_free(tc->ctx);
 	PG_RETURN_TEXT_P(Prefixed("tk", version, digest, 16));
 }
 
@@ -442,30 +615,66 @@ pipeline_mask_hash(PG_FUNCTION_ARGS)
 Datum
 pipeline_mask_partial(PG_FUNCTION_ARGS)
 {
-	char	   *v = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	text	   *value = PG_GETARG_TEXT_PP(0);
 	int			keep_start = PG_GETARG_INT32(1);
 	int			keep_end = PG_GETARG_INT32(2);
-	char	   *at = strchr(v, '@');
+	const char *v = VARDATA_ANY(value);
+	int			len = VARSIZE_ANY_EXHDR(value);
+	const char *at = memchr(v, '@', len);
 	int			nchars;
 	int			start_bytes;
 	int			end_bytes;
-	StringInfoData buf;
 
-	initStringInfo(&buf);
-	if (at && at != v && strchr(at + 1, '@') == NULL && at[1] != '\0')
+	if (at && at != v && at + 1 < v + len && memchr(at + 1, '@', v + len - at - 1) == NULL)
 	{
 		/* an e-mail: its first character, and its domain */
-		appendBinaryStringInfo(&buf, v, pg_mblen(v));
-		appendStringInfo(&buf, "***%s", at);
-		PG_RETURN_TEXT_P(cstring_to_text(buf.data));
+		start_bytes = pg_mblen(v);
+		end_bytes = v + len - at;
 	}
-	nchars = pg_mbstrlen(v);
-	if (nchars <= keep_start + keep_end)
-		PG_RETURN_TEXT_P(cstring_to_text("***"));
-	start_bytes = pg_mbcharcliplen(v, strlen(v), keep_start);
-	end_bytes = strlen(v) - pg_mbcharcliplen(v, strlen(v), nchars - keep_end);
-	appendBinaryStringInfo(&buf, v, start_bytes);
-	appendStringInfoString(&buf, "***");
-	appendBinaryStringInfo(&buf, v + strlen(v) - end_bytes, end_bytes);
-	PG_RETURN_TEXT_P(cstring_to_text(buf.data));
+	else
+	{
+		nchars = pg_mbstrlen_with_len(v, len);
+		if (nchars <= keep_start + keep_end)
+			PG_RETURN_TEXT_P(cstring_to_text("***"));
+		start_bytes = pg_mbcharcliplen(v, len, keep_start);
+		end_bytes = len - pg_mbcharcliplen(v, len, nchars - keep_end);
+	}
+	{
+		int			out_len = start_bytes + 3 + end_bytes;
+		text	   *out = (text *) palloc(VARHDRSZ + out_len);
+
+		SET_VARSIZE(out, VARHDRSZ + out_len);
+		memcpy(VARDATA(out), v, start_bytes);
+		memcpy(VARDATA(out) + start_bytes, "***", 3);
+		memcpy(VARDATA(out) + start_bytes + 3, v + len - end_bytes, end_bytes);
+		PG_RETURN_TEXT_P(out);
+	}
+}
+
+/* TruncateDate returns a date's first day of its month, or of its year */
+static DateADT
+TruncateDate(DateADT d, bool year)
+{
+	int			y;
+	int			m;
+	int			day;
+
+	if (DATE_NOT_FINITE(d))
+		return d;
+	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
+	return date2j(y, year ? 1 : m, 1) - POSTGRES_EPOCH_JDATE;
+}
+
+/* pipeline._mask_month(date): the month mask of a date, its month's first day */
+Datum
+pipeline_mask_month(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATEADT(TruncateDate(PG_GETARG_DATEADT(0), false));
+}
+
+/* pipeline._mask_year(date): the year mask of a date, its year's first day */
+Datum
+pipeline_mask_year(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATEADT(TruncateDate(PG_GETARG_DATEADT(0), true));
 }

@@ -69,8 +69,7 @@ HexString(const uint8 *bytes, int len)
 {
 	char	   *s = palloc(len * 2 + 1);
 
-	for (int i = 0; i < len; i++)
-		sprintf(s + i * 2, "%02x", bytes[i]);
+	s[hex_encode((const char *) bytes, len, s)] = '\0';
 	return s;
 }
 
