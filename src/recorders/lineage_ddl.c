@@ -7,7 +7,8 @@
  * every pipeline whose stored edges a command may have made stale, so that
  * creating, replacing, altering, renaming or dropping a relation a pipeline
  * reads through shows in its lineage without anybody asking; the
- * classifications of a renamed relation (api/privacy.c) follow its name.
+ * classifications and subject declarations of a renamed relation
+ * (api/privacy.c) follow its name.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,6 +22,9 @@
 #include "lineage_internal.h"
 
 PIPELINE_FUNCTION(pipeline_lineage_ddl);
+
+/* The tables of declarations kept by a relation's name (api/privacy.c) */
+static const char *const declarations[] = {"classification", "subject_declaration"};
 
 /*
  * pipeline._lineage_ddl() runs at the end of DDL that creates, replaces,
@@ -61,12 +65,14 @@ pipeline_lineage_ddl(PG_FUNCTION_ARGS)
 		}
 	}
 	values[0] = OidListArray(relids);
-	/* a classified relation renamed: its declarations follow it */
-	ExecCatalog("UPDATE pipeline.classification c"
-				"   SET relation = quote_ident(n.nspname) || '.' || quote_ident(r.relname)"
-				"  FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace"
-				" WHERE r.oid = c.relid AND c.relid = ANY ($1) AND to_regclass(c.relation) IS NULL",
-				1, types, values, NULL, false);
+	/* a classified relation, or one with a subject, renamed: its declarations follow it */
+	for (int i = 0; i < lengthof(declarations); i++)
+		ExecCatalog(psprintf("UPDATE pipeline.%s c"
+							 "   SET relation = quote_ident(n.nspname) || '.' || quote_ident(r.relname)"
+							 "  FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace"
+							 " WHERE r.oid = c.relid AND c.relid = ANY ($1)"
+							 "   AND to_regclass(c.relation) IS NULL", declarations[i]),
+					1, types, values, NULL, false);
 	RefreshPipelinesWhere("SELECT p.name FROM pipeline.pipeline p WHERE EXISTS ("
 						  " SELECT 1 FROM pipeline.lineage_edge e"
 						  " LEFT JOIN pg_class f ON f.oid = e.from_relid"
