@@ -284,12 +284,15 @@ SetDeclaration(const Declaration *decl, Oid relid, const char *column, const cha
 }
 
 /*
- * UnsetDeclaration removes a column's declaration; false when it had none.
- * Audited when it removed one.
+ * Undeclare is unclassify and undeclare_subject: it removes a column's
+ * declaration and returns false when it had none; audited when it removed
+ * one.
  */
-static bool
-UnsetDeclaration(const Declaration *decl, Oid relid, const char *column)
+static Datum
+Undeclare(FunctionCallInfo fcinfo, const Declaration *decl)
 {
+	Oid			relid;
+	char	   *column = CheckColumnArg(fcinfo, decl->unset_action, decl->unset_verb, &relid);
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
 	char	   *before = NULL;
@@ -305,7 +308,7 @@ UnsetDeclaration(const Declaration *decl, Oid relid, const char *column)
 	if (before)
 		AuditDeclaration(decl, decl->unset_action, relid, column, before, NULL);
 	SPI_finish();
-	return before != NULL;
+	PG_RETURN_BOOL(before != NULL);
 }
 
 /*
@@ -339,11 +342,7 @@ pipeline_classify(PG_FUNCTION_ARGS)
 Datum
 pipeline_unclassify(PG_FUNCTION_ARGS)
 {
-	const Declaration *decl = &class_declaration;
-	Oid			relid;
-	char	   *column = CheckColumnArg(fcinfo, decl->unset_action, decl->unset_verb, &relid);
-
-	PG_RETURN_BOOL(UnsetDeclaration(decl, relid, column));
+	return Undeclare(fcinfo, &class_declaration);
 }
 
 /*
@@ -375,11 +374,7 @@ pipeline_declare_subject(PG_FUNCTION_ARGS)
 Datum
 pipeline_undeclare_subject(PG_FUNCTION_ARGS)
 {
-	const Declaration *decl = &subject_declaration;
-	Oid			relid;
-	char	   *column = CheckColumnArg(fcinfo, decl->unset_action, decl->unset_verb, &relid);
-
-	PG_RETURN_BOOL(UnsetDeclaration(decl, relid, column));
+	return Undeclare(fcinfo, &subject_declaration);
 }
 
 /*
