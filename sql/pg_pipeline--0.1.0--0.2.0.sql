@@ -1190,3 +1190,210 @@ SELECT s.change_id,
  WHERE s.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
     OR (SELECT pipeline._may('read', NULL));
 GRANT SELECT ON pipeline.schema_history TO PUBLIC;
+
+-- Privacy: erasure (issue 11) ---------------------------------------------------
+
+-- Which column identifies a data subject in a relation (src/api/privacy.c:
+-- pipeline.declare_subject, undeclare_subject; audited), named as lineage
+-- names relations, relid for the DDL trigger to follow a rename, as
+-- pipeline.classification.
+CREATE TABLE pipeline.subject_declaration (
+    relation            text NOT NULL,
+    relid               oid NOT NULL,
+    column_name         name NOT NULL,
+    subject             text NOT NULL,
+    declared_by         name NOT NULL,
+    declared_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (relation, column_name)
+);
+CREATE INDEX subject_declaration_relid_idx ON pipeline.subject_declaration (relid);
+REVOKE ALL ON pipeline.subject_declaration FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.subject_declaration', '');
+
+CREATE FUNCTION pipeline.declare_subject(relation regclass, column_name text, subject text)
+RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_declare_subject';
+
+CREATE FUNCTION pipeline.undeclare_subject(relation regclass, column_name text)
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_undeclare_subject';
+
+-- Every column that identifies a subject: the declared ones, and every
+-- column that receives their values through column lineage unchanged (a
+-- copy or a cast, in a view or a pipeline's load; not a function of them,
+-- not an aggregate). held_as says what the column holds of the value: the
+-- value itself, its token or its hash (a pipeline on the way tokenizes or
+-- hashes it with key "key"); another mask (partial, null, ...) leaves no
+-- value to match and is not followed, nor is a second mask. Unfiltered, for
+-- pipeline.forget and the runs (src/catalog/tombstones.c); users read
+-- pipeline.subject_columns.
+CREATE VIEW pipeline._subject_columns AS
+WITH RECURSIVE declared AS (
+    SELECT d.relation, d.column_name::text AS column_name, d.subject
+      FROM pipeline.subject_declaration d
+     WHERE pg_catalog.to_regclass(d.relation) IS NOT NULL
+), mask AS (
+    SELECT p.pipeline_id, m.key AS column_name,
+           CASE pg_catalog.jsonb_typeof(m.value) WHEN 'string' THEN m.value OPERATOR(pg_catalog.#>>) '{}'
+                ELSE m.value OPERATOR(pg_catalog.->>) 'method' END AS method,
+           COALESCE(m.value OPERATOR(pg_catalog.->>) 'key', 'default') AS key
+      FROM pipeline.pipeline p, pg_catalog.jsonb_each(p.masks) AS m
+), edge AS (
+    SELECT DISTINCT e.from_relation, e.from_column::text AS from_column,
+           e.to_relation, e.to_column::text AS to_column, k.method, k.key
+      FROM pipeline.lineage_column_edge e
+      LEFT JOIN mask k ON e.edge_kind OPERATOR(pg_catalog.=) 'pipeline'
+                      AND k.pipeline_id OPERATOR(pg_catalog.=) e.pipeline_id
+                      AND k.column_name OPERATOR(pg_catalog.=) e.from_column::text
+     WHERE e.transformation OPERATOR(pg_catalog.=) 'copied' OR e.how OPERATOR(pg_catalog.=) 'cast'
+), reach (relation, column_name, subject, source_relation, source_column, held_as, key, depth) AS (
+    SELECT d.relation, d.column_name, d.subject, d.relation, d.column_name, 'value'::text, NULL::text, 0
+      FROM declared d
+    UNION
+    SELECT e.to_relation, e.to_column, r.subject, r.source_relation, r.source_column,
+           CASE WHEN e.method IS NULL THEN r.held_as
+                WHEN e.method OPERATOR(pg_catalog.=) 'tokenize' THEN 'token' ELSE 'hash' END,
+           CASE WHEN e.method IS NULL THEN r.key ELSE e.key END,
+           r.depth OPERATOR(pg_catalog.+) 1
+      FROM reach r
+      JOIN edge e ON e.from_relation OPERATOR(pg_catalog.=) r.relation
+                 AND e.from_column OPERATOR(pg_catalog.=) r.column_name
+     WHERE r.depth OPERATOR(pg_catalog.<) 64
+       AND (e.method IS NULL
+            OR (r.held_as OPERATOR(pg_catalog.=) 'value'
+                AND e.method OPERATOR(pg_catalog.=) ANY (ARRAY['tokenize', 'hash'])))
+)
+SELECT DISTINCT pg_catalog.to_regclass(r.relation) AS relation,
+       r.column_name::name AS column_name,
+       r.subject,
+       CASE WHEN r.depth OPERATOR(pg_catalog.=) 0 THEN 'declared' ELSE 'lineage' END AS origin,
+       pg_catalog.to_regclass(r.source_relation) AS source_relation,
+       r.source_column::name AS source_column,
+       r.held_as,
+       r.key
+  FROM reach r
+ WHERE pg_catalog.to_regclass(r.relation) IS NOT NULL
+   AND (r.depth OPERATOR(pg_catalog.=) 0
+        OR NOT EXISTS (SELECT 1 FROM declared d
+                        WHERE d.relation OPERATOR(pg_catalog.=) r.relation
+                          AND d.column_name OPERATOR(pg_catalog.=) r.column_name
+                          AND d.subject OPERATOR(pg_catalog.=) r.subject));
+REVOKE ALL ON pipeline._subject_columns FROM PUBLIC;
+
+-- The same, as a role may see it: as pipeline.pii_columns, the rows of the
+-- relations it may read, and all of them for those who may read every
+-- pipeline (pipeline_viewer and up).
+CREATE VIEW pipeline.subject_columns WITH (security_barrier) AS
+SELECT s.relation, s.column_name, s.subject, s.origin, s.source_relation, s.source_column,
+       s.held_as, s.key
+  FROM pipeline._subject_columns s
+ WHERE pg_catalog.has_table_privilege(s.relation, 'SELECT')
+    OR (SELECT pipeline._may('read', NULL));
+GRANT SELECT ON pipeline.subject_columns TO PUBLIC;
+
+-- The key of the erasure tombstones and of the value hashes that requests
+-- and audit entries show instead of a value: 32 random bytes, made by the
+-- first pipeline.forget (src/catalog/tombstones.c), never changed (a
+-- tombstone could not be recomputed: the values are gone). Read by the
+-- extension's owner only; dumped with the extension, so that tombstones
+-- still match after a restore.
+CREATE TABLE pipeline.erasure_key (
+    key_id              integer PRIMARY KEY CHECK (key_id OPERATOR(pg_catalog.=) 1),
+    secret              bytea NOT NULL,
+    created_at          timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON pipeline.erasure_key FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.erasure_key', '');
+
+-- Erasure requests: one per call of pipeline.forget, dry runs included,
+-- with the keyed hash of the value (never the value) and what was erased
+-- (or, in a dry run, would be) per relation.
+CREATE TABLE pipeline.erasure_request (
+    request_id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    subject             text NOT NULL,
+    value_hash          text NOT NULL,
+    status              text NOT NULL
+                        CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['erased', 'dry_run'])),
+    relations           jsonb NOT NULL,
+    rows_erased         bigint NOT NULL,
+    requested_by        name NOT NULL,
+    requested_at        timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON pipeline.erasure_request FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.erasure_request', '');
+
+-- The requests, to those who may read every pipeline (pipeline_viewer and
+-- up, superusers): a request names relations of any owner.
+CREATE VIEW pipeline.erasure_requests WITH (security_barrier) AS
+SELECT r.request_id, r.subject, r.value_hash, r.status, r.relations, r.rows_erased,
+       r.requested_by, r.requested_at
+  FROM pipeline.erasure_request r
+ WHERE (SELECT pipeline._may('read', NULL));
+GRANT SELECT ON pipeline.erasure_requests TO PUBLIC;
+
+-- Erasure tombstones: for each forgotten (subject, value), the keyed hashes
+-- (HMAC-SHA-256 with the erasure key) of the subject and each form the value
+-- takes in a column (the value, its tokens and hashes under every version
+-- of the keys on the way). A run, a replay or a batch whose source holds a
+-- subject's column checks each row against them inside its load statement
+-- (pipeline._unforgotten, src/engine/erasure_gate.c): a match is skipped
+-- and counted in rows_forgotten.
+CREATE TABLE pipeline.erasure_tombstone (
+    subject             text NOT NULL,
+    digest              bytea NOT NULL,
+    request_id          bigint NOT NULL,
+    PRIMARY KEY (subject, digest)
+);
+REVOKE ALL ON pipeline.erasure_tombstone FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.erasure_tombstone', '');
+
+CREATE FUNCTION pipeline.forget(subject text, value text, dry_run boolean DEFAULT false)
+RETURNS TABLE (relation text, rows_erased bigint)
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_forget';
+
+-- The erasure gate of the load statement: false (the row is skipped, and
+-- counted) when one of the row's subject values is tombstoned; only while
+-- the engine runs a load statement (55000 otherwise).
+CREATE FUNCTION pipeline._unforgotten("values" text[], quarantine_id bigint)
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_unforgotten';
+COMMENT ON FUNCTION pipeline._unforgotten(text[], bigint) IS 'internal: the erasure gate of a load whose source holds a forgotten subject';
+
+-- Runs count the rows they skipped because they carry a forgotten subject:
+-- rows_read = rows_inserted + rows_updated + rows_deleted + rows_unchanged +
+-- rows_quarantined + rows_rejected + rows_forgotten (+ the older versions of
+-- a key that de-duplication drops).
+ALTER TABLE pipeline.run_history ADD COLUMN rows_forgotten bigint NOT NULL DEFAULT 0;
+
+CREATE OR REPLACE VIEW pipeline.runs WITH (security_barrier) AS
+SELECT h.run_id,
+       h.pipeline_id,
+       h.pipeline_name,
+       h.status,
+       h.started_at,
+       h.finished_at,
+       h.rows_read,
+       h.rows_inserted,
+       h.rows_updated,
+       h.rows_deleted,
+       h.rows_unchanged,
+       h.rows_rejected,
+       h.batches,
+       h.watermark_from,
+       h.watermark_to,
+       h.error_sqlstate,
+       h.error_message,
+       h.triggered_by,
+       h.parent_run_id,
+       h.attempt,
+       h.error_detail,
+       h.error_hint,
+       h.rows_quarantined,
+       h.rows_forgotten
+  FROM pipeline.run_history h
+ WHERE h.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
+    OR (SELECT pipeline._may('read', NULL));

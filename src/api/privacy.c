@@ -9,7 +9,9 @@
  * look like personal data (common/pii_detect.c); it classifies nothing.
  * pipeline.pii_classes lists the classes. pipeline.create_key and
  * rotate_key make the keys of the tokenize and hash masks (catalog/masks.c
- * keeps and uses them).
+ * keeps and uses them). pipeline.declare_subject and undeclare_subject say
+ * which column identifies a data subject (pipeline.subject_declaration,
+ * audited), for pipeline.forget (erasure.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -22,7 +24,6 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "port.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -35,6 +36,8 @@
 PIPELINE_FUNCTION(pipeline_pii_classes);
 PIPELINE_FUNCTION(pipeline_classify);
 PIPELINE_FUNCTION(pipeline_unclassify);
+PIPELINE_FUNCTION(pipeline_declare_subject);
+PIPELINE_FUNCTION(pipeline_undeclare_subject);
 PIPELINE_FUNCTION(pipeline_suggest_pii);
 PIPELINE_FUNCTION(pipeline_create_key);
 PIPELINE_FUNCTION(pipeline_rotate_key);
@@ -95,20 +98,6 @@ pipeline_pii_classes(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* RelationOwner returns the owner of a relation */
-static Oid
-RelationOwner(Oid relid)
-{
-	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
-}
-
 /* IsPipelineAdmin tells whether the current user has pipeline_admin's privileges */
 static bool
 IsPipelineAdmin(void)
@@ -119,13 +108,15 @@ IsPipelineAdmin(void)
 }
 
 /*
- * CheckColumnArg resolves the relation and column of classify and
- * unclassify: the relation must be a table, view, materialized view or
- * foreign table that the caller owns (or has the privileges of its owner,
- * or is a member of pipeline_admin), and have the column.
+ * CheckColumnArg resolves the relation and column of classify, unclassify,
+ * declare_subject and undeclare_subject (action, audited when refused;
+ * verb, what messages say): the relation must be a table, view,
+ * materialized view or foreign table that the caller owns (or has the
+ * privileges of its owner, or is a member of pipeline_admin), and have the
+ * column.
  */
 static char *
-CheckColumnArg(FunctionCallInfo fcinfo, const char *action, Oid *relid_out)
+CheckColumnArg(FunctionCallInfo fcinfo, const char *action, const char *verb, Oid *relid_out)
 {
 	Oid			relid;
 	char	   *column;
@@ -146,35 +137,94 @@ CheckColumnArg(FunctionCallInfo fcinfo, const char *action, Oid *relid_out)
 		kind != RELKIND_MATVIEW && kind != RELKIND_FOREIGN_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("cannot %s a column of \"%s\"", action, name),
+				 errmsg("cannot %s a column of \"%s\"", verb, name),
 				 errdetail("\"%s\" is not a table, view, materialized view or foreign table.", name),
-				 errhint("Classify the columns of the relations that hold the data.")));
+				 errhint("%c%s the columns of the relations that hold the data.",
+						 pg_toupper((unsigned char) verb[0]), verb + 1)));
 	if (get_attnum(relid, column) <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" of relation \"%s\" does not exist", column, name),
 				 errhint("Name a column of the relation; see \\d %s.", name)));
-	if (!has_privs_of_role(GetUserId(), RelationOwner(relid)) && !IsPipelineAdmin())
+	if (!has_privs_of_role(GetUserId(), RelationOwnerOf(relid)) && !IsPipelineAdmin())
 	{
 		char	   *object = psprintf("%s.%s", name, quote_identifier(column));
 
 		AuditRefusal(action, "column", object, 0,
-					 psprintf("permission denied to %s column %s", action, object));
+					 psprintf("permission denied to %s column %s", verb, object));
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to %s column %s", action, object),
+				 errmsg("permission denied to %s column %s", verb, object),
 				 errdetail("Relation \"%s\" is owned by role \"%s\".", name,
-						   GetUserNameFromId(RelationOwner(relid), false)),
+						   GetUserNameFromId(RelationOwnerOf(relid), false)),
 				 errhint("Run it as the relation's owner, a member of it, or a member of pipeline_admin.")));
 	}
 	*relid_out = relid;
 	return column;
 }
 
-/* AuditClassification writes the audit entry of a classification change */
+/*
+ * LowerNameArg reads a name argument of 1 to 63 lower-case letters, digits
+ * and _ (a key's, a subject's): 22004 for NULL, 22023 otherwise.
+ */
+static char *
+LowerNameArg(FunctionCallInfo fcinfo, int argno, const char *argname, const char *what,
+			 const char *detail, const char *hint)
+{
+	char	   *name;
+
+	RequireArg(fcinfo, argno, argname);
+	name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (*name == '\0' || strlen(name) > 63 || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s \"%s\"", what, name),
+				 errdetail("%s", detail),
+				 errhint("%s", hint)));
+	return name;
+}
+
+/* KeyNameArg reads a key's name */
+static char *
+KeyNameArg(FunctionCallInfo fcinfo)
+{
+	return LowerNameArg(fcinfo, 0, "name", "key name",
+						"A key's name is 1 to 63 lower-case letters, digits and underscores.",
+						"Use a name like customers or default.");
+}
+
+/*
+ * A table of declarations kept by a column's relation name: the class of
+ * classify, the subject of declare_subject.
+ */
+typedef struct Declaration
+{
+	const char *table;			/* pipeline.<table> */
+	const char *member;			/* its value's column, and audit member */
+	const char *by;				/* its columns of who declared it, and when */
+	const char *at;
+	const char *set_action;		/* the audited actions */
+	const char *unset_action;
+	const char *verb;			/* what messages say of setting it */
+	const char *unset_verb;
+} Declaration;
+
+static const Declaration class_declaration = {
+	"classification", "class", "classified_by", "classified_at",
+	"classify", "unclassify", "classify", "unclassify"
+};
+static const Declaration subject_declaration = {
+	"subject_declaration", "subject", "declared_by", "declared_at",
+	"declare_subject", "undeclare_subject", "declare the subject of", "undeclare the subject of"
+};
+
+/*
+ * AuditDeclaration writes the audit entry of a change to a column's
+ * declaration (before, after: NULL for none)
+ */
 static void
-AuditClassification(const char *action, Oid relid, const char *column, const char *before,
-					const char *after)
+AuditDeclaration(const Declaration *decl, const char *action, Oid relid, const char *column,
+				 const char *before, const char *after)
 {
 	char	   *object = psprintf("%s.%s", RelationNameOf(relid), quote_identifier(column));
 	StringInfoData b;
@@ -185,16 +235,80 @@ AuditClassification(const char *action, Oid relid, const char *column, const cha
 	if (before)
 	{
 		appendStringInfoChar(&b, '{');
-		AppendJsonMember(&b, "class", before, false);
+		AppendJsonMember(&b, decl->member, before, false);
 		appendStringInfoChar(&b, '}');
 	}
 	if (after)
 	{
 		appendStringInfoChar(&a, '{');
-		AppendJsonMember(&a, "class", after, false);
+		AppendJsonMember(&a, decl->member, after, false);
 		appendStringInfoChar(&a, '}');
 	}
 	AuditObjectChange(action, "column", object, before ? b.data : NULL, after ? a.data : NULL);
+}
+
+/*
+ * SetDeclaration declares a column's value (a class, a subject), replacing
+ * an earlier one; audited when it changed.
+ */
+static void
+SetDeclaration(const Declaration *decl, Oid relid, const char *column, const char *value)
+{
+	Oid			types[5] = {TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char	   *before = NULL;
+	const char *m = decl->member;
+
+	SPI_connect();
+	values[0] = CStringGetTextDatum(RelationNameOf(relid));
+	values[1] = ObjectIdGetDatum(relid);
+	values[2] = CStringGetTextDatum(column);
+	values[3] = CStringGetTextDatum(value);
+	values[4] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	ExecCatalog(psprintf("WITH old AS (SELECT %s FROM pipeline.%s"
+						 "              WHERE relation = $1 AND column_name = $3),"
+						 " new AS (INSERT INTO pipeline.%s (relation, relid, column_name, %s, %s)"
+						 "         VALUES ($1, $2, $3, $4, $5)"
+						 "         ON CONFLICT (relation, column_name) DO UPDATE"
+						 "         SET relid = excluded.relid, %s = excluded.%s,"
+						 "             %s = excluded.%s, %s = now())"
+						 " SELECT %s FROM old",
+						 m, decl->table, decl->table, m, decl->by, m, m, decl->by, decl->by,
+						 decl->at, m),
+				5, types, values, NULL, false);
+	if (SPI_processed > 0)
+		before = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (before == NULL || strcmp(before, value) != 0)
+		AuditDeclaration(decl, decl->set_action, relid, column, before, value);
+	SPI_finish();
+}
+
+/*
+ * Undeclare is unclassify and undeclare_subject: it removes a column's
+ * declaration and returns false when it had none; audited when it removed
+ * one.
+ */
+static Datum
+Undeclare(FunctionCallInfo fcinfo, const Declaration *decl)
+{
+	Oid			relid;
+	char	   *column = CheckColumnArg(fcinfo, decl->unset_action, decl->unset_verb, &relid);
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char	   *before = NULL;
+
+	SPI_connect();
+	values[0] = CStringGetTextDatum(RelationNameOf(relid));
+	values[1] = CStringGetTextDatum(column);
+	ExecCatalog(psprintf("DELETE FROM pipeline.%s WHERE relation = $1 AND column_name = $2"
+						 " RETURNING %s", decl->table, decl->member),
+				2, types, values, NULL, false);
+	if (SPI_processed > 0)
+		before = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (before)
+		AuditDeclaration(decl, decl->unset_action, relid, column, before, NULL);
+	SPI_finish();
+	PG_RETURN_BOOL(before != NULL);
 }
 
 /*
@@ -204,14 +318,11 @@ AuditClassification(const char *action, Oid relid, const char *column, const cha
 Datum
 pipeline_classify(PG_FUNCTION_ARGS)
 {
+	const Declaration *decl = &class_declaration;
 	Oid			relid;
-	char	   *column;
+	char	   *column = CheckColumnArg(fcinfo, decl->set_action, decl->verb, &relid);
 	char	   *class;
-	Oid			types[5] = {TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[5];
-	char	   *before = NULL;
 
-	column = CheckColumnArg(fcinfo, "classify", &relid);
 	RequireArg(fcinfo, 2, "class");
 	class = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	if (!ValidClass(class))
@@ -220,27 +331,7 @@ pipeline_classify(PG_FUNCTION_ARGS)
 				 errmsg("unknown class \"%s\"", class),
 				 errdetail("A class is one of SELECT class FROM pipeline.pii_classes(), or custom.<name> (lower-case letters, digits, _ and .)."),
 				 errhint("Use pii.email, pii.phone, ... or a class of your own such as custom.loyalty_id.")));
-	SPI_connect();
-	values[0] = CStringGetTextDatum(RelationNameOf(relid));
-	values[1] = ObjectIdGetDatum(relid);
-	values[2] = CStringGetTextDatum(column);
-	values[3] = CStringGetTextDatum(class);
-	values[4] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
-	ExecCatalog("WITH old AS (SELECT class FROM pipeline.classification"
-				"              WHERE relation = $1 AND column_name = $3),"
-				" new AS (INSERT INTO pipeline.classification"
-				"           (relation, relid, column_name, class, classified_by)"
-				"         VALUES ($1, $2, $3, $4, $5)"
-				"         ON CONFLICT (relation, column_name) DO UPDATE"
-				"         SET relid = excluded.relid, class = excluded.class,"
-				"             classified_by = excluded.classified_by, classified_at = now())"
-				" SELECT class FROM old",
-				5, types, values, NULL, false);
-	if (SPI_processed > 0)
-		before = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (before == NULL || strcmp(before, class) != 0)
-		AuditClassification("classify", relid, column, before, class);
-	SPI_finish();
+	SetDeclaration(decl, relid, column, class);
 	PG_RETURN_VOID();
 }
 
@@ -251,24 +342,39 @@ pipeline_classify(PG_FUNCTION_ARGS)
 Datum
 pipeline_unclassify(PG_FUNCTION_ARGS)
 {
-	Oid			relid;
-	char	   *column = CheckColumnArg(fcinfo, "unclassify", &relid);
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
-	char	   *before = NULL;
+	return Undeclare(fcinfo, &class_declaration);
+}
 
-	SPI_connect();
-	values[0] = CStringGetTextDatum(RelationNameOf(relid));
-	values[1] = CStringGetTextDatum(column);
-	ExecCatalog("DELETE FROM pipeline.classification WHERE relation = $1 AND column_name = $2"
-				" RETURNING class",
-				2, types, values, NULL, false);
-	if (SPI_processed > 0)
-		before = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (before)
-		AuditClassification("unclassify", relid, column, before, NULL);
-	SPI_finish();
-	PG_RETURN_BOOL(before != NULL);
+/*
+ * pipeline.declare_subject(relation, column_name, subject): declares that
+ * a column identifies a data subject (its values name a person: a customer
+ * id, an e-mail), replacing an earlier subject of the column; audited. The
+ * columns derived from it through lineage identify the same subject
+ * (pipeline.subject_columns), which pipeline.forget erases (erasure.c).
+ */
+Datum
+pipeline_declare_subject(PG_FUNCTION_ARGS)
+{
+	const Declaration *decl = &subject_declaration;
+	Oid			relid;
+	char	   *column = CheckColumnArg(fcinfo, decl->set_action, decl->verb, &relid);
+
+	SetDeclaration(decl, relid, column,
+				   LowerNameArg(fcinfo, 2, "subject", "subject",
+								"A subject is 1 to 63 lower-case letters, digits and underscores.",
+								"Use a name like customer or employee."));
+	PG_RETURN_VOID();
+}
+
+/*
+ * pipeline.undeclare_subject(relation, column_name): removes a column's
+ * subject; false when it had none. Audited when it removed one. Tombstones
+ * of the subject stay.
+ */
+Datum
+pipeline_undeclare_subject(PG_FUNCTION_ARGS)
+{
+	return Undeclare(fcinfo, &subject_declaration);
 }
 
 /*
@@ -346,7 +452,7 @@ pipeline_suggest_pii(PG_FUNCTION_ARGS)
 	nonnull = palloc0(sizeof(int) * ncols);
 	hits = palloc0(sizeof(*hits) * ncols);
 	SPI_connect();
-	EnterOwnerContext(&ctx, RelationOwner(relid));
+	EnterOwnerContext(&ctx, RelationOwnerOf(relid));
 	if (SPI_execute(sql.data, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not sample %s", name);
 	LeaveOwnerContext(&ctx);
@@ -409,41 +515,16 @@ CheckKeyAdmin(const char *action, const char *name)
 			 errhint("Ask an administrator, or GRANT pipeline_admin to this role.")));
 }
 
-/* KeyNameArg reads a key's name: 1 to 63 lower-case letters, digits and _ */
-static char *
-KeyNameArg(FunctionCallInfo fcinfo)
-{
-	char	   *name;
-
-	RequireArg(fcinfo, 0, "name");
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (*name == '\0' || strlen(name) > 63 || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(name))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid key name \"%s\"", name),
-				 errdetail("A key's name is 1 to 63 lower-case letters, digits and underscores."),
-				 errhint("Use a name like customers or default.")));
-	return name;
-}
-
 /* AddKeyVersion stores a new version of a key with a random secret */
 static void
 AddKeyVersion(const char *name, int version)
 {
-	uint8		secret[32];
-	bytea	   *b = palloc(VARHDRSZ + sizeof(secret));
 	Oid			types[4] = {TEXTOID, INT4OID, BYTEAOID, TEXTOID};
 	Datum		values[4];
 
-	if (!pg_strong_random(secret, sizeof(secret)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random key")));
-	SET_VARSIZE(b, VARHDRSZ + sizeof(secret));
-	memcpy(VARDATA(b), secret, sizeof(secret));
 	values[0] = CStringGetTextDatum(name);
 	values[1] = Int32GetDatum(version);
-	values[2] = PointerGetDatum(b);
+	values[2] = PointerGetDatum(RandomSecret(32));
 	values[3] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
 	ExecCatalog("INSERT INTO pipeline.mask_key (name, version, secret, created_by) VALUES ($1, $2, $3, $4)",
 				4, types, values, NULL, false);

@@ -22,7 +22,8 @@
  * versions are immutable, so a backend caches them) and has the SQL
  * functions the expressions call. Those that use a key work only while the
  * engine runs a load statement (ArmMasks), so that nobody computes tokens
- * with a pipeline's key by calling them.
+ * with a pipeline's key by calling them; pipeline.forget gets the tokens
+ * and hashes of a value it erases from MaskedForms, in C.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,7 +37,6 @@
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
@@ -71,9 +71,7 @@ typedef struct CachedKey
 static List *key_cache = NIL;
 
 /* the load statement the key functions may serve: its transaction and subtransaction */
-static bool masks_armed = false;
-static LocalTransactionId armed_lxid = InvalidLocalTransactionId;
-static SubTransactionId armed_subxid = InvalidSubTransactionId;
+static StatementArm masks_arm;
 static ResourceOwner armed_owner = NULL;
 
 /*
@@ -378,9 +376,7 @@ ArmMasks(void)
 	list_free_deep(token_contexts);
 	token_contexts = NIL;
 	arm_generation++;
-	masks_armed = true;
-	armed_lxid = MyProc->lxid;
-	armed_subxid = GetCurrentSubTransactionId();
+	ArmForStatement(&masks_arm);
 	armed_owner = CurrentResourceOwner;
 }
 
@@ -395,7 +391,7 @@ DisarmMasks(void)
 	list_free_deep(token_contexts);
 	token_contexts = NIL;
 	arm_generation++;
-	masks_armed = false;
+	masks_arm.armed = false;
 	armed_owner = NULL;
 }
 
@@ -474,11 +470,11 @@ TokenContextFor(const char *name, int version, bool *temporary)
 }
 
 /*
- * KeySecret returns a key version's secret, from the cache or read as the
- * extension's owner; only inside an armed load statement (42501).
+ * CachedSecret returns a key version's secret, from the cache or read as
+ * the extension's owner (42704 when the version does not exist).
  */
 static const uint8 *
-KeySecret(const char *name, int version)
+CachedSecret(const char *name, int version)
 {
 	ListCell   *lc;
 	CachedKey  *k;
@@ -488,12 +484,6 @@ KeySecret(const char *name, int version)
 	bool		isnull;
 	MemoryContext old;
 
-	if (!masks_armed || MyProc->lxid != armed_lxid || GetCurrentSubTransactionId() != armed_subxid)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("masks with a key are computed only by a pipeline's load"),
-				 errdetail("Key \"%s\" is not usable outside a run.", name),
-				 errhint("Set the masks option of a pipeline.")));
 	foreach(lc, key_cache)
 	{
 		k = lfirst(lc);
@@ -524,6 +514,22 @@ KeySecret(const char *name, int version)
 	return k->secret;
 }
 
+/*
+ * KeySecret returns a key version's secret to the SQL functions of the
+ * masks: only inside an armed load statement (42501).
+ */
+static const uint8 *
+KeySecret(const char *name, int version)
+{
+	if (!ArmedForStatement(&masks_arm))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("masks with a key are computed only by a pipeline's load"),
+				 errdetail("Key \"%s\" is not usable outside a run.", name),
+				 errhint("Set the masks option of a pipeline.")));
+	return CachedSecret(name, version);
+}
+
 /* Prefixed returns prefix followed by the first n bytes of digest in hex */
 static text *
 Prefixed(const char *prefix, int version, const uint8 *digest, int n)
@@ -536,6 +542,29 @@ Prefixed(const char *prefix, int version, const uint8 *digest, int n)
 	memcpy(VARDATA(t), head, len);
 	hex_encode((const char *) digest, n, VARDATA(t) + len);
 	return t;
+}
+
+/* TokenOf is the tokenize mask of a value: "tk<version>_", HMAC-SHA-256 cut to 128 bits */
+static text *
+TokenOf(const uint8 *secret, int version, const char *value, size_t len)
+{
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+
+	HmacSha256(secret, KEY_BYTES, value, len, digest);
+	return Prefixed("tk", version, digest, 16);
+}
+
+/* HashOf is the hash mask of a value: "h<version>_", SHA-256 of pepper and value */
+static text *
+HashOf(const uint8 *pepper, int version, const char *value, size_t len)
+{
+	char	   *buf = palloc(KEY_BYTES + len);
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+
+	memcpy(buf, pepper, KEY_BYTES);
+	memcpy(buf + KEY_BYTES, value, len);
+	Sha256(buf, KEY_BYTES + len, digest);
+	return Prefixed("h", version, digest, PG_SHA256_DIGEST_LENGTH);
 }
 
 /* pipeline._mask_token(value, key, version): the tokenize mask */
@@ -552,8 +581,7 @@ pipeline_mask_token(PG_FUNCTION_ARGS)
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
 
 	/* the call site's last row: the same armed statement, key and owner */
-	if (site && site->generation == arm_generation && masks_armed &&
-		MyProc->lxid == armed_lxid && GetCurrentSubTransactionId() == armed_subxid &&
+	if (site && site->generation == arm_generation && ArmedForStatement(&masks_arm) &&
 		CurrentResourceOwner == armed_owner && site->version == version &&
 		VARSIZE_ANY_EXHDR(name_text) == strlen(site->name) &&
 		memcmp(VARDATA_ANY(name_text), site->name, VARSIZE_ANY_EXHDR(name_text)) == 0)
@@ -594,17 +622,35 @@ Datum
 pipeline_mask_hash(PG_FUNCTION_ARGS)
 {
 	text	   *value = PG_GETARG_TEXT_PP(0);
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	int			version = PG_GETARG_INT32(2);
-	const uint8 *pepper = KeySecret(name, version);
-	size_t		len = VARSIZE_ANY_EXHDR(value);
-	char	   *buf = palloc(KEY_BYTES + len);
-	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	const uint8 *pepper = KeySecret(text_to_cstring(PG_GETARG_TEXT_PP(1)), version);
 
-	memcpy(buf, pepper, KEY_BYTES);
-	memcpy(buf + KEY_BYTES, VARDATA_ANY(value), len);
-	Sha256(buf, KEY_BYTES + len, digest);
-	PG_RETURN_TEXT_P(Prefixed("h", version, digest, PG_SHA256_DIGEST_LENGTH));
+	PG_RETURN_TEXT_P(HashOf(pepper, version, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value)));
+}
+
+/*
+ * MaskedForms returns what a column masked by tokenize or hash with a key
+ * holds of a value: its token (or hash) under each version of the key, as
+ * text, since rows loaded before a rotation keep their version's. For
+ * pipeline.forget, which matches them (src/api/erasure.c); computed here,
+ * in C, so that no SQL function hands out tokens.
+ */
+List *
+MaskedForms(const char *value, MaskMethod method, const char *key)
+{
+	List	   *forms = NIL;
+	int			latest = LatestKeyVersion(key, true);
+
+	Assert(method == MASK_TOKENIZE || method == MASK_HASH);
+	for (int v = 1; v <= latest; v++)
+	{
+		const uint8 *secret = CachedSecret(key, v);
+		text	   *t = method == MASK_TOKENIZE ? TokenOf(secret, v, value, strlen(value))
+			: HashOf(secret, v, value, strlen(value));
+
+		forms = lappend(forms, text_to_cstring(t));
+	}
+	return forms;
 }
 
 /*

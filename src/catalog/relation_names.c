@@ -4,7 +4,7 @@
  *
  * Facts about the relations a definition names, read from PostgreSQL's
  * catalogs: resolving a stored schema and name (42P01 when gone), a
- * relation's name, the tables a relation reads through its views (down to
+ * relation's name and owner, the tables a relation reads through its views (down to
  * partitions and inheritance children), the indexes of a source, and
  * whether a relation is a Citus table (pg_dist_partition, read only when the
  * citus extension exists, so that nothing links against Citus).
@@ -85,6 +85,20 @@ RelationNameOf(Oid relid)
 {
 	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 									  get_rel_name(relid));
+}
+
+/* RelationOwnerOf returns the role that owns a relation */
+Oid
+RelationOwnerOf(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
 }
 
 /*

@@ -10,11 +10,17 @@
  * subtransaction is always closed before control leaves, so no error can
  * leave the session in a half-aborted state.
  *
+ * And what may serve only the statement it was armed for: the gates of the
+ * load statement and the keys of its masks are armed for the current
+ * (sub)transaction of this backend (ArmForStatement), and refuse to serve
+ * in any other (ArmedForStatement), so that nobody calls them outside it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "storage/proc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
@@ -58,4 +64,20 @@ TryInSubtransaction(void (*fn) (void *arg), void *arg)
 	}
 	PG_END_TRY();
 	return sqlerrcode;
+}
+
+/* ArmForStatement arms a gate for the statement about to run in this (sub)transaction */
+void
+ArmForStatement(StatementArm *arm)
+{
+	arm->armed = true;
+	arm->lxid = MyProc->lxid;
+	arm->subxid = GetCurrentSubTransactionId();
+}
+
+/* ArmedForStatement: the gate was armed in this (sub)transaction */
+bool
+ArmedForStatement(const StatementArm *arm)
+{
+	return arm->armed && arm->lxid == MyProc->lxid && arm->subxid == GetCurrentSubTransactionId();
 }

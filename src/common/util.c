@@ -5,8 +5,8 @@
  * Small helpers several layers share, so that each is written once: the
  * required arguments of SQL functions (22004 for a NULL, the pipeline name
  * above all), a nullable text parameter for SPI, a JSON member with an escaped string
- * value (or null), SHA-256 through PostgreSQL's cryptohash, and a snapshot
- * that sees the transaction's own latest writes.
+ * value (or null), random secrets, SHA-256 and HMAC-SHA-256 through
+ * PostgreSQL's cryptohash and hmac, and a snapshot that sees the transaction's own latest writes.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,6 +14,7 @@
 
 #include "access/xact.h"
 #include "common/cryptohash.h"
+#include "common/hmac.h"
 #include "common/sha2.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -49,6 +50,20 @@ AppendJsonMember(StringInfo buf, const char *key, const char *value, bool comma)
 		appendStringInfoString(buf, "null");
 }
 
+/* RandomSecret returns len random bytes from the operating system, as bytea: a key's secret */
+bytea *
+RandomSecret(int len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	if (!pg_strong_random(VARDATA(b), len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random key")));
+	SET_VARSIZE(b, VARHDRSZ + len);
+	return b;
+}
+
 /* Sha256 computes the SHA-256 digest of data into digest (32 bytes) */
 void
 Sha256(const char *data, size_t len, uint8 *digest)
@@ -61,6 +76,22 @@ Sha256(const char *data, size_t len, uint8 *digest)
 		elog(ERROR, "could not compute SHA-256: %s",
 			 ctx ? pg_cryptohash_error(ctx) : "out of memory");
 	pg_cryptohash_free(ctx);
+}
+
+/*
+ * HmacSha256 computes the HMAC-SHA-256 of data with key into digest (32
+ * bytes): the tokens of the tokenize mask and the erasure tombstones.
+ */
+void
+HmacSha256(const uint8 *key, size_t keylen, const char *data, size_t len, uint8 *digest)
+{
+	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+
+	if (ctx == NULL || pg_hmac_init(ctx, key, keylen) < 0 ||
+		pg_hmac_update(ctx, (const uint8 *) data, len) < 0 ||
+		pg_hmac_final(ctx, digest, PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "could not compute an HMAC: %s", ctx ? pg_hmac_error(ctx) : "out of memory");
+	pg_hmac_free(ctx);
 }
 
 /* HexString spells bytes as lower-case hex */

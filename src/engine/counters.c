@@ -11,6 +11,8 @@
  *    and per soft delete;
  *  - the gate of the row checks (row_checks.c), which counts the rows it
  *    sends to quarantine; a quarantined row is neither kept nor loaded;
+ *    and the erasure gate (erasure_gate.c), which counts the rows of
+ *    forgotten subjects it skips, before de-duplication;
  *  - the MERGE executor's own tallies of inserted, updated and deleted rows
  *    (ModifyTableState.mt_merge_*), read by an ExecutorEnd hook that is
  *    armed only around the engine's own MERGE.
@@ -155,19 +157,22 @@ ArmMergeCapture(void)
  * counts: from the MERGE tallies for a MERGE, else from processed (the rows
  * a plain INSERT wrote). Rows that reached the load and needed no change
  * are counted as unchanged; without de-duplication every row read and
- * neither rejected nor sent to quarantine by the row checks' gate
- * (row_checks.c, which counts those) reached it.
+ * neither rejected, nor sent to quarantine by the row checks' gate
+ * (row_checks.c, which counts those), nor skipped by the erasure gate
+ * (erasure_gate.c, likewise) reached it.
  */
 void
 CollectLoadCounters(LoadStatements *stmts, uint64 processed, LoadCounts *counts)
 {
 	int64		quarantined = stmts->has_row_checks ? RowChecksQuarantined() : 0;
+	int64		forgotten = stmts->has_erasure_gate ? ErasureGateForgotten() : 0;
 
 	counts->read += rows_read;
 	counts->rejected += rows_rejected;
 	counts->quarantined += quarantined;
+	counts->forgotten += forgotten;
 	if (!stmts->counts_kept)
-		rows_kept = rows_read - rows_rejected - quarantined;
+		rows_kept = rows_read - rows_rejected - quarantined - forgotten;
 	if (stmts->load_is_merge)
 	{
 		int64		ins = (int64) merge_inserted;

@@ -106,6 +106,20 @@ TryLockPipeline(int64 pipeline_id, bool session)
 	return LockAcquire(&tag, ExclusiveLock, session, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
+/*
+ * WaitForPipelineLock takes the run lock for the transaction, waiting for
+ * a run that holds it to end: pipeline.forget keeps runs off the relations
+ * it erases, so that none loads a row it has just read of the subject.
+ */
+void
+WaitForPipelineLock(int64 pipeline_id)
+{
+	LOCKTAG		tag;
+
+	SetRunLockTag(&tag, pipeline_id);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
 void
 UnlockPipeline(int64 pipeline_id)
 {

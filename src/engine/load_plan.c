@@ -410,7 +410,9 @@ CheckSourceReads(PipelineDef *def, Oid source_relid, Oid target_relid)
 /*
  * BuildLoadPlan resolves a pipeline definition against the current catalogs:
  * the relations, the columns a run loads, what a run must wait for, and
- * the pipeline's data checks (row-level ones go into the load statement).
+ * the pipeline's data checks (row-level ones go into the load statement),
+ * and the source's columns that identify a forgotten subject (the erasure
+ * gate goes into it too).
  * Everything a user can get wrong is reported here with its SQLSTATE, at
  * registration and again at every run.
  */
@@ -455,6 +457,7 @@ BuildLoadPlan(PipelineDef *def)
 			plan->needs_dedup = true;
 	}
 	CheckDistributedPlan(plan);
+	PlanErasureGate(plan);
 	return plan;
 }
 

@@ -142,8 +142,8 @@ TargetStatsSayEmpty(Oid relid)
  * ExecuteStatements runs the statements of one load step as the pipeline
  * owner with their parameters, and adds their exact counts; the gate of
  * the row checks is armed for the load statement (FlushRowChecks, which
- * the caller calls next, writes what it kept), and so are the keys of its
- * masks (catalog/masks.c).
+ * the caller calls next, writes what it kept), and so are the erasure gate
+ * (erasure_gate.c) and the keys of its masks (catalog/masks.c).
  */
 void
 ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bool has_upper,
@@ -154,6 +154,9 @@ ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bool ha
 	int			guc_level;
 
 	LockRelationOid(plan->target_relid, ShareRowExclusiveLock);
+	/* the tombstones, read under the lock a forget of the target waits for */
+	if (stmts->has_erasure_gate)
+		ArmErasureGate(plan);
 	/*
 	 * No JIT for the load: the row counter's cost (which keeps it the last
 	 * filter) would otherwise push every large load over jit_above_cost, and

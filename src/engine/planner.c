@@ -6,8 +6,10 @@
  * set-based load statement per step (MERGE, or INSERT for keyless appends, plus the delete
  * of vanished keys in full mode), with the gate of the pipeline's row
  * checks inside it (AppendCheckGate), and the same statement over the rows
- * of a quarantine replay ($1 quarantine ids, $2 rows). The queries around
- * it (high-water mark, batch bounds, Citus counts) are window_queries.c's.
+ * of a quarantine replay ($1 quarantine ids, $2 rows), and the erasure
+ * gate (erasure_gate.c) when its source holds a forgotten subject. The
+ * queries around it (high-water mark, batch bounds, Citus counts) are
+ * window_queries.c's.
  * Pure string building: nothing here runs a statement, so
  * pipeline.explain shows exactly what a run would execute.
  *
@@ -251,6 +253,29 @@ AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
 static void AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias);
 static void AppendRowIdentity(StringInfo buf, LoadPlan *plan, const char *alias);
 
+/*
+ * WithErasureGate returns the gate of the window's filter on alias: the
+ * erasure gate first (erasure_gate.c: a row of a forgotten subject goes
+ * nowhere, not even to quarantine), then the other gate, or the other
+ * gate alone (NULL: none) when the plan has no subject to skip.
+ */
+static char *
+WithErasureGate(LoadPlan *plan, const char *alias, char *other)
+{
+	StringInfoData buf;
+
+	if (plan->erasure == NIL)
+		return other;
+	initStringInfo(&buf);
+	if (other)
+		appendStringInfoString(&buf, "CASE WHEN ");
+	AppendErasureGate(&buf, plan, alias,
+					  plan->replay ? psprintf("%s.%s", alias, QuarantineIdColumn(plan)) : NULL);
+	if (other)
+		appendStringInfo(&buf, " THEN %s ELSE false END", other);
+	return buf.data;
+}
+
 /* AppendWindowFrom appends the FROM of the window's rows: the source, or a replay's rows */
 static void
 AppendWindowFrom(StringInfo buf, LoadPlan *plan, const char *alias)
@@ -312,7 +337,9 @@ AppendWindowFilter(StringInfo buf, LoadPlan *plan, const char *alias, bool has_l
  * (CASE WHEN counter THEN gate ELSE false END), so that it sees each row
  * the counter kept once, and no other; pipeline._checked_row around both
  * tells the planner that the filter keeps every row, so that the checks
- * change neither its estimates nor its choice of plan. With masked, the
+ * change neither its estimates nor its choice of plan. The erasure gate,
+ * when the source holds a forgotten subject, comes first in that filter
+ * (WithErasureGate), before de-duplication. With masked, the
  * select list writes masked columns masked (the checks, in the filter, see
  * the values as read).
  *
@@ -343,7 +370,8 @@ AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
 		AppendWindowFrom(buf, plan, alias);
 		if (gated)
 			AppendCheckGate(&gate, plan, alias);
-		AppendWindowFilter(buf, plan, alias, has_lower, has_upper, gated ? gate.data : NULL);
+		AppendWindowFilter(buf, plan, alias, has_lower, has_upper,
+						   WithErasureGate(plan, alias, gated ? gate.data : NULL));
 		return;
 	}
 	appendStringInfoString(buf, " FROM (SELECT ");
@@ -359,7 +387,8 @@ AppendWindowRows(StringInfo buf, LoadPlan *plan, const char *alias,
 		AppendRowIdentity(&identity, plan, "raw");
 		AppendConversionGate(&gate, plan, "raw", identity.data);
 	}
-	AppendWindowFilter(buf, plan, "raw", has_lower, has_upper, plan->convert_safely ? gate.data : NULL);
+	AppendWindowFilter(buf, plan, "raw", has_lower, has_upper,
+					   WithErasureGate(plan, "raw", plan->convert_safely ? gate.data : NULL));
 	/* a fence only under a gate: a flattened query keeps its estimates */
 	appendStringInfo(buf, "%s) AS %s", gated ? " OFFSET 0" : "", alias);
 	if (gated)
@@ -716,6 +745,7 @@ BuildLoadStatements(LoadPlan *plan, bool has_lower, bool has_upper)
 		stmts->prepare = BuildVanishedKeyStatement(plan);
 	/* the conversion gate keeps its rows with the row checks' (typed_load.c) */
 	stmts->has_row_checks = plan->row_checks != NIL || plan->convert_safely;
+	stmts->has_erasure_gate = plan->erasure != NIL;
 	if (plan->def->mode == LOAD_MODE_APPEND && plan->def->unique_key == NIL)
 	{
 		stmts->load = BuildAppendInsert(plan, has_lower, has_upper);

@@ -17,7 +17,8 @@
  *      the MERGE updates or deletes only where the target's incremental
  *      value is not greater;
  *   3. close every row read as 'replayed', then reopen those the gate kept,
- *      with the checks they fail now;
+ *      with the checks they fail now, and delete those the erasure gate
+ *      skipped (a row edited to carry a forgotten subject: erasure_gate.c);
  *   4. record the run (triggered_by 'replay') and its check results, and
  *      queue the downstream pipelines unless a blocking check failed.
  *
@@ -45,10 +46,13 @@ PIPELINE_FUNCTION(pipeline_replay_quarantine);
 static char *
 ReplayJson(int64 run_id, int64 read, LoadCounts *counts)
 {
-	return psprintf("{\"run_id\":%lld,\"rows_read\":%lld,\"rows_loaded\":%lld,\"rows_still_open\":%lld}",
+	char	   *forgotten = counts->forgotten > 0 ?
+		psprintf(",\"rows_forgotten\":%lld", (long long) counts->forgotten) : "";
+
+	return psprintf("{\"run_id\":%lld,\"rows_read\":%lld,\"rows_loaded\":%lld,\"rows_still_open\":%lld%s}",
 					(long long) run_id, (long long) read,
 					(long long) (counts->inserted + counts->updated + counts->deleted + counts->unchanged),
-					(long long) counts->quarantined);
+					(long long) counts->quarantined, forgotten);
 }
 
 /*
@@ -90,6 +94,8 @@ ReplayQuarantine(PipelineDef *def, ArrayType *ids)
 	{
 		ExecuteLoad(plan, false, false, 2, types, values, &rec.counts);
 		(void) ResolveQuarantine(def, DatumGetArrayTypeP(values[0]), "replayed");
+		if (plan->erasure != NIL)
+			(void) EraseForgottenQuarantineRows();
 		FlushRowChecks(plan, rec.run_id);
 		RunSetChecks(plan, rec.counts.read);
 		rec.batches = 1;

@@ -64,9 +64,7 @@ PIPELINE_FUNCTION(pipeline_checked_row);
 /* The gate of the statement being run */
 static struct
 {
-	bool		armed;
-	LocalTransactionId lxid;	/* armed in this transaction ... */
-	SubTransactionId subxid;	/* ... and subtransaction only */
+	StatementArm arm;
 	LoadPlan   *plan;
 	CheckDef  **checks;			/* the row checks, in the order of the statement's array */
 	int			nchecks;
@@ -106,17 +104,14 @@ ArmRowChecks(LoadPlan *plan)
 	TupleDescInitEntry(gate.desc, 6, "reason", TEXTOID, -1, 0);
 	gate.kept = tuplestore_begin_heap(false, false, work_mem);
 	MemoryContextSwitchTo(old);
-	gate.lxid = MyProc->lxid;
-	gate.subxid = GetCurrentSubTransactionId();
-	gate.armed = true;
+	ArmForStatement(&gate.arm);
 }
 
 /* GateArmed: the gate was armed by this (sub)transaction's run */
 static bool
 GateArmed(void)
 {
-	return gate.armed && gate.lxid == MyProc->lxid &&
-		gate.subxid == GetCurrentSubTransactionId();
+	return ArmedForStatement(&gate.arm);
 }
 
 /* RowGateArmed: the gate is armed for the statement being run (typed_load.c's gate shares it) */
@@ -141,8 +136,8 @@ RowGatePlan(void)
 void
 AdoptRowGate(SubTransactionId child)
 {
-	if (gate.armed && gate.lxid == MyProc->lxid && gate.subxid == child)
-		gate.subxid = GetCurrentSubTransactionId();
+	if (gate.arm.armed && gate.arm.lxid == MyProc->lxid && gate.arm.subxid == child)
+		gate.arm.subxid = GetCurrentSubTransactionId();
 }
 
 /*
@@ -328,5 +323,5 @@ FlushRowChecks(LoadPlan *plan, int64 run_id)
 	ExecDropSingleTupleTableSlot(slot);
 	tuplestore_end(gate.kept);
 	MemoryContextDelete(gate.cxt);
-	gate.armed = false;
+	gate.arm.armed = false;
 }

@@ -74,6 +74,9 @@ static const struct
 	{"replay", TEAM_ADMIN},
 	{"discard", TEAM_ADMIN},
 	{"acknowledge", TEAM_ADMIN},
+	{"forget", TEAM_ADMIN},		/* pipeline.forget: rows of every owner's
+								 * relations; asked with the extension's
+								 * owner as owner */
 };
 
 /* ActionGrants returns the team roles that may do action (can't-happen if unknown) */

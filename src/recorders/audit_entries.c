@@ -32,7 +32,10 @@
 /* who the run entries name when not this session (the autonomous recorder) */
 static const char *acting_for[3] = {NULL, NULL, NULL};
 
-/* CountsJson spells a run's counts as JSON members (no braces) */
+/*
+ * CountsJson spells a run's counts as JSON members (no braces); rows of
+ * forgotten subjects only when it skipped some
+ */
 static void
 CountsJson(StringInfo buf, const LoadCounts *c)
 {
@@ -40,6 +43,8 @@ CountsJson(StringInfo buf, const LoadCounts *c)
 					 "\"rows_deleted\":%lld,\"rows_unchanged\":%lld,\"rows_rejected\":%lld",
 					 (long long) c->read, (long long) c->inserted, (long long) c->updated,
 					 (long long) c->deleted, (long long) c->unchanged, (long long) c->rejected);
+	if (c->forgotten > 0)
+		appendStringInfo(buf, ",\"rows_forgotten\":%lld", (long long) c->forgotten);
 }
 
 /*

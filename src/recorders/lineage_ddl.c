@@ -7,9 +7,9 @@
  * every pipeline whose stored edges a command may have made stale, so that
  * creating, replacing, altering, renaming or dropping a relation a pipeline
  * reads through shows in its lineage without anybody asking; the
- * classifications of a renamed relation (api/privacy.c) follow its name;
- * a change to the columns of a pipeline's source is written to its schema
- * history as it happens (schema_history.c).
+ * classifications and subject declarations of a renamed relation
+ * (api/privacy.c) follow its name; a change to the columns of a pipeline's
+ * source is written to its schema history as it happens (schema_history.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -24,6 +24,9 @@
 #include "pipeline/recorders/schema_history.h"
 
 PIPELINE_FUNCTION(pipeline_lineage_ddl);
+
+/* The tables of declarations kept by a relation's name (api/privacy.c) */
+static const char *const declarations[] = {"classification", "subject_declaration"};
 
 /*
  * pipeline._lineage_ddl() runs at the end of DDL that creates, replaces,
@@ -64,12 +67,14 @@ pipeline_lineage_ddl(PG_FUNCTION_ARGS)
 		}
 	}
 	values[0] = OidListArray(relids);
-	/* a classified relation renamed: its declarations follow it */
-	ExecCatalog("UPDATE pipeline.classification c"
-				"   SET relation = quote_ident(n.nspname) || '.' || quote_ident(r.relname)"
-				"  FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace"
-				" WHERE r.oid = c.relid AND c.relid = ANY ($1) AND to_regclass(c.relation) IS NULL",
-				1, types, values, NULL, false);
+	/* a classified relation, or one with a subject, renamed: its declarations follow it */
+	for (int i = 0; i < lengthof(declarations); i++)
+		ExecCatalog(psprintf("UPDATE pipeline.%s c"
+							 "   SET relation = quote_ident(n.nspname) || '.' || quote_ident(r.relname)"
+							 "  FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace"
+							 " WHERE r.oid = c.relid AND c.relid = ANY ($1)"
+							 "   AND to_regclass(c.relation) IS NULL", declarations[i]),
+					1, types, values, NULL, false);
 	/* a registered source changed: its changes, as they happen */
 	if (relids != NIL)
 		RecordSourceDdl(values[0]);

@@ -58,11 +58,11 @@ FailedStatus(RunStatus status)
 static bool
 WriteRunHistory(RunRecord *run)
 {
-	Oid			types[23] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, BOOLOID,
+	Oid			types[24] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, BOOLOID,
 		INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT4OID, TEXTOID, TEXTOID,
-	TEXTOID, TEXTOID, TEXTOID, INT8OID, INT4OID, TEXTOID, TEXTOID, INT8OID};
-	Datum		values[23];
-	char		nulls[23];
+	TEXTOID, TEXTOID, TEXTOID, INT8OID, INT4OID, TEXTOID, TEXTOID, INT8OID, INT8OID};
+	Datum		values[24];
+	char		nulls[24];
 	int64		counts[6] = {run->counts.read, run->counts.inserted, run->counts.updated,
 		run->counts.deleted, run->counts.unchanged, run->counts.rejected};
 	bool		failed = FailedStatus(run->status);
@@ -88,14 +88,16 @@ WriteRunHistory(RunRecord *run)
 	values[20] = TextOrNull(failed ? run->detail : NULL, &nulls[20]);
 	values[21] = TextOrNull(failed ? run->hint : NULL, &nulls[21]);
 	values[22] = Int64GetDatum(run->counts.quarantined);
+	values[23] = Int64GetDatum(run->counts.forgotten);
 	ExecKeptPlan(&run_history_plan,
 				 "INSERT INTO pipeline.run_history AS h (run_id, pipeline_id, pipeline_name,"
 				 " status, started_at, finished_at, rows_read, rows_inserted, rows_updated,"
 				 " rows_deleted, rows_unchanged, rows_rejected, batches, watermark_from,"
 				 " watermark_to, error_sqlstate, error_message, triggered_by, parent_run_id, attempt,"
-				 " error_detail, error_hint, rows_quarantined)"
+				 " error_detail, error_hint, rows_quarantined, rows_forgotten)"
 				 " VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN clock_timestamp() END,"
-				 " $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
+				 " $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,"
+				 " $24)"
 				 " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status,"
 				 " finished_at = excluded.finished_at, rows_read = excluded.rows_read,"
 				 " rows_inserted = excluded.rows_inserted, rows_updated = excluded.rows_updated,"
@@ -105,10 +107,11 @@ WriteRunHistory(RunRecord *run)
 				 " watermark_to = excluded.watermark_to,"
 				 " error_sqlstate = excluded.error_sqlstate, error_message = excluded.error_message,"
 				 " error_detail = excluded.error_detail, error_hint = excluded.error_hint,"
-				 " rows_quarantined = excluded.rows_quarantined"
+				 " rows_quarantined = excluded.rows_quarantined,"
+				 " rows_forgotten = excluded.rows_forgotten"
 				 " WHERE h.status = 'running'"
 				 " RETURNING h.run_id",
-				 23, types, values, nulls);
+				 24, types, values, nulls);
 	return SPI_processed > 0;
 }
 

@@ -96,7 +96,7 @@ LoadInterruptedRuns(int64 pipeline_id, int64 current_run_id)
 	ExecCatalog(psprintf("SELECT run_id, pipeline_id, pipeline_name, started_at, rows_read,"
 						 " rows_inserted, rows_updated, rows_deleted, rows_unchanged,"
 						 " rows_rejected, batches, watermark_from, watermark_to, triggered_by,"
-						 " parent_run_id, attempt, rows_quarantined"
+						 " parent_run_id, attempt, rows_quarantined, rows_forgotten"
 						 " FROM pipeline.run_history"
 						 " WHERE status = 'running' AND %s ORDER BY run_id",
 						 pipeline_id > 0 ? "pipeline_id = $1 AND run_id <> $2"
@@ -129,6 +129,7 @@ LoadInterruptedRuns(int64 pipeline_id, int64 current_run_id)
 		run->parent_run_id = Int8Column(tup, desc, 15);
 		run->attempt = (int32) Int8Column(tup, desc, 16);
 		run->counts.quarantined = Int8Column(tup, desc, 17);
+		run->counts.forgotten = Int8Column(tup, desc, 18);
 		run->start_recorded = true;
 		run->sqlerrcode = ERRCODE_CRASH_SHUTDOWN;
 		run->message = PIPELINE_INTERRUPTED_MESSAGE;

@@ -7,7 +7,8 @@
  * statements that read and write them (as the extension owner, search_path
  * pinned), the table of a pipeline's options that drives them
  * (pipeline/catalog/options.h), and the facts about relations a definition
- * names: resolving them, what a view reads, which indexes a source has.
+ * names: resolving them, what a view reads, which indexes a source has;
+ * the keys of masks and the tombstones of erased subjects.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,6 +18,7 @@
 #include "pipeline/common.h"
 
 #include "executor/spi.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -111,6 +113,25 @@ extern void ValidateMasks(PipelineDef *def, Oid source_relid);
 extern char *MaskExpression(ColumnMask *m, const char *ref, Oid typid, int32 typmod);
 extern void ArmMasks(void);
 extern void DisarmMasks(void);
+extern List *MaskedForms(const char *value, MaskMethod method, const char *key);
+
+/*
+ * catalog/tombstones.c: erasure tombstones, keyed hashes of forgotten
+ * subjects' values (docs/privacy.md)
+ */
+typedef struct SubjectColumn
+{
+	char	   *column;			/* a column of the relation ... */
+	char	   *subject;		/* ... that identifies this subject */
+} SubjectColumn;
+
+extern uint8 *ErasureKey(bool create);
+extern void ErasureDigest(const uint8 *key, const char *subject, const char *value, size_t len,
+						  uint8 *digest);
+extern char *ErasureDigestHex(const uint8 *key, const char *subject, const char *value);
+extern void StoreTombstones(const uint8 *key, const char *subject, List *forms, int64 request_id);
+extern List *ForgottenSubjectColumns(Oid relid);
+extern HTAB *LoadTombstones(List *columns, MemoryContext cxt);
 
 /* catalog/catalog_version.c: the library and the catalog are of one version */
 extern bool CatalogVersionMatches(void);
@@ -138,6 +159,7 @@ extern Oid	ResolveRelationName(const char *schema, const char *relname, const ch
 extern void DescribeRelation(Oid relid, char **schema, char **relname);
 extern char *QualifiedRelationName(const char *schema, const char *relname);
 extern char *RelationNameOf(Oid relid);
+extern Oid	RelationOwnerOf(Oid relid);
 extern List *CollectBaseTables(Oid relid);
 extern bool SourceKeyIsUnique(Oid source_relid, List *unique_key);
 extern bool SourceHasIndexOn(Oid source_relid, const char *column);

@@ -148,15 +148,31 @@ extern bool HttpUrlValid(const char *url);
 /* common/pii_detect.c: what kind of personal data a value looks like */
 extern const char *PiiClassOf(const char *value);
 
-/* common/subxact.c: work that may fail without failing its caller */
+/*
+ * common/subxact.c: work that may fail without failing its caller; what may
+ * serve only the statement of the (sub)transaction that armed it
+ */
 extern int	TryInSubtransaction(void (*fn) (void *arg), void *arg);
+
+typedef struct StatementArm
+{
+	bool		armed;
+	LocalTransactionId lxid;	/* armed in this transaction ... */
+	SubTransactionId subxid;	/* ... and subtransaction only */
+} StatementArm;
+
+extern void ArmForStatement(StatementArm *arm);
+extern bool ArmedForStatement(const StatementArm *arm);
 
 /* common/util.c: SQL arguments, SPI, JSON and hash helpers */
 extern void RequireArg(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern char *PipelineNameArg(FunctionCallInfo fcinfo, int argno);
 extern Datum TextOrNull(const char *s, char *null);
 extern void AppendJsonMember(StringInfo buf, const char *key, const char *value, bool comma);
+extern bytea *RandomSecret(int len);
 extern void Sha256(const char *data, size_t len, uint8 *digest);
+extern void HmacSha256(const uint8 *key, size_t keylen, const char *data, size_t len,
+					   uint8 *digest);
 extern char *HexString(const uint8 *bytes, int len);
 extern char *Sha256Hex(const char *data, size_t len);
 extern void PushSnapshotSeeingOwnWrites(void);

@@ -58,6 +58,8 @@ typedef struct LoadPlan
 	bool		has_conversions;	/* some column is converted (typed_load.c) */
 	bool		convert_safely; /* row by row through the conversion gate */
 	bool		redact_reasons; /* the pipeline holds personal data */
+	List	   *erasure;		/* SubjectColumn * of the source with tombstones
+								 * (erasure_gate.c) */
 } LoadPlan;
 
 /* The statements of one load step, with $1 = lower bound, $2 = upper bound */
@@ -68,6 +70,7 @@ typedef struct LoadStatements
 	bool		load_is_merge;
 	bool		counts_kept;	/* pipeline._kept_row counts rows after de-duplication */
 	bool		has_row_checks; /* rows pass the gate of row_checks.c */
+	bool		has_erasure_gate;	/* rows pass the gate of erasure_gate.c */
 } LoadStatements;
 
 /*
@@ -121,6 +124,13 @@ extern void KeepRowForQuarantine(Datum failed, Datum row, Jsonb *key, Datum incr
 								 bool quarantine_id_null, const char *reason);
 extern void AdoptRowGate(SubTransactionId child);
 
+/* engine/erasure_gate.c */
+extern void PlanErasureGate(LoadPlan *plan);
+extern void AppendErasureGate(StringInfo buf, LoadPlan *plan, const char *alias, const char *qid);
+extern void ArmErasureGate(LoadPlan *plan);
+extern int64 ErasureGateForgotten(void);
+extern int64 EraseForgottenQuarantineRows(void);
+
 /* engine/typed_load.c */
 extern bool ColumnNeedsConversion(Oid source_typid, int32 source_typmod, Oid target_typid,
 								  int32 target_typmod);
@@ -153,6 +163,7 @@ extern int64 RunPipeline(PipelineDef *def, RunRequest *req);
 extern void RunBatchedCall(FunctionCallInfo fcinfo, const char *name, int64 batch_rows,
 						   const char *triggered_by);
 extern bool TryLockPipeline(int64 pipeline_id, bool session);
+extern void WaitForPipelineLock(int64 pipeline_id);
 extern void UnlockPipeline(int64 pipeline_id);
 extern RunRecord *TakeInlineFailure(void);
 

@@ -35,6 +35,7 @@ typedef struct LoadCounts
 	int64		unchanged;
 	int64		rejected;
 	int64		quarantined;	/* sent to (or, replayed, left in) quarantine */
+	int64		forgotten;		/* skipped: they carry a forgotten subject */
 } LoadCounts;
 
 /* A run's status: what run_history says of it, and how it got there */
