@@ -1,5 +1,6 @@
 # bench/private_cluster.sh: sourced by the load benchmarks (checks.sh,
-# masks.sh) with BENCH_NAME and BENCH_PORT set. Builds this tree, installs
+# masks.sh, typed_loads.sh, scale.sh) with BENCH_NAME and BENCH_PORT set
+# (and BENCH_CONF, extra lines of postgresql.conf). Builds this tree, installs
 # it into a directory of its own (never into the system's PostgreSQL),
 # starts one throwaway cluster from it with the benchmarks' settings, stops
 # and removes it on exit, and defines q (psql on it), timed (one statement's
@@ -40,6 +41,8 @@ autovacuum = off
 max_parallel_workers_per_gather = 0
 work_mem = 64MB
 CONF
+# a benchmark's own settings (BENCH_CONF: lines of postgresql.conf)
+[ -n "${BENCH_CONF:-}" ] && printf '%s\n' "$BENCH_CONF" >>"$WORK/data/postgresql.conf"
 as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/log" -w start >/dev/null
 
 q() { as_pg psql -X -q -At -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -d postgres "$@"; }
