@@ -15,7 +15,8 @@
 # contracts send a bad row to quarantine, and it is fixed and replayed; a
 # partner feed of text is typed at the boundary, its unparsable values
 # quarantined with their reasons, and an unusual batch raises an anomaly alert;
-# personal data is found, classified and masked at load. Every
+# personal data is found, classified and masked at load, and a customer is
+# forgotten on request. Every
 # run's OpenLineage events are posted by the sender worker to a stand-in
 # collector on 127.0.0.1 (scripts/demo_collector.py), and the demo shows
 # what it received. The server is dropped at the end.

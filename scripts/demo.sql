@@ -17,7 +17,8 @@
 -- and then data contracts with a quarantine and its replay (section 8a),
 -- a partner feed of text typed at the boundary, its trash quarantined,
 -- fixed and replayed, and an anomaly alert on an unusual batch (8b), and
--- personal data found, classified and masked at load (section 8c).
+-- personal data found, classified and masked at load, and a customer
+-- forgotten on request, the tombstone keeping a re-sent row out (section 8c).
 
 \set ON_ERROR_STOP on
 \set QUIET on
@@ -502,6 +503,19 @@ SELECT pipeline.run('customers_to_core') > 0 AS ran;
 SELECT customer_id, email, phone, birth_date FROM core.customers ORDER BY customer_id LIMIT 3;
 \echo '== where personal data is: declared in staging, followed into core by lineage'
 SELECT relation, column_name, class, origin FROM pipeline.pii_columns ORDER BY 1, 2;
+\echo '== a customer asks to be forgotten: the e-mail identifies the subject in'
+\echo '   staging, and its token identifies them in core (lineage says so)'
+SELECT pipeline.declare_subject('staging.customers', 'email', 'customer');
+SELECT relation, column_name, subject, origin FROM pipeline.subject_columns ORDER BY 1, 2;
+SELECT * FROM pipeline.forget('customer', 'customer42@example.com', dry_run => true);
+SELECT * FROM pipeline.forget('customer', 'customer42@example.com');
+\echo '== the loader sends the old row again: the tombstone keeps it out, counted'
+INSERT INTO staging.customers (customer_id, email, phone, birth_date)
+VALUES (42, 'customer42@example.com', '+44 20 7946 0042', date '1960-10-21');
+SELECT pipeline.run('customers_to_core') AS run_id \gset forget_
+SELECT rows_read, rows_inserted, rows_forgotten FROM pipeline.runs WHERE run_id = :forget_run_id;
+SELECT count(*) AS customer42_in_core FROM core.customers WHERE customer_id = 42;
+SELECT subject, status, relations FROM pipeline.erasure_requests ORDER BY 1;
 
 \echo
 \echo '################################################################'
