@@ -33,7 +33,12 @@
 #define Anum_pipeline_active			2
 #define Anum_pipeline_target_created	3
 #define Anum_pipeline_watermark			4
-#define Natts_pipeline_state			4
+#define Anum_pipeline_row_version		5
+#define Natts_pipeline_state			5
+
+/* The versions of a pipeline's two rows, as text, that a definition was read from */
+#define ROW_VERSION_SQL \
+	"p.xmin::text || ',' || p.ctid::text || ',' || w.xmin::text || ',' || w.ctid::text"
 
 /*
  * ExecCatalog runs one catalog statement as the extension owner, with
@@ -177,7 +182,8 @@ LoadPipelineQuery(void)
 		StringInfoData buf;
 
 		initStringInfo(&buf);
-		appendStringInfoString(&buf, "SELECT p.pipeline_id, p.active, p.target_created, w.value");
+		appendStringInfoString(&buf, "SELECT p.pipeline_id, p.active, p.target_created, w.value, "
+							   ROW_VERSION_SQL);
 		for (int i = 0; i < NumPipelineOptions; i++)
 		{
 			const PipelineOption *o = &PipelineOptions[i];
@@ -274,10 +280,11 @@ ReadOptionColumns(PipelineDef *def, const PipelineOption *o, HeapTuple tuple, Tu
 
 /*
  * LoadPipelineWhere reads the pipeline matched by a one-parameter condition,
- * or returns NULL when there is none.
+ * or returns NULL when there is none. Each condition's statement is
+ * prepared once per backend (*plan): a run reads its definition twice.
  */
 static PipelineDef *
-LoadPipelineWhere(const char *condition, Oid type, Datum value)
+LoadPipelineWhere(SPIPlanPtr *plan, const char *condition, Oid type, Datum value)
 {
 	HeapTuple	tuple;
 	TupleDesc	desc;
@@ -286,7 +293,7 @@ LoadPipelineWhere(const char *condition, Oid type, Datum value)
 	int			attno = Natts_pipeline_state + 1;
 
 	/* not read-only: a fresh snapshot sees what committed while we waited */
-	ExecCatalog(psprintf("%s WHERE %s", LoadPipelineQuery(), condition), 1, &type, &value, NULL, false);
+	ExecKeptPlan(plan, psprintf("%s WHERE %s", LoadPipelineQuery(), condition), 1, &type, &value, NULL);
 	if (SPI_processed == 0)
 		return NULL;
 
@@ -298,6 +305,7 @@ LoadPipelineWhere(const char *condition, Oid type, Datum value)
 	def->active = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_active, &isnull));
 	def->target_created = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_target_created, &isnull));
 	def->watermark = GetTextColumn(tuple, desc, Anum_pipeline_watermark);
+	def->row_version = GetTextColumn(tuple, desc, Anum_pipeline_row_version);
 	for (int i = 0; i < NumPipelineOptions; i++)
 		if (PipelineOptions[i].column)
 			ReadOptionColumns(def, &PipelineOptions[i], tuple, desc, &attno);
@@ -306,11 +314,17 @@ LoadPipelineWhere(const char *condition, Oid type, Datum value)
 	return def;
 }
 
+static SPIPlanPtr load_by_id_plan = NULL;
+static SPIPlanPtr load_by_name_plan = NULL;
+static SPIPlanPtr lock_for_run_plan = NULL;
+static SPIPlanPtr lock_wait_plan = NULL;
+static SPIPlanPtr store_watermark_plan = NULL;
+
 /* LoadPipelineById reads a pipeline by id, NULL if it does not exist */
 PipelineDef *
 LoadPipelineById(int64 pipeline_id)
 {
-	return LoadPipelineWhere("p.pipeline_id = $1", INT8OID, Int64GetDatum(pipeline_id));
+	return LoadPipelineWhere(&load_by_id_plan, "p.pipeline_id = $1", INT8OID, Int64GetDatum(pipeline_id));
 }
 
 /*
@@ -321,7 +335,8 @@ LoadPipelineById(int64 pipeline_id)
 PipelineDef *
 LoadPipelineByName(const char *name, bool missing_ok)
 {
-	PipelineDef *def = LoadPipelineWhere("p.name = $1", TEXTOID, CStringGetTextDatum(name));
+	PipelineDef *def = LoadPipelineWhere(&load_by_name_plan, "p.name = $1", TEXTOID,
+										 CStringGetTextDatum(name));
 
 	if (def == NULL && !missing_ok)
 		ereport(ERROR,
@@ -333,25 +348,44 @@ LoadPipelineByName(const char *name, bool missing_ok)
 
 /*
  * LockPipelineForRun locks the pipeline's watermark row for the rest of the
- * transaction, then reads the definition again. A registry change that was
- * in progress commits before the lock is granted, so the run always works
- * from the definition and watermark that are current once it holds the
- * lock, never from what it read before waiting. A pipeline dropped in the
- * meantime raises 42704.
+ * transaction, then makes sure the definition is the one current once it
+ * holds the lock: a registry change that was in progress commits before the
+ * lock is granted, so the run never works from what it read before
+ * waiting. When the lock is free it is taken at once, and the versions of
+ * the pipeline's two rows are compared with those def was read from: the
+ * same, def is current and is returned (the common case: no second read);
+ * otherwise, or after waiting for the lock, the definition is read again
+ * with a fresh snapshot. A pipeline dropped in the meantime raises 42704.
  */
 PipelineDef *
 LockPipelineForRun(PipelineDef *def)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
-	PipelineDef *current;
+	PipelineDef *current = NULL;
 
 	values[0] = Int64GetDatum(def->id);
-	ExecCatalog("SELECT 1 FROM pipeline.watermark WHERE pipeline_id = $1 FOR UPDATE",
-				1, types, values, NULL, false);
-	current = SPI_processed > 0
-		? LoadPipelineWhere("p.pipeline_id = $1", INT8OID, Int64GetDatum(def->id))
-		: NULL;
+	ExecKeptPlan(&lock_for_run_plan,
+				 "SELECT " ROW_VERSION_SQL
+				 " FROM pipeline.watermark w JOIN pipeline.pipeline p ON p.pipeline_id = w.pipeline_id"
+				 " WHERE w.pipeline_id = $1 FOR UPDATE OF w SKIP LOCKED",
+				 1, types, values, NULL);
+	if (SPI_processed > 0)
+	{
+		char	   *version = GetTextColumn(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (def->row_version != NULL && strcmp(version, def->row_version) == 0)
+			return def;
+		current = LoadPipelineById(def->id);
+	}
+	else
+	{
+		ExecKeptPlan(&lock_wait_plan,
+					 "SELECT 1 FROM pipeline.watermark WHERE pipeline_id = $1 FOR UPDATE",
+					 1, types, values, NULL);
+		if (SPI_processed > 0)
+			current = LoadPipelineById(def->id);
+	}
 	if (current == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -617,10 +651,11 @@ StoreWatermark(int64 pipeline_id, const char *value, int64 run_id)
 	values[1] = TextOrNull(value, &nulls[1]);
 	values[2] = Int64GetDatum(run_id);
 	nulls[2] = run_id > 0 ? ' ' : 'n';
-	ExecCatalog("UPDATE pipeline.watermark SET value = $2,"
-				" last_run_id = coalesce($3, last_run_id), updated_at = now()"
-				" WHERE pipeline_id = $1",
-				3, types, values, nulls, false);
+	ExecKeptPlan(&store_watermark_plan,
+				 "UPDATE pipeline.watermark SET value = $2,"
+				 " last_run_id = coalesce($3, last_run_id), updated_at = now()"
+				 " WHERE pipeline_id = $1",
+				 3, types, values, nulls);
 }
 
 /*

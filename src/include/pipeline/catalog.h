@@ -63,6 +63,8 @@ typedef struct PipelineDef
 	Oid			owner;
 	bool		target_created;
 	char	   *watermark;		/* canonical text, NULL if none */
+	char	   *row_version;	/* the versions of its pipeline and watermark
+								 * rows it was read from, NULL if none */
 	char	   *schedule;		/* cron expression, NULL if none */
 	int32		max_retries;
 	Interval   *retry_delay;
