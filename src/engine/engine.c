@@ -221,7 +221,10 @@ RunOnce(RunState *rs)
 	if (rs->rec.wm_to && (rs->rec.wm_from == NULL || strcmp(rs->rec.wm_to, rs->rec.wm_from) != 0))
 		StoreWatermark(def->id, rs->rec.wm_to, rs->rec.run_id);
 	rs->rec.status = RUN_SUCCEEDED;
-	rs->rec.config_version = CurrentConfigVersion(def->id);
+	rs->rec.nothing_new = nothing_new;
+	/* an idle run reads it only if it is recorded in full (run_outcome.c) */
+	if (!nothing_new)
+		rs->rec.config_version = CurrentConfigVersion(def->id);
 	RecordRunOutcome(&rs->rec);
 }
 

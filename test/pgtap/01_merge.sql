@@ -8,7 +8,7 @@
 -- NULL incremental values never read, NULL transitions in non-key columns,
 -- watermark advancement, reset(), and unchanged rows left untouched (xmin).
 
-SELECT plan(45);
+SELECT plan(46);
 
 CREATE FUNCTION watermark_of(text) RETURNS text LANGUAGE sql AS $$
   SELECT watermark FROM pipeline.pipelines WHERE name = $1 $$;
@@ -86,8 +86,10 @@ CREATE TABLE snap1 AS SELECT id, xmin::text AS x FROM core.orders;
 
 -- run 2: nothing new ---------------------------------------------------------
 SELECT pipeline.run('orders') AS r2 \gset
-SELECT is(run_counts(:r2), 'succeeded read=0 ins=0 upd=0 del=0 unch=0 rej=0',
-          'run 2 with nothing new reads nothing');
+SELECT is(run_counts(:r2), 'idle',
+          'run 2 with nothing new reads nothing: an idle run, counted, not recorded');
+SELECT is((SELECT idle_runs FROM pipeline.status WHERE name = 'orders'), 1::bigint,
+          'run 2 is counted on its pipeline');
 SELECT is(watermark_of('orders'), '10', 'run 2 keeps the watermark');
 SELECT results_eq('SELECT id, xmin::text FROM core.orders ORDER BY id',
                   'SELECT id, x FROM snap1 ORDER BY id',
@@ -179,7 +181,9 @@ SELECT ok((SELECT count(*) FROM pipeline.explain('orders')) >= 2,
           'explain returns a comment row and at least one statement');
 SELECT ok((SELECT bool_or(s ~* 'merge') FROM pipeline.explain('orders') AS e(s)),
           'explain shows the MERGE');
-SELECT is((SELECT count(*)::int FROM pipeline.runs WHERE pipeline_name = 'orders'), 6,
+-- six runs so far: five recorded, and run 2, which found nothing new, counted
+SELECT is((SELECT count(*)::int FROM pipeline.runs WHERE pipeline_name = 'orders')
+          + (SELECT idle_runs::int FROM pipeline.status WHERE name = 'orders'), 6,
           'explain does not run the pipeline');
 
 -- the same run in a REPEATABLE READ transaction is refused --------------------
