@@ -33,7 +33,6 @@ PEER=${BENCH_PEER:-$ROOT/../shared/peers/pg_incremental-01f6f5d.tar.gz}
 
 echo "== building pg_incremental from $(basename "$PEER")"
 install_peer "$PEER"
-LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "== loading $ROWS rows into all three contenders"
 q -c "
@@ -117,12 +116,11 @@ echo "   pg_incremental: median $im ms, p90 $ip ms (${#incr[@]} runs)"
 echo "   ratios: engine / hand-written $rh, engine / pg_incremental $ri; goal engine <= 0.6 ms: $goal"
 echo "   $recorded"
 
-cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 section=$(cat <<MD
 <!-- idle:start -->
 ## A run with nothing new
 
-Written by \`bash bench/idle.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') ($cpu, $(nproc) cores; $(q -c 'SHOW server_version'); fsync on; load average before: $LOAD_AT_START).
+$(written_by idle.sh)
 
 | run with nothing new, $ROWS-row source | median ms | p90 ms | engine ÷ this |
 | --- | ---: | ---: | ---: |
@@ -149,10 +147,4 @@ waits for its WAL flush.
 <!-- idle:end -->
 MD
 )
-if grep -q '<!-- idle:start -->' "$REPORT"; then
-    awk -v s="$section" '/<!-- idle:start -->/ { print s; skip = 1 } /<!-- idle:end -->/ { skip = 0; next } !skip' \
-        "$REPORT" >"$REPORT.new" && mv "$REPORT.new" "$REPORT"
-else
-    printf '\n%s\n' "$section" >>"$REPORT"
-fi
-echo "== wrote $REPORT"
+write_section idle "$section"

@@ -5,8 +5,9 @@
 # benchmarks' settings (BENCH_PRELOAD, when set, is its
 # shared_preload_libraries), stops and removes it on exit, and defines q
 # (psql on it), timed (one statement's time after a CHECKPOINT, in a fresh
-# session), median, ratio and install_peer (builds a peer's archive from
-# ../shared/peers into the same private directory).
+# session), median, ratio, install_peer (builds a peer's archive from
+# ../shared/peers into the same private directory) and write_section
+# (puts a section between its markers in docs/benchmarks.md).
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROWS=${BENCH_ROWS:-1000000}
 REPS=${BENCH_REPS:-5}
@@ -63,4 +64,25 @@ install_peer() {
     make -s -C "$dir" >/dev/null 2>&1
     make -s -C "$dir" install DESTDIR="$WORK/inst" >/dev/null
     chmod -R a+rX "$WORK/inst"
+}
+
+# write_section NAME TEXT: TEXT, which starts with <!-- NAME:start --> and
+# ends with <!-- NAME:end -->, replaces that section of the report, or is
+# appended to it
+write_section() {
+    if grep -q "<!-- $1:start -->" "$REPORT"; then
+        awk -v s="$2" -v a="<!-- $1:start -->" -v b="<!-- $1:end -->" \
+            '$0 == a { print s; skip = 1 } $0 == b { skip = 0; next } !skip' "$REPORT" >"$REPORT.new" &&
+            mv "$REPORT.new" "$REPORT"
+    else
+        printf '\n%s\n' "$2" >>"$REPORT"
+    fi
+    echo "== wrote $REPORT"
+}
+CPU=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+# written_by SCRIPT: the line that says which script wrote a section, when, where
+written_by() {
+    echo "Written by \`bash bench/$1\` on $(date -u '+%Y-%m-%d %H:%M UTC') ($CPU, $(nproc) cores;" \
+         "$(q -c 'SHOW server_version'); fsync on; load average before: $LOAD_AT_START)."
 }
