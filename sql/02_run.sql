@@ -24,7 +24,9 @@ SELECT pipeline.create_pipeline('shop_orders', 'stage.orders', 'core.orders',
                                 incremental_column => 'id',
                                 delete_column => 'deleted') AS id;
 
--- What the first run will execute: the high-water mark query, then one MERGE.
+-- What the first run will execute: the high-water mark query, then, the
+-- target being empty, one INSERT of what the MERGE would load (an initial
+-- load), and the index on the incremental column after the data.
 \pset format unaligned
 \pset tuples_only on
 SELECT * FROM pipeline.explain('shop_orders');

@@ -1205,3 +1205,12 @@ SELECT p.pipeline_id AS id,
                OPERATOR(pg_catalog.+) h.rows_deleted OPERATOR(pg_catalog.>) 0
          ORDER BY h.run_id DESC LIMIT 1) changed ON true
  WHERE pipeline._may('read', p.owner::pg_catalog.oid);
+
+-- The initial load (src/engine/initial_load.c, docs/exactly-once.md): a
+-- target the pipeline creates gets its primary key at once, but the index
+-- on the incremental column only after the first run that loads rows has
+-- written them, which builds it in one sort. target_index_pending: the
+-- pipeline still owes its target that index. Targets created before 0.2.0
+-- have it already.
+ALTER TABLE pipeline.watermark
+    ADD COLUMN target_index_pending boolean NOT NULL DEFAULT false;

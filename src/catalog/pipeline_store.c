@@ -34,7 +34,8 @@
 #define Anum_pipeline_target_created	3
 #define Anum_pipeline_watermark			4
 #define Anum_pipeline_row_version		5
-#define Natts_pipeline_state			5
+#define Anum_pipeline_index_pending		6
+#define Natts_pipeline_state			6
 
 /* The versions of a pipeline's two rows, as text, that a definition was read from */
 #define ROW_VERSION_SQL \
@@ -183,7 +184,7 @@ LoadPipelineQuery(void)
 
 		initStringInfo(&buf);
 		appendStringInfoString(&buf, "SELECT p.pipeline_id, p.active, p.target_created, w.value, "
-							   ROW_VERSION_SQL);
+							   ROW_VERSION_SQL ", coalesce(w.target_index_pending, false)");
 		for (int i = 0; i < NumPipelineOptions; i++)
 		{
 			const PipelineOption *o = &PipelineOptions[i];
@@ -306,6 +307,7 @@ LoadPipelineWhere(SPIPlanPtr *plan, const char *condition, Oid type, Datum value
 	def->target_created = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_target_created, &isnull));
 	def->watermark = GetTextColumn(tuple, desc, Anum_pipeline_watermark);
 	def->row_version = GetTextColumn(tuple, desc, Anum_pipeline_row_version);
+	def->target_index_pending = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_index_pending, &isnull));
 	for (int i = 0; i < NumPipelineOptions; i++)
 		if (PipelineOptions[i].column)
 			ReadOptionColumns(def, &PipelineOptions[i], tuple, desc, &attno);
@@ -566,8 +568,8 @@ InsertPipelineDef(PipelineDef *def)
 	Datum	   *values;
 	char	   *nulls;
 	bool		isnull;
-	Oid			wtypes[1] = {INT8OID};
-	Datum		wvalues[1];
+	Oid			wtypes[2] = {INT8OID, BOOLOID};
+	Datum		wvalues[2];
 
 	BuildDefStatements();
 	types = palloc(sizeof(Oid) * (NumDefParams + 1));
@@ -578,8 +580,9 @@ InsertPipelineDef(PipelineDef *def)
 	def->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	wvalues[0] = Int64GetDatum(def->id);
-	ExecCatalog("INSERT INTO pipeline.watermark (pipeline_id) VALUES ($1)",
-				1, wtypes, wvalues, NULL, false);
+	wvalues[1] = BoolGetDatum(def->target_index_pending);
+	ExecCatalog("INSERT INTO pipeline.watermark (pipeline_id, target_index_pending) VALUES ($1, $2)",
+				2, wtypes, wvalues, NULL, false);
 	return def->id;
 }
 
@@ -637,25 +640,91 @@ SetPipelineActive(int64 pipeline_id, bool active)
 }
 
 /*
+ * WriteWatermark sets a pipeline's watermark and, when run_id is given, the
+ * run that set it, and, when pending is not NULL, whether the pipeline
+ * still owes its target an index: one update of the watermark row.
+ */
+static void
+WriteWatermark(int64 pipeline_id, const char *value, int64 run_id, const bool *pending)
+{
+	Oid			types[4] = {INT8OID, TEXTOID, INT8OID, BOOLOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(pipeline_id);
+	values[1] = TextOrNull(value, &nulls[1]);
+	values[2] = Int64GetDatum(run_id);
+	nulls[2] = run_id > 0 ? ' ' : 'n';
+	values[3] = BoolGetDatum(pending && *pending);
+	nulls[3] = pending ? ' ' : 'n';
+	ExecKeptPlan(&store_watermark_plan,
+				 "UPDATE pipeline.watermark SET value = $2,"
+				 " last_run_id = coalesce($3, last_run_id), updated_at = now(),"
+				 " target_index_pending = coalesce($4, target_index_pending)"
+				 " WHERE pipeline_id = $1",
+				 4, types, values, nulls);
+}
+
+/*
  * StoreWatermark sets a pipeline's watermark (NULL: load everything next
  * time) and, when run_id is given, the run that set it.
  */
 void
 StoreWatermark(int64 pipeline_id, const char *value, int64 run_id)
 {
-	Oid			types[3] = {INT8OID, TEXTOID, INT8OID};
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	WriteWatermark(pipeline_id, value, run_id, NULL);
+}
+
+/*
+ * StoreRunWatermark sets the watermark a run of def leaves, with the run
+ * that set it and whether the pipeline still owes its target an index, in
+ * one update of the watermark row: a second one in the same transaction
+ * would check its foreign key, and wait for a registry change of the
+ * pipeline in progress.
+ */
+void
+StoreRunWatermark(PipelineDef *def, const char *value, int64 run_id)
+{
+	WriteWatermark(def->id, value, run_id, &def->target_index_pending);
+}
+
+/*
+ * StoreTargetIndexPending records whether the pipeline still owes the
+ * target it created the index on its incremental column
+ * (engine/initial_load.c).
+ */
+void
+StoreTargetIndexPending(int64 pipeline_id, bool pending)
+{
+	Oid			types[2] = {INT8OID, BOOLOID};
+	Datum		values[2];
 
 	values[0] = Int64GetDatum(pipeline_id);
-	values[1] = TextOrNull(value, &nulls[1]);
-	values[2] = Int64GetDatum(run_id);
-	nulls[2] = run_id > 0 ? ' ' : 'n';
-	ExecKeptPlan(&store_watermark_plan,
-				 "UPDATE pipeline.watermark SET value = $2,"
-				 " last_run_id = coalesce($3, last_run_id), updated_at = now()"
-				 " WHERE pipeline_id = $1",
-				 3, types, values, nulls);
+	values[1] = BoolGetDatum(pending);
+	ExecCatalog("UPDATE pipeline.watermark SET target_index_pending = $2 WHERE pipeline_id = $1",
+				2, types, values, NULL, false);
+}
+
+/*
+ * TargetIndexOwed tells whether a pipeline owes the table relid, a target
+ * it created, an index on column: its first load will build it.
+ */
+bool
+TargetIndexOwed(Oid relid, const char *column)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(column);
+	values[1] = CStringGetTextDatum(get_namespace_name(get_rel_namespace(relid)));
+	values[2] = CStringGetTextDatum(get_rel_name(relid));
+	ExecCatalog("SELECT EXISTS (SELECT 1 FROM pipeline.pipeline p"
+				"  JOIN pipeline.watermark w ON w.pipeline_id = p.pipeline_id"
+				" WHERE w.target_index_pending AND p.incremental_column = $1::name"
+				"   AND p.target_schema = $2::name AND p.target_table = $3::name)",
+				3, types, values, NULL, true);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /*

@@ -214,6 +214,7 @@ ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bool ha
 	OwnerContext ctx;
 	int			rc;
 	int			guc_level;
+	uint64		processed;
 
 	LockRelationOid(plan->target_relid, ShareRowExclusiveLock);
 	/*
@@ -251,15 +252,25 @@ ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bool ha
 			elog(ERROR, "pg_pipeline could not remove vanished keys: %s", SPI_result_code_string(rc));
 		counts->deleted += SPI_processed;
 	}
+	/* an empty target is loaded with an INSERT (initial_load.c), decided under the lock */
+	stmts = ChooseInitialLoad(plan, stmts, has_lower, has_upper);
+	RunInitialLoadStatement(stmts->drop_key);
 	ResetLoadCounters();
 	if (stmts->has_row_checks)
 		ArmRowChecks(plan);
 	if (stmts->load_is_merge)
 		ArmMergeCapture();
-	rc = SPI_execute_with_args(stmts->load, nargs, types, values, NULL, false, 0);
-	if (rc != SPI_OK_MERGE && rc != SPI_OK_INSERT)
-		elog(ERROR, "pg_pipeline load failed: %s", SPI_result_code_string(rc));
-	CollectLoadCounters(stmts, SPI_processed, counts);
+	if (stmts->bulk_rows)
+		processed = ExecuteBulkInsert(plan, stmts->bulk_rows, nargs, types, values);
+	else
+	{
+		rc = SPI_execute_with_args(stmts->load, nargs, types, values, NULL, false, 0);
+		if (rc != SPI_OK_MERGE && rc != SPI_OK_INSERT)
+			elog(ERROR, "pg_pipeline load failed: %s", SPI_result_code_string(rc));
+		processed = SPI_processed;
+	}
+	CollectLoadCounters(stmts, processed, counts);
+	RunInitialLoadStatement(stmts->add_key);
 	DisarmMasks();
 	LeaveOwnerContext(&ctx);
 	AtEOXact_GUC(true, guc_level);
