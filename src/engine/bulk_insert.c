@@ -177,11 +177,24 @@ BulkReceive(TupleTableSlot *slot, DestReceiver *self)
 	return true;
 }
 
-/* BulkStartup takes the command id the rows are written with: the SELECT's */
+/*
+ * BulkStartup takes the command id the rows are written with (the
+ * SELECT's), and makes sure the SELECT yields what BulkColumnMap expects:
+ * each target column's type, in the column it maps to.
+ */
 static void
 BulkStartup(DestReceiver *self, int operation, TupleDesc typeinfo)
 {
-	((BulkReceiver *) self)->cid = GetCurrentCommandId(true);
+	BulkReceiver *r = (BulkReceiver *) self;
+	TupleDesc	desc = RelationGetDescr(r->rel);
+
+	for (int i = 0; i < desc->natts; i++)
+		if (r->source_of[i] >= 0 &&
+			(r->source_of[i] >= typeinfo->natts ||
+			 TupleDescAttr(typeinfo, r->source_of[i])->atttypid != TupleDescAttr(desc, i)->atttypid))
+			elog(ERROR, "pg_pipeline's bulk load does not fit column \"%s\" of %s",
+				 NameStr(TupleDescAttr(desc, i)->attname), RelationGetRelationName(r->rel));
+	r->cid = GetCurrentCommandId(true);
 }
 
 static void
