@@ -19,7 +19,8 @@ CREATE INDEX ON raw.orders (seq);
 
 -- create_pipeline: the smallest useful call. The target does not exist, so
 -- it is created from the source's columns, with a primary key on the unique
--- key and an index on the incremental column.
+-- key; the index on the incremental column comes with the first load, which
+-- builds it after the data.
 SELECT pipeline.create_pipeline('orders', 'raw.orders', 'clean.orders',
                                 unique_key => ARRAY['order_id'],
                                 incremental_column => 'seq') AS id;

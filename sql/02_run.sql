@@ -24,7 +24,9 @@ SELECT pipeline.create_pipeline('shop_orders', 'stage.orders', 'core.orders',
                                 incremental_column => 'id',
                                 delete_column => 'deleted') AS id;
 
--- What the first run will execute: the high-water mark query, then one MERGE.
+-- What the first run will execute: the high-water mark query, then, the
+-- target being empty, one INSERT of what the MERGE would load (an initial
+-- load), and the index on the incremental column after the data.
 \pset format unaligned
 \pset tuples_only on
 SELECT * FROM pipeline.explain('shop_orders');
@@ -39,10 +41,20 @@ SELECT run_id, status, rows_read, rows_inserted, rows_updated, rows_deleted,
        triggered_by
   FROM pipeline.runs ORDER BY run_id;
 
--- Nothing new: the run reads nothing and changes nothing.
-SELECT pipeline.run('shop_orders') AS run_id;
+-- Nothing new: the run reads nothing and changes nothing. It is not written
+-- to the run history nor to the audit log: its pipeline counts it (idle_runs)
+-- and keeps the id it returned and when it finished, which pipeline.status
+-- shows as its latest run.
+SELECT count(*) AS audit_entries FROM pipeline.audit_log \gset
+SELECT pipeline.run('shop_orders') AS idle_run_id \gset
 SELECT run_id, status, rows_read, rows_inserted, watermark_from, watermark_to
   FROM pipeline.runs ORDER BY run_id DESC LIMIT 1;
+SELECT count(*) AS idle_records FROM pipeline.runs WHERE run_id = :idle_run_id;
+SELECT last_run_id = :idle_run_id AS latest_is_idle, last_run_status, idle_runs,
+       last_idle_at = last_run_finished_at AS idle_at, last_success_at = last_idle_at AS success_at,
+       consecutive_failures
+  FROM pipeline.status WHERE name = 'shop_orders';
+SELECT count(*) - :audit_entries AS new_audit_entries FROM pipeline.audit_log;
 
 -- New, changed, unchanged, deleted and NULL-key rows in one window:
 -- order 1 unchanged, order 3 changed, order 4's NULL becomes a value,
@@ -211,5 +223,10 @@ BEGIN;
 SELECT pipeline.run('shop_orders') > 0 AS ran;
 SELECT pipeline.run('shop_orders') > 0 AS ran;
 COMMIT;
+-- the first loaded the new row; the second found nothing new (an idle run,
+-- counted, not recorded)
 SELECT rows_read, rows_inserted FROM pipeline.runs
- WHERE pipeline_name = 'shop_orders' ORDER BY run_id DESC LIMIT 2;
+ WHERE pipeline_name = 'shop_orders' ORDER BY run_id DESC LIMIT 1;
+SELECT s.last_run_id > max(r.run_id) AS latest_is_idle
+  FROM pipeline.status s JOIN pipeline.runs r ON r.pipeline_id = s.id
+ WHERE s.name = 'shop_orders' GROUP BY s.last_run_id;

@@ -90,8 +90,10 @@ CALL a.land('events', 1);
 -- A run that found nothing new is not scored (it says nothing about the
 -- data; a source that stopped is what freshness limits are for), and is
 -- not part of the baseline.
+-- (It is not recorded either: its pipeline only counts it.)
 SELECT pipeline.run('events') AS idle \gset
-SELECT rows_read, batches FROM pipeline.runs WHERE run_id = :idle;
+SELECT count(*) AS records FROM pipeline.runs WHERE run_id = :idle;
+SELECT idle_runs > 0 AS counted FROM pipeline.status WHERE name = 'events';
 SELECT count(*) AS alerts FROM pipeline.alerts WHERE run_id = :idle;
 
 -- A batched run is one run: scored once, as a whole, when its last batch is

@@ -1397,3 +1397,140 @@ SELECT h.run_id,
   FROM pipeline.run_history h
  WHERE h.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
     OR (SELECT pipeline._may('read', NULL));
+
+-- Scale: idle runs and initial loads (issue 12) ---
+
+-- A run that finds nothing new (the high-water mark is not past the
+-- watermark) writes no run record and no audit entry: it counts itself on
+-- its pipeline's watermark row, which the run has locked anyway
+-- (src/recorders/run_outcome.c, RecordIdleRun; docs/exactly-once.md):
+-- idle_runs counts such runs since the pipeline was created, and
+-- last_idle_run_id and last_idle_at are the id pipeline.run returned for
+-- the latest one and when it finished. A run whose start was already
+-- recorded (a background worker's, a batched run), one that took longer
+-- than the pipeline's timeliness limit, one that found rows at infinity,
+-- and every run while OpenLineage delivery is on are recorded in full as
+-- before.
+ALTER TABLE pipeline.watermark
+    ADD COLUMN idle_runs bigint NOT NULL DEFAULT 0,
+    ADD COLUMN last_idle_run_id bigint,
+    ADD COLUMN last_idle_at timestamptz;
+
+-- The latest run of a pipeline is its latest record or its latest idle
+-- run, whichever has the greater id (run ids come from one sequence).
+CREATE OR REPLACE VIEW pipeline.pipelines WITH (security_barrier) AS
+SELECT p.pipeline_id AS id,
+       p.name,
+       pg_catalog.quote_ident(p.source_schema) OPERATOR(pg_catalog.||) '.'
+           OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.source_table) AS source,
+       pg_catalog.quote_ident(p.target_schema) OPERATOR(pg_catalog.||) '.'
+           OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.target_table) AS target,
+       p.mode,
+       p.unique_key,
+       p.incremental_column,
+       p.partition_column,
+       p.delete_column,
+       p.soft_delete,
+       p.lookback,
+       p.batch_rows,
+       p.active,
+       p.owner,
+       w.value AS watermark,
+       CASE WHEN w.last_idle_run_id OPERATOR(pg_catalog.>) COALESCE(r.run_id, 0)
+            THEN w.last_idle_run_id ELSE r.run_id END AS last_run_id,
+       CASE WHEN w.last_idle_run_id OPERATOR(pg_catalog.>) COALESCE(r.run_id, 0)
+            THEN 'succeeded' ELSE r.status END AS last_run_status,
+       p.description,
+       p.metadata,
+       p.schedule,
+       ARRAY(SELECT u.name FROM pipeline.dependency d
+               JOIN pipeline.pipeline u ON u.pipeline_id OPERATOR(pg_catalog.=) d.upstream_id
+              WHERE d.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id ORDER BY u.name) AS depends_on,
+       p.max_retries,
+       p.retry_delay,
+       p.timeout,
+       p.freshness,
+       p.timeliness,
+       p.freshness_muted,
+       p.timeliness_muted,
+       p.created_at,
+       p.updated_at
+  FROM pipeline.pipeline p
+  LEFT JOIN pipeline.watermark w ON w.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+  LEFT JOIN LATERAL (
+        SELECT h.run_id, h.status
+          FROM pipeline.run_history h
+         WHERE h.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+         ORDER BY h.run_id DESC
+         LIMIT 1) r ON true
+ WHERE pipeline._may('read', p.owner::pg_catalog.oid);
+
+-- An idle run is a successful run that took no longer than the timeliness
+-- limit (a longer one is recorded in full), so when it is the latest run
+-- it is the last success, ends a series of failures and is timely.
+CREATE OR REPLACE VIEW pipeline.status WITH (security_barrier) AS
+SELECT p.pipeline_id AS id,
+       p.name,
+       p.active,
+       CASE WHEN idle.latest THEN w.last_idle_run_id ELSE last.run_id END AS last_run_id,
+       CASE WHEN idle.latest THEN 'succeeded' ELSE last.status END AS last_run_status,
+       CASE WHEN idle.latest THEN w.last_idle_at ELSE last.finished_at END AS last_run_finished_at,
+       GREATEST(ok.finished_at, w.last_idle_at) AS last_success_at,
+       changed.finished_at AS last_change_at,
+       (SELECT pg_catalog.count(*) FROM pipeline.run_history f
+         WHERE f.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+           AND f.status OPERATOR(pg_catalog.=) 'failed'
+           AND f.run_id OPERATOR(pg_catalog.>) GREATEST(ok.run_id, w.last_idle_run_id, 0)) AS consecutive_failures,
+       lag.lag AS source_ahead_by,
+       p.schedule,
+       CASE WHEN p.schedule IS NOT NULL AND p.active
+            THEN pipeline.next_run_time(p.schedule) END AS next_scheduled_at,
+       CASE WHEN p.freshness IS NULL THEN NULL
+            WHEN p.freshness_muted THEN 'muted'
+            WHEN pg_catalog.now() OPERATOR(pg_catalog.-)
+                 COALESCE(changed.finished_at, p.created_at)
+                 OPERATOR(pg_catalog.>) p.freshness THEN 'breached'
+            ELSE 'ok' END AS freshness_state,
+       CASE WHEN p.timeliness IS NULL THEN NULL
+            WHEN p.timeliness_muted THEN 'muted'
+            WHEN idle.latest THEN 'ok'
+            WHEN COALESCE(last.finished_at, pg_catalog.now())
+                 OPERATOR(pg_catalog.-) last.started_at OPERATOR(pg_catalog.>) p.timeliness
+            THEN 'breached'
+            ELSE 'ok' END AS timeliness_state,
+       lag.reason AS source_lag_reason,
+       COALESCE(w.idle_runs, 0) AS idle_runs,
+       w.last_idle_at
+  FROM pipeline.pipeline p
+  LEFT JOIN pipeline.watermark w ON w.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+  CROSS JOIN LATERAL pipeline.source_lag_detail(p.pipeline_id) lag
+  LEFT JOIN LATERAL (
+        SELECT h.run_id, h.status, h.started_at, h.finished_at FROM pipeline.run_history h
+         WHERE h.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+           AND h.status OPERATOR(pg_catalog.<>) 'skipped'
+         ORDER BY h.run_id DESC LIMIT 1) last ON true
+  CROSS JOIN LATERAL (
+        SELECT COALESCE(w.last_idle_run_id OPERATOR(pg_catalog.>) COALESCE(last.run_id, 0), false)
+               AS latest) idle
+  LEFT JOIN LATERAL (
+        SELECT h.run_id, h.finished_at FROM pipeline.run_history h
+         WHERE h.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+           AND h.status OPERATOR(pg_catalog.=) 'succeeded'
+         ORDER BY h.run_id DESC LIMIT 1) ok ON true
+  LEFT JOIN LATERAL (
+        SELECT h.finished_at FROM pipeline.run_history h
+         WHERE h.pipeline_id OPERATOR(pg_catalog.=) p.pipeline_id
+           AND h.status OPERATOR(pg_catalog.=) 'succeeded'
+           AND h.rows_inserted OPERATOR(pg_catalog.+) h.rows_updated
+               OPERATOR(pg_catalog.+) h.rows_deleted OPERATOR(pg_catalog.>) 0
+         ORDER BY h.run_id DESC LIMIT 1) changed ON true
+ WHERE pipeline._may('read', p.owner::pg_catalog.oid);
+
+-- The initial load (src/engine/initial_load.c, docs/exactly-once.md): a
+-- target the pipeline creates gets its primary key at once, but the index
+-- on the incremental column only after the first run that loads rows has
+-- written them, which builds it in one sort. target_index_pending: the
+-- pipeline still owes its target that index. Targets created before 0.2.0
+-- have it already.
+ALTER TABLE pipeline.watermark
+    ADD COLUMN target_index_pending boolean NOT NULL DEFAULT false;

@@ -95,7 +95,8 @@ ResolveTarget(PipelineDef *def, const char *target, bool create_target, Oid sour
 
 /*
  * FinishDefinition validates a complete definition against the relations
- * and the owner's privileges, and advises on a missing index.
+ * and the owner's privileges, and advises on a missing index (not on one a
+ * pipeline owes the source, the target it created, until its first load).
  */
 static void
 FinishDefinition(PipelineDef *def)
@@ -105,7 +106,8 @@ FinishDefinition(PipelineDef *def)
 	ValidateOptions(def);
 	plan = BuildLoadPlan(def);
 	CheckPipelinePrivileges(def, plan->source_relid, plan->target_relid, def->owner);
-	if (plan->incremental && !SourceHasIndexOn(plan->source_relid, plan->incremental->name))
+	if (plan->incremental && !SourceHasIndexOn(plan->source_relid, plan->incremental->name) &&
+		!TargetIndexOwed(plan->source_relid, plan->incremental->name))
 		ereport(NOTICE,
 				(errmsg("source %s has no index on incremental column \"%s\"",
 						plan->source_ident, plan->incremental->name),
@@ -195,6 +197,7 @@ pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 	char	   *old_schedule;
 	Oid			source_relid;
 	int			depends_argno = OptionArgno("depends_on", true);
+	bool		target_index_changed = false;
 
 	SPI_connect();
 	nestlevel = PinSearchPath();
@@ -219,13 +222,23 @@ pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 	if (args.target)
 	{
 		Oid			source_relid = ResolveRelationName(def->source_schema, def->source_table, "source");
+		char	   *old_schema = def->target_schema;
+		char	   *old_table = def->target_table;
+		bool		owed = def->target_index_pending;
 
+		/* an index is owed to a target the pipeline creates, not to another table */
+		def->target_index_pending = false;
 		ResolveTarget(def, args.target, args.create_target, source_relid);
+		if (strcmp(old_schema, def->target_schema) == 0 && strcmp(old_table, def->target_table) == 0)
+			def->target_index_pending = owed;
+		target_index_changed = def->target_index_pending != owed;
 	}
 
 	nestlevel = PinSearchPath();
 	FinishDefinition(def);
 	UpdatePipelineDef(def, args.reset_watermark);
+	if (target_index_changed)
+		StoreTargetIndexPending(def->id, def->target_index_pending);
 	source_relid = ResolveRelationName(def->source_schema, def->source_table, "source");
 	FinishGraph(def, source_relid,
 				PG_ARGISNULL(depends_argno) ? NIL : DependsOnArg(fcinfo, depends_argno),

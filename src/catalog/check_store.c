@@ -11,10 +11,15 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "storage/bufmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
 
 #include "pipeline/catalog.h"
 
@@ -63,6 +68,27 @@ ParseCheckSeverity(const char *text, CheckSeverity *severity)
 	return false;
 }
 
+static SPIPlanPtr load_checks_plan = NULL;
+
+/*
+ * AnyChecksStored is false when pipeline.data_check has never held a row
+ * (no pages): then no pipeline has checks, and a run need not ask.
+ */
+static bool
+AnyChecksStored(void)
+{
+	Oid			relid = get_relname_relid("data_check", get_namespace_oid(PIPELINE_SCHEMA, false));
+	Relation	rel;
+	BlockNumber nblocks;
+
+	if (!OidIsValid(relid))
+		return true;			/* let the statement report it */
+	rel = table_open(relid, AccessShareLock);
+	nblocks = RelationGetNumberOfBlocks(rel);
+	table_close(rel, AccessShareLock);
+	return nblocks > 0;
+}
+
 /*
  * LoadChecks reads a pipeline's checks in the order of their names, so that
  * a run evaluates and reports them in an order that does not depend on
@@ -76,10 +102,14 @@ LoadChecks(int64 pipeline_id)
 	List	   *checks = NIL;
 	SPITupleTable *tt;
 
+	if (!AnyChecksStored())
+		return NIL;
 	values[0] = Int64GetDatum(pipeline_id);
-	ExecCatalog("SELECT check_id, check_name, kind, args, severity FROM pipeline.data_check"
-				" WHERE pipeline_id = $1 ORDER BY check_name COLLATE \"C\"",
-				1, types, values, NULL, true);
+	/* every run reads its checks: one statement prepared per backend */
+	ExecKeptPlan(&load_checks_plan,
+				 "SELECT check_id, check_name, kind, args, severity FROM pipeline.data_check"
+				 " WHERE pipeline_id = $1 ORDER BY check_name COLLATE \"C\"",
+				 1, types, values, NULL);
 	tt = SPI_tuptable;
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{

@@ -159,6 +159,8 @@ ParseMasks(Jsonb *masks)
 		return NIL;
 	if (!JB_ROOT_IS_OBJECT(masks) || JB_ROOT_IS_SCALAR(masks))
 		BadMasks("masks must be a JSON object of column names to masks", NULL);
+	if (JB_ROOT_COUNT(masks) == 0)
+		return NIL;				/* no masks, the common case: no statement */
 	SPI_connect();
 	values[0] = JsonbPGetDatum(masks);
 	if (SPI_execute_with_args("SELECT e.key, jsonb_typeof(e.value),"

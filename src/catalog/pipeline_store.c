@@ -33,7 +33,13 @@
 #define Anum_pipeline_active			2
 #define Anum_pipeline_target_created	3
 #define Anum_pipeline_watermark			4
-#define Natts_pipeline_state			4
+#define Anum_pipeline_row_version		5
+#define Anum_pipeline_index_pending		6
+#define Natts_pipeline_state			6
+
+/* The versions of a pipeline's two rows, as text, that a definition was read from */
+#define ROW_VERSION_SQL \
+	"p.xmin::text || ',' || p.ctid::text || ',' || w.xmin::text || ',' || w.ctid::text"
 
 /*
  * ExecCatalog runs one catalog statement as the extension owner, with
@@ -177,7 +183,8 @@ LoadPipelineQuery(void)
 		StringInfoData buf;
 
 		initStringInfo(&buf);
-		appendStringInfoString(&buf, "SELECT p.pipeline_id, p.active, p.target_created, w.value");
+		appendStringInfoString(&buf, "SELECT p.pipeline_id, p.active, p.target_created, w.value, "
+							   ROW_VERSION_SQL ", coalesce(w.target_index_pending, false)");
 		for (int i = 0; i < NumPipelineOptions; i++)
 		{
 			const PipelineOption *o = &PipelineOptions[i];
@@ -274,10 +281,11 @@ ReadOptionColumns(PipelineDef *def, const PipelineOption *o, HeapTuple tuple, Tu
 
 /*
  * LoadPipelineWhere reads the pipeline matched by a one-parameter condition,
- * or returns NULL when there is none.
+ * or returns NULL when there is none. Each condition's statement is
+ * prepared once per backend (*plan): a run reads its definition twice.
  */
 static PipelineDef *
-LoadPipelineWhere(const char *condition, Oid type, Datum value)
+LoadPipelineWhere(SPIPlanPtr *plan, const char *condition, Oid type, Datum value)
 {
 	HeapTuple	tuple;
 	TupleDesc	desc;
@@ -286,7 +294,7 @@ LoadPipelineWhere(const char *condition, Oid type, Datum value)
 	int			attno = Natts_pipeline_state + 1;
 
 	/* not read-only: a fresh snapshot sees what committed while we waited */
-	ExecCatalog(psprintf("%s WHERE %s", LoadPipelineQuery(), condition), 1, &type, &value, NULL, false);
+	ExecKeptPlan(plan, psprintf("%s WHERE %s", LoadPipelineQuery(), condition), 1, &type, &value, NULL);
 	if (SPI_processed == 0)
 		return NULL;
 
@@ -298,6 +306,8 @@ LoadPipelineWhere(const char *condition, Oid type, Datum value)
 	def->active = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_active, &isnull));
 	def->target_created = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_target_created, &isnull));
 	def->watermark = GetTextColumn(tuple, desc, Anum_pipeline_watermark);
+	def->row_version = GetTextColumn(tuple, desc, Anum_pipeline_row_version);
+	def->target_index_pending = DatumGetBool(SPI_getbinval(tuple, desc, Anum_pipeline_index_pending, &isnull));
 	for (int i = 0; i < NumPipelineOptions; i++)
 		if (PipelineOptions[i].column)
 			ReadOptionColumns(def, &PipelineOptions[i], tuple, desc, &attno);
@@ -306,11 +316,17 @@ LoadPipelineWhere(const char *condition, Oid type, Datum value)
 	return def;
 }
 
+static SPIPlanPtr load_by_id_plan = NULL;
+static SPIPlanPtr load_by_name_plan = NULL;
+static SPIPlanPtr lock_for_run_plan = NULL;
+static SPIPlanPtr lock_wait_plan = NULL;
+static SPIPlanPtr store_watermark_plan = NULL;
+
 /* LoadPipelineById reads a pipeline by id, NULL if it does not exist */
 PipelineDef *
 LoadPipelineById(int64 pipeline_id)
 {
-	return LoadPipelineWhere("p.pipeline_id = $1", INT8OID, Int64GetDatum(pipeline_id));
+	return LoadPipelineWhere(&load_by_id_plan, "p.pipeline_id = $1", INT8OID, Int64GetDatum(pipeline_id));
 }
 
 /*
@@ -321,7 +337,8 @@ LoadPipelineById(int64 pipeline_id)
 PipelineDef *
 LoadPipelineByName(const char *name, bool missing_ok)
 {
-	PipelineDef *def = LoadPipelineWhere("p.name = $1", TEXTOID, CStringGetTextDatum(name));
+	PipelineDef *def = LoadPipelineWhere(&load_by_name_plan, "p.name = $1", TEXTOID,
+										 CStringGetTextDatum(name));
 
 	if (def == NULL && !missing_ok)
 		ereport(ERROR,
@@ -333,25 +350,44 @@ LoadPipelineByName(const char *name, bool missing_ok)
 
 /*
  * LockPipelineForRun locks the pipeline's watermark row for the rest of the
- * transaction, then reads the definition again. A registry change that was
- * in progress commits before the lock is granted, so the run always works
- * from the definition and watermark that are current once it holds the
- * lock, never from what it read before waiting. A pipeline dropped in the
- * meantime raises 42704.
+ * transaction, then makes sure the definition is the one current once it
+ * holds the lock: a registry change that was in progress commits before the
+ * lock is granted, so the run never works from what it read before
+ * waiting. When the lock is free it is taken at once, and the versions of
+ * the pipeline's two rows are compared with those def was read from: the
+ * same, def is current and is returned (the common case: no second read);
+ * otherwise, or after waiting for the lock, the definition is read again
+ * with a fresh snapshot. A pipeline dropped in the meantime raises 42704.
  */
 PipelineDef *
 LockPipelineForRun(PipelineDef *def)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
-	PipelineDef *current;
+	PipelineDef *current = NULL;
 
 	values[0] = Int64GetDatum(def->id);
-	ExecCatalog("SELECT 1 FROM pipeline.watermark WHERE pipeline_id = $1 FOR UPDATE",
-				1, types, values, NULL, false);
-	current = SPI_processed > 0
-		? LoadPipelineWhere("p.pipeline_id = $1", INT8OID, Int64GetDatum(def->id))
-		: NULL;
+	ExecKeptPlan(&lock_for_run_plan,
+				 "SELECT " ROW_VERSION_SQL
+				 " FROM pipeline.watermark w JOIN pipeline.pipeline p ON p.pipeline_id = w.pipeline_id"
+				 " WHERE w.pipeline_id = $1 FOR UPDATE OF w SKIP LOCKED",
+				 1, types, values, NULL);
+	if (SPI_processed > 0)
+	{
+		char	   *version = GetTextColumn(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (def->row_version != NULL && strcmp(version, def->row_version) == 0)
+			return def;
+		current = LoadPipelineById(def->id);
+	}
+	else
+	{
+		ExecKeptPlan(&lock_wait_plan,
+					 "SELECT 1 FROM pipeline.watermark WHERE pipeline_id = $1 FOR UPDATE",
+					 1, types, values, NULL);
+		if (SPI_processed > 0)
+			current = LoadPipelineById(def->id);
+	}
 	if (current == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -532,8 +568,8 @@ InsertPipelineDef(PipelineDef *def)
 	Datum	   *values;
 	char	   *nulls;
 	bool		isnull;
-	Oid			wtypes[1] = {INT8OID};
-	Datum		wvalues[1];
+	Oid			wtypes[2] = {INT8OID, BOOLOID};
+	Datum		wvalues[2];
 
 	BuildDefStatements();
 	types = palloc(sizeof(Oid) * (NumDefParams + 1));
@@ -544,8 +580,9 @@ InsertPipelineDef(PipelineDef *def)
 	def->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	wvalues[0] = Int64GetDatum(def->id);
-	ExecCatalog("INSERT INTO pipeline.watermark (pipeline_id) VALUES ($1)",
-				1, wtypes, wvalues, NULL, false);
+	wvalues[1] = BoolGetDatum(def->target_index_pending);
+	ExecCatalog("INSERT INTO pipeline.watermark (pipeline_id, target_index_pending) VALUES ($1, $2)",
+				2, wtypes, wvalues, NULL, false);
 	return def->id;
 }
 
@@ -603,24 +640,91 @@ SetPipelineActive(int64 pipeline_id, bool active)
 }
 
 /*
+ * WriteWatermark sets a pipeline's watermark and, when run_id is given, the
+ * run that set it, and, when pending is not NULL, whether the pipeline
+ * still owes its target an index: one update of the watermark row.
+ */
+static void
+WriteWatermark(int64 pipeline_id, const char *value, int64 run_id, const bool *pending)
+{
+	Oid			types[4] = {INT8OID, TEXTOID, INT8OID, BOOLOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(pipeline_id);
+	values[1] = TextOrNull(value, &nulls[1]);
+	values[2] = Int64GetDatum(run_id);
+	nulls[2] = run_id > 0 ? ' ' : 'n';
+	values[3] = BoolGetDatum(pending && *pending);
+	nulls[3] = pending ? ' ' : 'n';
+	ExecKeptPlan(&store_watermark_plan,
+				 "UPDATE pipeline.watermark SET value = $2,"
+				 " last_run_id = coalesce($3, last_run_id), updated_at = now(),"
+				 " target_index_pending = coalesce($4, target_index_pending)"
+				 " WHERE pipeline_id = $1",
+				 4, types, values, nulls);
+}
+
+/*
  * StoreWatermark sets a pipeline's watermark (NULL: load everything next
  * time) and, when run_id is given, the run that set it.
  */
 void
 StoreWatermark(int64 pipeline_id, const char *value, int64 run_id)
 {
-	Oid			types[3] = {INT8OID, TEXTOID, INT8OID};
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	WriteWatermark(pipeline_id, value, run_id, NULL);
+}
+
+/*
+ * StoreRunWatermark sets the watermark a run of def leaves, with the run
+ * that set it and whether the pipeline still owes its target an index, in
+ * one update of the watermark row: a second one in the same transaction
+ * would check its foreign key, and wait for a registry change of the
+ * pipeline in progress.
+ */
+void
+StoreRunWatermark(PipelineDef *def, const char *value, int64 run_id)
+{
+	WriteWatermark(def->id, value, run_id, &def->target_index_pending);
+}
+
+/*
+ * StoreTargetIndexPending records whether the pipeline still owes the
+ * target it created the index on its incremental column
+ * (engine/initial_load.c).
+ */
+void
+StoreTargetIndexPending(int64 pipeline_id, bool pending)
+{
+	Oid			types[2] = {INT8OID, BOOLOID};
+	Datum		values[2];
 
 	values[0] = Int64GetDatum(pipeline_id);
-	values[1] = TextOrNull(value, &nulls[1]);
-	values[2] = Int64GetDatum(run_id);
-	nulls[2] = run_id > 0 ? ' ' : 'n';
-	ExecCatalog("UPDATE pipeline.watermark SET value = $2,"
-				" last_run_id = coalesce($3, last_run_id), updated_at = now()"
-				" WHERE pipeline_id = $1",
-				3, types, values, nulls, false);
+	values[1] = BoolGetDatum(pending);
+	ExecCatalog("UPDATE pipeline.watermark SET target_index_pending = $2 WHERE pipeline_id = $1",
+				2, types, values, NULL, false);
+}
+
+/*
+ * TargetIndexOwed tells whether a pipeline owes the table relid, a target
+ * it created, an index on column: its first load will build it.
+ */
+bool
+TargetIndexOwed(Oid relid, const char *column)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(column);
+	values[1] = CStringGetTextDatum(get_namespace_name(get_rel_namespace(relid)));
+	values[2] = CStringGetTextDatum(get_rel_name(relid));
+	ExecCatalog("SELECT EXISTS (SELECT 1 FROM pipeline.pipeline p"
+				"  JOIN pipeline.watermark w ON w.pipeline_id = p.pipeline_id"
+				" WHERE w.target_index_pending AND p.incremental_column = $1::name"
+				"   AND p.target_schema = $2::name AND p.target_table = $3::name)",
+				3, types, values, NULL, true);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /*

@@ -22,6 +22,7 @@
 #include "commands/extension.h"
 #include "jit/jit.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 
@@ -29,17 +30,28 @@
 
 #define PINNED_SEARCH_PATH "pg_catalog, pg_temp"
 
-/* ExtensionOwner returns the role that owns the extension and its catalog */
+/*
+ * ExtensionOwner returns the role that owns the extension and its catalog.
+ * It is read once per transaction: every catalog statement asks (a run
+ * makes about ten), and pg_extension has no syscache; an extension's owner
+ * changes only by REASSIGN OWNED, whose transaction sees it from its next
+ * one on.
+ */
 Oid
 ExtensionOwner(void)
 {
-	Oid			extoid = get_extension_oid(PIPELINE_EXTENSION, false);
+	static LocalTransactionId cached_lxid = InvalidLocalTransactionId;
+	static Oid	cached_owner = InvalidOid;
+	Oid			extoid;
 	Relation	rel;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tuple;
 	Oid			owner;
 
+	if (cached_lxid != InvalidLocalTransactionId && cached_lxid == MyProc->lxid)
+		return cached_owner;
+	extoid = get_extension_oid(PIPELINE_EXTENSION, false);
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(extoid));
@@ -50,6 +62,8 @@ ExtensionOwner(void)
 	owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
+	cached_owner = owner;
+	cached_lxid = MyProc->lxid;
 	return owner;
 }
 

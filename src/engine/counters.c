@@ -155,11 +155,13 @@ ArmMergeCapture(void)
 /*
  * CollectLoadCounters adds the counts of the statement that just ran to
  * counts: from the MERGE tallies for a MERGE, else from processed (the rows
- * a plain INSERT wrote). Rows that reached the load and needed no change
- * are counted as unchanged; without de-duplication every row read and
- * neither rejected, nor sent to quarantine by the row checks' gate
- * (row_checks.c, which counts those), nor skipped by the erasure gate
- * (erasure_gate.c, likewise) reached it.
+ * a plain INSERT wrote; for an initial load's INSERT, the kept rows it did
+ * not write, flagged deleted, are unchanged, as the MERGE counts them).
+ * Rows that reached the load and needed no change are counted as
+ * unchanged; without de-duplication every row read and neither rejected,
+ * nor sent to quarantine by the row checks' gate (row_checks.c, which
+ * counts those), nor skipped by the erasure gate (erasure_gate.c,
+ * likewise) reached it.
  */
 void
 CollectLoadCounters(LoadStatements *stmts, uint64 processed, LoadCounts *counts)
@@ -185,6 +187,12 @@ CollectLoadCounters(LoadStatements *stmts, uint64 processed, LoadCounts *counts)
 		counts->updated += upd - rows_soft_deleted;
 		counts->deleted += del + rows_soft_deleted;
 		counts->unchanged += rows_kept - ins - upd - del;
+	}
+	else if (stmts->initial_load)
+	{
+		/* into an empty target every kept row is inserted, but those flagged deleted */
+		counts->inserted += (int64) processed;
+		counts->unchanged += rows_kept - (int64) processed;
 	}
 	else
 		counts->inserted += (int64) processed;

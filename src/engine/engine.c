@@ -194,6 +194,7 @@ RunOnce(RunState *rs)
 	bool		has_lower = false;
 	bool		has_upper = false;
 	bool		nothing_new = false;
+	bool		index_built = false;
 	Datum		lower = (Datum) 0;
 	Datum		upper = (Datum) 0;
 
@@ -232,6 +233,7 @@ RunOnce(RunState *rs)
 		int64		read_before = rs->rec.counts.read;
 
 		ExecuteLoadStep(plan, has_lower, lower, has_upper, upper, &rs->rec.counts);
+		index_built = BuildOwedTargetIndex(plan);
 		FlushRowChecks(plan, rs->rec.run_id);
 		RunSetChecks(plan, rs->rec.counts.read - read_before);
 		rs->rec.batches = 1;
@@ -241,9 +243,14 @@ RunOnce(RunState *rs)
 			EnqueueDownstream(def->id, rs->rec.run_id);
 	}
 	if (rs->rec.wm_to && (rs->rec.wm_from == NULL || strcmp(rs->rec.wm_to, rs->rec.wm_from) != 0))
-		StoreWatermark(def->id, rs->rec.wm_to, rs->rec.run_id);
+		StoreRunWatermark(def, rs->rec.wm_to, rs->rec.run_id);
+	else if (index_built)
+		StoreTargetIndexPending(def->id, false);
 	rs->rec.status = RUN_SUCCEEDED;
-	rs->rec.config_version = CurrentConfigVersion(def->id);
+	rs->rec.nothing_new = nothing_new;
+	/* an idle run reads it only if it is recorded in full (run_outcome.c) */
+	if (!nothing_new)
+		rs->rec.config_version = CurrentConfigVersion(def->id);
 	RecordRunOutcome(&rs->rec);
 }
 
@@ -507,10 +514,13 @@ RunBatch(RunState *rs)
 	}
 	if (first)
 		RefreshSourceRelations(def->id, plan->source_relid);
+	if (rs->finished && BuildOwedTargetIndex(plan) && wm_text != NULL &&
+		strcmp(WatermarkToText(bound, inc->typid), wm_text) == 0)
+		StoreTargetIndexPending(def->id, false);
 	rs->rec.batches++;
 	rs->rec.wm_to = WatermarkToText(bound, inc->typid);
 	if (wm_text == NULL || strcmp(rs->rec.wm_to, wm_text) != 0)
-		StoreWatermark(def->id, rs->rec.wm_to, rs->rec.run_id);
+		StoreRunWatermark(def, rs->rec.wm_to, rs->rec.run_id);
 	RecordRunProgress(&rs->rec);
 }
 

@@ -50,6 +50,17 @@ ExplainPipeline(PipelineDef *def)
 		rows = lappend(rows, BuildHighWaterQuery(plan));
 	if (stmts->prepare)
 		rows = lappend(rows, stmts->prepare);
-	rows = lappend(rows, stmts->load);
+	if (InitialLoadApplies(plan, stmts))
+	{
+		rows = lappend(rows, "-- the target is empty: the run inserts the rows the MERGE would, without it (initial load)");
+		rows = lappend(rows, BuildInitialInsert(plan, has_lower, has_upper));
+	}
+	else
+		rows = lappend(rows, stmts->load);
+	if (OwedTargetIndex(plan))
+	{
+		rows = lappend(rows, "-- then the index the pipeline owes the target it created, built after the data");
+		rows = lappend(rows, OwedTargetIndex(plan));
+	}
 	return rows;
 }

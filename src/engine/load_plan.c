@@ -463,9 +463,11 @@ BuildLoadPlan(PipelineDef *def)
 
 /*
  * CreateTargetTable creates the target from the source's columns, with a
- * primary key on the unique key and an index on the incremental column
- * (which downstream pipelines reading this target use to find new rows).
- * It runs as the calling role, which becomes the table's owner.
+ * primary key on the unique key. The index on the incremental column
+ * (which downstream pipelines reading this target use to find new rows) is
+ * owed, not made: the first run that loads builds it after its data
+ * (initial_load.c). It runs as the calling role, which becomes the
+ * table's owner.
  */
 void
 CreateTargetTable(PipelineDef *def, Oid source_relid)
@@ -535,16 +537,7 @@ CreateTargetTable(PipelineDef *def, Oid source_relid)
 	appendStringInfoChar(&sql, ')');
 	if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "could not create target %s", target);
-
-	if (def->incremental_column &&
-		!(list_length(def->unique_key) == 1 &&
-		  strcmp(linitial(def->unique_key), def->incremental_column) == 0))
-	{
-		resetStringInfo(&sql);
-		appendStringInfo(&sql, "CREATE INDEX ON %s (%s)", target,
-						 quote_identifier(def->incremental_column));
-		if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
-			elog(ERROR, "could not index target %s", target);
-	}
 	def->target_created = true;
+	/* the index on the incremental column comes after the first load's data */
+	def->target_index_pending = def->incremental_column != NULL;
 }

@@ -24,6 +24,7 @@
 #include "utils/date.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -52,6 +53,67 @@ QueryAsOwner(PipelineDef *def, const char *sql, int nargs, Oid *types,
 }
 
 /*
+ * The high-water-mark statements of the pipelines this backend ran lately,
+ * each prepared once (a run that finds nothing new is little else), in a
+ * small cache of slots chosen by pipeline id. A slot is reused when its
+ * statement's text or owner differ; the plan cache re-plans a kept
+ * statement when what it reads changes.
+ */
+#define HWM_PLAN_SLOTS 32
+
+typedef struct KeptHighWaterPlan
+{
+	int64		pipeline_id;
+	Oid			owner;
+	char	   *sql;			/* in TopMemoryContext */
+	SPIPlanPtr	plan;
+} KeptHighWaterPlan;
+
+static KeptHighWaterPlan hwm_plans[HWM_PLAN_SLOTS];
+
+/*
+ * QueryHighWaterAsOwner runs a pipeline's high-water-mark statement (no
+ * parameters) as its owner, through the kept plan of its slot; returns
+ * datum 1 of its one row.
+ */
+static Datum
+QueryHighWaterAsOwner(PipelineDef *def, const char *sql, bool *isnull)
+{
+	KeptHighWaterPlan *slot = &hwm_plans[(uint64) def->id % HWM_PLAN_SLOTS];
+	OwnerContext ctx;
+	int			rc;
+
+	EnterOwnerContext(&ctx, def->owner);
+	if (slot->plan == NULL || slot->pipeline_id != def->id || slot->owner != def->owner ||
+		strcmp(slot->sql, sql) != 0)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, 0, NULL);
+
+		if (plan == NULL)
+			elog(ERROR, "pg_pipeline could not prepare: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		if (slot->plan)
+		{
+			SPI_freeplan(slot->plan);
+			pfree(slot->sql);
+		}
+		slot->plan = plan;
+		slot->sql = MemoryContextStrdup(TopMemoryContext, sql);
+		slot->pipeline_id = def->id;
+		slot->owner = def->owner;
+	}
+	/* not read-only: a fresh snapshot under READ COMMITTED */
+	rc = SPI_execute_plan(slot->plan, NULL, NULL, false, 1);
+	LeaveOwnerContext(&ctx);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_pipeline query failed: %s", SPI_result_code_string(rc));
+	*isnull = true;
+	if (SPI_processed > 0)
+		return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+	return (Datum) 0;
+}
+
+/*
  * ReadHighWaterMark reads the greatest incremental value in the source, as
  * the owner. Rows at +infinity never become the mark: they would put the
  * watermark past every later row and stop the pipeline without a failure.
@@ -63,7 +125,7 @@ ReadHighWaterMark(LoadPlan *plan, bool *isnull, LoadCounts *counts)
 {
 	PipelineDef *def = plan->def;
 	Oid			typid = plan->incremental->typid;
-	Datum		hwm = QueryAsOwner(def, BuildHighWaterQuery(plan), 0, NULL, NULL, isnull);
+	Datum		hwm = QueryHighWaterAsOwner(def, BuildHighWaterQuery(plan), isnull);
 	bool		count_null;
 	int64		at_infinity;
 
@@ -152,6 +214,7 @@ ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bool ha
 	OwnerContext ctx;
 	int			rc;
 	int			guc_level;
+	uint64		processed;
 
 	LockRelationOid(plan->target_relid, ShareRowExclusiveLock);
 	/* the tombstones, read under the lock a forget of the target waits for */
@@ -192,15 +255,25 @@ ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bool ha
 			elog(ERROR, "pg_pipeline could not remove vanished keys: %s", SPI_result_code_string(rc));
 		counts->deleted += SPI_processed;
 	}
+	/* an empty target is loaded with an INSERT (initial_load.c), decided under the lock */
+	stmts = ChooseInitialLoad(plan, stmts, has_lower, has_upper);
+	RunInitialLoadStatement(stmts->drop_key);
 	ResetLoadCounters();
 	if (stmts->has_row_checks)
 		ArmRowChecks(plan);
 	if (stmts->load_is_merge)
 		ArmMergeCapture();
-	rc = SPI_execute_with_args(stmts->load, nargs, types, values, NULL, false, 0);
-	if (rc != SPI_OK_MERGE && rc != SPI_OK_INSERT)
-		elog(ERROR, "pg_pipeline load failed: %s", SPI_result_code_string(rc));
-	CollectLoadCounters(stmts, SPI_processed, counts);
+	if (stmts->bulk_rows)
+		processed = ExecuteBulkInsert(plan, stmts->bulk_rows, nargs, types, values);
+	else
+	{
+		rc = SPI_execute_with_args(stmts->load, nargs, types, values, NULL, false, 0);
+		if (rc != SPI_OK_MERGE && rc != SPI_OK_INSERT)
+			elog(ERROR, "pg_pipeline load failed: %s", SPI_result_code_string(rc));
+		processed = SPI_processed;
+	}
+	CollectLoadCounters(stmts, processed, counts);
+	RunInitialLoadStatement(stmts->add_key);
 	DisarmMasks();
 	LeaveOwnerContext(&ctx);
 	AtEOXact_GUC(true, guc_level);

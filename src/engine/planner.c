@@ -671,28 +671,48 @@ BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
 	return buf.data;
 }
 
-/* BuildAppendInsert builds the plain INSERT of an append without a key */
-static char *
-BuildAppendInsert(LoadPlan *plan, bool has_lower, bool has_upper)
+/*
+ * AppendInsertHead appends INSERT INTO the target, its column list (the
+ * lineage column last) and OVERRIDING SYSTEM VALUE when a column needs it.
+ */
+void
+AppendInsertHead(StringInfo buf, LoadPlan *plan)
 {
-	StringInfoData buf;
 	ListCell   *lc;
 	bool		override = false;
 
 	foreach(lc, plan->columns)
 		override |= ((LoadColumn *) lfirst(lc))->identity_always;
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "INSERT INTO %s (", plan->target_ident);
-	AppendColumns(&buf, plan->columns, NULL);
+	appendStringInfo(buf, "INSERT INTO %s (", plan->target_ident);
+	AppendColumns(buf, plan->columns, NULL);
 	if (LineageColumn(plan))
-		appendStringInfo(&buf, ", %s", LineageColumn(plan));
-	appendStringInfoString(&buf, override ? ") OVERRIDING SYSTEM VALUE " : ") ");
+		appendStringInfo(buf, ", %s", LineageColumn(plan));
+	appendStringInfoString(buf, override ? ") OVERRIDING SYSTEM VALUE " : ") ");
+}
+
+/* AppendInsertSelect appends SELECT alias."c1", ..., and the run id for a lineage column */
+void
+AppendInsertSelect(StringInfo buf, LoadPlan *plan, const char *alias)
+{
+	appendStringInfoString(buf, "SELECT ");
+	AppendColumns(buf, plan->columns, alias);
+	if (LineageColumn(plan))
+		appendStringInfoString(buf, ", " LINEAGE_RUN_ID);
+}
+
+/* BuildAppendInsert builds the plain INSERT of an append without a key */
+static char *
+BuildAppendInsert(LoadPlan *plan, bool has_lower, bool has_upper)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	AppendInsertHead(&buf, plan);
 	if (plan->replay)
 	{
 		/* a replay's rows carry their quarantine id, which is not loaded */
-		appendStringInfoString(&buf, "SELECT ");
-		AppendColumns(&buf, plan->columns, "w");
-		appendStringInfoString(&buf, LineageColumn(plan) ? ", " LINEAGE_RUN_ID " FROM (" : " FROM (");
+		AppendInsertSelect(&buf, plan, "w");
+		appendStringInfoString(&buf, " FROM (");
 		AppendWindowRows(&buf, plan, "s", has_lower, has_upper, plan->row_checks != NIL, true);
 		appendStringInfoString(&buf, ") AS w");
 	}

@@ -3,7 +3,7 @@
  * src/engine/planner_internal.h
  *
  * Private to src/engine/: the SQL spelling helpers of planner.c that
- * window_queries.c builds its queries with.
+ * window_queries.c and initial_load.c build their statements with.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,5 +21,7 @@ extern void AppendDistinct(StringInfo buf, LoadColumn *col);
 extern void AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
 								  bool has_lower, bool has_upper, const char *upper_op);
 extern void AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper);
+extern void AppendInsertHead(StringInfo buf, LoadPlan *plan);
+extern void AppendInsertSelect(StringInfo buf, LoadPlan *plan, const char *alias);
 
 #endif							/* PIPELINE_ENGINE_PLANNER_INTERNAL_H */

@@ -28,6 +28,32 @@ PIPELINE_FUNCTION(pipeline_lineage_ddl);
 /* The tables of declarations kept by a relation's name (api/privacy.c) */
 static const char *const declarations[] = {"classification", "subject_declaration"};
 
+/* the DDL running is a run's own index work (RunIndexDdl): not lineage */
+static bool running_index_ddl = false;
+
+/*
+ * RunIndexDdl runs a statement of a run's own that builds or drops an index
+ * or a primary key of its target (engine/initial_load.c): it changes no
+ * column, so no lineage, and the event trigger skips it. Refreshing the
+ * lineage of every pipeline that touches the target would cost the run,
+ * and would wait for a registry change in progress on the same pipeline.
+ */
+void
+RunIndexDdl(const char *sql)
+{
+	PG_TRY();
+	{
+		running_index_ddl = true;
+		if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "pg_pipeline could not run: %s", sql);
+	}
+	PG_FINALLY();
+	{
+		running_index_ddl = false;
+	}
+	PG_END_TRY();
+}
+
 /*
  * pipeline._lineage_ddl() runs at the end of DDL that creates, replaces,
  * alters or drops a relation. It refreshes the pipelines whose lineage
@@ -46,11 +72,11 @@ pipeline_lineage_ddl(PG_FUNCTION_ARGS)
 		elog(ERROR, "pipeline._lineage_ddl must be called as an event trigger");
 	/*
 	 * pg_pipeline's own install or update script (its tables are being
-	 * created), or a catalog older than the library (before ALTER EXTENSION
-	 * UPDATE): nothing to refresh
+	 * created), a catalog older than the library (before ALTER EXTENSION
+	 * UPDATE), or a run's own index work: nothing to refresh
 	 */
 	if ((creating_extension && CurrentExtensionObject == get_extension_oid(PIPELINE_EXTENSION, true)) ||
-		!CatalogVersionMatches())
+		!CatalogVersionMatches() || running_index_ddl)
 		PG_RETURN_NULL();
 	SPI_connect();
 	if (SPI_execute("SELECT objid FROM pg_catalog.pg_event_trigger_ddl_commands()"

@@ -13,7 +13,12 @@
  *   failed       insert/update  write   run_start, run_end  run_failed  START, FAIL
  *   skipped      insert         -       run_skipped         -           -
  *   interrupted  update         -       -                   run_failed  START, FAIL
+ *   idle         -              -       -                   -           -
  *
+ * An idle run, a successful one that found nothing new, is counted on its
+ * pipeline's watermark row instead (idle_runs, last_idle_run_id,
+ * last_idle_at: RecordIdleRun), unless something about it needs the full
+ * record (IdleRunNeedsRecord); it is then recorded as a succeeded run.
  * (run_start with run_end only when it was not written with the 'running'
  * record; the OpenLineage events only when pipeline.openlineage_url is
  * set, each once: openlineage_outbox.c; the anomaly alert only when the
@@ -42,6 +47,7 @@
 
 static SPIPlanPtr run_history_plan = NULL;
 static SPIPlanPtr run_io_plan = NULL;
+static SPIPlanPtr idle_run_plan = NULL;
 
 /* FailedStatus tells whether a run is recorded with an error */
 static bool
@@ -181,19 +187,76 @@ RecordRunProgress(RunRecord *run)
 }
 
 /*
+ * IdleRunNeedsRecord tells whether a run that found nothing new must still
+ * be recorded in full: its 'running' record is written already (a
+ * background worker's run, a batched one), it counted rows (at infinity,
+ * which it warned about), it found its source's columns changed (its
+ * schema history rows name the run), OpenLineage delivery is on (its
+ * events name a recorded run), or it took longer than the pipeline's
+ * timeliness limit (the timeliness alert names the run).
+ */
+static bool
+IdleRunNeedsRecord(RunRecord *run)
+{
+	Interval   *limit = run->def->timeliness;
+
+	if (run->start_recorded || run->counts.read != 0 || run->counts.rejected != 0 ||
+		run->schema_changes != NULL || OpenLineageDeliveryOn())
+		return true;
+	return limit != NULL &&
+		DatumGetBool(DirectFunctionCall2(interval_gt,
+										 DirectFunctionCall2(timestamp_mi,
+															 TimestampTzGetDatum(GetCurrentTimestamp()),
+															 TimestampTzGetDatum(run->started_at)),
+										 IntervalPGetDatum(limit)));
+}
+
+/*
+ * RecordIdleRun counts a run that found nothing new on its pipeline's
+ * watermark row, which the run holds locked: one more idle run, its id
+ * and when it finished. Nothing else is written: no run_history record,
+ * no run_io row, no audit entry (docs/exactly-once.md).
+ */
+static void
+RecordIdleRun(RunRecord *run)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2];
+
+	values[0] = Int64GetDatum(run->def->id);
+	values[1] = Int64GetDatum(run->run_id);
+	ExecKeptPlan(&idle_run_plan,
+				 "UPDATE pipeline.watermark SET idle_runs = idle_runs + 1,"
+				 " last_idle_run_id = $2, last_idle_at = clock_timestamp()"
+				 " WHERE pipeline_id = $1",
+				 2, types, values, NULL);
+}
+
+/*
  * RecordRunOutcome writes what a run came to (succeeded, failed, skipped or
  * interrupted) in the current transaction: its run_history record, its
  * lineage row, audit entries and the changes of its source it found
  * (succeeded, failed: schema_history.c), the result of the check that
  * failed it (failed: check_results.c), its run_failed alert (failed,
- * interrupted) or its anomaly alert (succeeded). It returns false, having
- * written nothing, when the run's record had finished already, so that no
- * run is alerted twice.
+ * interrupted) or its anomaly alert (succeeded), or, for an idle run, only
+ * its count (RecordIdleRun). It returns false, having written nothing,
+ * when the run's record had finished already, so that no run is alerted
+ * twice.
  */
 bool
 RecordRunOutcome(RunRecord *run)
 {
 	Assert(run->status != RUN_RUNNING);
+	if (run->status == RUN_SUCCEEDED && run->nothing_new)
+	{
+		if (!IdleRunNeedsRecord(run))
+		{
+			RecordIdleRun(run);
+			return true;
+		}
+		if (run->config_version == 0)
+			run->config_version = CurrentConfigVersion(run->def->id);
+	}
 	if (FailedStatus(run->status))
 		RedactRunError(run);
 	if (!WriteRunHistory(run))

@@ -13,20 +13,38 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "pipeline/recorders.h"
 
+static SPIPlanPtr interrupted_runs_plan = NULL;
+static SPIPlanPtr interrupted_runs_all_plan = NULL;
+
+/*
+ * NextRunId hands out a run id (each call its own, in increasing order)
+ * from pipeline.run_id_seq, as the extension owner; nextval is called
+ * directly, not through a statement, since every run asks for one.
+ */
 int64
 NextRunId(void)
 {
-	bool		isnull;
+	Oid			seqid;
+	RoleSwitch	sw;
+	int64		id;
 
-	ExecCatalog("SELECT nextval('pipeline.run_id_seq')", 0, NULL, NULL, NULL, false);
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	RequireCatalogVersion();
+	seqid = get_relname_relid("run_id_seq", get_namespace_oid(PIPELINE_SCHEMA, false));
+	if (!OidIsValid(seqid))
+		elog(ERROR, "pg_pipeline's sequence pipeline.run_id_seq is missing");
+	BecomeCatalogOwner(&sw);
+	id = DatumGetInt64(DirectFunctionCall1(nextval_oid, ObjectIdGetDatum(seqid)));
+	RestoreRole(&sw);
+	return id;
 }
 
 /* RunStatusName is the status run_history stores (an interrupted run failed) */
@@ -93,15 +111,17 @@ LoadInterruptedRuns(int64 pipeline_id, int64 current_run_id)
 
 	values[0] = Int64GetDatum(pipeline_id);
 	values[1] = Int64GetDatum(current_run_id);
-	ExecCatalog(psprintf("SELECT run_id, pipeline_id, pipeline_name, started_at, rows_read,"
-						 " rows_inserted, rows_updated, rows_deleted, rows_unchanged,"
-						 " rows_rejected, batches, watermark_from, watermark_to, triggered_by,"
-						 " parent_run_id, attempt, rows_quarantined, rows_forgotten"
-						 " FROM pipeline.run_history"
-						 " WHERE status = 'running' AND %s ORDER BY run_id",
-						 pipeline_id > 0 ? "pipeline_id = $1 AND run_id <> $2"
-						 : "pipeline_id NOT IN (SELECT pipeline_id FROM pipeline._run_locks)"),
-				pipeline_id > 0 ? 2 : 0, types, values, NULL, false);
+	/* a run asks as it starts: one statement prepared per backend for each form */
+	ExecKeptPlan(pipeline_id > 0 ? &interrupted_runs_plan : &interrupted_runs_all_plan,
+				 psprintf("SELECT run_id, pipeline_id, pipeline_name, started_at, rows_read,"
+						  " rows_inserted, rows_updated, rows_deleted, rows_unchanged,"
+						  " rows_rejected, batches, watermark_from, watermark_to, triggered_by,"
+						  " parent_run_id, attempt, rows_quarantined, rows_forgotten"
+						  " FROM pipeline.run_history"
+						  " WHERE status = 'running' AND %s ORDER BY run_id",
+						  pipeline_id > 0 ? "pipeline_id = $1 AND run_id <> $2"
+						  : "pipeline_id NOT IN (SELECT pipeline_id FROM pipeline._run_locks)"),
+				 pipeline_id > 0 ? 2 : 0, types, values, NULL);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];

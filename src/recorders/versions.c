@@ -279,6 +279,8 @@ RecordConfigVersion(PipelineDef *def, char **previous_config, char **config)
 	return version;
 }
 
+static SPIPlanPtr config_version_plan = NULL;
+
 /*
  * CurrentConfigVersion reads the config version a pipeline is at now, so
  * that a run's lineage row and audit entries record the version it ran
@@ -293,8 +295,9 @@ CurrentConfigVersion(int64 pipeline_id)
 	Datum		d = (Datum) 0;
 
 	values[0] = Int64GetDatum(pipeline_id);
-	ExecCatalog("SELECT config_version FROM pipeline.pipeline WHERE pipeline_id = $1",
-						 1, types, values, NULL, true);
+	ExecKeptPlan(&config_version_plan,
+				 "SELECT config_version FROM pipeline.pipeline WHERE pipeline_id = $1",
+				 1, types, values, NULL);
 	if (SPI_processed > 0)
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? 0 : DatumGetInt32(d);

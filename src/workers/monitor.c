@@ -53,7 +53,10 @@ RaiseAlertsFromQuery(const char *kind, const char *sql)
  * CheckLimits raises freshness alerts (no successful run changed data for
  * longer than the limit) and timeliness alerts (a run took, or is taking,
  * longer than the limit), once per breach, and resolves breaches that have
- * ended. Muted limits raise nothing.
+ * ended. Muted limits raise nothing. The latest run of a pipeline may be an
+ * idle one, counted on its watermark row (last_idle_run_id) rather than
+ * recorded: it took no longer than the limit (else it is recorded), so it
+ * ends a timeliness breach as a later succeeded run does.
  */
 void
 CheckLimits(void)
@@ -95,14 +98,18 @@ CheckLimits(void)
 						 "                 ORDER BY r.run_id DESC LIMIT 1) h ON true"
 						 " WHERE p.timeliness IS NOT NULL AND NOT p.timeliness_muted"
 						 "   AND coalesce(h.finished_at, now()) - h.started_at > p.timeliness"
+						 "   AND NOT EXISTS (SELECT 1 FROM pipeline.watermark w"
+						 "                    WHERE w.pipeline_id = p.pipeline_id AND w.last_idle_run_id > h.run_id)"
 						 "   AND NOT EXISTS (SELECT 1 FROM pipeline.alert_log a"
 						 "                    WHERE a.pipeline_id = p.pipeline_id AND a.kind = 'timeliness'"
 						 "                      AND a.run_id = h.run_id)");
 	ExecCatalog("UPDATE pipeline.alert_log a SET resolved_at = clock_timestamp()"
 				" WHERE a.kind = 'timeliness' AND a.resolved_at IS NULL"
-				"   AND EXISTS (SELECT 1 FROM pipeline.run_history r"
-				"                WHERE r.pipeline_id = a.pipeline_id AND r.run_id > a.run_id"
-				"                  AND r.status = 'succeeded')",
+				"   AND (EXISTS (SELECT 1 FROM pipeline.run_history r"
+				"                 WHERE r.pipeline_id = a.pipeline_id AND r.run_id > a.run_id"
+				"                   AND r.status = 'succeeded')"
+				"        OR EXISTS (SELECT 1 FROM pipeline.watermark w"
+				"                    WHERE w.pipeline_id = a.pipeline_id AND w.last_idle_run_id > a.run_id))",
 				0, NULL, NULL, NULL, false);
 }
 

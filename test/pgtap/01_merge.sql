@@ -8,7 +8,7 @@
 -- NULL incremental values never read, NULL transitions in non-key columns,
 -- watermark advancement, reset(), and unchanged rows left untouched (xmin).
 
-SELECT plan(45);
+SELECT plan(48);
 
 CREATE FUNCTION watermark_of(text) RETURNS text LANGUAGE sql AS $$
   SELECT watermark FROM pipeline.pipelines WHERE name = $1 $$;
@@ -34,10 +34,10 @@ SELECT columns_are('core', 'orders', ARRAY['id', 'seq', 'amount', 'note', 'delet
                    'the target has the source''s columns');
 SELECT col_is_pk('core', 'orders', ARRAY['id'], 'the target''s primary key is the unique key');
 SELECT col_type_is('core', 'orders', 'seq', 'bigint', 'column types are copied');
-SELECT ok(EXISTS (SELECT 1 FROM pg_index i
-                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                   WHERE i.indrelid = 'core.orders'::regclass AND a.attname = 'seq'),
-          'the target has an index leading on the incremental column');
+SELECT ok(NOT EXISTS (SELECT 1 FROM pg_index i
+                        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                       WHERE i.indrelid = 'core.orders'::regclass AND a.attname = 'seq'),
+          'the target has no index on the incremental column yet: its first load builds it');
 SELECT results_eq($$SELECT mode, unique_key::text COLLATE "default", incremental_column::text COLLATE "default", delete_column::text COLLATE "default",
                            soft_delete, active, watermark
                       FROM pipeline.pipelines WHERE name = 'orders'$$,
@@ -76,6 +76,11 @@ SELECT results_eq('SELECT * FROM core.orders ORDER BY id',
              (9, 10, NULL, NULL, false)$$,
     'run 1: one row per key, latest wins, ties broken as documented');
 SELECT is(watermark_of('orders'), '10', 'run 1 advances the watermark to the high-water mark');
+SELECT ok(EXISTS (SELECT 1 FROM pg_index i
+                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                   WHERE i.indrelid = 'core.orders'::regclass AND a.attname = 'seq'),
+          'run 1 built the index on the incremental column, after the data');
+SELECT col_is_pk('core', 'orders', ARRAY['id'], 'the primary key is still the unique key');
 SELECT results_eq(format('SELECT watermark_from, watermark_to, batches >= 0 FROM pipeline.runs WHERE run_id = %s', :r1),
                   $$VALUES (NULL::text, '10'::text, true)$$,
                   'run 1 records its window');
@@ -86,8 +91,10 @@ CREATE TABLE snap1 AS SELECT id, xmin::text AS x FROM core.orders;
 
 -- run 2: nothing new ---------------------------------------------------------
 SELECT pipeline.run('orders') AS r2 \gset
-SELECT is(run_counts(:r2), 'succeeded read=0 ins=0 upd=0 del=0 unch=0 rej=0',
-          'run 2 with nothing new reads nothing');
+SELECT is(run_counts(:r2), 'idle',
+          'run 2 with nothing new reads nothing: an idle run, counted, not recorded');
+SELECT is((SELECT idle_runs FROM pipeline.status WHERE name = 'orders'), 1::bigint,
+          'run 2 is counted on its pipeline');
 SELECT is(watermark_of('orders'), '10', 'run 2 keeps the watermark');
 SELECT results_eq('SELECT id, xmin::text FROM core.orders ORDER BY id',
                   'SELECT id, x FROM snap1 ORDER BY id',
@@ -179,7 +186,9 @@ SELECT ok((SELECT count(*) FROM pipeline.explain('orders')) >= 2,
           'explain returns a comment row and at least one statement');
 SELECT ok((SELECT bool_or(s ~* 'merge') FROM pipeline.explain('orders') AS e(s)),
           'explain shows the MERGE');
-SELECT is((SELECT count(*)::int FROM pipeline.runs WHERE pipeline_name = 'orders'), 6,
+-- six runs so far: five recorded, and run 2, which found nothing new, counted
+SELECT is((SELECT count(*)::int FROM pipeline.runs WHERE pipeline_name = 'orders')
+          + (SELECT idle_runs::int FROM pipeline.status WHERE name = 'orders'), 6,
           'explain does not run the pipeline');
 
 -- the same run in a REPEATABLE READ transaction is refused --------------------

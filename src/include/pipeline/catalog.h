@@ -64,7 +64,11 @@ typedef struct PipelineDef
 	bool		active;
 	Oid			owner;
 	bool		target_created;
+	bool		target_index_pending;	/* it owes the target it created the
+										 * index on the incremental column */
 	char	   *watermark;		/* canonical text, NULL if none */
+	char	   *row_version;	/* the versions of its pipeline and watermark
+								 * rows it was read from, NULL if none */
 	char	   *schedule;		/* cron expression, NULL if none */
 	int32		max_retries;
 	Interval   *retry_delay;
@@ -149,6 +153,9 @@ extern void UpdatePipelineDef(PipelineDef *def, bool reset_watermark);
 extern void DeletePipelineDef(int64 pipeline_id);
 extern void SetPipelineActive(int64 pipeline_id, bool active);
 extern void StoreWatermark(int64 pipeline_id, const char *value, int64 run_id);
+extern void StoreRunWatermark(PipelineDef *def, const char *value, int64 run_id);
+extern void StoreTargetIndexPending(int64 pipeline_id, bool pending);
+extern bool TargetIndexOwed(Oid relid, const char *column);
 extern PipelineDef *LockPipelineForRun(PipelineDef *def);
 extern PipelineDef *CopyDefIdentity(PipelineDef *def);
 extern const char *LoadModeName(LoadMode mode);

@@ -71,6 +71,13 @@ typedef struct LoadStatements
 	bool		counts_kept;	/* pipeline._kept_row counts rows after de-duplication */
 	bool		has_row_checks; /* rows pass the gate of row_checks.c */
 	bool		has_erasure_gate;	/* rows pass the gate of erasure_gate.c */
+	bool		initial_load;	/* load is the INSERT into an empty target of
+								 * initial_load.c, in place of a MERGE */
+	char	   *drop_key;		/* initial load: drops the primary key before
+								 * the INSERT, or NULL */
+	char	   *add_key;		/* ... and adds it back after it */
+	char	   *bulk_rows;		/* initial load: the SELECT of its rows when
+								 * they are written in bulk (bulk_insert.c) */
 } LoadStatements;
 
 /*
@@ -98,6 +105,20 @@ extern char *BuildBatchBoundQuery(LoadPlan *plan, bool has_lower);
 extern char *BuildBatchFallbackQuery(LoadPlan *plan, bool has_lower);
 extern List *ExplainPipeline(PipelineDef *def);
 extern CountQueries *BuildCountQueries(LoadPlan *plan, bool has_lower, bool has_upper);
+
+/* engine/initial_load.c */
+extern bool InitialLoadApplies(LoadPlan *plan, LoadStatements *stmts);
+extern char *BuildInitialInsert(LoadPlan *plan, bool has_lower, bool has_upper);
+extern LoadStatements *ChooseInitialLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower,
+										 bool has_upper);
+extern void RunInitialLoadStatement(const char *sql);
+extern char *OwedTargetIndex(LoadPlan *plan);
+extern bool BuildOwedTargetIndex(LoadPlan *plan);
+
+/* engine/bulk_insert.c */
+extern bool BulkInsertFits(LoadPlan *plan, LoadStatements *stmts);
+extern uint64 ExecuteBulkInsert(LoadPlan *plan, const char *rows_sql, int nargs, Oid *types,
+								Datum *values);
 
 /* engine/distributed_load.c */
 extern void CheckDistributedPlan(LoadPlan *plan);

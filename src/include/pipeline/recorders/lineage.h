@@ -23,6 +23,9 @@ extern void RefreshPipelineLineage(PipelineDef *def);
 extern int	RefreshPipelinesWhere(const char *sql, int nargs, Oid *types, Datum *values);
 extern void SetLineageRunId(int64 run_id);
 
+/* recorders/lineage_ddl.c: DDL of a run's own that is not lineage */
+extern void RunIndexDdl(const char *sql);
+
 /* recorders/lineage_indirect.c: columns a view uses without passing them on */
 typedef struct IndirectInput
 {

@@ -69,6 +69,7 @@ typedef struct RunRecord
 	int32		attempt;		/* 1 for a first attempt */
 	int			config_version; /* the version it ran with, 0: none */
 	bool		start_recorded; /* its 'running' record and start entry are written */
+	bool		nothing_new;	/* it found nothing past the watermark and loaded nothing */
 	int			sqlerrcode;		/* failed, interrupted: the error */
 	const char *message;
 	const char *detail;			/* its DETAIL and HINT, NULL if none */

@@ -1,0 +1,255 @@
+-- sql/34_scale.sql
+--
+-- Scale (issue 12): what a run that finds nothing new records, and when it
+-- is recorded in full instead (docs/exactly-once.md, "What a run records");
+-- the initial load into an empty target, which must give exactly what the
+-- MERGE gives (docs/exactly-once.md, "The initial load").
+SET client_min_messages = warning;
+CREATE SCHEMA sc_stage;
+CREATE SCHEMA sc_core;
+CREATE TABLE sc_stage.orders (
+    id          bigint PRIMARY KEY,
+    amount      integer,
+    updated_at  timestamptz NOT NULL
+);
+CREATE INDEX ON sc_stage.orders (updated_at);
+INSERT INTO sc_stage.orders
+SELECT g, g * 10, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 minute'
+  FROM generate_series(1, 5) AS g;
+SELECT pipeline.create_pipeline('sc_idle', 'sc_stage.orders', 'sc_core.idle',
+                                unique_key => ARRAY['id'], incremental_column => 'updated_at',
+                                create_target => true) > 0 AS created;
+SELECT pipeline.run('sc_idle') AS first_run \gset
+
+-- A run with nothing new returns a new id, greater than the last run's,
+-- writes no run record and no audit entry, and is counted on its pipeline.
+SELECT count(*) AS audit_before FROM pipeline.audit_log \gset
+SELECT pipeline.run('sc_idle') AS idle1 \gset
+SELECT pipeline.run('sc_idle') AS idle2 \gset
+SELECT :idle1 > :first_run AS later, :idle2 > :idle1 AS each_its_own;
+SELECT count(*) AS records FROM pipeline.runs WHERE pipeline_name = 'sc_idle';
+SELECT count(*) - :audit_before AS new_audit_entries FROM pipeline.audit_log;
+SELECT idle_runs, last_run_id = :idle2 AS last_is_idle2, last_run_status,
+       last_run_finished_at = last_idle_at AS finished, last_success_at = last_idle_at AS success,
+       consecutive_failures
+  FROM pipeline.status WHERE name = 'sc_idle';
+SELECT last_run_id = :idle2 AS last_is_idle2, last_run_status
+  FROM pipeline.pipelines WHERE name = 'sc_idle';
+
+-- The count is part of the caller's transaction: a rollback undoes it.
+BEGIN;
+SELECT pipeline.run('sc_idle') > 0 AS ran;
+ROLLBACK;
+SELECT idle_runs, last_run_id = :idle2 AS still_idle2 FROM pipeline.status WHERE name = 'sc_idle';
+
+-- A run that loads is recorded as always, and is then the latest run.
+INSERT INTO sc_stage.orders VALUES (6, 60, '2024-01-02 00:00:00+00');
+SELECT pipeline.run('sc_idle') AS loaded \gset
+SELECT status, rows_read, rows_inserted FROM pipeline.runs WHERE run_id = :loaded;
+SELECT last_run_id = :loaded AS latest_loaded, idle_runs FROM pipeline.status WHERE name = 'sc_idle';
+
+-- An idle run after a failure is the last success: the failures end.
+ALTER TABLE sc_core.idle ADD CONSTRAINT small CHECK (amount < 100) NOT VALID;
+INSERT INTO sc_stage.orders VALUES (7, 700, '2024-01-03 00:00:00+00');
+SELECT pipeline.run('sc_idle');
+SELECT last_run_status, consecutive_failures FROM pipeline.status WHERE name = 'sc_idle';
+DELETE FROM sc_stage.orders WHERE id = 7;
+SELECT pipeline.run('sc_idle') AS after_failure \gset
+SELECT last_run_id = :after_failure AS latest, last_run_status, consecutive_failures
+  FROM pipeline.status WHERE name = 'sc_idle';
+ALTER TABLE sc_core.idle DROP CONSTRAINT small;
+
+-- Recorded in full: a run that took longer than the timeliness limit (the
+-- alert names it), a batched run (its start is recorded first), a run that
+-- found rows at infinity.
+SELECT pipeline.alter_pipeline('sc_idle', timeliness => '1 microsecond') > 0 AS altered;
+SELECT pipeline.run('sc_idle') AS slow \gset
+SELECT status, rows_read, batches FROM pipeline.runs WHERE run_id = :slow;
+SELECT last_run_id = :slow AS latest, timeliness_state FROM pipeline.status WHERE name = 'sc_idle';
+SELECT pipeline.alter_pipeline('sc_idle', timeliness => '1 hour') > 0 AS altered;
+CALL pipeline.run_batched('sc_idle', 2);
+SELECT status, rows_read, batches FROM pipeline.runs
+ WHERE pipeline_name = 'sc_idle' ORDER BY run_id DESC LIMIT 1;
+INSERT INTO sc_stage.orders VALUES (8, 80, 'infinity');
+SELECT pipeline.run('sc_idle') AS at_infinity \gset
+SELECT status, rows_read, rows_rejected, batches FROM pipeline.runs WHERE run_id = :at_infinity;
+DELETE FROM sc_stage.orders WHERE id = 8;
+SELECT idle_runs FROM pipeline.status WHERE name = 'sc_idle';
+
+-- A run with a lookback always reads its window: it is never idle.
+SELECT pipeline.alter_pipeline('sc_idle', lookback => '1 minute') > 0 AS altered;
+SELECT pipeline.run('sc_idle') AS lookback_run \gset
+SELECT status, rows_read, rows_unchanged FROM pipeline.runs WHERE run_id = :lookback_run;
+
+SELECT pipeline.drop_pipeline('sc_idle', drop_target => true);
+
+-- The initial load ----------------------------------------------------------
+--
+-- Each case loads one source with two pipelines into targets they created:
+-- the first finds its target empty and inserts (initial load); the second's
+-- target has a no-op statement trigger on UPDATE, which keeps the MERGE.
+-- Contents, counts, watermarks and lineage columns must be the same.
+CREATE FUNCTION sc_stage.noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE FUNCTION sc_stage.keep_merge(target text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE TRIGGER keep_merge AFTER UPDATE ON %s FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION sc_stage.noop()', target);
+END $$;
+-- rows in one target and not the other (both ways), over the given columns
+CREATE FUNCTION sc_stage.differ(a text, b text, cols text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+    EXECUTE format('SELECT count(*) FROM ((SELECT %3$s FROM %1$s EXCEPT ALL SELECT %3$s FROM %2$s)'
+                   ' UNION ALL (SELECT %3$s FROM %2$s EXCEPT ALL SELECT %3$s FROM %1$s)) d', a, b, cols)
+      INTO n;
+    RETURN n;
+END $$;
+-- what the last run of each pipeline counted and left
+CREATE VIEW sc_stage.last_runs AS
+SELECT DISTINCT ON (pipeline_name) pipeline_name, status, rows_read, rows_inserted, rows_updated,
+       rows_deleted, rows_unchanged, rows_rejected, rows_quarantined, batches, watermark_to
+  FROM pipeline.runs ORDER BY pipeline_name, run_id DESC;
+-- the index definitions of a table, its name replaced by T
+CREATE FUNCTION sc_stage.indexes(t regclass) RETURNS text LANGUAGE sql AS $$
+    SELECT string_agg(replace(replace(pg_get_indexdef(indexrelid), 'INDEX ' || c.relname || '_', 'INDEX T_'),
+                              '.' || c.relname || ' ', '.T '), '; ' ORDER BY 1)
+      FROM pg_index, pg_class c WHERE indrelid = t AND c.oid = t $$;
+
+-- (a) duplicates (the latest version of a key wins), a delete flag, a NULL
+-- key, a row check that quarantines, and a lineage column.
+CREATE TABLE sc_stage.events (seq bigserial, k integer, v text, amount integer, del boolean);
+CREATE INDEX ON sc_stage.events (seq);
+INSERT INTO sc_stage.events (k, v, amount, del) VALUES
+    (1, 'a', 10, false), (2, 'b', 20, false), (1, 'a2', 11, false), (3, 'c', 30, false),
+    (3, 'c', 30, true), (4, 'gone', 40, true), (NULL, 'nokey', 1, false), (5, 'big', 5000, false),
+    (6, 'f', 60, false), (2, 'b2', 21, false);
+SELECT pipeline.create_pipeline(p, 'sc_stage.events', 'sc_core.' || p, unique_key => ARRAY['k'],
+                                incremental_column => 'seq', delete_column => 'del') > 0 AS created
+  FROM unnest(ARRAY['ev', 'ev_m']) AS p;
+SELECT sc_stage.keep_merge('sc_core.ev_m');
+SELECT pipeline.add_check(p, 'small', 'range', '{"column": "amount", "min": 0, "max": 1000}', 'quarantine') > 0
+  FROM unnest(ARRAY['ev', 'ev_m']) AS p;
+SELECT pipeline.set_lineage_column(p, 'run') FROM unnest(ARRAY['ev', 'ev_m']) AS p;
+-- before its first run: the primary key, and no index on seq yet
+SELECT sc_stage.indexes('sc_core.ev');
+-- explain shows what the run will do: the INSERT, then the index
+SELECT e FROM pipeline.explain('ev') AS e WHERE e LIKE '--%initial load%' OR e LIKE 'CREATE INDEX%';
+SELECT count(*) FILTER (WHERE e LIKE 'MERGE%') AS merges FROM pipeline.explain('ev_m') AS e;
+SELECT 'sc_core.ev_pkey'::regclass::oid AS ev_key, 'sc_core.ev_m_pkey'::regclass::oid AS ev_m_key \gset
+SELECT pipeline.run('ev') AS ev_run, pipeline.run('ev_m') AS ev_m_run \gset
+SELECT sc_stage.differ('sc_core.ev', 'sc_core.ev_m', 'seq, k, v, amount, del') AS rows_differ;
+SELECT k, v, amount, del, run = :ev_run AS run_is_ev_run FROM sc_core.ev ORDER BY k;
+SELECT count(*) AS lineage_ok FROM sc_core.ev_m WHERE run = :ev_m_run;
+SELECT * FROM sc_stage.last_runs WHERE pipeline_name IN ('ev', 'ev_m');
+SELECT pipeline, key, failed_checks FROM pipeline.quarantine WHERE pipeline IN ('ev', 'ev_m') ORDER BY 1;
+-- after it: the primary key as it was, and the index on seq, for the
+-- pipelines that read this target incrementally
+SELECT sc_stage.indexes('sc_core.ev') AS ev, sc_stage.indexes('sc_core.ev_m') AS ev_m;
+-- (the initial load built its primary key anew, after the data; the MERGE kept its own)
+SELECT 'sc_core.ev_pkey'::regclass::oid <> :ev_key AS ev_key_built_after,
+       'sc_core.ev_m_pkey'::regclass::oid = :ev_m_key AS ev_m_key_kept;
+SELECT p.name, w.target_index_pending FROM pipeline.watermark w JOIN pipeline.pipeline p USING (pipeline_id)
+ WHERE p.name IN ('ev', 'ev_m') ORDER BY 1;
+-- the next run merges, in both
+INSERT INTO sc_stage.events (k, v, amount, del) VALUES (1, 'a3', 12, false), (6, 'f', 60, true), (7, 'g', 70, false);
+SELECT pipeline.run('ev') > 0 AS ran, pipeline.run('ev_m') > 0 AS ran_m;
+SELECT sc_stage.differ('sc_core.ev', 'sc_core.ev_m', 'seq, k, v, amount, del') AS rows_differ;
+SELECT * FROM sc_stage.last_runs WHERE pipeline_name IN ('ev', 'ev_m');
+
+-- (b) after reset with a truncated target, a rebuild is an initial load
+-- again: the indexes the target has are kept, and filled as it is.
+TRUNCATE sc_core.ev, sc_core.ev_m;
+SELECT pipeline.reset('ev'), pipeline.reset('ev_m');
+SELECT pipeline.run('ev') > 0 AS ran, pipeline.run('ev_m') > 0 AS ran_m;
+SELECT sc_stage.differ('sc_core.ev', 'sc_core.ev_m', 'seq, k, v, amount, del') AS rows_differ;
+SELECT * FROM sc_stage.last_runs WHERE pipeline_name IN ('ev', 'ev_m');
+SELECT sc_stage.indexes('sc_core.ev') AS ev;
+
+-- (c) a target that is not empty keeps the MERGE: a row written into it
+-- before the first run is matched (here: updated) as the MERGE would.
+CREATE TABLE sc_stage.plain (k integer PRIMARY KEY, v text, seq bigint NOT NULL);
+CREATE INDEX ON sc_stage.plain (seq);
+INSERT INTO sc_stage.plain VALUES (1, 'one', 1), (2, 'two', 2);
+SELECT pipeline.create_pipeline('pl', 'sc_stage.plain', 'sc_core.pl', unique_key => ARRAY['k'],
+                                incremental_column => 'seq') > 0 AS created;
+INSERT INTO sc_core.pl VALUES (1, 'old', 0);
+SELECT count(*) FILTER (WHERE e LIKE 'MERGE%') AS merges FROM pipeline.explain('pl') AS e;
+SELECT pipeline.run('pl') > 0 AS ran;
+SELECT * FROM sc_core.pl ORDER BY k;
+SELECT status, rows_read, rows_inserted, rows_updated, rows_unchanged FROM sc_stage.last_runs WHERE pipeline_name = 'pl';
+SELECT sc_stage.indexes('sc_core.pl') AS pl;
+
+-- (d) an empty window: every row has a NULL key, nothing is inserted, the
+-- watermark moves past them, as with the MERGE.
+CREATE TABLE sc_stage.nulls (k integer, v text, seq bigint NOT NULL);
+INSERT INTO sc_stage.nulls VALUES (NULL, 'x', 1), (NULL, 'y', 2);
+SELECT pipeline.create_pipeline(p, 'sc_stage.nulls', 'sc_core.' || p, unique_key => ARRAY['k'],
+                                incremental_column => 'seq') > 0 AS created
+  FROM unnest(ARRAY['nu', 'nu_m']) AS p;
+SELECT sc_stage.keep_merge('sc_core.nu_m');
+SELECT pipeline.run('nu') > 0 AS ran, pipeline.run('nu_m') > 0 AS ran_m;
+SELECT * FROM sc_stage.last_runs WHERE pipeline_name IN ('nu', 'nu_m');
+SELECT (SELECT count(*) FROM sc_core.nu) AS nu_rows, sc_stage.indexes('sc_core.nu') AS nu;
+
+-- (e) a typed load from text staging, with a value that does not convert
+-- (quarantined by the conversion gate), and masks.
+CREATE TABLE sc_stage.raw (id text, amount text, email text, phone text, seq bigint NOT NULL);
+CREATE INDEX ON sc_stage.raw (seq);
+INSERT INTO sc_stage.raw VALUES ('1', '10.50', 'ada@example.com', '+44 20 7946 0000', 1),
+    ('02', '3', 'bob@example.com', '+1 555 0100', 2), ('3', 'n/a', 'cy@example.com', NULL, 3),
+    ('2', '4', 'bob@example.org', '+1 555 0101', 4);
+SELECT pipeline.create_pipeline(p, 'sc_stage.raw', 'sc_core.' || p, unique_key => ARRAY['id'],
+                                incremental_column => 'seq',
+                                column_types => '{"id": "bigint", "amount": "numeric(10,2)"}',
+                                masks => '{"email": "null", "phone": "partial"}') > 0 AS created
+  FROM unnest(ARRAY['ty', 'ty_m']) AS p;
+SELECT sc_stage.keep_merge('sc_core.ty_m');
+SELECT pipeline.run('ty') > 0 AS ran, pipeline.run('ty_m') > 0 AS ran_m;
+SELECT sc_stage.differ('sc_core.ty', 'sc_core.ty_m', 'id, amount, email, phone, seq') AS rows_differ;
+SELECT * FROM sc_core.ty ORDER BY id;
+SELECT * FROM sc_stage.last_runs WHERE pipeline_name IN ('ty', 'ty_m');
+SELECT sc_stage.indexes('sc_core.ty') AS ty;
+
+-- (f) a batched first run: the first batch inserts, the later ones merge,
+-- and the index comes after the last.
+SELECT pipeline.create_pipeline(p, 'sc_stage.events', 'sc_core.' || p, unique_key => ARRAY['k'],
+                                incremental_column => 'seq', delete_column => 'del') > 0 AS created
+  FROM unnest(ARRAY['bt', 'bt_m']) AS p;
+SELECT sc_stage.keep_merge('sc_core.bt_m');
+CALL pipeline.run_batched('bt', 4);
+CALL pipeline.run_batched('bt_m', 4);
+SELECT sc_stage.differ('sc_core.bt', 'sc_core.bt_m', 'seq, k, v, amount, del') AS rows_differ;
+SELECT * FROM sc_stage.last_runs WHERE pipeline_name IN ('bt', 'bt_m');
+SELECT sc_stage.indexes('sc_core.bt') AS bt;
+
+-- (g) a pipeline registered on a target whose index is still owed gets no
+-- advice to create it (the first load will); one on a table without it does.
+SET client_min_messages = notice;
+SELECT pipeline.create_pipeline('fresh', 'sc_stage.plain', 'sc_core.fresh', unique_key => ARRAY['k'],
+                                incremental_column => 'seq') > 0 AS created;
+SELECT pipeline.create_pipeline('down', 'sc_core.fresh', 'sc_core.down', unique_key => ARRAY['k'],
+                                incremental_column => 'seq') > 0 AS created;
+SELECT pipeline.create_pipeline('down2', 'sc_stage.nulls', 'sc_core.down2', unique_key => ARRAY['k'],
+                                incremental_column => 'seq') > 0 AS created;
+SET client_min_messages = warning;
+
+-- (h) the first load of a target the pipeline's owner no longer owns
+-- leaves its index to the table's owner, and says how.
+CREATE ROLE sc_owner;
+GRANT USAGE ON SCHEMA sc_stage, sc_core TO sc_owner;
+GRANT CREATE ON SCHEMA sc_core TO sc_owner;
+GRANT SELECT ON sc_stage.plain TO sc_owner;
+SET ROLE sc_owner;
+SELECT pipeline.create_pipeline('given', 'sc_stage.plain', 'sc_core.given', unique_key => ARRAY['k'],
+                                incremental_column => 'seq') > 0 AS created;
+RESET ROLE;
+ALTER TABLE sc_core.given OWNER TO CURRENT_USER;
+GRANT INSERT, UPDATE, DELETE, SELECT ON sc_core.given TO sc_owner;
+SET client_min_messages = notice;
+SELECT pipeline.run('given') > 0 AS ran;
+SET client_min_messages = warning;
+SELECT count(*) AS loaded, sc_stage.indexes('sc_core.given') AS given FROM sc_core.given;
+SELECT pipeline.drop_pipeline('given', drop_target => true);
+REVOKE ALL ON SCHEMA sc_stage, sc_core FROM sc_owner;
+REVOKE ALL ON sc_stage.plain FROM sc_owner;
+DROP ROLE sc_owner;
