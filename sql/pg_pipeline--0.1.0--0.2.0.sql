@@ -1190,3 +1190,46 @@ SELECT s.change_id,
  WHERE s.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
     OR (SELECT pipeline._may('read', NULL));
 GRANT SELECT ON pipeline.schema_history TO PUBLIC;
+
+-- Privacy: raw retention (issue 11) -------------------------------------------
+
+-- What each run read, for raw retention (src/catalog/read_windows.c): the
+-- window of the incremental column a run loaded (lower exclusive, NULL:
+-- none; upper inclusive; canonical text of the column's type) and the snapshot
+-- captured before its load statement, with subtransactions and the run's
+-- own transaction in progress (src/common/read_snapshot.c). Written in the
+-- transaction that commits the window's data; a batched run's upper bound
+-- moves with each batch. A source row lying in a window whose snapshot saw
+-- its xmin was read by the run. Dropped with the pipeline, when its source
+-- or incremental column changes, with the run history it is as old as, and
+-- below a frontier (below). Not dumped: transaction ids mean nothing in
+-- another cluster, so after a restore nothing counts as read until runs
+-- read it again.
+CREATE TABLE pipeline.read_window (
+    pipeline_id         bigint NOT NULL
+                        REFERENCES pipeline.pipeline (pipeline_id) ON DELETE CASCADE,
+    run_id              bigint NOT NULL,
+    column_name         name NOT NULL,
+    column_type         oid NOT NULL,
+    lower_bound         text,
+    upper_bound         text NOT NULL,
+    read_snapshot       pg_catalog.pg_snapshot NOT NULL,
+    recorded_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (pipeline_id, run_id)
+);
+CREATE INDEX read_window_recorded_idx ON pipeline.read_window (recorded_at);
+REVOKE ALL ON pipeline.read_window FROM PUBLIC;
+
+-- Per pipeline with raw_retention: the value of its incremental column
+-- below which the rows left in its source can never be purged (some reader
+-- did not read them, and no reader's next run starts below it). Purges
+-- look only above it. Derived, not dumped.
+CREATE TABLE pipeline.retention_frontier (
+    pipeline_id         bigint PRIMARY KEY
+                        REFERENCES pipeline.pipeline (pipeline_id) ON DELETE CASCADE,
+    column_name         name NOT NULL,
+    column_type         oid NOT NULL,
+    frontier            text NOT NULL,
+    updated_at          timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON pipeline.retention_frontier FROM PUBLIC;

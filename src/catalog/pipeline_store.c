@@ -549,7 +549,10 @@ InsertPipelineDef(PipelineDef *def)
 	return def->id;
 }
 
-/* UpdatePipelineDef rewrites a definition; optionally forgets the watermark */
+/*
+ * UpdatePipelineDef rewrites a definition; optionally forgets the watermark,
+ * and with it what the runs read (a new source or incremental column)
+ */
 void
 UpdatePipelineDef(PipelineDef *def, bool reset_watermark)
 {
@@ -567,7 +570,10 @@ UpdatePipelineDef(PipelineDef *def, bool reset_watermark)
 	nulls[NumDefParams] = ' ';
 	ExecCatalog(UpdateDefSql, NumDefParams + 1, types, values, nulls, false);
 	if (reset_watermark)
+	{
 		StoreWatermark(def->id, NULL, 0);
+		ForgetReadWindows(def->id);
+	}
 }
 
 /*

@@ -6,8 +6,9 @@
  * memory and its rows in pipeline.pipeline and pipeline.watermark, the
  * statements that read and write them (as the extension owner, search_path
  * pinned), the table of a pipeline's options that drives them
- * (pipeline/catalog/options.h), and the facts about relations a definition
- * names: resolving them, what a view reads, which indexes a source has.
+ * (pipeline/catalog/options.h), the facts about relations a definition
+ * names: resolving them, what a view reads, which indexes a source has,
+ * and what each run read (the windows raw retention proves rows read by).
  *
  *-------------------------------------------------------------------------
  */
@@ -111,6 +112,28 @@ extern void ValidateMasks(PipelineDef *def, Oid source_relid);
 extern char *MaskExpression(ColumnMask *m, const char *ref, Oid typid, int32 typmod);
 extern void ArmMasks(void);
 extern void DisarmMasks(void);
+
+/* catalog/read_windows.c: what each run read, and the frontier of raw retention */
+typedef struct ReadWindowText
+{
+	int64		run_id;
+	char	   *lower;			/* canonical text, NULL: no lower bound */
+	char	   *upper;
+	char	   *snapshot;		/* a pg_snapshot's text (common/read_snapshot.c) */
+} ReadWindowText;
+
+extern void StoreReadWindow(int64 pipeline_id, int64 run_id, const char *column, Oid typid,
+							const char *lower, const char *upper, const char *snapshot);
+extern void ForgetReadWindows(int64 pipeline_id);
+extern List *LoadReadWindows(int64 pipeline_id, const char *column, Oid typid,
+							 const char *below, int limit);
+extern void DropReadWindowsBelow(List *pipeline_ids, const char *column, Oid typid,
+								 const char *below);
+extern void ForgetRetentionFrontier(int64 pipeline_id);
+extern char *LoadRetentionFrontier(int64 pipeline_id, const char *column, Oid typid);
+extern void StoreRetentionFrontier(int64 pipeline_id, const char *column, Oid typid,
+								   const char *frontier);
+extern uint64 PruneReadWindows(int retention_seconds, int batch);
 
 /* catalog/catalog_version.c: the library and the catalog are of one version */
 extern bool CatalogVersionMatches(void);
