@@ -60,6 +60,7 @@ typedef struct PipelineDef
 	char	   *on_schema_change;	/* fail, ignore, append_new_columns, sync_all_columns */
 	double		anomaly_sensitivity;	/* robust z-score threshold, 0 if none */
 	int32		anomaly_min_runs;	/* successful runs before anomalies are looked for */
+	Interval   *raw_retention;	/* source rows older than this are purged once loaded, NULL: kept */
 	bool		active;
 	Oid			owner;
 	bool		target_created;

@@ -166,6 +166,7 @@ extern bool XidWasVisible(TransactionId xmin, const ReadSnapshot *snap,
 
 /* common/subxact.c: work that may fail without failing its caller */
 extern int	TryInSubtransaction(void (*fn) (void *arg), void *arg);
+extern int	TryInSubtransactionMessage(void (*fn) (void *arg), void *arg, char **message);
 
 /* common/util.c: SQL arguments, SPI, JSON and hash helpers */
 extern void RequireArg(FunctionCallInfo fcinfo, int argno, const char *argname);
