@@ -1211,14 +1211,14 @@ ALTER TABLE pipeline.pipeline
 -- own transaction in progress (src/common/read_snapshot.c). Written in the
 -- transaction that commits the window's data; a batched run's upper bound
 -- moves with each batch. A source row lying in a window whose snapshot saw
--- its xmin was read by the run. Dropped with the pipeline, when its source
--- or incremental column changes, with the run history it is as old as, and
--- below a frontier (below). Not dumped: transaction ids mean nothing in
--- another cluster, so after a restore nothing counts as read until runs
--- read it again.
+-- its xmin was read by the run. Dropped with the pipeline (by
+-- drop_pipeline: no foreign key, so that a run never waits on a concurrent
+-- change of its pipeline's row), when its source or incremental column
+-- changes, with the run history it is as old as, and below a frontier
+-- (below). Not dumped: transaction ids mean nothing in another cluster, so
+-- after a restore nothing counts as read until runs read it again.
 CREATE TABLE pipeline.read_window (
-    pipeline_id         bigint NOT NULL
-                        REFERENCES pipeline.pipeline (pipeline_id) ON DELETE CASCADE,
+    pipeline_id         bigint NOT NULL,
     run_id              bigint NOT NULL,
     column_name         name NOT NULL,
     column_type         oid NOT NULL,
@@ -1236,8 +1236,7 @@ REVOKE ALL ON pipeline.read_window FROM PUBLIC;
 -- did not read them, and no reader's next run starts below it). Purges
 -- look only above it. Derived, not dumped.
 CREATE TABLE pipeline.retention_frontier (
-    pipeline_id         bigint PRIMARY KEY
-                        REFERENCES pipeline.pipeline (pipeline_id) ON DELETE CASCADE,
+    pipeline_id         bigint PRIMARY KEY,
     column_name         name NOT NULL,
     column_type         oid NOT NULL,
     frontier            text NOT NULL,
@@ -1249,9 +1248,11 @@ REVOKE ALL ON pipeline.retention_frontier FROM PUBLIC;
 -- older than, the pipelines that had all read them, what triggered it),
 -- and one per reason a pipeline's purges could not run (skipped; written
 -- again only when the reason changes). Kept after the pipeline is dropped,
--- as its runs are (src/recorders/retention_log.c).
+-- as its runs are, and dumped with its sequence (src/recorders/retention_log.c).
+CREATE SEQUENCE pipeline.retention_purge_id_seq;
 CREATE TABLE pipeline.retention_purge (
-    purge_id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    purge_id            bigint PRIMARY KEY
+                        DEFAULT pg_catalog.nextval('pipeline.retention_purge_id_seq'::pg_catalog.regclass),
     pipeline_id         bigint NOT NULL,
     pipeline            text NOT NULL,
     relation            text NOT NULL,
@@ -1265,7 +1266,9 @@ CREATE TABLE pipeline.retention_purge (
 );
 CREATE INDEX retention_purge_pipeline_idx ON pipeline.retention_purge (pipeline_id, purge_id);
 REVOKE ALL ON pipeline.retention_purge FROM PUBLIC;
+REVOKE ALL ON SEQUENCE pipeline.retention_purge_id_seq FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('pipeline.retention_purge', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.retention_purge_id_seq', '');
 
 CREATE VIEW pipeline.retention_log WITH (security_barrier) AS
 SELECT r.purge_id,

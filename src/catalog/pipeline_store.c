@@ -577,9 +577,10 @@ UpdatePipelineDef(PipelineDef *def, bool reset_watermark)
 }
 
 /*
- * DeletePipelineDef removes a definition; its watermark goes by cascade. Its
- * owner is kept in pipeline.dropped_pipeline, so that the owner still sees
- * the runs, alerts, versions and audit entries that outlive it.
+ * DeletePipelineDef removes a definition; its watermark goes by cascade,
+ * what its runs read (catalog/read_windows.c) with it. Its owner is kept in
+ * pipeline.dropped_pipeline, so that the owner still sees the runs, alerts,
+ * versions and audit entries that outlive it.
  */
 void
 DeletePipelineDef(int64 pipeline_id)
@@ -593,6 +594,7 @@ DeletePipelineDef(int64 pipeline_id)
 				" INSERT INTO pipeline.dropped_pipeline (pipeline_id, name, owner)"
 				" SELECT pipeline_id, name, owner FROM d ON CONFLICT DO NOTHING",
 				1, types, values, NULL, false);
+	ForgetReadWindows(pipeline_id);
 }
 
 void

@@ -69,6 +69,17 @@ StoreReadWindow(int64 pipeline_id, int64 run_id, const char *column, Oid typid,
 				7, types, values, nulls, false);
 }
 
+/* DeleteOfPipeline runs a catalog DELETE whose one parameter is a pipeline id */
+static void
+DeleteOfPipeline(const char *sql, int64 pipeline_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(pipeline_id);
+	ExecCatalog(sql, 1, types, values, NULL, false);
+}
+
 /*
  * ForgetReadWindows drops a pipeline's windows and frontier: its source or
  * incremental column changed, so they no longer say what it read.
@@ -76,12 +87,7 @@ StoreReadWindow(int64 pipeline_id, int64 run_id, const char *column, Oid typid,
 void
 ForgetReadWindows(int64 pipeline_id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1];
-
-	values[0] = Int64GetDatum(pipeline_id);
-	ExecCatalog("DELETE FROM pipeline.read_window WHERE pipeline_id = $1",
-				1, types, values, NULL, false);
+	DeleteOfPipeline("DELETE FROM pipeline.read_window WHERE pipeline_id = $1", pipeline_id);
 	ForgetRetentionFrontier(pipeline_id);
 }
 
@@ -161,12 +167,7 @@ DropReadWindowsBelow(List *pipeline_ids, const char *column, Oid typid, const ch
 void
 ForgetRetentionFrontier(int64 pipeline_id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1];
-
-	values[0] = Int64GetDatum(pipeline_id);
-	ExecCatalog("DELETE FROM pipeline.retention_frontier WHERE pipeline_id = $1",
-				1, types, values, NULL, false);
+	DeleteOfPipeline("DELETE FROM pipeline.retention_frontier WHERE pipeline_id = $1", pipeline_id);
 }
 
 /* LoadRetentionFrontier returns a pipeline's frontier over column, NULL if none */
