@@ -105,11 +105,13 @@ SELECT o.name AS option, coalesce(o.column_name, c.column_name) AS column_name,
 -- (the options added after 0.1.0 only once they are not their default: a
 -- pipeline without them keeps the config it had, and its hash).
 CREATE SCHEMA opt;
-CREATE TABLE opt.src (id int PRIMARY KEY, v text);
-SELECT pipeline.create_pipeline('opt_p', 'opt.src', 'opt.dst', ARRAY['id'],
+CREATE TABLE opt.src (id int PRIMARY KEY, v text, at timestamptz);
+CREATE INDEX ON opt.src (at);
+SELECT pipeline.create_pipeline('opt_p', 'opt.src', 'opt.dst', ARRAY['id'], incremental_column => 'at',
                                 masks => '{"v": "null"}', column_types => '{"id": "bigint"}',
                                 on_conversion_error => 'error', on_schema_change => 'ignore',
-                                anomaly_sensitivity => 3.5, anomaly_min_runs => 5) > 0 AS created;
+                                anomaly_sensitivity => 3.5, anomaly_min_runs => 5,
+                                raw_retention => '30 days') > 0 AS created;
 SELECT pipeline.config_of('opt_p') - ARRAY['source', 'target', 'owner', 'masks', 'unique_key', 'name'] AS config;
 
 SELECT coalesce(k.key, o.name) AS key, k.key IS NOT NULL AS in_config_of, o.name IS NOT NULL AS in_table
@@ -141,12 +143,16 @@ SELECT pipeline.alter_pipeline('opt_p', column_types => '{"v": "numeric(("}');
 :sqlstate
 SELECT pipeline.alter_pipeline('opt_p', column_types => '{"v": "anyelement"}');
 :sqlstate
+SELECT pipeline.alter_pipeline('opt_p', raw_retention => '-1 day');
+:sqlstate
 SELECT pipeline.create_pipeline('opt_bad', 'opt.src', 'opt.bad', ARRAY['id'], on_schema_change => NULL);
 :sqlstate
--- nothing changed, and 0 turns anomaly alerts off again
-SELECT config_of->'on_schema_change', config_of->'anomaly_sensitivity' FROM pipeline.config_of('opt_p');
-SELECT pipeline.alter_pipeline('opt_p', anomaly_sensitivity => 0) > 0 AS altered;
-SELECT pipeline.config_of('opt_p') ? 'anomaly_sensitivity' AS still_there;
+-- nothing changed, and 0 turns anomaly alerts and raw retention off again
+SELECT config_of->'on_schema_change', config_of->'anomaly_sensitivity', config_of->'raw_retention'
+  FROM pipeline.config_of('opt_p');
+SELECT pipeline.alter_pipeline('opt_p', anomaly_sensitivity => 0, raw_retention => '0') > 0 AS altered;
+SELECT pipeline.config_of('opt_p') ? 'anomaly_sensitivity' AS still_there,
+       pipeline.config_of('opt_p') ? 'raw_retention' AS retention_there;
 
 -- apply() takes every argument of create_pipeline as a key.
 SELECT name FROM pipeline._options() WHERE sql_type IS NOT NULL AND NOT in_spec;

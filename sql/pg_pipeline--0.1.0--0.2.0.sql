@@ -963,10 +963,11 @@ AS 'MODULE_PATHNAME', 'pipeline_mask_year';
 COMMENT ON FUNCTION pipeline._mask_month(date) IS 'internal: the month mask of a date';
 COMMENT ON FUNCTION pipeline._mask_year(date) IS 'internal: the year mask of a date';
 
--- create_pipeline and alter_pipeline take masks, and the options of the
--- Data quality section below (typed loads, schema drift, anomalies), in
--- the option table's order: after mute_timeliness. A function's arguments
--- cannot be added in place.
+-- create_pipeline and alter_pipeline take masks, the options of the Data
+-- quality section below (typed loads, schema drift, anomalies) and
+-- raw_retention (Privacy: raw retention, at the end), in the option
+-- table's order: after mute_timeliness. A function's arguments cannot be
+-- added in place.
 DROP FUNCTION pipeline.create_pipeline(text, pg_catalog.regclass, text, text[], text, text, text,
     boolean, text, interval, bigint, boolean, text, jsonb, text, text[], integer, interval,
     interval, interval, interval, boolean, boolean);
@@ -999,7 +1000,8 @@ CREATE FUNCTION pipeline.create_pipeline(
     on_conversion_error text        DEFAULT 'quarantine',
     on_schema_change    text        DEFAULT 'fail',
     anomaly_sensitivity double precision DEFAULT NULL,
-    anomaly_min_runs    integer     DEFAULT 10)
+    anomaly_min_runs    integer     DEFAULT 10,
+    raw_retention       interval    DEFAULT NULL)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_create_pipeline';
@@ -1037,7 +1039,8 @@ CREATE FUNCTION pipeline.alter_pipeline(
     on_conversion_error text        DEFAULT NULL,
     on_schema_change    text        DEFAULT NULL,
     anomaly_sensitivity double precision DEFAULT NULL,
-    anomaly_min_runs    integer     DEFAULT NULL)
+    anomaly_min_runs    integer     DEFAULT NULL,
+    raw_retention       interval    DEFAULT NULL)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_alter_pipeline';
@@ -1534,3 +1537,112 @@ SELECT p.pipeline_id AS id,
 -- have it already.
 ALTER TABLE pipeline.watermark
     ADD COLUMN target_index_pending boolean NOT NULL DEFAULT false;
+
+-- Privacy: raw retention (issue 11) -------------------------------------------
+
+-- raw_retention: source rows older than it, and read by every pipeline that
+-- reads the source, are purged by the launcher in small batches
+-- (src/engine/retention.c). create_pipeline and alter_pipeline take it
+-- (Masks section); left out of a pipeline's config while NULL.
+ALTER TABLE pipeline.pipeline
+    ADD COLUMN raw_retention interval
+        CHECK (raw_retention OPERATOR(pg_catalog.>) '0'::interval);
+
+-- What each run read, for raw retention (src/catalog/read_windows.c): the
+-- window of the incremental column a run loaded (lower exclusive, NULL:
+-- none; upper inclusive; canonical text of the column's type) and the snapshot
+-- captured before its load statement, with subtransactions and the run's
+-- own transaction in progress (src/common/read_snapshot.c). Written in the
+-- transaction that commits the window's data; a batched run's upper bound
+-- moves with each batch. A source row lying in a window whose snapshot saw
+-- its xmin was read by the run. Dropped with the pipeline (by
+-- drop_pipeline: no foreign key, so that a run never waits on a concurrent
+-- change of its pipeline's row), when its source or incremental column
+-- changes, with the run history it is as old as, and below a frontier
+-- (below). Not dumped: transaction ids mean nothing in another cluster, so
+-- after a restore nothing counts as read until runs read it again.
+CREATE TABLE pipeline.read_window (
+    pipeline_id         bigint NOT NULL,
+    run_id              bigint NOT NULL,
+    column_name         name NOT NULL,
+    column_type         oid NOT NULL,
+    lower_bound         text,
+    upper_bound         text NOT NULL,
+    read_snapshot       pg_catalog.pg_snapshot NOT NULL,
+    recorded_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (pipeline_id, run_id)
+);
+CREATE INDEX read_window_recorded_idx ON pipeline.read_window (recorded_at);
+REVOKE ALL ON pipeline.read_window FROM PUBLIC;
+
+-- Per pipeline with raw_retention: the value of its incremental column
+-- below which the rows left in its source can never be purged (some reader
+-- did not read them, and no reader's next run starts below it). Purges
+-- look only above it. Derived, not dumped.
+CREATE TABLE pipeline.retention_frontier (
+    pipeline_id         bigint PRIMARY KEY,
+    column_name         name NOT NULL,
+    column_type         oid NOT NULL,
+    frontier            text NOT NULL,
+    updated_at          timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON pipeline.retention_frontier FROM PUBLIC;
+
+-- One row per purge that deleted rows (rows_deleted, the bound they were
+-- older than, the pipelines that had all read them, what triggered it),
+-- and one per reason a pipeline's purges could not run (skipped; written
+-- again only when the reason changes). Kept after the pipeline is dropped,
+-- as its runs are, and dumped with its sequence (src/recorders/retention_log.c).
+CREATE SEQUENCE pipeline.retention_purge_id_seq;
+CREATE TABLE pipeline.retention_purge (
+    purge_id            bigint PRIMARY KEY
+                        DEFAULT pg_catalog.nextval('pipeline.retention_purge_id_seq'::pg_catalog.regclass),
+    pipeline_id         bigint NOT NULL,
+    pipeline            text NOT NULL,
+    relation            text NOT NULL,
+    rows_deleted        bigint NOT NULL,
+    bound               text,
+    readers             text[] NOT NULL,
+    skipped             text,
+    triggered_by        text NOT NULL
+                        CHECK (triggered_by OPERATOR(pg_catalog.=) ANY (ARRAY['launcher', 'manual'])),
+    purged_at           timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+CREATE INDEX retention_purge_pipeline_idx ON pipeline.retention_purge (pipeline_id, purge_id);
+REVOKE ALL ON pipeline.retention_purge FROM PUBLIC;
+REVOKE ALL ON SEQUENCE pipeline.retention_purge_id_seq FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.retention_purge', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.retention_purge_id_seq', '');
+
+CREATE VIEW pipeline.retention_log WITH (security_barrier) AS
+SELECT r.purge_id,
+       r.pipeline_id,
+       r.pipeline,
+       r.relation,
+       r.rows_deleted,
+       r.bound,
+       r.readers,
+       r.skipped,
+       r.triggered_by,
+       r.purged_at
+  FROM pipeline.retention_purge r
+ WHERE r.pipeline_id IN (SELECT v.pipeline_id FROM pipeline._visible_pipelines v)
+    OR (SELECT pipeline._may('read', NULL));
+GRANT SELECT ON pipeline.retention_log TO PUBLIC;
+
+-- _purge_raw(pipeline): one purge now, as the launcher makes them (at most
+-- pipeline.retention_batch_rows rows); the rows deleted. Who may run the
+-- pipeline may call it.
+CREATE FUNCTION pipeline._purge_raw(pipeline text)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_purge_raw';
+COMMENT ON FUNCTION pipeline._purge_raw(text) IS 'one purge of a pipeline''s raw source rows, as the launcher makes them';
+
+-- What a purge's DELETE asks of each row: its xmin and the value of each
+-- reader's incremental column; answers only inside a purge (55000 otherwise).
+CREATE FUNCTION pipeline._raw_loaded(xmin xid, VARIADIC reader_values "any")
+RETURNS boolean
+LANGUAGE c VOLATILE PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'pipeline_raw_loaded';
+COMMENT ON FUNCTION pipeline._raw_loaded(xid, "any") IS 'internal: whether every reader read a source row, inside a purge only';

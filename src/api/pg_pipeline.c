@@ -28,6 +28,7 @@ _PG_init(void)
 	InstallCounterHooks();
 	OpenLineageInit();
 	OpenLineageOutboxInit();
+	RetentionInit();
 	LauncherInit();
 
 	/*

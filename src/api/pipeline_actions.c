@@ -75,7 +75,8 @@ pipeline_resume(PG_FUNCTION_ARGS)
  * run read the whole source; a value is parsed as the incremental column's
  * type (with the caller's DateStyle, as the pipeline owner, since a domain's
  * CHECK may call the owner's code) and stored in canonical form. Values at
- * an end of the type are refused (22023).
+ * an end of the type are refused (22023). The frontier of its raw
+ * retention goes: the next run may read rows from below it again.
  */
 Datum
 pipeline_reset(PG_FUNCTION_ARGS)
@@ -114,6 +115,7 @@ pipeline_reset(PG_FUNCTION_ARGS)
 							 quote_literal_cstr(def->name))));
 	}
 	StoreWatermark(def->id, canonical, 0);
+	ForgetRetentionFrontier(def->id);
 	RegistryChanged("reset", def, canonical);
 	UnpinSearchPath(nestlevel);
 	SPI_finish();

@@ -95,8 +95,10 @@ ResolveTarget(PipelineDef *def, const char *target, bool create_target, Oid sour
 
 /*
  * FinishDefinition validates a complete definition against the relations
- * and the owner's privileges, and advises on a missing index (not on one a
- * pipeline owes the source, the target it created, until its first load).
+ * and the owner's privileges (and a raw_retention against its source and
+ * the other pipelines that read it), and advises on a missing index (not
+ * on one a pipeline owes the source, the target it created, until its
+ * first load).
  */
 static void
 FinishDefinition(PipelineDef *def)
@@ -106,6 +108,8 @@ FinishDefinition(PipelineDef *def)
 	ValidateOptions(def);
 	plan = BuildLoadPlan(def);
 	CheckPipelinePrivileges(def, plan->source_relid, plan->target_relid, def->owner);
+	if (def->raw_retention)
+		CheckRawRetention(def, plan);
 	if (plan->incremental && !SourceHasIndexOn(plan->source_relid, plan->incremental->name) &&
 		!TargetIndexOwed(plan->source_relid, plan->incremental->name))
 		ereport(NOTICE,

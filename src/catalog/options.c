@@ -373,6 +373,21 @@ const PipelineOption PipelineOptions[] = {
 	},
 	{
 		/*
+		 * how long raw source rows are kept once every pipeline reading the
+		 * source has loaded them (engine/retention.c); 0 in alter_pipeline
+		 * removes it, and with it the purges
+		 */
+		.name = "raw_retention",
+		.sql_type = INTERVALOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_LIMIT,
+		.storage = OPTION_STORE_INTERVAL, .column = "raw_retention", .written = true,
+		.field = FIELD(raw_retention), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true, .omit_default_in_config = true,
+		.in_spec = true,
+	},
+	{
+		/*
 		 * no argument: rows of pipeline.data_check, changed by add_check and
 		 * drop_check (api/checks_api.c), which audit each change; not in the
 		 * config, so that a pipeline's config versions are its options'

@@ -586,7 +586,10 @@ InsertPipelineDef(PipelineDef *def)
 	return def->id;
 }
 
-/* UpdatePipelineDef rewrites a definition; optionally forgets the watermark */
+/*
+ * UpdatePipelineDef rewrites a definition; optionally forgets the watermark,
+ * and with it what the runs read (a new source or incremental column)
+ */
 void
 UpdatePipelineDef(PipelineDef *def, bool reset_watermark)
 {
@@ -604,13 +607,17 @@ UpdatePipelineDef(PipelineDef *def, bool reset_watermark)
 	nulls[NumDefParams] = ' ';
 	ExecCatalog(UpdateDefSql, NumDefParams + 1, types, values, nulls, false);
 	if (reset_watermark)
+	{
 		StoreWatermark(def->id, NULL, 0);
+		ForgetReadWindows(def->id);
+	}
 }
 
 /*
- * DeletePipelineDef removes a definition; its watermark goes by cascade. Its
- * owner is kept in pipeline.dropped_pipeline, so that the owner still sees
- * the runs, alerts, versions and audit entries that outlive it.
+ * DeletePipelineDef removes a definition; its watermark goes by cascade,
+ * what its runs read (catalog/read_windows.c) with it. Its owner is kept in
+ * pipeline.dropped_pipeline, so that the owner still sees the runs, alerts,
+ * versions and audit entries that outlive it.
  */
 void
 DeletePipelineDef(int64 pipeline_id)
@@ -624,6 +631,7 @@ DeletePipelineDef(int64 pipeline_id)
 				" INSERT INTO pipeline.dropped_pipeline (pipeline_id, name, owner)"
 				" SELECT pipeline_id, name, owner FROM d ON CONFLICT DO NOTHING",
 				1, types, values, NULL, false);
+	ForgetReadWindows(pipeline_id);
 }
 
 void

@@ -4,9 +4,10 @@
  *
  * Work that may fail without failing its caller: TryInSubtransaction runs a
  * function in an internal subtransaction, rolls back only what it did when
- * it raises an error, and reports the SQLSTATE instead of the error. Used
- * where one part of an answer degrades on its own (a pipeline's source lag
- * in pipeline.status, the sql facet of an OpenLineage event). The
+ * it raises an error, and reports the SQLSTATE (and, if asked, the
+ * message) instead of the error. Used where one part of an answer degrades
+ * on its own (a pipeline's source lag in pipeline.status, the sql facet of
+ * an OpenLineage event, one pipeline's purge in a launcher pass). The
  * subtransaction is always closed before control leaves, so no error can
  * leave the session in a half-aborted state.
  *
@@ -27,12 +28,14 @@
 #include "pipeline/common.h"
 
 /*
- * TryInSubtransaction runs fn(arg) in an internal subtransaction, in the
- * caller's memory context. Returns 0 when fn finished, else the SQLSTATE of
- * its error, which is discarded with whatever fn did. A cancel is passed on.
+ * TryInSubtransactionMessage runs fn(arg) in an internal subtransaction, in
+ * the caller's memory context. Returns 0 when fn finished, else the
+ * SQLSTATE of its error, which is discarded with whatever fn did; with
+ * message, *message is set to the error's message (in the caller's
+ * context). A cancel is passed on.
  */
 int
-TryInSubtransaction(void (*fn) (void *arg), void *arg)
+TryInSubtransactionMessage(void (*fn) (void *arg), void *arg, char **message)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -60,6 +63,8 @@ TryInSubtransaction(void (*fn) (void *arg), void *arg)
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
 		sqlerrcode = edata->sqlerrcode;
+		if (message)
+			*message = pstrdup(edata->message);
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -80,4 +85,11 @@ bool
 ArmedForStatement(const StatementArm *arm)
 {
 	return arm->armed && arm->lxid == MyProc->lxid && arm->subxid == GetCurrentSubTransactionId();
+}
+
+/* TryInSubtransaction is TryInSubtransactionMessage without the message */
+int
+TryInSubtransaction(void (*fn) (void *arg), void *arg)
+{
+	return TryInSubtransactionMessage(fn, arg, NULL);
 }

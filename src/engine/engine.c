@@ -73,6 +73,9 @@ typedef struct RunState
 	bool		have_hwm;
 	Datum		hwm;
 	bool		finished;
+	/* what the load steps read: the snapshot before the first, the lower bound */
+	char	   *read_snapshot;
+	char	   *read_lower;
 } RunState;
 
 /* RequireReadCommitted refuses isolation levels that would hide new rows */
@@ -165,6 +168,23 @@ LockCurrentDefinition(RunState *rs)
 }
 
 /*
+ * KeepReadWindow records, in the transaction of the load step, the window
+ * (read_lower, upper] the run has loaded so far and the snapshot captured
+ * after the wait for writers, before the step's load statement (which sees
+ * at least what it saw): a source row lying in the window whose xmin that
+ * snapshot saw was read by the run. Raw retention purges only rows such a
+ * window proves read (engine/retention.c, docs/exactly-once.md).
+ */
+static void
+KeepReadWindow(RunState *rs, LoadPlan *plan, Datum upper)
+{
+	LoadColumn *inc = plan->incremental;
+
+	StoreReadWindow(rs->rec.def->id, rs->rec.run_id, inc->name, inc->source_typid, rs->read_lower,
+					WatermarkToText(upper, inc->typid), rs->read_snapshot);
+}
+
+/*
  * PrepareRun handles the source's schema drift (first batch only), then
  * resolves the plan and checks, as of now, that the owner may still read
  * the source and write the target.
@@ -216,12 +236,14 @@ RunOnce(RunState *rs)
 		else
 		{
 			WaitForSourceWriters(plan);
+			rs->read_snapshot = CaptureReadSnapshot();
 			has_upper = true;
 			upper = hwm;
 			if (has_wm)
 			{
 				has_lower = true;
 				lower = def->lookback ? SubtractLookback(wm, def->lookback, typid) : wm;
+				rs->read_lower = WatermarkToText(lower, typid);
 				if (CompareWatermarks(hwm, wm, typid, plan->incremental->collid) < 0)
 					hwm = wm;	/* rows were removed: never move backwards */
 			}
@@ -234,6 +256,8 @@ RunOnce(RunState *rs)
 
 		ExecuteLoadStep(plan, has_lower, lower, has_upper, upper, &rs->rec.counts);
 		index_built = BuildOwedTargetIndex(plan);
+		if (plan->incremental)
+			KeepReadWindow(rs, plan, upper);
 		FlushRowChecks(plan, rs->rec.run_id);
 		RunSetChecks(plan, rs->rec.counts.read - read_before);
 		rs->rec.batches = 1;
@@ -474,6 +498,10 @@ RunBatch(RunState *rs)
 			return;
 		}
 		WaitForSourceWriters(plan);
+		rs->read_snapshot = CaptureReadSnapshot();
+		if (has_wm)
+			rs->read_lower = WatermarkToText(def->lookback ? SubtractLookback(wm, def->lookback, inc->typid) : wm,
+											 inc->typid);
 	}
 
 	values[0] = wm;
@@ -505,6 +533,7 @@ RunBatch(RunState *rs)
 		ExecuteLoadStep(plan, has_wm,
 						(first && has_wm && def->lookback) ? SubtractLookback(wm, def->lookback, inc->typid) : wm,
 						true, bound, &rs->rec.counts);
+		KeepReadWindow(rs, plan, bound);
 		FlushRowChecks(plan, rs->rec.run_id);
 		RunSetChecks(plan, rs->rec.counts.read - before.read);
 		if (!FinishChecks(plan, rs->rec.run_id) &&

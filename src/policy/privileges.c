@@ -106,18 +106,22 @@ CheckRelationAccess(Oid relid, Oid role, AclMode mode, const char *what)
 
 /*
  * CheckPipelinePrivileges checks what a pipeline's mode needs: SELECT on the
- * source; SELECT and INSERT on the target, UPDATE unless it only appends,
- * DELETE when it deletes.
+ * source, and DELETE there when it purges raw rows (raw_retention); SELECT
+ * and INSERT on the target, UPDATE unless it only appends, DELETE when it
+ * deletes.
  */
 void
 CheckPipelinePrivileges(PipelineDef *def, Oid source_relid, Oid target_relid, Oid role)
 {
+	AclMode		source_mode = ACL_SELECT;
 	AclMode		target_mode = ACL_SELECT | ACL_INSERT;
 
+	if (def->raw_retention)
+		source_mode |= ACL_DELETE;
 	if (def->mode != LOAD_MODE_APPEND)
 		target_mode |= ACL_UPDATE;
 	if (def->mode == LOAD_MODE_FULL || (def->delete_column && !def->soft_delete))
 		target_mode |= ACL_DELETE;
-	CheckRelationAccess(source_relid, role, ACL_SELECT, "source");
+	CheckRelationAccess(source_relid, role, source_mode, "source");
 	CheckRelationAccess(target_relid, role, target_mode, "target");
 }

@@ -13,7 +13,8 @@
  * read by the callers, so that the audit log calls neither versions nor
  * lineage. AuditQualityChange builds the entry of a change to the data
  * checks or the quarantine (src/api/checks_api.c), AuditSchemaChange that
- * of a change to a pipeline's source (schema_history.c).
+ * of a change to a pipeline's source (schema_history.c), AuditRawPurge that
+ * of a purge of raw source rows (retention_log.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -296,5 +297,26 @@ AuditSchemaChange(PipelineDef *def, int64 run_id, const char *column, const char
 	e.f[AF_DETAILS] = details;
 	e.pipeline_id = def->id;
 	e.run_id = run_id;
+	QueueAuditEntries(&e, 1);
+}
+
+/*
+ * AuditRawPurge queues the entry of a purge of raw rows from a pipeline's
+ * source (recorders/retention_log.c): the relation, and in details the
+ * purge's id, the rows deleted, the bound, the readers and what triggered
+ * it.
+ */
+void
+AuditRawPurge(PipelineDef *def, const char *relation, const char *details)
+{
+	AuditEntry	e;
+
+	memset(&e, 0, sizeof(e));
+	e.f[AF_ACTION] = "purge_raw";
+	e.f[AF_OBJECT_TYPE] = "relation";
+	e.f[AF_OBJECT_NAME] = relation;
+	e.f[AF_OUTCOME] = "ok";
+	e.f[AF_DETAILS] = details;
+	e.pipeline_id = def->id;
 	QueueAuditEntries(&e, 1);
 }

@@ -85,8 +85,9 @@ DeclaredDependenciesJson(int64 pipeline_id)
 /*
  * OptionIsDefault says whether def holds an option's default: {} for an
  * object, the default text, none (0) for a number without default, the
- * default integer. Options added after 0.1.0 are left out of the config
- * while they hold it, so that an older pipeline keeps its config and hash.
+ * default integer, none for an interval without default. Options added
+ * after 0.1.0 are left out of the config while they hold it, so that an
+ * older pipeline keeps its config and hash.
  */
 static bool
 OptionIsDefault(PipelineDef *def, const PipelineOption *o)
@@ -110,6 +111,9 @@ OptionIsDefault(PipelineDef *def, const PipelineOption *o)
 		case OPTION_STORE_INT32:
 			return o->default_value &&
 				*OPTION_FIELD(def, o->field, int32) == pg_strtoint32(o->default_value);
+		case OPTION_STORE_INTERVAL:
+			/* an interval whose default is none (raw_retention) */
+			return o->default_value == NULL && *OPTION_FIELD(def, o->field, Interval *) == NULL;
 		default:
 			elog(ERROR, "option \"%s\" has no default to leave out", o->name);
 	}

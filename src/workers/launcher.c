@@ -14,6 +14,9 @@
  *   to pipeline.max_workers at once; every pipeline.check_interval, check
  *   freshness and timeliness limits and prune old run history; every pass,
  *   write the coalesced refusals and prune the audit log (recorders/audit_*.c);
+ *   purge the raw rows of sources with raw_retention, a batch per pipeline,
+ *   every check_interval or retention_pause while there is more
+ *   (engine/retention.c);
  *   keep the OpenLineage sender running while pipeline.openlineage_url is
  *   set (openlineage_sender.c).
  *
@@ -63,6 +66,7 @@ typedef struct ActiveWorker
 } ActiveWorker;
 
 int			pipeline_check_interval = 10;
+int			pipeline_retention_pause = 1000;
 int			pipeline_history_retention = 90 * 24 * 3600;
 int			pipeline_prune_batch = 1000;
 
@@ -70,6 +74,7 @@ static ActiveWorker active_workers[MAX_WORKERS_LIMIT];
 static int	my_slot = -1;
 static int	started_this_pass = 0;
 static bool version_warned = false;	/* the version LOG was written */
+static TimestampTz next_purge = 0;	/* when raw retention purges next */
 
 /* RegisterLaunchers registers one launcher per database of pipeline.databases */
 static void
@@ -118,6 +123,10 @@ LauncherInit(void)
 							"How long run history is kept.",
 							NULL, &pipeline_history_retention, 90 * 24 * 3600, 60, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("pipeline.retention_pause",
+							"How long the launcher waits between two purges of raw rows while there is more to purge.",
+							NULL, &pipeline_retention_pause, 1000, 0, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pipeline.prune_batch",
 							"Most run records one launcher pass deletes.",
 							NULL, &pipeline_prune_batch, 1000, 1, 1000000,
@@ -370,6 +379,32 @@ StartDueRuns(void)
 }
 
 /*
+ * PurgeRawRows makes one purge of raw rows per pipeline with raw_retention
+ * when one is due (engine/retention.c): every pipeline.check_interval, or
+ * pipeline.retention_pause after a purge that had more to delete, so that
+ * a large backlog goes in small batches with pauses between them. Returns
+ * the milliseconds until the next one.
+ */
+static long
+PurgeRawRows(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		secs;
+	int			usecs;
+
+	if (now >= next_purge)
+	{
+		bool		more = PurgeRawLauncherPass();
+
+		next_purge = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												 more ? pipeline_retention_pause
+												 : pipeline_check_interval * 1000L);
+	}
+	TimestampDifference(now, next_purge, &secs, &usecs);
+	return secs * 1000L + usecs / 1000;
+}
+
+/*
  * LauncherPass does one pass of the launcher's work in a transaction and
  * returns how long to sleep before the next one, in milliseconds.
  */
@@ -417,6 +452,7 @@ LauncherPass(bool *recovered, TimestampTz *last_checks)
 		}
 		if (AuditLauncherPass(pipeline_check_interval))
 			sleep_ms = 100;		/* more audit entries to prune */
+		sleep_ms = Min(sleep_ms, PurgeRawRows());
 		due = StartDueRuns();
 		if (due >= 0 && due < sleep_ms)
 			sleep_ms = due;

@@ -115,9 +115,10 @@ CheckLimits(void)
 
 /*
  * PruneHistory deletes at most batch finished runs (and resolved alerts,
- * and the alerts about one run, which nothing resolves) older than the
- * retention period; it returns how many runs went, so the launcher can
- * come back soon while there is more.
+ * the alerts about one run, which nothing resolves, and the windows runs
+ * read, catalog/read_windows.c) older than the retention period; it
+ * returns how many runs went, so the launcher can come back soon while
+ * there is more.
  */
 uint64
 PruneHistory(int retention_seconds, int batch)
@@ -141,6 +142,7 @@ PruneHistory(int retention_seconds, int batch)
 				"          AND raised_at < now() - make_interval(secs => $1))"
 				"   ORDER BY alert_id LIMIT $2)",
 				2, types, values, NULL, false);
+	(void) PruneReadWindows(retention_seconds, batch);
 	return pruned;
 }
 

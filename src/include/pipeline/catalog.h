@@ -6,9 +6,10 @@
  * memory and its rows in pipeline.pipeline and pipeline.watermark, the
  * statements that read and write them (as the extension owner, search_path
  * pinned), the table of a pipeline's options that drives them
- * (pipeline/catalog/options.h), and the facts about relations a definition
+ * (pipeline/catalog/options.h), the facts about relations a definition
  * names: resolving them, what a view reads, which indexes a source has;
- * the keys of masks and the tombstones of erased subjects.
+ * the keys of masks and the tombstones of erased subjects; and what each
+ * run read (the windows raw retention proves rows read by).
  *
  *-------------------------------------------------------------------------
  */
@@ -61,6 +62,7 @@ typedef struct PipelineDef
 	char	   *on_schema_change;	/* fail, ignore, append_new_columns, sync_all_columns */
 	double		anomaly_sensitivity;	/* robust z-score threshold, 0 if none */
 	int32		anomaly_min_runs;	/* successful runs before anomalies are looked for */
+	Interval   *raw_retention;	/* source rows older than this are purged once loaded, NULL: kept */
 	bool		active;
 	Oid			owner;
 	bool		target_created;
@@ -136,6 +138,28 @@ extern char *ErasureDigestHex(const uint8 *key, const char *subject, const char 
 extern void StoreTombstones(const uint8 *key, const char *subject, List *forms, int64 request_id);
 extern List *ForgottenSubjectColumns(Oid relid);
 extern HTAB *LoadTombstones(List *columns, MemoryContext cxt);
+
+/* catalog/read_windows.c: what each run read, and the frontier of raw retention */
+typedef struct ReadWindowText
+{
+	int64		run_id;
+	char	   *lower;			/* canonical text, NULL: no lower bound */
+	char	   *upper;
+	char	   *snapshot;		/* a pg_snapshot's text (common/read_snapshot.c) */
+} ReadWindowText;
+
+extern void StoreReadWindow(int64 pipeline_id, int64 run_id, const char *column, Oid typid,
+							const char *lower, const char *upper, const char *snapshot);
+extern void ForgetReadWindows(int64 pipeline_id);
+extern List *LoadReadWindows(int64 pipeline_id, const char *column, Oid typid,
+							 const char *below, int limit);
+extern void DropReadWindowsBelow(List *pipeline_ids, const char *column, Oid typid,
+								 const char *below);
+extern void ForgetRetentionFrontier(int64 pipeline_id);
+extern char *LoadRetentionFrontier(int64 pipeline_id, const char *column, Oid typid);
+extern void StoreRetentionFrontier(int64 pipeline_id, const char *column, Oid typid,
+								   const char *frontier);
+extern uint64 PruneReadWindows(int retention_seconds, int batch);
 
 /* catalog/catalog_version.c: the library and the catalog are of one version */
 extern bool CatalogVersionMatches(void);

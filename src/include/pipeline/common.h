@@ -7,8 +7,9 @@
  * the switches of identity (into a pipeline's owner, for owner code; into
  * the extension owner, for catalog writes) with the pinned search_path,
  * watermark values, cron expressions, background worker set-up and
- * transactions, the launcher's shared memory and wake-up, and small
- * SPI/JSON/hash helpers. Nothing here knows what a pipeline is.
+ * transactions, the launcher's shared memory and wake-up, what a
+ * statement could see (read snapshots, asked later about a row's xmin),
+ * and small SPI/JSON/hash helpers. Nothing here knows what a pipeline is.
  *
  * The layers, lowest first, each including only its own header and lower
  * ones (scripts/check-layers.sh fails the test command otherwise):
@@ -21,6 +22,7 @@
 
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -148,11 +150,26 @@ extern bool HttpUrlValid(const char *url);
 /* common/pii_detect.c: what kind of personal data a value looks like */
 extern const char *PiiClassOf(const char *value);
 
+/* common/read_snapshot.c: what a statement could see, asked later */
+typedef struct ReadSnapshot
+{
+	uint64		xmin;			/* ids before it had ended */
+	uint64		xmax;			/* ids from it on had not started */
+	int			nxip;
+	uint64	   *xip;			/* in progress between them, ascending */
+} ReadSnapshot;
+
+extern char *CaptureReadSnapshot(void);
+extern ReadSnapshot *ParseReadSnapshot(const char *text);
+extern bool XidWasVisible(TransactionId xmin, const ReadSnapshot *snap,
+						  FullTransactionId *next);
+
 /*
  * common/subxact.c: work that may fail without failing its caller; what may
  * serve only the statement of the (sub)transaction that armed it
  */
 extern int	TryInSubtransaction(void (*fn) (void *arg), void *arg);
+extern int	TryInSubtransactionMessage(void (*fn) (void *arg), void *arg, char **message);
 
 typedef struct StatementArm
 {

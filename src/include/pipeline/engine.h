@@ -6,8 +6,8 @@
  * against the catalogs of now, the statements a run executes (a pure
  * builder, shown by explain), the exact row counters, one run (plain or in
  * committed batches), the recovery of runs whose process went away, the
- * queue of runs for the workers and the dependency graph, and the lag of a
- * source.
+ * queue of runs for the workers and the dependency graph, the lag of a
+ * source, and the purges of raw source rows (raw retention).
  *
  *-------------------------------------------------------------------------
  */
@@ -187,6 +187,12 @@ extern bool TryLockPipeline(int64 pipeline_id, bool session);
 extern void WaitForPipelineLock(int64 pipeline_id);
 extern void UnlockPipeline(int64 pipeline_id);
 extern RunRecord *TakeInlineFailure(void);
+
+/* engine/retention.c: raw retention, purges of a source's raw rows */
+extern int	pipeline_retention_batch_rows;
+extern void RetentionInit(void);
+extern void CheckRawRetention(PipelineDef *def, LoadPlan *plan);
+extern bool PurgeRawLauncherPass(void);
 
 /* engine/recovery.c */
 extern void FailInterruptedRuns(int64 pipeline_id, int64 current_run_id);

@@ -4,7 +4,7 @@
  *
  * Layer 2, the recorders (src/recorders/): everything pg_pipeline writes
  * down about what happened, each in its own header: runs and alerts, the
- * audit log, config versions, lineage. RegistryChanged records one change
+ * audit log, config versions, lineage, data quality, purges of raw rows. RegistryChanged records one change
  * of the registry in all of them.
  *
  *-------------------------------------------------------------------------
@@ -17,6 +17,7 @@
 #include "pipeline/recorders/versions.h"
 #include "pipeline/recorders/lineage.h"
 #include "pipeline/recorders/quality.h"
+#include "pipeline/recorders/retention.h"
 
 /* recorders/registry_changes.c */
 extern void RegistryChanged(const char *action, PipelineDef *def, const char *value);

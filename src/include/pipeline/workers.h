@@ -25,6 +25,7 @@ typedef struct RunWorkerArgs
 extern int	pipeline_check_interval;
 extern int	pipeline_history_retention;
 extern int	pipeline_prune_batch;
+extern int	pipeline_retention_pause;
 extern void LauncherInit(void);
 
 /* workers/monitor.c */

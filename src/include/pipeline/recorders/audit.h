@@ -41,5 +41,6 @@ extern void AuditQualityChange(const char *action, PipelineDef *def, int64 run_i
 extern void AuditSchemaChange(PipelineDef *def, int64 run_id, const char *column,
 							  const char *outcome, const char *before, const char *after,
 							  const char *details);
+extern void AuditRawPurge(PipelineDef *def, const char *relation, const char *details);
 
 #endif							/* PIPELINE_RECORDERS_AUDIT_H */
