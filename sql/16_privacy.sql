@@ -65,9 +65,15 @@ SELECT relation, column_name, class FROM pipeline.pii_columns WHERE origin = 'de
 SELECT relation, column_name, class, origin, source_relation, source_column, masked
   FROM pipeline.pii_columns ORDER BY relation::text, column_name, class;
 
--- A role that may not read a relation sees nothing of it.
+-- The lineage graph draws a relation that holds personal data red, its
+-- label naming those columns.
+SELECT pipeline.lineage_graph('dot', 'crm.customers_clean');
+SELECT pipeline.lineage_graph('mermaid', 'crm.customers_clean');
+
+-- A role that may not read a relation sees nothing of it, in the graph either.
 SET ROLE crm_outsider;
 SELECT count(*) AS visible FROM pipeline.pii_columns;
+SELECT pipeline.lineage_graph('dot', 'crm.customers_clean') ~ 'PII' AS marks_pii;
 SET ROLE crm_owner;
 
 -- A classified relation renamed keeps its classes.

@@ -6,8 +6,10 @@
  * Graphviz DOT or Mermaid, whole or only the part above and below one
  * relation. Tables are cylinders, views rounded boxes, missing relations
  * dotted; a pipeline's edge carries its name and the status of its last
- * run, coloured, and a view's edge is dashed. The graph and its walks are
- * lineage_graph.c's.
+ * run, coloured, and a view's edge is dashed. A relation that holds
+ * personal data (pipeline.pii_columns: declared, or reached through
+ * lineage) is drawn red, its label naming those columns. The graph and its
+ * walks are lineage_graph.c's.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,17 +22,24 @@
 
 PIPELINE_FUNCTION(pipeline_lineage_graph);
 
-/* DotString appends a DOT double-quoted string */
+/* DotEscaped appends the text of a DOT double-quoted string, escaped */
 static void
-DotString(StringInfo buf, const char *s)
+DotEscaped(StringInfo buf, const char *s)
 {
-	appendStringInfoChar(buf, '"');
 	for (; *s; s++)
 	{
 		if (*s == '"' || *s == '\\')
 			appendStringInfoChar(buf, '\\');
 		appendStringInfoChar(buf, *s);
 	}
+}
+
+/* DotString appends a DOT double-quoted string */
+static void
+DotString(StringInfo buf, const char *s)
+{
+	appendStringInfoChar(buf, '"');
+	DotEscaped(buf, s);
 	appendStringInfoChar(buf, '"');
 }
 
@@ -55,6 +64,8 @@ MermaidString(StringInfo buf, const char *s)
 			appendStringInfoString(buf, "#amp;");
 		else if (*s == '#')
 			appendStringInfoString(buf, "#35;");
+		else if (*s == '\n')
+			appendStringInfoString(buf, "<br/>");	/* a line break of the label */
 		else
 			appendStringInfoChar(buf, *s);
 	}
@@ -98,7 +109,40 @@ typedef struct PicNode
 {
 	char	   *name;
 	char	   *kind;
+	char	   *pii;			/* "PII: col (class), ..." or NULL */
 } PicNode;
+
+/*
+ * MarkPersonalData gives each node that holds personal data the list of
+ * its columns that do, as pipeline.pii_columns shows them to the caller
+ * (masked ones marked so: a token is still personal data).
+ */
+static void
+MarkPersonalData(List *nodes)
+{
+	ListCell   *lc;
+
+	if (nodes == NIL)
+		return;
+	ExecCatalog("SELECT relation::text, 'PII: ' || string_agg(column_name || ' (' || class"
+				"       || CASE WHEN masked THEN ', masked' ELSE '' END || ')', ', '"
+				"       ORDER BY column_name)"
+				"  FROM (SELECT DISTINCT relation, column_name, class, masked FROM pipeline.pii_columns) p"
+				" GROUP BY relation",
+				0, NULL, NULL, NULL, true);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *rel = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		foreach(lc, nodes)
+		{
+			PicNode    *n = lfirst(lc);
+
+			if (strcmp(n->name, rel) == 0)
+				n->pii = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		}
+	}
+}
 
 /* PicNodeCmp orders nodes by name, so that the picture is stable */
 static int
@@ -117,7 +161,7 @@ AddPicNode(List **nodes, const char *name, const char *kind)
 	foreach(lc, *nodes)
 		if (strcmp(((PicNode *) lfirst(lc))->name, name) == 0)
 			return;
-	n = palloc(sizeof(PicNode));
+	n = palloc0(sizeof(PicNode));
 	n->name = pstrdup(name);
 	n->kind = pstrdup(kind);
 	*nodes = lappend(*nodes, n);
@@ -207,6 +251,7 @@ pipeline_lineage_graph(PG_FUNCTION_ARGS)
 		AddPicNode(&nodes, e->to, e->to_kind);
 	}
 	list_sort(nodes, PicNodeCmp);
+	MarkPersonalData(nodes);
 
 	initStringInfo(&buf);
 	if (dot)
@@ -219,11 +264,21 @@ pipeline_lineage_graph(PG_FUNCTION_ARGS)
 			appendStringInfoString(&buf, "  ");
 			DotString(&buf, n->name);
 			if (strcmp(n->kind, "missing") == 0)
-				appendStringInfoString(&buf, " [shape=box, style=dotted];\n");
+				appendStringInfoString(&buf, " [shape=box, style=dotted");
 			else if (IsTableKind(n->kind))
-				appendStringInfoString(&buf, " [shape=cylinder];\n");
+				appendStringInfoString(&buf, " [shape=cylinder");
 			else
-				appendStringInfoString(&buf, " [shape=box, style=rounded];\n");
+				appendStringInfoString(&buf, " [shape=box, style=rounded");
+			if (n->pii)
+			{
+				/* its name, then the columns that hold personal data; red */
+				appendStringInfoString(&buf, ", color=red, fontcolor=red, label=\"");
+				DotEscaped(&buf, n->name);
+				appendStringInfoString(&buf, "\\n");
+				DotEscaped(&buf, n->pii);
+				appendStringInfoChar(&buf, '"');
+			}
+			appendStringInfoString(&buf, "];\n");
 		}
 		foreach(lc, keep)
 		{
@@ -264,17 +319,16 @@ pipeline_lineage_graph(PG_FUNCTION_ARGS)
 				/* drawn dotted, as in DOT */
 				appendStringInfo(&styles, "  style n%d stroke-dasharray:3 3\n", i);
 			}
-			else if (IsTableKind(n->kind))
-			{
-				appendStringInfoString(&buf, "[(");
-				MermaidString(&buf, n->name);
-				appendStringInfoString(&buf, ")]\n");
-			}
 			else
 			{
-				appendStringInfoString(&buf, "(");
-				MermaidString(&buf, n->name);
-				appendStringInfoString(&buf, ")\n");
+				/* a relation that holds personal data: its columns below, red */
+				const char *label = n->pii ? psprintf("%s\n%s", n->name, n->pii) : n->name;
+
+				appendStringInfoString(&buf, IsTableKind(n->kind) ? "[(" : "(");
+				MermaidString(&buf, label);
+				appendStringInfoString(&buf, IsTableKind(n->kind) ? ")]\n" : ")\n");
+				if (n->pii)
+					appendStringInfo(&styles, "  style n%d stroke:#c62828,color:#c62828\n", i);
 			}
 		}
 		foreach(lc, keep)
