@@ -72,6 +72,7 @@ static struct
 	TupleDesc	desc;			/* failed text[], row jsonb, key jsonb, inc text, qid int8, reason text */
 	Tuplestorestate *kept;
 	int64		quarantined;
+	bool		withhold_key;	/* the pipeline holds personal data: no key in errors */
 } gate;
 
 /*
@@ -104,6 +105,13 @@ ArmRowChecks(LoadPlan *plan)
 	TupleDescInitEntry(gate.desc, 6, "reason", TEXTOID, -1, 0);
 	gate.kept = tuplestore_begin_heap(false, false, work_mem);
 	MemoryContextSwitchTo(old);
+	/* an error check's failure names the row's key, unless it is personal */
+	for (int i = 0; i < gate.nchecks; i++)
+		if (gate.checks[i]->severity == SEVERITY_ERROR && !plan->replay)
+		{
+			gate.withhold_key = PipelineHoldsPersonalData(plan->def);
+			break;
+		}
 	ArmForStatement(&gate.arm);
 }
 
@@ -216,11 +224,13 @@ FailRow(CheckDef *check, Jsonb *key)
 	ereport(ERROR,
 			(errcode(ERRCODE_CHECK_VIOLATION),
 			 errmsg("check \"%s\" of pipeline \"%s\" failed", check->name, name),
-			 key ? errdetail("Check \"%s\" (%s, severity error) failed for the source row with key %s; the run loads nothing.",
+			 key && !gate.withhold_key
+			 ? errdetail("Check \"%s\" (%s, severity error) failed for the source row with key %s; the run loads nothing.",
 							 check->name, CheckKindName(check->kind),
 							 JsonbToCString(NULL, &key->root, VARSIZE(key)))
-			 : errdetail("Check \"%s\" (%s, severity error) failed for a source row; the run loads nothing.",
-						 check->name, CheckKindName(check->kind)),
+			 : errdetail("Check \"%s\" (%s, severity error) failed for a source row%s; the run loads nothing.",
+						 check->name, CheckKindName(check->kind),
+						 key ? " (its key is withheld: the pipeline holds personal data)" : ""),
 			 errhint("Fix the row in the source, or give the check another severity: SELECT pipeline.drop_check(%s, %s); then pipeline.add_check(..., severity => 'quarantine').",
 					 quote_literal_cstr(name), quote_literal_cstr(check->name))));
 }
