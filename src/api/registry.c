@@ -163,6 +163,7 @@ pipeline_create_pipeline(PG_FUNCTION_ARGS)
 	def->active = true;
 	def->owner = GetUserId();
 	ReadOptionArgs(fcinfo, def, false, &args);
+	SetUpCaptureSource(fcinfo, def, &args, false, false);
 	ValidateOptions(def);
 
 	SPI_connect();
@@ -195,6 +196,7 @@ pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 	char	   *old_schedule;
 	Oid			source_relid;
 	int			depends_argno = OptionArgno("depends_on", true);
+	bool		was_capture;
 
 	SPI_connect();
 	nestlevel = PinSearchPath();
@@ -213,7 +215,9 @@ pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 			CheckNameIsFree(new_name);
 		def->name = new_name;
 	}
+	was_capture = def->capture;
 	ReadOptionArgs(fcinfo, def, true, &args);
+	SetUpCaptureSource(fcinfo, def, &args, true, was_capture);
 	ValidateOptions(def);
 
 	if (args.target)

@@ -74,6 +74,8 @@ static const struct
 	{"replay", TEAM_ADMIN},
 	{"discard", TEAM_ADMIN},
 	{"acknowledge", TEAM_ADMIN},
+	{"capture", TEAM_ADMIN},	/* capture, uncapture, purge_capture: the
+								 * owner is the table's (privileges.c) */
 };
 
 /* ActionGrants returns the team roles that may do action (can't-happen if unknown) */

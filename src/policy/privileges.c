@@ -13,10 +13,13 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "pipeline/policy.h"
 
@@ -120,4 +123,36 @@ CheckPipelinePrivileges(PipelineDef *def, Oid source_relid, Oid target_relid, Oi
 		target_mode |= ACL_DELETE;
 	CheckRelationAccess(source_relid, role, ACL_SELECT, "source");
 	CheckRelationAccess(target_relid, role, target_mode, "target");
+}
+
+/*
+ * CheckCapturePrivilege refuses to capture, stop capturing or purge a table
+ * (verb says which) to a role that may not: the table's owner, its
+ * members, superusers and pipeline_admin may (the "capture" action of
+ * actions.c, with the table's owner as the owner). The refusal is audited.
+ */
+void
+CheckCapturePrivilege(Oid relid, const char *verb)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+	char	   *name;
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	if (RoleMayAct(GetUserId(), owner, "capture"))
+		return;
+	name = RelationNameOf(relid);
+	AuditRefusal(verb, "table", name, 0, psprintf("permission denied to %s table %s", verb, name));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to %s table %s", verb, name),
+			 errdetail("Table %s is owned by role \"%s\"; role \"%s\" is not a member of it.",
+					   name, GetUserNameFromId(owner, false), GetUserNameFromId(GetUserId(), false)),
+			 errhint("Run it as the table's owner, or GRANT the owner role or %s to this role.",
+					 TeamRoleFor("capture"))));
 }

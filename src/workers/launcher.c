@@ -14,6 +14,8 @@
  *   to pipeline.max_workers at once; every pipeline.check_interval, check
  *   freshness and timeliness limits and prune old run history; every pass,
  *   write the coalesced refusals and prune the audit log (recorders/audit_*.c);
+ *   purge the captured changes every consumer has loaded
+ *   (engine/capture_purge.c);
  *   keep the OpenLineage sender running while pipeline.openlineage_url is
  *   set (openlineage_sender.c).
  *
@@ -417,6 +419,8 @@ LauncherPass(bool *recovered, TimestampTz *last_checks)
 		}
 		if (AuditLauncherPass(pipeline_check_interval))
 			sleep_ms = 100;		/* more audit entries to prune */
+		if (CapturePurgePass())
+			sleep_ms = 100;		/* more captured changes to purge */
 		due = StartDueRuns();
 		if (due >= 0 && due < sleep_ms)
 			sleep_ms = due;

@@ -22,6 +22,7 @@
 
 #include "pipeline/catalog/options.h"
 #include "pipeline/catalog/checks.h"
+#include "pipeline/catalog/capture.h"
 
 typedef enum LoadMode
 {
@@ -59,6 +60,8 @@ typedef struct PipelineDef
 	char	   *on_schema_change;	/* fail, ignore, append_new_columns, sync_all_columns */
 	double		anomaly_sensitivity;	/* robust z-score threshold, 0 if none */
 	int32		anomaly_min_runs;	/* successful runs before anomalies are looked for */
+	bool		capture;		/* the source is a captured table's feed */
+	Interval   *capture_retention;	/* NULL if none */
 	bool		active;
 	Oid			owner;
 	bool		target_created;
