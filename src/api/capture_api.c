@@ -84,7 +84,7 @@ pipeline_capture(PG_FUNCTION_ARGS)
 	relid = PG_GETARG_OID(0);
 	SPI_connect();
 	nestlevel = PinSearchPath();
-	CheckCapturePrivilege(relid, "capture");
+	CheckCapturePrivilege(relid, "capture", "capture");
 	c = StartCapture(relid, &rows);
 	AuditObjectChange("capture", "table", RelationNameOf(relid), NULL, CaptureState(c, rows));
 	UnpinSearchPath(nestlevel);
@@ -113,7 +113,7 @@ pipeline_uncapture(PG_FUNCTION_ARGS)
 	relid = PG_GETARG_OID(0);
 	SPI_connect();
 	nestlevel = PinSearchPath();
-	CheckCapturePrivilege(relid, "uncapture");
+	CheckCapturePrivilege(relid, "uncapture", "stop capturing");
 	c = RequireCapture(relid, true);
 	values[0] = ObjectIdGetDatum(c->capture_relid);
 	ExecCatalog("SELECT pg_catalog.string_agg(pg_catalog.quote_literal(p.name), ', ' ORDER BY p.name)"
@@ -149,7 +149,7 @@ pipeline_purge_capture(PG_FUNCTION_ARGS)
 	relid = PG_GETARG_OID(0);
 	SPI_connect();
 	nestlevel = PinSearchPath();
-	CheckCapturePrivilege(relid, "purge the capture of");
+	CheckCapturePrivilege(relid, "purge_capture", "purge the capture of");
 	purged = PurgeAllOfCapture(RequireCapture(relid, false));
 	UnpinSearchPath(nestlevel);
 	SPI_finish();
@@ -307,11 +307,14 @@ SetUpCaptureSource(FunctionCallInfo fcinfo, PipelineDef *def, OptionArgs *args, 
 	}
 	CheckCaptureOptions(fcinfo, def, alter);
 	c = LookupCapture(CapturedTable(def, args), true);
+	if (def->unique_key != NIL && c != NULL && !SameColumns(def->unique_key, c->key_columns))
+		CaptureOptionError(def, "the unique key of a pipeline over a capture is the table's primary key",
+						   "Leave out unique_key.");
 	if (c == NULL)
 	{
 		Oid			table = CapturedTable(def, args);
 
-		CheckCapturePrivilege(table, "capture");
+		CheckCapturePrivilege(table, "capture", "capture");
 		c = StartCapture(table, &rows);
 		AuditObjectChange("capture", "table", RelationNameOf(table), NULL, CaptureState(c, rows));
 	}

@@ -54,8 +54,8 @@ ReadPurgeBound(ChangeCapture *c)
 	Datum		d;
 
 	ExecCatalog("SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 AND pg_catalog.bool_and("
-				"         p.incremental_column OPERATOR(pg_catalog.=) '" CAPTURE_CHANGE_ID "'"
-				"         AND w.value OPERATOR(pg_catalog.~) '^-?[0-9]+$'),"
+				"         coalesce(p.incremental_column OPERATOR(pg_catalog.=) '" CAPTURE_CHANGE_ID "'"
+				"                  AND w.value OPERATOR(pg_catalog.~) '^-?[0-9]+$', false)),"
 				"       pg_catalog.min(CASE WHEN w.value OPERATOR(pg_catalog.~) '^-?[0-9]+$'"
 				"                      THEN w.value::pg_catalog.int8 END),"
 				"       pg_catalog.max(p.capture_retention)"

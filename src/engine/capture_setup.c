@@ -154,7 +154,17 @@ PrimaryKeyColumns(Relation rel, const char *name)
 	HeapTuple	tuple;
 	Form_pg_index index;
 	List	   *key = NIL;
+	ListCell   *lc;
 
+	/* the relcache knows an immediate primary key only */
+	foreach(lc, OidIsValid(pk) ? NIL : RelationGetIndexList(rel))
+	{
+		tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		if (HeapTupleIsValid(tuple) && ((Form_pg_index) GETSTRUCT(tuple))->indisprimary)
+			pk = lfirst_oid(lc);
+		if (HeapTupleIsValid(tuple))
+			ReleaseSysCache(tuple);
+	}
 	if (!OidIsValid(pk))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -127,12 +127,13 @@ CheckPipelinePrivileges(PipelineDef *def, Oid source_relid, Oid target_relid, Oi
 
 /*
  * CheckCapturePrivilege refuses to capture, stop capturing or purge a table
- * (verb says which) to a role that may not: the table's owner, its
- * members, superusers and pipeline_admin may (the "capture" action of
- * actions.c, with the table's owner as the owner). The refusal is audited.
+ * (action names the function, verb says it in the message) to a role that
+ * may not: the table's owner, its members, superusers and pipeline_admin
+ * may (the "capture" action of actions.c, with the table's owner as the
+ * owner). The refusal is audited.
  */
 void
-CheckCapturePrivilege(Oid relid, const char *verb)
+CheckCapturePrivilege(Oid relid, const char *action, const char *verb)
 {
 	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	Oid			owner;
@@ -147,7 +148,7 @@ CheckCapturePrivilege(Oid relid, const char *verb)
 	if (RoleMayAct(GetUserId(), owner, "capture"))
 		return;
 	name = RelationNameOf(relid);
-	AuditRefusal(verb, "table", name, 0, psprintf("permission denied to %s table %s", verb, name));
+	AuditRefusal(action, "table", name, 0, psprintf("permission denied to %s table %s", verb, name));
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("permission denied to %s table %s", verb, name),
