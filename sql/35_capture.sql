@@ -230,6 +230,17 @@ INSERT INTO shop.items VALUES (1, 'pen');
 SELECT pipeline.run('items') > 0 AS ran;
 SELECT id, name FROM shop.items_copy;
 
+-- create_pipeline captures a table that is not captured yet (audited as a
+-- capture), and its lineage leads back to the table
+CREATE TABLE shop.notes (id int PRIMARY KEY, body text);
+SELECT pipeline.create_pipeline('notes', 'shop.notes', 'shop.notes_copy', capture => true) > 0 AS created;
+SELECT from_relation, to_relation, edge_kind FROM pipeline.lineage
+ WHERE to_relation LIKE 'shop.notes%' ORDER BY edge_kind;
+SELECT relation, depth FROM pipeline.upstream('shop.notes_copy') ORDER BY depth;
+SELECT action, object_name FROM pipeline.audit_log ORDER BY seq DESC LIMIT 2;
+SELECT pipeline.drop_pipeline('notes', drop_target => true);
+SELECT pipeline.uncapture('shop.notes');
+
 -- Stopping --------------------------------------------------------------------------
 -- uncapture drops the triggers, the feed and the capture table, once no
 -- pipeline reads them

@@ -71,24 +71,43 @@ RequireCapture(Oid relid, bool lock)
 	return c;
 }
 
-/* pipeline.capture(relation): start capturing a table; returns its capture table */
-Datum
-pipeline_capture(PG_FUNCTION_ARGS)
+/*
+ * BeginCaptureCall starts capture(), uncapture() or purge_capture(): reads
+ * the relation argument, connects to SPI, pins search_path (its level in
+ * nestlevel, for EndCaptureCall) and checks that the caller may do action.
+ */
+static Oid
+BeginCaptureCall(FunctionCallInfo fcinfo, const char *action, const char *verb, int *nestlevel)
 {
 	Oid			relid;
-	ChangeCapture *c;
-	int64		rows;
-	int			nestlevel;
 
 	RequireArg(fcinfo, 0, "relation");
 	relid = PG_GETARG_OID(0);
 	SPI_connect();
-	nestlevel = PinSearchPath();
-	CheckCapturePrivilege(relid, "capture", "capture");
-	c = StartCapture(relid, &rows);
-	AuditObjectChange("capture", "table", RelationNameOf(relid), NULL, CaptureState(c, rows));
+	*nestlevel = PinSearchPath();
+	CheckCapturePrivilege(relid, action, verb);
+	return relid;
+}
+
+static void
+EndCaptureCall(int nestlevel)
+{
 	UnpinSearchPath(nestlevel);
 	SPI_finish();
+}
+
+/* pipeline.capture(relation): start capturing a table; returns its capture table */
+Datum
+pipeline_capture(PG_FUNCTION_ARGS)
+{
+	int			nestlevel;
+	Oid			relid = BeginCaptureCall(fcinfo, "capture", "capture", &nestlevel);
+	ChangeCapture *c;
+	int64		rows;
+
+	c = StartCapture(relid, &rows);
+	AuditObjectChange("capture", "table", RelationNameOf(relid), NULL, CaptureState(c, rows));
+	EndCaptureCall(nestlevel);
 	PG_RETURN_OID(c->capture_relid);
 }
 
@@ -100,27 +119,21 @@ pipeline_capture(PG_FUNCTION_ARGS)
 Datum
 pipeline_uncapture(PG_FUNCTION_ARGS)
 {
-	Oid			relid;
-	ChangeCapture *c;
+	int			nestlevel;
+	Oid			relid = BeginCaptureCall(fcinfo, "uncapture", "stop capturing", &nestlevel);
+	ChangeCapture *c = RequireCapture(relid, true);
 	Oid			types[1] = {OIDOID};
 	Datum		values[1];
 	bool		isnull;
 	Datum		readers;
 	char	   *state;
-	int			nestlevel;
 
-	RequireArg(fcinfo, 0, "relation");
-	relid = PG_GETARG_OID(0);
-	SPI_connect();
-	nestlevel = PinSearchPath();
-	CheckCapturePrivilege(relid, "uncapture", "stop capturing");
-	c = RequireCapture(relid, true);
 	values[0] = ObjectIdGetDatum(c->capture_relid);
 	ExecCatalog("SELECT pg_catalog.string_agg(pg_catalog.quote_literal(p.name), ', ' ORDER BY p.name)"
 				"  FROM pipeline.source_relation r"
 				"  JOIN pipeline.pipeline p ON p.pipeline_id OPERATOR(pg_catalog.=) r.pipeline_id"
 				" WHERE r.relid OPERATOR(pg_catalog.=) $1",
-				1, types, values, NULL, true);
+				1, types, values, NULL, false);
 	readers = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
 		ereport(ERROR,
@@ -132,8 +145,7 @@ pipeline_uncapture(PG_FUNCTION_ARGS)
 	state = CaptureState(c, -1);
 	StopCapture(c);
 	AuditObjectChange("uncapture", "table", RelationNameOf(relid), state, NULL);
-	UnpinSearchPath(nestlevel);
-	SPI_finish();
+	EndCaptureCall(nestlevel);
 	PG_RETURN_VOID();
 }
 
@@ -141,18 +153,11 @@ pipeline_uncapture(PG_FUNCTION_ARGS)
 Datum
 pipeline_purge_capture(PG_FUNCTION_ARGS)
 {
-	Oid			relid;
-	int64		purged;
 	int			nestlevel;
+	Oid			relid = BeginCaptureCall(fcinfo, "purge_capture", "purge the capture of", &nestlevel);
+	int64		purged = PurgeAllOfCapture(RequireCapture(relid, false));
 
-	RequireArg(fcinfo, 0, "relation");
-	relid = PG_GETARG_OID(0);
-	SPI_connect();
-	nestlevel = PinSearchPath();
-	CheckCapturePrivilege(relid, "purge_capture", "purge the capture of");
-	purged = PurgeAllOfCapture(RequireCapture(relid, false));
-	UnpinSearchPath(nestlevel);
-	SPI_finish();
+	EndCaptureCall(nestlevel);
 	PG_RETURN_INT64(purged);
 }
 

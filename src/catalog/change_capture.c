@@ -6,9 +6,12 @@
  * pipeline.change_capture, one per captured table (its capture table, the
  * feed view pipelines read, its key, what was purged), read and written as
  * the extension owner with fixed, parameterised statements; and the names
- * of the objects a capture creates. The callers are connected to SPI.
- * What the objects are and how they are kept up is the engine's
- * (engine/capture_setup.c).
+ * of the objects a capture creates. The callers are connected to SPI. No
+ * statement here is read-only: a read-only SPI query sees the catalog as
+ * of its statement's start, and a capture started earlier in the same
+ * statement (create_pipeline with capture, whose lineage then asks for
+ * it) must be seen. What the objects are and how they are kept up is the
+ * engine's (engine/capture_setup.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -63,7 +66,7 @@ LookupCapture(Oid relid, bool lock)
 				"  WHERE relation OPERATOR(pg_catalog.=) $1::pg_catalog.regclass FOR UPDATE"
 				: "SELECT " CAPTURE_COLUMNS " FROM pipeline.change_capture"
 				"  WHERE relation OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
-				1, types, values, NULL, !lock);
+				1, types, values, NULL, false);
 	return SPI_processed == 0 ? NULL : CaptureFromRow(0);
 }
 
@@ -77,7 +80,7 @@ LookupCaptureOf(Oid relid)
 	ExecCatalog("SELECT " CAPTURE_COLUMNS " FROM pipeline.change_capture"
 				" WHERE capture_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
 				"    OR feed OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
-				1, types, values, NULL, true);
+				1, types, values, NULL, false);
 	return SPI_processed == 0 ? NULL : CaptureFromRow(0);
 }
 

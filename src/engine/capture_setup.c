@@ -66,20 +66,6 @@ CheckCaptureIsolation(const char *what)
 				 errhint("Call it outside an explicit transaction block, or in a READ COMMITTED one.")));
 }
 
-/* RelationOwnerOf returns the owner of a relation */
-static Oid
-RelationOwnerOf(Oid relid)
-{
-	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
-}
-
 /* CaptureOwner returns the owner of a capture's table of changes, who writes it */
 Oid
 CaptureOwner(ChangeCapture *c)
@@ -315,7 +301,7 @@ SelectGrantees(Oid relid)
 				"  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee"
 				" WHERE c.oid OPERATOR(pg_catalog.=) $1 AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT'"
 				"   AND a.grantee OPERATOR(pg_catalog.<>) c.relowner",
-				1, types, values, NULL, true);
+				1, types, values, NULL, false);
 	initStringInfo(&roles);
 	for (uint64 i = 0; i < SPI_processed; i++)
 		appendStringInfo(&roles, "%s%s", i ? ", " : "",

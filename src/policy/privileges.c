@@ -13,13 +13,10 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "catalog/pg_class.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
-#include "utils/syscache.h"
 
 #include "pipeline/policy.h"
 
@@ -135,16 +132,14 @@ CheckPipelinePrivileges(PipelineDef *def, Oid source_relid, Oid target_relid, Oi
 void
 CheckCapturePrivilege(Oid relid, const char *action, const char *verb)
 {
-	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	Oid			owner;
 	char	   *name;
 
-	if (!HeapTupleIsValid(tuple))
+	if (get_rel_relkind(relid) == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
+	owner = RelationOwnerOf(relid);
 	if (RoleMayAct(GetUserId(), owner, "capture"))
 		return;
 	name = RelationNameOf(relid);

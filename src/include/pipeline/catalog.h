@@ -141,6 +141,7 @@ extern Oid	ResolveRelationName(const char *schema, const char *relname, const ch
 extern void DescribeRelation(Oid relid, char **schema, char **relname);
 extern char *QualifiedRelationName(const char *schema, const char *relname);
 extern char *RelationNameOf(Oid relid);
+extern Oid	RelationOwnerOf(Oid relid);
 extern List *CollectBaseTables(Oid relid);
 extern bool SourceKeyIsUnique(Oid source_relid, List *unique_key);
 extern bool SourceHasIndexOn(Oid source_relid, const char *column);
