@@ -95,20 +95,6 @@ pipeline_pii_classes(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* RelationOwner returns the owner of a relation */
-static Oid
-RelationOwner(Oid relid)
-{
-	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
-}
-
 /* IsPipelineAdmin tells whether the current user has pipeline_admin's privileges */
 static bool
 IsPipelineAdmin(void)
@@ -154,7 +140,7 @@ CheckColumnArg(FunctionCallInfo fcinfo, const char *action, Oid *relid_out)
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" of relation \"%s\" does not exist", column, name),
 				 errhint("Name a column of the relation; see \\d %s.", name)));
-	if (!has_privs_of_role(GetUserId(), RelationOwner(relid)) && !IsPipelineAdmin())
+	if (!has_privs_of_role(GetUserId(), RelationOwnerOf(relid)) && !IsPipelineAdmin())
 	{
 		char	   *object = psprintf("%s.%s", name, quote_identifier(column));
 
@@ -164,7 +150,7 @@ CheckColumnArg(FunctionCallInfo fcinfo, const char *action, Oid *relid_out)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to %s column %s", action, object),
 				 errdetail("Relation \"%s\" is owned by role \"%s\".", name,
-						   GetUserNameFromId(RelationOwner(relid), false)),
+						   GetUserNameFromId(RelationOwnerOf(relid), false)),
 				 errhint("Run it as the relation's owner, a member of it, or a member of pipeline_admin.")));
 	}
 	*relid_out = relid;
@@ -346,7 +332,7 @@ pipeline_suggest_pii(PG_FUNCTION_ARGS)
 	nonnull = palloc0(sizeof(int) * ncols);
 	hits = palloc0(sizeof(*hits) * ncols);
 	SPI_connect();
-	EnterOwnerContext(&ctx, RelationOwner(relid));
+	EnterOwnerContext(&ctx, RelationOwnerOf(relid));
 	if (SPI_execute(sql.data, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not sample %s", name);
 	LeaveOwnerContext(&ctx);
