@@ -114,11 +114,21 @@ SELECT pipeline.create_pipeline('opt_p', 'opt.src', 'opt.dst', ARRAY['id'], incr
                                 raw_retention => '30 days') > 0 AS created;
 SELECT pipeline.config_of('opt_p') - ARRAY['source', 'target', 'owner', 'masks', 'unique_key', 'name'] AS config;
 
+-- (capture and capture_retention, which a pipeline over a captured table
+-- takes, from a second one)
+CREATE TABLE opt.csrc (id int PRIMARY KEY, v text);
+SELECT pipeline.create_pipeline('opt_c', 'opt.csrc', 'opt.cdst', capture => true,
+                                capture_retention => '7 days') > 0 AS created;
+SELECT config_of->'capture' AS capture, config_of->'capture_retention' AS capture_retention
+  FROM pipeline.config_of('opt_c');
+
 SELECT coalesce(k.key, o.name) AS key, k.key IS NOT NULL AS in_config_of, o.name IS NOT NULL AS in_table
-  FROM jsonb_object_keys(pipeline.config_of('opt_p')) AS k(key)
+  FROM jsonb_object_keys(pipeline.config_of('opt_p') || pipeline.config_of('opt_c')) AS k(key)
   FULL JOIN (SELECT name FROM pipeline._options() WHERE in_config
              UNION ALL SELECT 'format') o ON o.name = k.key
  WHERE k.key IS NULL OR o.name IS NULL;
+SELECT pipeline.drop_pipeline('opt_c', drop_target => true);
+SELECT pipeline.uncapture('opt.csrc');
 
 -- Each new option's bad values: 22023 naming the option, with the choices.
 \set VERBOSITY default

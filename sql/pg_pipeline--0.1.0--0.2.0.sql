@@ -964,10 +964,10 @@ COMMENT ON FUNCTION pipeline._mask_month(date) IS 'internal: the month mask of a
 COMMENT ON FUNCTION pipeline._mask_year(date) IS 'internal: the year mask of a date';
 
 -- create_pipeline and alter_pipeline take masks, the options of the Data
--- quality section below (typed loads, schema drift, anomalies) and
--- raw_retention (Privacy: raw retention, at the end), in the option
--- table's order: after mute_timeliness. A function's arguments cannot be
--- added in place.
+-- quality section below (typed loads, schema drift, anomalies),
+-- raw_retention (Privacy: raw retention) and those of change capture
+-- (Modeling), in the option table's order: after mute_timeliness. A
+-- function's arguments cannot be added in place.
 DROP FUNCTION pipeline.create_pipeline(text, pg_catalog.regclass, text, text[], text, text, text,
     boolean, text, interval, bigint, boolean, text, jsonb, text, text[], integer, interval,
     interval, interval, interval, boolean, boolean);
@@ -1001,7 +1001,9 @@ CREATE FUNCTION pipeline.create_pipeline(
     on_schema_change    text        DEFAULT 'fail',
     anomaly_sensitivity double precision DEFAULT NULL,
     anomaly_min_runs    integer     DEFAULT 10,
-    raw_retention       interval    DEFAULT NULL)
+    raw_retention       interval    DEFAULT NULL,
+    capture             boolean     DEFAULT false,
+    capture_retention   interval    DEFAULT NULL)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_create_pipeline';
@@ -1040,7 +1042,9 @@ CREATE FUNCTION pipeline.alter_pipeline(
     on_schema_change    text        DEFAULT NULL,
     anomaly_sensitivity double precision DEFAULT NULL,
     anomaly_min_runs    integer     DEFAULT NULL,
-    raw_retention       interval    DEFAULT NULL)
+    raw_retention       interval    DEFAULT NULL,
+    capture             boolean     DEFAULT NULL,
+    capture_retention   interval    DEFAULT NULL)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_alter_pipeline';
@@ -1646,3 +1650,117 @@ RETURNS boolean
 LANGUAGE c VOLATILE PARALLEL RESTRICTED
 AS 'MODULE_PATHNAME', 'pipeline_raw_loaded';
 COMMENT ON FUNCTION pipeline._raw_loaded(xid, "any") IS 'internal: whether every reader read a source row, inside a purge only';
+
+-- Modeling: change capture (issue 10) -----------------------------------------
+
+-- The options of a pipeline over a captured table (src/api/capture_api.c):
+-- capture (its source is the capture's feed, its incremental column the
+-- change id, its delete column the feed's _deleted) and capture_retention
+-- (how long captured changes are kept after every consumer loaded them);
+-- create_pipeline and alter_pipeline take them (Masks section). Left out of
+-- a pipeline's config while at their default.
+ALTER TABLE pipeline.pipeline
+    ADD COLUMN capture boolean NOT NULL DEFAULT false,
+    ADD COLUMN capture_retention interval
+        CHECK (capture_retention OPERATOR(pg_catalog.>) '0'::interval);
+
+-- One row per captured table (docs/capture.md). relation is the table whose
+-- INSERT, UPDATE, DELETE and TRUNCATE its triggers write to capture_table
+-- (same schema, <table>__changes: the change id, the operation, when, the
+-- old key of a key-changing update, the row's values); feed is the view
+-- over it that pipelines read (<table>__changes_feed: one row per change,
+-- plus a deletion of the old key for a key-changing update). key_columns is
+-- the table's primary key when capture started. The purge counters say what
+-- the launcher (or pipeline.purge_capture) deleted of the changes every
+-- consumer had loaded. regclass columns follow renames and dump/restore.
+CREATE TABLE pipeline.change_capture (
+    relation            pg_catalog.regclass PRIMARY KEY,
+    capture_table       pg_catalog.regclass NOT NULL UNIQUE,
+    feed                pg_catalog.regclass NOT NULL UNIQUE,
+    key_columns         name[] NOT NULL,
+    started_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    started_by          name NOT NULL,
+    purged_changes      bigint NOT NULL DEFAULT 0,
+    purged_through      bigint NOT NULL DEFAULT 0,
+    purges              bigint NOT NULL DEFAULT 0,
+    last_purge_at       timestamptz
+);
+REVOKE ALL ON pipeline.change_capture FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.change_capture', '');
+
+-- What is captured, seen by the roles that may read the table (or its
+-- changes) and by the team roles; consumers are the pipelines that read
+-- the capture table, whose watermarks bound the purge.
+CREATE VIEW pipeline.captures WITH (security_barrier) AS
+SELECT c.relation,
+       c.capture_table,
+       c.feed,
+       c.key_columns,
+       c.started_at,
+       c.started_by,
+       (SELECT pg_catalog.array_agg(p.name ORDER BY p.name)
+          FROM pipeline.source_relation r
+          JOIN pipeline.pipeline p ON p.pipeline_id OPERATOR(pg_catalog.=) r.pipeline_id
+         WHERE r.relid OPERATOR(pg_catalog.=) c.capture_table::pg_catalog.oid) AS consumers,
+       c.purged_changes,
+       c.purged_through,
+       c.purges,
+       c.last_purge_at
+  FROM pipeline.change_capture c
+ WHERE pg_catalog.has_table_privilege(c.relation::pg_catalog.oid, 'SELECT')
+    OR pg_catalog.has_table_privilege(c.capture_table::pg_catalog.oid, 'SELECT')
+    OR (SELECT pipeline._may('read', NULL));
+GRANT SELECT ON pipeline.captures TO PUBLIC;
+
+-- capture(relation) starts capturing a table and returns its capture table;
+-- uncapture(relation) stops it and drops what capture created;
+-- purge_capture(relation) deletes now what the launcher would purge, and
+-- returns how many changes. The table's owner (a member of it) or
+-- pipeline_admin; each is audited.
+CREATE FUNCTION pipeline.capture(relation pg_catalog.regclass)
+RETURNS pg_catalog.regclass
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_capture';
+CREATE FUNCTION pipeline.uncapture(relation pg_catalog.regclass)
+RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_uncapture';
+CREATE FUNCTION pipeline.purge_capture(relation pg_catalog.regclass)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_purge_capture';
+COMMENT ON FUNCTION pipeline.capture(pg_catalog.regclass) IS 'start capturing every change of a table into its capture table';
+COMMENT ON FUNCTION pipeline.uncapture(pg_catalog.regclass) IS 'stop capturing a table; drops its capture table and feed';
+COMMENT ON FUNCTION pipeline.purge_capture(pg_catalog.regclass) IS 'delete the captured changes every consumer has loaded (past their retention)';
+
+-- The row trigger (and the TRUNCATE trigger) that writes a change, in C
+-- (src/engine/capture_trigger.c); created by capture() only.
+CREATE FUNCTION pipeline._capture_change()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pipeline_capture_change';
+REVOKE ALL ON FUNCTION pipeline._capture_change() FROM PUBLIC;
+COMMENT ON FUNCTION pipeline._capture_change() IS 'internal: writes a captured table''s changes to its capture table';
+
+-- A captured table's capture table and feed follow its columns (added,
+-- retyped, renamed, dropped), and a capture whose table or capture table
+-- was dropped is forgotten (src/engine/capture_ddl.c). Named so that it
+-- fires before pipeline_lineage_ddl, which then sees the new feed.
+CREATE FUNCTION pipeline._capture_ddl()
+RETURNS event_trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pipeline_capture_ddl';
+REVOKE ALL ON FUNCTION pipeline._capture_ddl() FROM PUBLIC;
+CREATE EVENT TRIGGER pipeline_capture_ddl ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'DROP TABLE', 'DROP VIEW', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION pipeline._capture_ddl();
+
+-- Lineage shows a captured table upstream of its capture table: an edge of
+-- kind 'capture' (src/recorders/lineage_analysis.c), and a copied column
+-- edge ("how" capture) for each column the capture table keeps.
+ALTER TABLE pipeline.lineage_edge DROP CONSTRAINT lineage_edge_edge_kind_check,
+    ADD CONSTRAINT lineage_edge_edge_kind_check
+        CHECK (edge_kind OPERATOR(pg_catalog.=) ANY (ARRAY['pipeline', 'view', 'capture']));
+ALTER TABLE pipeline.lineage_column_edge DROP CONSTRAINT lineage_column_edge_edge_kind_check,
+    ADD CONSTRAINT lineage_column_edge_edge_kind_check
+        CHECK (edge_kind OPERATOR(pg_catalog.=) ANY (ARRAY['pipeline', 'view', 'capture']));

@@ -169,6 +169,7 @@ pipeline_create_pipeline(PG_FUNCTION_ARGS)
 	def->active = true;
 	def->owner = GetUserId();
 	ReadOptionArgs(fcinfo, def, false, &args);
+	SetUpCaptureSource(fcinfo, def, &args, false, false);
 	ValidateOptions(def);
 
 	SPI_connect();
@@ -202,6 +203,7 @@ pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 	Oid			source_relid;
 	int			depends_argno = OptionArgno("depends_on", true);
 	bool		target_index_changed = false;
+	bool		was_capture;
 
 	SPI_connect();
 	nestlevel = PinSearchPath();
@@ -220,7 +222,9 @@ pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 			CheckNameIsFree(new_name);
 		def->name = new_name;
 	}
+	was_capture = def->capture;
 	ReadOptionArgs(fcinfo, def, true, &args);
+	SetUpCaptureSource(fcinfo, def, &args, true, was_capture);
 	ValidateOptions(def);
 
 	if (args.target)

@@ -39,6 +39,10 @@ extern void ReadOptionArgs(FunctionCallInfo fcinfo, PipelineDef *def, bool alter
 extern void OptionError(PipelineDef *def, const char *message, const char *hint);
 extern void ValidateOptions(PipelineDef *def);
 
+/* capture_api.c: the capture option of create_pipeline and alter_pipeline */
+extern void SetUpCaptureSource(FunctionCallInfo fcinfo, PipelineDef *def, OptionArgs *args,
+							   bool alter, bool was_capture);
+
 /* checks_api.c: the "checks" key of apply() */
 extern bool ApplyChecks(const char *pipeline, JsonbValue *checks, int index);
 

@@ -388,6 +388,32 @@ const PipelineOption PipelineOptions[] = {
 	},
 	{
 		/*
+		 * the source is a captured table's feed (api/capture_api.c sets it
+		 * up, with the change id and _deleted as incremental and delete
+		 * columns); switching it on or off changes the source
+		 */
+		.name = "capture",
+		.sql_type = BOOLOID, .has_default = true, .default_value = "false", .required = true,
+		.check = OPTION_CHECK_NONE,
+		.storage = OPTION_STORE_BOOL, .column = "capture", .written = true,
+		.field = FIELD(capture), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true, .omit_default_in_config = true,
+		.in_spec = true,
+	},
+	{
+		/* how long loaded changes stay in the capture table (engine/capture_purge.c) */
+		.name = "capture_retention",
+		.sql_type = INTERVALOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_LIMIT,
+		.storage = OPTION_STORE_INTERVAL, .column = "capture_retention", .written = true,
+		.field = FIELD(capture_retention), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true, .omit_default_in_config = true,
+		.in_spec = true,
+	},
+	{
+		/*
 		 * no argument: rows of pipeline.data_check, changed by add_check and
 		 * drop_check (api/checks_api.c), which audit each change; not in the
 		 * config, so that a pipeline's config versions are its options'

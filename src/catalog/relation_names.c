@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "catalog/index.h"
@@ -87,7 +88,7 @@ RelationNameOf(Oid relid)
 									  get_rel_name(relid));
 }
 
-/* RelationOwnerOf returns the role that owns a relation */
+/* RelationOwnerOf returns the owner of an existing relation */
 Oid
 RelationOwnerOf(Oid relid)
 {

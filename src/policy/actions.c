@@ -77,6 +77,8 @@ static const struct
 	{"forget", TEAM_ADMIN},		/* pipeline.forget: rows of every owner's
 								 * relations; asked with the extension's
 								 * owner as owner */
+	{"capture", TEAM_ADMIN},	/* capture, uncapture, purge_capture: the
+								 * owner is the table's (privileges.c) */
 };
 
 /* ActionGrants returns the team roles that may do action (can't-happen if unknown) */

@@ -125,3 +125,34 @@ CheckPipelinePrivileges(PipelineDef *def, Oid source_relid, Oid target_relid, Oi
 	CheckRelationAccess(source_relid, role, source_mode, "source");
 	CheckRelationAccess(target_relid, role, target_mode, "target");
 }
+
+/*
+ * CheckCapturePrivilege refuses to capture, stop capturing or purge a table
+ * (action names the function, verb says it in the message) to a role that
+ * may not: the table's owner, its members, superusers and pipeline_admin
+ * may (the "capture" action of actions.c, with the table's owner as the
+ * owner). The refusal is audited.
+ */
+void
+CheckCapturePrivilege(Oid relid, const char *action, const char *verb)
+{
+	Oid			owner;
+	char	   *name;
+
+	if (get_rel_relkind(relid) == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	owner = RelationOwnerOf(relid);
+	if (RoleMayAct(GetUserId(), owner, "capture"))
+		return;
+	name = RelationNameOf(relid);
+	AuditRefusal(action, "table", name, 0, psprintf("permission denied to %s table %s", verb, name));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to %s table %s", verb, name),
+			 errdetail("Table %s is owned by role \"%s\"; role \"%s\" is not a member of it.",
+					   name, GetUserNameFromId(owner, false), GetUserNameFromId(GetUserId(), false)),
+			 errhint("Run it as the table's owner, or GRANT the owner role or %s to this role.",
+					 TeamRoleFor("capture"))));
+}

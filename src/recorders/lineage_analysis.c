@@ -571,10 +571,41 @@ AddColumnEdge(EdgeSet *es, const char *kind, Oid from, const char *from_col, Oid
 }
 
 /*
+ * AddCaptureEdges adds, for the capture table of a captured table
+ * (docs/capture.md), a "capture" edge from that table, and a copied column
+ * edge from each of its columns the capture table keeps: lineage then
+ * shows the captured table upstream of the pipelines that read its
+ * changes.
+ */
+static void
+AddCaptureEdges(Oid relid, EdgeSet *es)
+{
+	ChangeCapture *c = LookupCaptureOf(relid);
+	Relation	rel;
+	TupleDesc	desc;
+
+	if (c == NULL || c->capture_relid != relid)
+		return;
+	AddTableEdge(es, "capture", c->relid, NULL, relid, NULL);
+	rel = relation_open(c->relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && get_attnum(relid, NameStr(att->attname)) > 0)
+			AddColumnEdge(es, "capture", c->relid, pstrdup(NameStr(att->attname)), relid,
+						  pstrdup(NameStr(att->attname)), false, "capture");
+	}
+	relation_close(rel, AccessShareLock);
+}
+
+/*
  * AnalyzeRelation adds the edges below a relation: for a view (or
  * materialized view), an edge from every relation its query reads and the
  * column edges of each of its columns, then the same for each relation it
- * reads. Tables end the walk.
+ * reads. Tables end the walk, but for a capture table, whose edges come
+ * from the table it captures (AddCaptureEdges).
  */
 void
 AnalyzeRelation(Oid relid, EdgeSet *es, int depth)
@@ -586,6 +617,11 @@ AnalyzeRelation(Oid relid, EdgeSet *es, int depth)
 	ListCell   *lc;
 	TupleDesc	desc;
 
+	if (kind == RELKIND_RELATION && !list_member_oid(es->views_done, relid))
+	{
+		es->views_done = lappend_oid(es->views_done, relid);
+		AddCaptureEdges(relid, es);
+	}
 	if ((kind != RELKIND_VIEW && kind != RELKIND_MATVIEW) ||
 		list_member_oid(es->views_done, relid) || depth > MAX_RESOLVE_DEPTH)
 		return;

@@ -111,8 +111,11 @@ OptionIsDefault(PipelineDef *def, const PipelineOption *o)
 		case OPTION_STORE_INT32:
 			return o->default_value &&
 				*OPTION_FIELD(def, o->field, int32) == pg_strtoint32(o->default_value);
+		case OPTION_STORE_BOOL:
+			return *OPTION_FIELD(def, o->field, bool) ==
+				(o->default_value && strcmp(o->default_value, "true") == 0);
 		case OPTION_STORE_INTERVAL:
-			/* an interval whose default is none (raw_retention) */
+			/* an interval whose default is none (raw_retention, capture_retention) */
 			return o->default_value == NULL && *OPTION_FIELD(def, o->field, Interval *) == NULL;
 		default:
 			elog(ERROR, "option \"%s\" has no default to leave out", o->name);

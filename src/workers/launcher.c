@@ -17,6 +17,8 @@
  *   purge the raw rows of sources with raw_retention, a batch per pipeline,
  *   every check_interval or retention_pause while there is more
  *   (engine/retention.c);
+ *   purge the captured changes every consumer has loaded
+ *   (engine/capture_purge.c);
  *   keep the OpenLineage sender running while pipeline.openlineage_url is
  *   set (openlineage_sender.c).
  *
@@ -453,6 +455,8 @@ LauncherPass(bool *recovered, TimestampTz *last_checks)
 		if (AuditLauncherPass(pipeline_check_interval))
 			sleep_ms = 100;		/* more audit entries to prune */
 		sleep_ms = Min(sleep_ms, PurgeRawRows());
+		if (CapturePurgePass())
+			sleep_ms = 100;		/* more captured changes to purge */
 		due = StartDueRuns();
 		if (due >= 0 && due < sleep_ms)
 			sleep_ms = due;

@@ -25,6 +25,7 @@
 
 #include "pipeline/catalog/options.h"
 #include "pipeline/catalog/checks.h"
+#include "pipeline/catalog/capture.h"
 
 typedef enum LoadMode
 {
@@ -63,6 +64,8 @@ typedef struct PipelineDef
 	double		anomaly_sensitivity;	/* robust z-score threshold, 0 if none */
 	int32		anomaly_min_runs;	/* successful runs before anomalies are looked for */
 	Interval   *raw_retention;	/* source rows older than this are purged once loaded, NULL: kept */
+	bool		capture;		/* the source is a captured table's feed */
+	Interval   *capture_retention;	/* NULL if none */
 	bool		active;
 	Oid			owner;
 	bool		target_created;

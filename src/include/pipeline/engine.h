@@ -206,4 +206,17 @@ extern void RefreshSourceRelations(int64 pipeline_id, Oid source_relid);
 extern void CheckNoDependencyCycle(PipelineDef *def);
 extern void ForgetQueuedRuns(int64 pipeline_id);
 
+/*
+ * engine/capture_setup.c, capture_purge.c: change capture of tables
+ * updated in place (docs/capture.md); the trigger is capture_trigger.c,
+ * the following of DDL capture_ddl.c
+ */
+extern ChangeCapture *StartCapture(Oid relid, int64 *snapshot_rows);
+extern void StopCapture(ChangeCapture *c);
+extern int64 SnapshotCapture(ChangeCapture *c);
+extern void CheckCaptureIsolation(const char *what);
+extern int64 PurgeCapture(ChangeCapture *c, int64 batch_rows, bool *more);
+extern int64 PurgeAllOfCapture(ChangeCapture *c);
+extern bool CapturePurgePass(void);
+
 #endif							/* PIPELINE_ENGINE_H */

@@ -19,6 +19,7 @@
 extern void CheckPipelineOwner(PipelineDef *def, const char *action);
 extern void CheckRelationAccess(Oid relid, Oid role, AclMode mode, const char *what);
 extern void CheckPipelinePrivileges(PipelineDef *def, Oid source_relid, Oid target_relid, Oid role);
+extern void CheckCapturePrivilege(Oid relid, const char *action, const char *verb);
 
 /* policy/actions.c */
 extern bool RoleMayAct(Oid role, Oid owner, const char *action);
