@@ -233,6 +233,31 @@ SELECT pipeline.create_pipeline('down2', 'sc_stage.nulls', 'sc_core.down2', uniq
                                 incremental_column => 'seq') > 0 AS created;
 SET client_min_messages = warning;
 
+-- (i) a bulk initial load of many batches (1,000 rows or 64 kB each):
+-- 25,000 rows, the same as the MERGE's, every batch written.
+CREATE TABLE sc_stage.many (k integer PRIMARY KEY, v text, seq bigint NOT NULL);
+CREATE INDEX ON sc_stage.many (seq);
+INSERT INTO sc_stage.many SELECT g, repeat('v', g % 50), g FROM generate_series(1, 25000) g;
+SELECT pipeline.create_pipeline(p, 'sc_stage.many', 'sc_core.' || p, unique_key => ARRAY['k'],
+                                incremental_column => 'seq') > 0 AS created
+  FROM unnest(ARRAY['many', 'many_m']) AS p;
+SELECT sc_stage.keep_merge('sc_core.many_m');
+SELECT pipeline.run('many') > 0 AS ran, pipeline.run('many_m') > 0 AS ran_m;
+SELECT count(*) AS loaded, sc_stage.differ('sc_core.many', 'sc_core.many_m', 'k, v, seq') AS differ
+  FROM sc_core.many;
+SELECT pipeline_name, status, rows_read, rows_inserted, watermark_to
+  FROM sc_stage.last_runs WHERE pipeline_name IN ('many', 'many_m') ORDER BY 1;
+
+-- (j) the same over a captured table's feed (its snapshot of 25,000 rows):
+-- the bulk receiver's slots outlive the SELECT that filled them.
+CREATE TABLE sc_stage.cap (k integer PRIMARY KEY, v text);
+INSERT INTO sc_stage.cap SELECT g, 'v' || g FROM generate_series(1, 25000) g;
+SELECT pipeline.create_pipeline('cap', 'sc_stage.cap', 'sc_core.cap', capture => true) > 0 AS created;
+SELECT pipeline.run('cap') > 0 AS ran;
+SELECT count(*) AS loaded FROM sc_core.cap;
+SELECT pipeline.drop_pipeline('cap', drop_target => true);
+SELECT pipeline.uncapture('sc_stage.cap');
+
 -- (h) the first load of a target the pipeline's owner no longer owns
 -- leaves its index to the table's owner, and says how.
 CREATE ROLE sc_owner;

@@ -46,6 +46,9 @@ typedef struct BulkReceiver
 	BulkInsertState bistate;
 	CommandId	cid;
 	MemoryContext batch_cxt;	/* what table_multi_insert leaks, per batch */
+	MemoryContext slot_cxt;		/* the slots': the caller's, which outlives
+								 * the SELECT's executor (they are dropped
+								 * after it ended) */
 	TupleTableSlot *slots[BULK_BATCH_ROWS];
 	int			nslots;			/* slots created */
 	int			nused;			/* rows in the batch */
@@ -150,7 +153,12 @@ BulkReceive(TupleTableSlot *slot, DestReceiver *self)
 	TupleTableSlot *dst;
 
 	if (r->nused == r->nslots)
+	{
+		MemoryContext old = MemoryContextSwitchTo(r->slot_cxt);
+
 		r->slots[r->nslots++] = table_slot_create(r->rel, NULL);
+		MemoryContextSwitchTo(old);
+	}
 	dst = r->slots[r->nused];
 	ExecClearTuple(dst);
 	slot_getallattrs(slot);
@@ -236,6 +244,7 @@ ExecuteBulkInsert(LoadPlan *plan, const char *rows_sql, int nargs, Oid *types, D
 	r.bistate = GetBulkInsertState();
 	r.batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_pipeline bulk batch",
 										ALLOCSET_DEFAULT_SIZES);
+	r.slot_cxt = CurrentMemoryContext;
 	for (int i = 0; i < nargs; i++)
 	{
 		params->params[i].value = values[i];

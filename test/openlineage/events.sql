@@ -32,6 +32,8 @@ INSERT INTO ol_raw.orders (order_id, customer_id, amount, status, day) VALUES
   (1, 1, 10, 'new', '2024-01-01'), (2, 2, 20, 'x', '2024-01-01'), (3, 1, 5, 'new', '2024-01-02');
 SELECT pipeline.run('ol_orders');
 SELECT pipeline.run('ol daily "revenue"');
+-- nothing new: counted on the pipeline, not recorded, no events
+-- (docs/exactly-once.md, what a run records)
 SELECT pipeline.run('ol_orders');
 INSERT INTO ol_raw.orders (order_id, customer_id, amount, status, day) VALUES
   (4, 1, 1, 'new', '2024-01-03'), (5, 2, 2, 'new', '2024-01-03'), (6, 2, 3, 'new', '2024-01-04');

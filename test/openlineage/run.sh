@@ -69,10 +69,10 @@ sys.exit(0 if eval(sys.argv[2]) else 1)
 PY
     then ok "$1"; else fail "$1"; fi
 }
-check "events for 9 runs: START plus COMPLETE or FAIL each, no ABORT (the skipped run has none)" \
-      "len(events) == 18 and [e['eventType'] for e in events].count('START') == 9 and [e['eventType'] for e in events].count('FAIL') == 1 and 'ABORT' not in [e['eventType'] for e in events]"
+check "events for 8 runs: START plus COMPLETE or FAIL each, no ABORT (the skipped run and the run that found nothing new have none)" \
+      "len(events) == 16 and [e['eventType'] for e in events].count('START') == 8 and [e['eventType'] for e in events].count('FAIL') == 1 and 'ABORT' not in [e['eventType'] for e in events]"
 check "START and end of a run share its runId; runs do not share one" \
-      "all(events[i]['run']['runId'] == events[i+1]['run']['runId'] for i in range(0, len(events), 2)) and len({e['run']['runId'] for e in events}) == 9"
+      "all(events[i]['run']['runId'] == events[i+1]['run']['runId'] for i in range(0, len(events), 2)) and len({e['run']['runId'] for e in events}) == 8"
 check "the runId is a UUIDv7 whose time is the run's start (ms)" \
       "all(e['run']['runId'][14] == '7' and e['run']['runId'][19] in '89ab' and int(e['run']['runId'][:8] + e['run']['runId'][9:13], 16) == (__import__('datetime').datetime.fromisoformat(e['eventTime'].replace('Z', '+00:00')) - __import__('datetime').datetime(1970, 1, 1, tzinfo=__import__('datetime').timezone.utc)) // __import__('datetime').timedelta(milliseconds=1) for e in events if e['eventType'] == 'START')"
 if cmp -s "$work/events.jsonl" "$work/events2.jsonl"; then ok "a second export gives the same events (runIds are deterministic)"
