@@ -30,7 +30,8 @@ typedef enum LoadMode
 {
 	LOAD_MODE_MERGE,
 	LOAD_MODE_APPEND,
-	LOAD_MODE_FULL
+	LOAD_MODE_FULL,
+	LOAD_MODE_SNAPSHOT			/* every version of each key (docs/modeling.md) */
 } LoadMode;
 
 /*
@@ -63,6 +64,9 @@ typedef struct PipelineDef
 	double		anomaly_sensitivity;	/* robust z-score threshold, 0 if none */
 	int32		anomaly_min_runs;	/* successful runs before anomalies are looked for */
 	Interval   *raw_retention;	/* source rows older than this are purged once loaded, NULL: kept */
+	Jsonb	   *snapshot_columns;	/* snapshot mode: history column names, {}: the defaults */
+	List	   *snapshot_check_columns; /* snapshot mode: the columns a change is told by, NIL: all */
+	bool		snapshot_keep_deleted;	/* snapshot mode: a deleted key's version stays open */
 	bool		active;
 	Oid			owner;
 	bool		target_created;
@@ -93,6 +97,20 @@ typedef struct ColumnType
 
 extern List *ParseColumnTypes(Jsonb *column_types);
 extern ColumnType *FindColumnType(List *column_types, const char *column);
+
+/*
+ * catalog/snapshot_columns.c: the history columns of snapshot mode, named
+ * by the snapshot_columns option, and pipeline.as_of
+ */
+typedef struct SnapshotColumns
+{
+	char	   *valid_from;
+	char	   *valid_to;
+	char	   *is_current;
+} SnapshotColumns;
+
+extern void ParseSnapshotColumns(Jsonb *option, SnapshotColumns *names);
+extern bool IsSnapshotHistoryColumn(const SnapshotColumns *names, const char *column);
 
 /* catalog/masks.c: the masks option, the keys, and the functions masks call */
 typedef enum MaskMethod
