@@ -181,7 +181,8 @@ AppendEvents(SnapshotSql *q, bool has_lower, bool has_upper)
 					 N(q, "t"), deletes ? psprintf("%s IS TRUE", Col("w", plan->delete_flag->name)) : "false",
 					 N(q, "del"), N(q, "src"));
 	AppendSourceRows(q->buf, plan, has_lower, has_upper);
-	appendStringInfoString(q->buf, ") AS w");
+	/* a filter of the flag stays above the rows' query, which counts every kept row */
+	appendStringInfoString(q->buf, plan->delete_flag && plan->def->snapshot_keep_deleted ? " OFFSET 0) AS w" : ") AS w");
 	if (q->sp->stamped)
 		appendStringInfo(q->buf, " CROSS JOIN %s AS st", N(q, "stamp"));
 	if (plan->delete_flag && plan->def->snapshot_keep_deleted)
