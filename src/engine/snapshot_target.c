@@ -50,6 +50,8 @@
 
 #include "pipeline/engine.h"
 
+static void RefuseHistoryName(PipelineDef *def, const SnapshotColumns *names, const char *column);
+
 /* RangeConstructor names the range type's constructor for a history's valid_from type */
 static const char *
 RangeConstructor(Oid typid)
@@ -57,15 +59,15 @@ RangeConstructor(Oid typid)
 	switch (getBaseType(typid))
 	{
 		case TIMESTAMPTZOID:
-			return "pg_catalog.tstzrange";
+			return "tstzrange";
 		case TIMESTAMPOID:
-			return "pg_catalog.tsrange";
+			return "tsrange";
 		case DATEOID:
-			return "pg_catalog.daterange";
+			return "daterange";
 		case INT8OID:
-			return "pg_catalog.int8range";
+			return "int8range";
 		default:
-			return "pg_catalog.int4range";	/* integer and smallint */
+			return "int4range";	/* integer and smallint */
 	}
 }
 
@@ -127,6 +129,7 @@ AppendSnapshotTargetDdl(StringInfo sql, PipelineDef *def, Oid source_relid)
 	SnapshotColumns names;
 	Oid			typid = TIMESTAMPTZOID;
 	int32		typmod = -1;
+	Relation	source;
 	char	   *type;
 	const char *vf;
 	const char *vt;
@@ -138,6 +141,15 @@ AppendSnapshotTargetDdl(StringInfo sql, PipelineDef *def, Oid source_relid)
 	cur = quote_identifier(names.is_current);
 	if (def->incremental_column)
 		(void) CreatedColumnType(def, source_relid, def->incremental_column, &typid, &typmod);
+	source = table_open(source_relid, AccessShareLock);
+	for (int i = 0; i < RelationGetDescr(source)->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(source), i);
+
+		if (!att->attisdropped)
+			RefuseHistoryName(def, &names, NameStr(att->attname));
+	}
+	table_close(source, AccessShareLock);
 	RequireGistKeys(def, source_relid);
 	type = format_type_extended(typid, typmod, FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
 	appendStringInfo(sql, ", %s %s NOT NULL, %s %s, %s pg_catalog.bool NOT NULL", vf, type, vt, type, cur);
@@ -148,7 +160,7 @@ AppendSnapshotTargetDdl(StringInfo sql, PipelineDef *def, Oid source_relid)
 	appendStringInfo(sql, ", CHECK (%s OPERATOR(pg_catalog.=) (%s IS NULL))", cur, vt);
 	appendStringInfoString(sql, ", EXCLUDE USING gist (");
 	AppendKeyList(sql, def, " WITH OPERATOR(pg_catalog.=)");
-	appendStringInfo(sql, ", %s(%s, %s) WITH OPERATOR(pg_catalog.&&)) DEFERRABLE",
+	appendStringInfo(sql, ", pg_catalog.%s(%s, %s) WITH OPERATOR(pg_catalog.&&)) DEFERRABLE",
 					 RangeConstructor(typid), vf, vt);
 	appendStringInfoString(sql, ", EXCLUDE USING btree (");
 	AppendKeyList(sql, def, " WITH OPERATOR(pg_catalog.=)");
@@ -168,10 +180,30 @@ PlanColumn(LoadPlan *plan, const char *name)
 }
 
 /*
- * RefuseSnapshotFeatures refuses (0A000) what a history cannot be loaded
- * with: a Citus target (a distributed MERGE runs none of the functions the
- * statement counts with), and a masked incremental column (its value is
- * the versions' valid_from); and (42701) a loaded column or the lineage
+ * RefuseHistoryName refuses (42701) a source column that has the name of a
+ * history column: the target would need it twice.
+ */
+static void
+RefuseHistoryName(PipelineDef *def, const SnapshotColumns *names, const char *column)
+{
+	const char *key = strcmp(column, names->valid_from) == 0 ? "valid_from"
+		: strcmp(column, names->valid_to) == 0 ? "valid_to" : "is_current";
+
+	if (!IsSnapshotHistoryColumn(names, column))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_DUPLICATE_COLUMN),
+			 errmsg("source column \"%s\" has the name of a history column", column),
+			 errdetail("Pipeline \"%s\" keeps the validity of its versions in \"%s\", \"%s\" and \"%s\".",
+					   def->name, names->valid_from, names->valid_to, names->is_current),
+			 errhint("Name the history columns otherwise with snapshot_columns, e.g. {\"%s\": \"history_%s\"}.",
+					 key, key)));
+}
+
+/*
+ * RefuseSnapshotFeatures refuses (0A000) a Citus target, which a history
+ * cannot be loaded into (a distributed MERGE runs none of the functions the
+ * statement counts with), and (42701) a loaded column or the lineage
  * column that has the name of a history column.
  */
 static void
@@ -184,27 +216,8 @@ RefuseSnapshotFeatures(LoadPlan *plan, const SnapshotColumns *names)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("mode snapshot is not supported on Citus distributed target %s", plan->target_ident),
 				 errhint("Keep the history in a table of the coordinator.")));
-	if (plan->incremental && plan->incremental->mask)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("mode snapshot cannot mask incremental column \"%s\"", plan->incremental->name),
-				 errdetail("Its value is the valid_from of the version its row opens."),
-				 errhint("Remove the column's mask, or load without an incremental column.")));
 	foreach(lc, plan->columns)
-	{
-		LoadColumn *col = lfirst(lc);
-
-		if (IsSnapshotHistoryColumn(names, col->name))
-			ereport(ERROR,
-					(errcode(ERRCODE_DUPLICATE_COLUMN),
-					 errmsg("source column \"%s\" has the name of a history column", col->name),
-					 errdetail("Pipeline \"%s\" keeps the validity of its versions in \"%s\", \"%s\" and \"%s\".",
-							   plan->def->name, names->valid_from, names->valid_to, names->is_current),
-					 errhint("Name the history columns otherwise with snapshot_columns, e.g. {\"%s\": \"%s_from\"}.",
-							 strcmp(col->name, names->valid_from) == 0 ? "valid_from"
-							 : strcmp(col->name, names->valid_to) == 0 ? "valid_to" : "is_current",
-							 col->name)));
-	}
+		RefuseHistoryName(plan->def, names, ((LoadColumn *) lfirst(lc))->name);
 	if (plan->def->lineage_column && IsSnapshotHistoryColumn(names, plan->def->lineage_column))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_COLUMN),
