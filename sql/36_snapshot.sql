@@ -220,6 +220,10 @@ SELECT pipeline.run('customers') AS run;
 SELECT id, city, is_current FROM s.customer_history WHERE id IN (5, 6) ORDER BY id;
 SELECT status, rows_read, rows_inserted, rows_unchanged, rows_quarantined FROM pipeline.runs ORDER BY run_id DESC LIMIT 1;
 SELECT pipeline.drop_check('customers', 'city_known');
+-- A replay of the quarantine puts the replayed row at its place in the history.
+SELECT pipeline.replay_quarantine('customers') > 0 AS replayed;
+SELECT id, city, valid_from, is_current FROM s.customer_history WHERE id = 5;
+SELECT status, rows_read, rows_inserted, triggered_by FROM pipeline.runs ORDER BY run_id DESC LIMIT 1;
 
 -- Run records, audit -----------------------------------------------------------
 SELECT action, outcome, details->>'rows_inserted' AS inserted, details->>'rows_updated' AS updated,
