@@ -113,6 +113,17 @@ SELECT pipeline.create_pipeline('opt_p', 'opt.src', 'opt.dst', ARRAY['id'], incr
                                 anomaly_sensitivity => 3.5, anomaly_min_runs => 5,
                                 raw_retention => '30 days') > 0 AS created;
 SELECT pipeline.config_of('opt_p') - ARRAY['source', 'target', 'owner', 'masks', 'unique_key', 'name'] AS config;
+-- the options of mode snapshot, on a pipeline of that mode (its target is
+-- a history of its own; without its constraints, which need btree_gist, it
+-- would be warned about)
+CREATE TABLE opt.history (id int, v text, at timestamptz, since timestamptz NOT NULL, until timestamptz,
+                          live boolean NOT NULL, PRIMARY KEY (id, since));
+SET client_min_messages = error;
+SELECT pipeline.create_pipeline('opt_snap', 'opt.src', 'opt.history', ARRAY['id'], mode => 'snapshot',
+                                snapshot_columns => '{"valid_from": "since", "valid_to": "until", "is_current": "live"}',
+                                snapshot_check_columns => '{v}', snapshot_keep_deleted => true) > 0 AS created;
+RESET client_min_messages;
+SELECT pipeline.config_of('opt_snap') - ARRAY['source', 'target', 'owner', 'unique_key', 'name'] AS config;
 
 -- (capture and capture_retention, which a pipeline over a captured table
 -- takes, from a second one)
@@ -123,7 +134,8 @@ SELECT config_of->'capture' AS capture, config_of->'capture_retention' AS captur
   FROM pipeline.config_of('opt_c');
 
 SELECT coalesce(k.key, o.name) AS key, k.key IS NOT NULL AS in_config_of, o.name IS NOT NULL AS in_table
-  FROM jsonb_object_keys(pipeline.config_of('opt_p') || pipeline.config_of('opt_c')) AS k(key)
+  FROM (SELECT jsonb_object_keys(pipeline.config_of('opt_p') || pipeline.config_of('opt_c'))
+        UNION SELECT jsonb_object_keys(pipeline.config_of('opt_snap'))) AS k(key)
   FULL JOIN (SELECT name FROM pipeline._options() WHERE in_config
              UNION ALL SELECT 'format') o ON o.name = k.key
  WHERE k.key IS NULL OR o.name IS NULL;
@@ -157,12 +169,21 @@ SELECT pipeline.alter_pipeline('opt_p', raw_retention => '-1 day');
 :sqlstate
 SELECT pipeline.create_pipeline('opt_bad', 'opt.src', 'opt.bad', ARRAY['id'], on_schema_change => NULL);
 :sqlstate
+SELECT pipeline.alter_pipeline('opt_snap', snapshot_columns => '{"valid_to": 1}');
+:sqlstate
+SELECT pipeline.alter_pipeline('opt_snap', snapshot_check_columns => ARRAY[NULL]);
+:sqlstate
+SELECT pipeline.alter_pipeline('opt_p', snapshot_keep_deleted => true);
+:sqlstate
 -- nothing changed, and 0 turns anomaly alerts and raw retention off again
 SELECT config_of->'on_schema_change', config_of->'anomaly_sensitivity', config_of->'raw_retention'
   FROM pipeline.config_of('opt_p');
 SELECT pipeline.alter_pipeline('opt_p', anomaly_sensitivity => 0, raw_retention => '0') > 0 AS altered;
 SELECT pipeline.config_of('opt_p') ? 'anomaly_sensitivity' AS still_there,
        pipeline.config_of('opt_p') ? 'raw_retention' AS retention_there;
+-- '{}' clears snapshot_check_columns (every column tells a change again)
+SELECT pipeline.alter_pipeline('opt_snap', snapshot_check_columns => '{}') > 0 AS altered;
+SELECT pipeline.config_of('opt_snap') ? 'snapshot_check_columns' AS check_columns_there;
 
 -- apply() takes every argument of create_pipeline as a key.
 SELECT name FROM pipeline._options() WHERE sql_type IS NOT NULL AND NOT in_spec;
@@ -192,4 +213,5 @@ SELECT v.version, v.config_hash
 
 SELECT pipeline.drop_pipeline('opt_all', drop_target => true);
 SELECT pipeline.drop_pipeline('opt_p', drop_target => true);
+SELECT pipeline.drop_pipeline('opt_snap', drop_target => true);
 DROP SCHEMA opt CASCADE;

@@ -965,9 +965,9 @@ COMMENT ON FUNCTION pipeline._mask_year(date) IS 'internal: the year mask of a d
 
 -- create_pipeline and alter_pipeline take masks, the options of the Data
 -- quality section below (typed loads, schema drift, anomalies),
--- raw_retention (Privacy: raw retention) and those of change capture
--- (Modeling), in the option table's order: after mute_timeliness. A
--- function's arguments cannot be added in place.
+-- raw_retention (Privacy: raw retention), those of change capture and of
+-- snapshot mode (Modeling, at the end), in the option table's order: after
+-- mute_timeliness. A function's arguments cannot be added in place.
 DROP FUNCTION pipeline.create_pipeline(text, pg_catalog.regclass, text, text[], text, text, text,
     boolean, text, interval, bigint, boolean, text, jsonb, text, text[], integer, interval,
     interval, interval, interval, boolean, boolean);
@@ -1003,7 +1003,10 @@ CREATE FUNCTION pipeline.create_pipeline(
     anomaly_min_runs    integer     DEFAULT 10,
     raw_retention       interval    DEFAULT NULL,
     capture             boolean     DEFAULT false,
-    capture_retention   interval    DEFAULT NULL)
+    capture_retention   interval    DEFAULT NULL,
+    snapshot_columns    jsonb       DEFAULT '{}'::jsonb,
+    snapshot_check_columns text[]   DEFAULT NULL,
+    snapshot_keep_deleted boolean   DEFAULT false)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_create_pipeline';
@@ -1044,7 +1047,10 @@ CREATE FUNCTION pipeline.alter_pipeline(
     anomaly_min_runs    integer     DEFAULT NULL,
     raw_retention       interval    DEFAULT NULL,
     capture             boolean     DEFAULT NULL,
-    capture_retention   interval    DEFAULT NULL)
+    capture_retention   interval    DEFAULT NULL,
+    snapshot_columns    jsonb       DEFAULT NULL,
+    snapshot_check_columns text[]   DEFAULT NULL,
+    snapshot_keep_deleted boolean   DEFAULT NULL)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_alter_pipeline';
@@ -1764,3 +1770,40 @@ ALTER TABLE pipeline.lineage_edge DROP CONSTRAINT lineage_edge_edge_kind_check,
 ALTER TABLE pipeline.lineage_column_edge DROP CONSTRAINT lineage_column_edge_edge_kind_check,
     ADD CONSTRAINT lineage_column_edge_edge_kind_check
         CHECK (edge_kind OPERATOR(pg_catalog.=) ANY (ARRAY['pipeline', 'view', 'capture']));
+
+-- Modeling: snapshot mode (issue 10) ---
+
+-- mode => 'snapshot' keeps every version of each key in the target, with
+-- valid_from, valid_to and is_current (docs/modeling.md). Its options:
+-- the names of those columns (snapshot_columns), the columns whose change
+-- makes a new version (snapshot_check_columns; NULL: every one) and whether
+-- a deleted key keeps its version open (snapshot_keep_deleted);
+-- create_pipeline and alter_pipeline take them (Masks section). Each is
+-- left out of a pipeline's config while it holds its default.
+ALTER TABLE pipeline.pipeline
+    DROP CONSTRAINT pipeline_mode_check,
+    ADD CONSTRAINT pipeline_mode_check
+        CHECK (mode OPERATOR(pg_catalog.=) ANY (ARRAY['merge', 'append', 'full', 'snapshot'])),
+    ADD COLUMN snapshot_columns jsonb NOT NULL DEFAULT '{}'::jsonb,
+    ADD COLUMN snapshot_check_columns name[],
+    ADD COLUMN snapshot_keep_deleted boolean NOT NULL DEFAULT false;
+
+-- The counter of a snapshot pipeline's MERGE (src/engine/counters.c): per
+-- version it writes, the kept source rows it applies and whether a delete
+-- closed it; returns is_current. Called only by that statement.
+CREATE FUNCTION pipeline._snapshot_row(applied integer, closed boolean, is_current boolean)
+RETURNS boolean
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pipeline_snapshot_row';
+COMMENT ON FUNCTION pipeline._snapshot_row(integer, boolean, boolean) IS 'internal: counts the versions a snapshot pipeline''s load writes';
+
+-- pipeline.as_of(target, at): the versions of a history valid at a point
+-- in time, read as the caller; the caller names the columns it wants in a
+-- column definition list: SELECT * FROM pipeline.as_of('core.customer_history',
+-- '2024-05-01') AS h(customer_id integer, name text)
+-- (src/catalog/snapshot_columns.c).
+CREATE FUNCTION pipeline.as_of(target pg_catalog.regclass, at timestamptz)
+RETURNS SETOF record
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'pipeline_as_of';
+COMMENT ON FUNCTION pipeline.as_of(pg_catalog.regclass, timestamptz) IS 'the versions of a snapshot pipeline''s history valid at a point in time';

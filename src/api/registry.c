@@ -96,9 +96,10 @@ ResolveTarget(PipelineDef *def, const char *target, bool create_target, Oid sour
 /*
  * FinishDefinition validates a complete definition against the relations
  * and the owner's privileges (and a raw_retention against its source and
- * the other pipelines that read it), and advises on a missing index (not
- * on one a pipeline owes the source, the target it created, until its
- * first load).
+ * the other pipelines that read it), warns when a snapshot pipeline's
+ * existing target lacks a history's constraints, and advises on a missing
+ * index (not on one a pipeline owes the source, the target it created,
+ * until its first load).
  */
 static void
 FinishDefinition(PipelineDef *def)
@@ -110,6 +111,8 @@ FinishDefinition(PipelineDef *def)
 	CheckPipelinePrivileges(def, plan->source_relid, plan->target_relid, def->owner);
 	if (def->raw_retention)
 		CheckRawRetention(def, plan);
+	if (plan->snapshot)
+		WarnSnapshotTarget(plan);
 	if (plan->incremental && !SourceHasIndexOn(plan->source_relid, plan->incremental->name) &&
 		!TargetIndexOwed(plan->source_relid, plan->incremental->name))
 		ereport(NOTICE,

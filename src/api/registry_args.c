@@ -75,11 +75,12 @@ EmptyToNull(char *s)
 }
 
 /*
- * UniqueKeyArg turns the unique_key text[] into a list of column names,
- * refusing NULL elements, empty names and repeated columns.
+ * ColumnListArg turns a text[] of column names (unique_key,
+ * snapshot_check_columns: what) into a list, refusing NULL elements, empty
+ * names and repeated columns.
  */
 static List *
-UniqueKeyArg(FunctionCallInfo fcinfo, int argno)
+ColumnListArg(FunctionCallInfo fcinfo, int argno, const char *what)
 {
 	ArrayType  *arr;
 	Datum	   *elems;
@@ -93,7 +94,7 @@ UniqueKeyArg(FunctionCallInfo fcinfo, int argno)
 	if (ARR_NDIM(arr) > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unique key must be a one-dimensional array of column names")));
+				 errmsg("%s must be a one-dimensional array of column names", what)));
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	for (int i = 0; i < n; i++)
 	{
@@ -103,17 +104,17 @@ UniqueKeyArg(FunctionCallInfo fcinfo, int argno)
 		if (nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("unique key must not contain NULL")));
+					 errmsg("%s must not contain NULL", what)));
 		col = TextDatumGetCString(elems[i]);
 		if (col[0] == '\0')
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unique key must not contain an empty column name")));
+					 errmsg("%s must not contain an empty column name", what)));
 		foreach(lc, key)
 			if (strcmp(lfirst(lc), col) == 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("column \"%s\" appears twice in the unique key", col)));
+						 errmsg("column \"%s\" appears twice in the %s", col, what)));
 		key = lappend(key, col);
 	}
 	return key;
@@ -129,7 +130,7 @@ ModeArg(const char *text)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown mode \"%s\"", text),
-				 errhint("The modes are merge, append and full.")));
+				 errhint("The modes are merge, append, full and snapshot.")));
 	return mode;
 }
 
@@ -375,7 +376,8 @@ ReadValueArg(FunctionCallInfo fcinfo, int argno, const PipelineOption *o, Pipeli
 			}
 			return;
 		case OPTION_CHECK_COLUMN_LIST:
-			*OPTION_FIELD(def, o->field, List *) = UniqueKeyArg(fcinfo, argno);
+			*OPTION_FIELD(def, o->field, List *) =
+				ColumnListArg(fcinfo, argno, strcmp(o->name, "unique_key") == 0 ? "unique key" : o->name);
 			return;
 		case OPTION_CHECK_MODE:
 			*OPTION_FIELD(def, o->field, LoadMode) = ModeArg(text_to_cstring(PG_GETARG_TEXT_PP(argno)));
@@ -396,6 +398,14 @@ ReadValueArg(FunctionCallInfo fcinfo, int argno, const PipelineOption *o, Pipeli
 		case OPTION_CHECK_COLUMN_TYPES:
 			(void) ParseColumnTypes(PG_GETARG_JSONB_P(argno));	/* the types; the columns later */
 			*OPTION_FIELD(def, o->field, Jsonb *) = PG_GETARG_JSONB_P_COPY(argno);
+			return;
+		case OPTION_CHECK_SNAPSHOT_COLUMNS:
+			{
+				SnapshotColumns names;	/* the shape; the target's columns later */
+
+				ParseSnapshotColumns(PG_GETARG_JSONB_P(argno), &names);
+				*OPTION_FIELD(def, o->field, Jsonb *) = PG_GETARG_JSONB_P_COPY(argno);
+			}
 			return;
 		case OPTION_CHECK_CHOICE:
 			*OPTION_FIELD(def, o->field, char *) = ChoiceArg(fcinfo, argno, o);
@@ -488,6 +498,33 @@ OptionError(PipelineDef *def, const char *message, const char *hint)
 }
 
 /*
+ * ValidateSnapshotOptions checks the options of snapshot mode: a history
+ * keeps deleted versions, so soft_delete does not apply (22023), and the
+ * snapshot options apply to snapshot mode only (22023), so that a
+ * pipeline's definition never holds an option it ignores.
+ */
+static void
+ValidateSnapshotOptions(PipelineDef *def)
+{
+	const char *given = NULL;
+
+	if (def->mode == LOAD_MODE_SNAPSHOT && def->soft_delete)
+		OptionError(def, "mode snapshot takes no soft_delete",
+					"A delete closes the key's current version; snapshot_keep_deleted => true keeps it open instead.");
+	if (def->mode == LOAD_MODE_SNAPSHOT)
+		return;
+	if (def->snapshot_columns && JB_ROOT_COUNT(def->snapshot_columns) > 0)
+		given = "snapshot_columns";
+	else if (def->snapshot_check_columns != NIL)
+		given = "snapshot_check_columns";
+	else if (def->snapshot_keep_deleted)
+		given = "snapshot_keep_deleted";
+	if (given)
+		OptionError(def, psprintf("%s applies to mode snapshot only", given),
+					psprintf("Use mode snapshot, or leave out %s.", given));
+}
+
+/*
  * ValidateOptions checks that the options of a definition fit together, before
  * any relation is looked at.
  */
@@ -515,6 +552,7 @@ ValidateOptions(PipelineDef *def)
 	if (def->mode == LOAD_MODE_FULL && def->batch_rows > 0)
 		OptionError(def, "mode full cannot run in batches",
 					"Leave out batch_rows, or use mode merge.");
+	ValidateSnapshotOptions(def);
 	if (def->mode == LOAD_MODE_APPEND && def->unique_key == NIL)
 	{
 		if (def->incremental_column == NULL)

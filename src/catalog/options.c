@@ -414,6 +414,43 @@ const PipelineOption PipelineOptions[] = {
 	},
 	{
 		/*
+		 * mode snapshot: the names of the history columns, e.g.
+		 * {"valid_from": "since"} (catalog/snapshot_columns.c); {} keeps
+		 * valid_from, valid_to and is_current
+		 */
+		.name = "snapshot_columns",
+		.sql_type = JSONBOID, .has_default = true, .default_value = "{}", .required = true,
+		.check = OPTION_CHECK_SNAPSHOT_COLUMNS,
+		.storage = OPTION_STORE_JSONB, .column = "snapshot_columns", .written = true,
+		.field = FIELD(snapshot_columns), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true, .omit_default_in_config = true,
+		.in_spec = true,
+	},
+	{
+		/* mode snapshot: the columns whose change makes a new version; NULL: every one */
+		.name = "snapshot_check_columns",
+		.sql_type = TEXTARRAYOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_COLUMN_LIST,
+		.storage = OPTION_STORE_NAME_LIST, .column = "snapshot_check_columns", .written = true,
+		.field = FIELD(snapshot_check_columns), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true, .omit_default_in_config = true,
+		.in_spec = true,
+	},
+	{
+		/* mode snapshot: a deleted key keeps its current version open */
+		.name = "snapshot_keep_deleted",
+		.sql_type = BOOLOID, .has_default = true, .default_value = "false", .required = true,
+		.check = OPTION_CHECK_NONE,
+		.storage = OPTION_STORE_BOOL, .column = "snapshot_keep_deleted", .written = true,
+		.field = FIELD(snapshot_keep_deleted), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true, .omit_default_in_config = true,
+		.in_spec = true,
+	},
+	{
+		/*
 		 * no argument: rows of pipeline.data_check, changed by add_check and
 		 * drop_check (api/checks_api.c), which audit each change; not in the
 		 * config, so that a pipeline's config versions are its options'

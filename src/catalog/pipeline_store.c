@@ -131,6 +131,8 @@ LoadModeName(LoadMode mode)
 			return "append";
 		case LOAD_MODE_FULL:
 			return "full";
+		case LOAD_MODE_SNAPSHOT:
+			return "snapshot";
 	}
 	return "unknown";
 }
@@ -144,6 +146,8 @@ ParseLoadMode(const char *text, LoadMode *mode)
 		*mode = LOAD_MODE_APPEND;
 	else if (strcmp(text, "full") == 0)
 		*mode = LOAD_MODE_FULL;
+	else if (strcmp(text, "snapshot") == 0)
+		*mode = LOAD_MODE_SNAPSHOT;
 	else
 		return false;
 	return true;

@@ -8,7 +8,8 @@
  *  - the row counters pipeline._window_row, pipeline._kept_row and
  *    pipeline._soft_delete, which the generated statement calls once per
  *    window row (as its last filter), per row kept after de-duplication,
- *    and per soft delete;
+ *    and per soft delete; and pipeline._snapshot_row, per version a
+ *    snapshot pipeline's MERGE writes (snapshot_load.c);
  *  - the gate of the row checks (row_checks.c), which counts the rows it
  *    sends to quarantine; a quarantined row is neither kept nor loaded;
  *    and the erasure gate (erasure_gate.c), which counts the rows of
@@ -37,6 +38,8 @@ static int64 rows_read;
 static int64 rows_rejected;
 static int64 rows_kept;
 static int64 rows_soft_deleted;
+static int64 snapshot_applied;
+static int64 snapshot_closed;
 
 static bool merge_capture_armed = false;
 static bool merge_captured = false;
@@ -49,6 +52,7 @@ static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 PIPELINE_FUNCTION(pipeline_window_row);
 PIPELINE_FUNCTION(pipeline_kept_row);
 PIPELINE_FUNCTION(pipeline_soft_delete);
+PIPELINE_FUNCTION(pipeline_snapshot_row);
 PIPELINE_FUNCTION(pipeline_window_row_support);
 
 /*
@@ -104,6 +108,23 @@ pipeline_soft_delete(PG_FUNCTION_ARGS)
 }
 
 /*
+ * pipeline._snapshot_row(applied, closed, is_current) counts, for a version
+ * a snapshot pipeline's MERGE writes (snapshot_load.c), the kept source rows
+ * it applies (its own, and the delete that closed it) and whether a delete
+ * closed it; returns is_current, which the MERGE writes.
+ */
+Datum
+pipeline_snapshot_row(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		elog(ERROR, "pipeline._snapshot_row takes no NULL");
+	snapshot_applied += PG_GETARG_INT32(0);
+	if (PG_GETARG_BOOL(1))
+		snapshot_closed++;
+	PG_RETURN_BOOL(PG_GETARG_BOOL(2));
+}
+
+/*
  * PipelineExecutorEnd reads the MERGE tallies of the statement the engine
  * armed the capture for. Nested statements (triggers on the target) end
  * before the engine's own MERGE does, so the last MERGE to end is ours.
@@ -139,6 +160,7 @@ void
 ResetLoadCounters(void)
 {
 	rows_read = rows_rejected = rows_kept = rows_soft_deleted = 0;
+	snapshot_applied = snapshot_closed = 0;
 	merge_capture_armed = false;
 	merge_captured = false;
 	merge_inserted = merge_updated = merge_deleted = 0;
@@ -183,6 +205,16 @@ CollectLoadCounters(LoadStatements *stmts, uint64 processed, LoadCounts *counts)
 
 		if (!merge_captured)
 			elog(ERROR, "pg_pipeline did not observe the tallies of its MERGE");
+		if (stmts->snapshot)
+		{
+			/* versions closed by a delete are deleted; kept rows that applied nothing, unchanged */
+			counts->inserted += ins;
+			counts->updated += upd - snapshot_closed;
+			counts->deleted += del + snapshot_closed;
+			counts->unchanged += rows_kept - snapshot_applied;
+			merge_capture_armed = false;
+			return;
+		}
 		counts->inserted += ins;
 		counts->updated += upd - rows_soft_deleted;
 		counts->deleted += del + rows_soft_deleted;

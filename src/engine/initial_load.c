@@ -23,7 +23,8 @@
  * one at the start of a scan. Targets that keep the MERGE whatever they
  * hold: a partitioned table or one with inheritance children (a writer of
  * a partition or a child does not lock the parent), a Citus table
- * (distributed_load.c), a replay's target, a target with rules (MERGE
+ * (distributed_load.c), a replay's target, a snapshot pipeline's history
+ * (snapshot_load.c: its MERGE computes versions), a target with rules (MERGE
  * refuses them, an INSERT would apply them), and one with statement-level
  * UPDATE or DELETE triggers (the MERGE fires them, an INSERT would not).
  *
@@ -110,7 +111,8 @@ InitialLoadApplies(LoadPlan *plan, LoadStatements *stmts)
 	Relation	rel;
 	bool		applies;
 
-	if (!stmts->load_is_merge || plan->replay || plan->distributed)
+	/* a history's MERGE also closes versions: no INSERT can stand for it */
+	if (!stmts->load_is_merge || stmts->snapshot || plan->replay || plan->distributed)
 		return false;
 	rel = table_open(plan->target_relid, AccessShareLock);
 	applies = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass &&

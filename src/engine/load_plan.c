@@ -445,8 +445,12 @@ BuildLoadPlan(PipelineDef *def)
 		plan->incremental = FindLoadColumn(plan->columns, def->incremental_column);
 	if (def->delete_column)
 		plan->delete_flag = FindLoadColumn(plan->columns, def->delete_column);
+	/* a history keeps one version per key and incremental value */
 	plan->needs_dedup = def->unique_key != NIL &&
-		!SourceKeyIsUnique(plan->source_relid, def->unique_key);
+		!SourceKeyIsUnique(plan->source_relid,
+						   def->mode == LOAD_MODE_SNAPSHOT && def->incremental_column
+						   ? lappend(list_copy(def->unique_key), def->incremental_column)
+						   : def->unique_key);
 	foreach(lc, plan->columns)
 	{
 		LoadColumn *col = lfirst(lc);
@@ -458,12 +462,43 @@ BuildLoadPlan(PipelineDef *def)
 	}
 	CheckDistributedPlan(plan);
 	PlanErasureGate(plan);
+	PlanSnapshot(plan);
 	return plan;
 }
 
 /*
+ * CreatedColumnType gives the type a target created for def has for a
+ * source column: text for a masked one that holds tokens, hashes or partial
+ * values, the type column_types names (typed loads, typed_load.c), else the
+ * source's; returns whether it is the source's.
+ */
+bool
+CreatedColumnType(PipelineDef *def, Oid source_relid, const char *column, Oid *typid, int32 *typmod)
+{
+	ColumnMask *mask = FindMask(ParseMasks(def->masks), column);
+	ColumnType *typed = FindColumnType(ParseColumnTypes(def->column_types), column);
+	Oid			collid;
+
+	if (mask && MaskYieldsText(mask))
+	{
+		*typid = TEXTOID;
+		*typmod = -1;
+		return false;
+	}
+	if (typed)
+	{
+		*typid = typed->typid;
+		*typmod = typed->typmod;
+		return false;
+	}
+	get_atttypetypmodcoll(source_relid, get_attnum(source_relid, column), typid, typmod, &collid);
+	return true;
+}
+
+/*
  * CreateTargetTable creates the target from the source's columns, with a
- * primary key on the unique key. The index on the incremental column
+ * primary key on the unique key, or for mode snapshot the history columns
+ * and constraints of snapshot_target.c. The index on the incremental column
  * (which downstream pipelines reading this target use to find new rows) is
  * owed, not made: the first run that loads builds it after its data
  * (initial_load.c). It runs as the calling role, which becomes the
@@ -478,12 +513,8 @@ CreateTargetTable(PipelineDef *def, Oid source_relid)
 	char	   *target = quote_qualified_identifier(def->target_schema, def->target_table);
 	bool		first = true;
 	ListCell   *lc;
-	List	   *masks;
-	List	   *column_types;
 
 	ValidateSourceColumns(def, source_relid);
-	masks = ParseMasks(def->masks);
-	column_types = ParseColumnTypes(def->column_types);
 	source = relation_open(source_relid, AccessShareLock);
 	desc = RelationGetDescr(source);
 	initStringInfo(&sql);
@@ -491,39 +522,26 @@ CreateTargetTable(PipelineDef *def, Oid source_relid)
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
-		ColumnMask *mask = FindMask(masks, NameStr(att->attname));
-		ColumnType *typed = FindColumnType(column_types, NameStr(att->attname));
+		Oid			typid;
+		int32		typmod;
+		bool		as_source;
 
 		if (att->attisdropped)
 			continue;
-		if (mask && MaskYieldsText(mask))
-		{
-			/* a masked column that holds tokens, hashes or partial values */
-			appendStringInfo(&sql, "%s%s pg_catalog.text", first ? "" : ", ",
-							 quote_identifier(NameStr(att->attname)));
-			first = false;
-			continue;
-		}
-		if (typed)
-		{
-			/* a type given by column_types (typed loads, typed_load.c) */
-			appendStringInfo(&sql, "%s%s %s", first ? "" : ", ",
-							 quote_identifier(NameStr(att->attname)),
-							 format_type_extended(typed->typid, typed->typmod,
-												  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
-			first = false;
-			continue;
-		}
+		as_source = CreatedColumnType(def, source_relid, NameStr(att->attname), &typid, &typmod);
 		appendStringInfo(&sql, "%s%s %s", first ? "" : ", ",
 						 quote_identifier(NameStr(att->attname)),
-						 format_type_extended(att->atttypid, att->atttypmod,
+						 format_type_extended(typid, typmod,
 											  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
-		if (OidIsValid(att->attcollation) && att->attcollation != get_typcollation(att->atttypid))
+		if (as_source && OidIsValid(att->attcollation) &&
+			att->attcollation != get_typcollation(att->atttypid))
 			appendStringInfo(&sql, " COLLATE %s", generate_collation_name(att->attcollation));
 		first = false;
 	}
 	relation_close(source, AccessShareLock);
-	if (def->unique_key != NIL)
+	if (def->mode == LOAD_MODE_SNAPSHOT)
+		AppendSnapshotTargetDdl(&sql, def, source_relid);
+	else if (def->unique_key != NIL)
 	{
 		appendStringInfoString(&sql, ", PRIMARY KEY (");
 		first = true;

@@ -36,9 +36,6 @@
 /* The name of the de-duplication counter's column, unless a source column has it */
 #define KEPT_COLUMN "__pipeline_kept"
 
-/* The value a run writes into the pipeline's lineage column (recorders/lineage_store.c) */
-#define LINEAGE_RUN_ID "pipeline._current_run_id()"
-
 /* LineageColumn returns the quoted lineage column of the target, or NULL */
 static const char *
 LineageColumn(LoadPlan *plan)
@@ -213,15 +210,15 @@ AppendKeyJoin(StringInfo buf, LoadPlan *plan, const char *left, const char *righ
 }
 
 /*
- * AppendDistinct appends a test that a column differs between target and
- * source, NULLs included; types without equality compare as text.
+ * AppendDistinct appends a test that a column differs between two values of
+ * its type (NULL t and s: the column of target t and source s), NULLs
+ * included; types without equality compare as text.
  */
 void
-AppendDistinct(StringInfo buf, LoadColumn *col)
+AppendDistinct(StringInfo buf, LoadColumn *col, const char *t, const char *s)
 {
-	char	   *t = Col("t", col->name);
-	char	   *s = Col("s", col->name);
-
+	t = t ? t : Col("t", col->name);
+	s = s ? s : Col("s", col->name);
 	if (!OidIsValid(col->eq_opr))
 		appendStringInfo(buf, "%s::pg_catalog.text IS DISTINCT FROM %s::pg_catalog.text", t, s);
 	else if (OperatorNamespace(col->eq_opr) == PG_CATALOG_NAMESPACE)
@@ -534,6 +531,9 @@ AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
 		appendStringInfo(buf, "%s%s", first ? "" : ", ", Col("w", col->name));
 		first = false;
 	}
+	/* a history keeps a version per key and incremental value (snapshot_load.c) */
+	if (plan->snapshot && plan->incremental)
+		appendStringInfo(buf, ", %s", Col("w", plan->incremental->name));
 	appendStringInfoString(buf, ") * FROM (");
 	/*
 	 * A replay checks every row it reads, then keeps the newest of those
@@ -616,7 +616,7 @@ AppendUpdateAction(StringInfo buf, LoadPlan *plan)
 			appendStringInfo(buf, "\nWHEN MATCHED%s AND (", ReplayGuard(plan));
 		else
 			appendStringInfoString(buf, " OR ");
-		AppendDistinct(buf, col);
+		AppendDistinct(buf, col, NULL, NULL);
 		first = false;
 	}
 	if (first)
@@ -766,6 +766,8 @@ BuildLoadStatements(LoadPlan *plan, bool has_lower, bool has_upper)
 	/* the conversion gate keeps its rows with the row checks' (typed_load.c) */
 	stmts->has_row_checks = plan->row_checks != NIL || plan->convert_safely;
 	stmts->has_erasure_gate = plan->erasure != NIL;
+	if (plan->snapshot)
+		return BuildSnapshotStatements(plan, stmts, has_lower, has_upper);
 	if (plan->def->mode == LOAD_MODE_APPEND && plan->def->unique_key == NIL)
 	{
 		stmts->load = BuildAppendInsert(plan, has_lower, has_upper);

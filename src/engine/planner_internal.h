@@ -3,7 +3,8 @@
  * src/engine/planner_internal.h
  *
  * Private to src/engine/: the SQL spelling helpers of planner.c that
- * window_queries.c and initial_load.c build their statements with.
+ * window_queries.c, initial_load.c and snapshot_load.c build their
+ * statements with.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,10 +15,13 @@
 
 #include "pipeline/engine.h"
 
+/* The value a run writes into the pipeline's lineage column (recorders/lineage_store.c) */
+#define LINEAGE_RUN_ID "pipeline._current_run_id()"
+
 extern char *Col(const char *alias, const char *column);
 extern void AppendKeyJoin(StringInfo buf, LoadPlan *plan, const char *left, const char *right,
 						  bool raw_left);
-extern void AppendDistinct(StringInfo buf, LoadColumn *col);
+extern void AppendDistinct(StringInfo buf, LoadColumn *col, const char *t, const char *s);
 extern void AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
 								  bool has_lower, bool has_upper, const char *upper_op);
 extern void AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper);

@@ -120,7 +120,7 @@ AppendMatchedCounts(StringInfo buf, LoadPlan *plan, const char *del)
 			continue;
 		if (!first)
 			appendStringInfoString(buf, " OR ");
-		AppendDistinct(buf, col);
+		AppendDistinct(buf, col, NULL, NULL);
 		first = false;
 	}
 	appendStringInfo(buf, "%s)), pg_catalog.count(*) FILTER (WHERE %s)", first ? "false" : "", live);

@@ -108,7 +108,8 @@ CheckRelationAccess(Oid relid, Oid role, AclMode mode, const char *what)
  * CheckPipelinePrivileges checks what a pipeline's mode needs: SELECT on the
  * source, and DELETE there when it purges raw rows (raw_retention); SELECT
  * and INSERT on the target, UPDATE unless it only appends, DELETE when it
- * deletes.
+ * deletes (a snapshot pipeline's MERGE removes a version a late one makes
+ * redundant).
  */
 void
 CheckPipelinePrivileges(PipelineDef *def, Oid source_relid, Oid target_relid, Oid role)
@@ -120,7 +121,8 @@ CheckPipelinePrivileges(PipelineDef *def, Oid source_relid, Oid target_relid, Oi
 		source_mode |= ACL_DELETE;
 	if (def->mode != LOAD_MODE_APPEND)
 		target_mode |= ACL_UPDATE;
-	if (def->mode == LOAD_MODE_FULL || (def->delete_column && !def->soft_delete))
+	if (def->mode == LOAD_MODE_FULL || def->mode == LOAD_MODE_SNAPSHOT ||
+		(def->delete_column && !def->soft_delete))
 		target_mode |= ACL_DELETE;
 	CheckRelationAccess(source_relid, role, source_mode, "source");
 	CheckRelationAccess(target_relid, role, target_mode, "target");

@@ -85,9 +85,9 @@ DeclaredDependenciesJson(int64 pipeline_id)
 /*
  * OptionIsDefault says whether def holds an option's default: {} for an
  * object, the default text, none (0) for a number without default, the
- * default integer, none for an interval without default. Options added
- * after 0.1.0 are left out of the config while they hold it, so that an
- * older pipeline keeps its config and hash.
+ * default integer, none for an interval or a list without default, the
+ * default boolean. Options added after 0.1.0 are left out of the config
+ * while they hold it, so that an older pipeline keeps its config and hash.
  */
 static bool
 OptionIsDefault(PipelineDef *def, const PipelineOption *o)
@@ -117,6 +117,9 @@ OptionIsDefault(PipelineDef *def, const PipelineOption *o)
 		case OPTION_STORE_INTERVAL:
 			/* an interval whose default is none (raw_retention, capture_retention) */
 			return o->default_value == NULL && *OPTION_FIELD(def, o->field, Interval *) == NULL;
+		case OPTION_STORE_NAME_LIST:
+			/* a list whose default is none (snapshot_check_columns) */
+			return o->default_value == NULL && *OPTION_FIELD(def, o->field, List *) == NIL;
 		default:
 			elog(ERROR, "option \"%s\" has no default to leave out", o->name);
 	}

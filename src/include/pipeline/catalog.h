@@ -31,7 +31,8 @@ typedef enum LoadMode
 {
 	LOAD_MODE_MERGE,
 	LOAD_MODE_APPEND,
-	LOAD_MODE_FULL
+	LOAD_MODE_FULL,
+	LOAD_MODE_SNAPSHOT			/* every version of each key (docs/modeling.md) */
 } LoadMode;
 
 /*
@@ -66,6 +67,9 @@ typedef struct PipelineDef
 	Interval   *raw_retention;	/* source rows older than this are purged once loaded, NULL: kept */
 	bool		capture;		/* the source is a captured table's feed */
 	Interval   *capture_retention;	/* NULL if none */
+	Jsonb	   *snapshot_columns;	/* snapshot mode: history column names, {}: the defaults */
+	List	   *snapshot_check_columns; /* snapshot mode: the columns a change is told by, NIL: all */
+	bool		snapshot_keep_deleted;	/* snapshot mode: a deleted key's version stays open */
 	bool		active;
 	Oid			owner;
 	bool		target_created;
@@ -96,6 +100,20 @@ typedef struct ColumnType
 
 extern List *ParseColumnTypes(Jsonb *column_types);
 extern ColumnType *FindColumnType(List *column_types, const char *column);
+
+/*
+ * catalog/snapshot_columns.c: the history columns of snapshot mode, named
+ * by the snapshot_columns option, and pipeline.as_of
+ */
+typedef struct SnapshotColumns
+{
+	char	   *valid_from;
+	char	   *valid_to;
+	char	   *is_current;
+} SnapshotColumns;
+
+extern void ParseSnapshotColumns(Jsonb *option, SnapshotColumns *names);
+extern bool IsSnapshotHistoryColumn(const SnapshotColumns *names, const char *column);
 
 /* catalog/masks.c: the masks option, the keys, and the functions masks call */
 typedef enum MaskMethod

@@ -38,6 +38,21 @@ typedef struct LoadColumn
 	int32		convert_typmod;
 } LoadColumn;
 
+/*
+ * What a snapshot pipeline's load needs of the history it keeps
+ * (engine/snapshot_target.c, docs/modeling.md)
+ */
+typedef struct SnapshotPlan
+{
+	SnapshotColumns names;		/* valid_from, valid_to, is_current */
+	bool		stamped;		/* no incremental column: versions get the run's time */
+	Oid			stamp_typid;	/* the type of valid_from and valid_to */
+	int32		stamp_typmod;
+	List	   *check_columns;	/* LoadColumn *: a change of one makes a new version */
+	List	   *old_casts;		/* per column of the plan: the cast of the target's
+								 * value to the loaded type, "" when none */
+} SnapshotPlan;
+
 /* Everything a run needs, resolved against the catalogs at run time */
 typedef struct LoadPlan
 {
@@ -60,6 +75,7 @@ typedef struct LoadPlan
 	bool		redact_reasons; /* the pipeline holds personal data */
 	List	   *erasure;		/* SubjectColumn * of the source with tombstones
 								 * (erasure_gate.c) */
+	SnapshotPlan *snapshot;		/* mode snapshot: the history, else NULL */
 } LoadPlan;
 
 /* The statements of one load step, with $1 = lower bound, $2 = upper bound */
@@ -68,6 +84,7 @@ typedef struct LoadStatements
 	char	   *prepare;		/* full mode: delete vanished keys; else NULL */
 	char	   *load;			/* MERGE or INSERT */
 	bool		load_is_merge;
+	bool		snapshot;		/* load is the MERGE of a history (snapshot_load.c) */
 	bool		counts_kept;	/* pipeline._kept_row counts rows after de-duplication */
 	bool		has_row_checks; /* rows pass the gate of row_checks.c */
 	bool		has_erasure_gate;	/* rows pass the gate of erasure_gate.c */
@@ -95,6 +112,17 @@ typedef struct CountQueries
 /* engine/load_plan.c */
 extern LoadPlan *BuildLoadPlan(PipelineDef *def);
 extern void CreateTargetTable(PipelineDef *def, Oid source_relid);
+extern bool CreatedColumnType(PipelineDef *def, Oid source_relid, const char *column, Oid *typid,
+							  int32 *typmod);
+
+/* engine/snapshot_target.c: the history of mode snapshot */
+extern void PlanSnapshot(LoadPlan *plan);
+extern void AppendSnapshotTargetDdl(StringInfo sql, PipelineDef *def, Oid source_relid);
+extern void WarnSnapshotTarget(LoadPlan *plan);
+
+/* engine/snapshot_load.c */
+extern LoadStatements *BuildSnapshotStatements(LoadPlan *plan, LoadStatements *stmts,
+											   bool has_lower, bool has_upper);
 
 /* engine/planner.c */
 extern LoadStatements *BuildLoadStatements(LoadPlan *plan, bool has_lower, bool has_upper);
