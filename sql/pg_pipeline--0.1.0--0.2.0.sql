@@ -964,9 +964,10 @@ COMMENT ON FUNCTION pipeline._mask_month(date) IS 'internal: the month mask of a
 COMMENT ON FUNCTION pipeline._mask_year(date) IS 'internal: the year mask of a date';
 
 -- create_pipeline and alter_pipeline take masks, the options of the Data
--- quality section below (typed loads, schema drift, anomalies) and
--- raw_retention (Privacy: raw retention, at the end), in the option
--- table's order: after mute_timeliness. A function's arguments cannot be
+-- quality section below (typed loads, schema drift, anomalies),
+-- raw_retention (Privacy: raw retention) and rollup and allowed_lateness
+-- (Modeling: rollup mode, at the end), in the option table's order: after
+-- mute_timeliness. A function's arguments cannot be
 -- added in place.
 DROP FUNCTION pipeline.create_pipeline(text, pg_catalog.regclass, text, text[], text, text, text,
     boolean, text, interval, bigint, boolean, text, jsonb, text, text[], integer, interval,
@@ -1001,7 +1002,9 @@ CREATE FUNCTION pipeline.create_pipeline(
     on_schema_change    text        DEFAULT 'fail',
     anomaly_sensitivity double precision DEFAULT NULL,
     anomaly_min_runs    integer     DEFAULT 10,
-    raw_retention       interval    DEFAULT NULL)
+    raw_retention       interval    DEFAULT NULL,
+    rollup              jsonb       DEFAULT NULL,
+    allowed_lateness    interval    DEFAULT NULL)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_create_pipeline';
@@ -1040,7 +1043,9 @@ CREATE FUNCTION pipeline.alter_pipeline(
     on_schema_change    text        DEFAULT NULL,
     anomaly_sensitivity double precision DEFAULT NULL,
     anomaly_min_runs    integer     DEFAULT NULL,
-    raw_retention       interval    DEFAULT NULL)
+    raw_retention       interval    DEFAULT NULL,
+    rollup              jsonb       DEFAULT NULL,
+    allowed_lateness    interval    DEFAULT NULL)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_alter_pipeline';
@@ -1646,3 +1651,18 @@ RETURNS boolean
 LANGUAGE c VOLATILE PARALLEL RESTRICTED
 AS 'MODULE_PATHNAME', 'pipeline_raw_loaded';
 COMMENT ON FUNCTION pipeline._raw_loaded(xid, "any") IS 'internal: whether every reader read a source row, inside a purge only';
+
+-- Modeling: rollup mode (issue 10) -------------------------------------------
+
+-- mode => 'rollup': the aggregated stage, recomputed cell by cell
+-- (src/engine/rollup*.c, docs/modeling.md#rollup). rollup says what it
+-- aggregates (src/catalog/rollup_spec.c), allowed_lateness when a bucket
+-- closes; create_pipeline and alter_pipeline take them (Masks section);
+-- both are left out of a pipeline's config while NULL.
+ALTER TABLE pipeline.pipeline DROP CONSTRAINT pipeline_mode_check;
+ALTER TABLE pipeline.pipeline ADD CONSTRAINT pipeline_mode_check
+    CHECK (mode OPERATOR(pg_catalog.=) ANY (ARRAY['merge', 'append', 'full', 'rollup']));
+ALTER TABLE pipeline.pipeline
+    ADD COLUMN rollup jsonb,
+    ADD COLUMN allowed_lateness interval
+        CHECK (allowed_lateness OPERATOR(pg_catalog.>) '0'::interval);

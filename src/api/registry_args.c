@@ -129,7 +129,7 @@ ModeArg(const char *text)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown mode \"%s\"", text),
-				 errhint("The modes are merge, append and full.")));
+				 errhint("The modes are merge, append, full and rollup.")));
 	return mode;
 }
 
@@ -393,6 +393,10 @@ ReadValueArg(FunctionCallInfo fcinfo, int argno, const PipelineOption *o, Pipeli
 			(void) ParseMasks(PG_GETARG_JSONB_P(argno));	/* its shape; its columns later */
 			*OPTION_FIELD(def, o->field, Jsonb *) = PG_GETARG_JSONB_P_COPY(argno);
 			return;
+		case OPTION_CHECK_ROLLUP:
+			(void) ParseRollupSpec(PG_GETARG_JSONB_P(argno));	/* its shape; its columns later */
+			*OPTION_FIELD(def, o->field, Jsonb *) = PG_GETARG_JSONB_P_COPY(argno);
+			return;
 		case OPTION_CHECK_COLUMN_TYPES:
 			(void) ParseColumnTypes(PG_GETARG_JSONB_P(argno));	/* the types; the columns later */
 			*OPTION_FIELD(def, o->field, Jsonb *) = PG_GETARG_JSONB_P_COPY(argno);
@@ -494,6 +498,9 @@ OptionError(PipelineDef *def, const char *message, const char *hint)
 void
 ValidateOptions(PipelineDef *def)
 {
+	ValidateRollupOptions(def);
+	if (def->mode == LOAD_MODE_ROLLUP)
+		return;
 	if (def->mode != LOAD_MODE_APPEND && def->unique_key == NIL)
 		OptionError(def, psprintf("mode %s needs a unique key", LoadModeName(def->mode)),
 					"Pass unique_key, or use mode append.");

@@ -30,7 +30,8 @@ typedef enum LoadMode
 {
 	LOAD_MODE_MERGE,
 	LOAD_MODE_APPEND,
-	LOAD_MODE_FULL
+	LOAD_MODE_FULL,
+	LOAD_MODE_ROLLUP
 } LoadMode;
 
 /*
@@ -63,6 +64,8 @@ typedef struct PipelineDef
 	double		anomaly_sensitivity;	/* robust z-score threshold, 0 if none */
 	int32		anomaly_min_runs;	/* successful runs before anomalies are looked for */
 	Interval   *raw_retention;	/* source rows older than this are purged once loaded, NULL: kept */
+	Jsonb	   *rollup;			/* mode rollup: what it aggregates (catalog/rollup_spec.c), NULL: none */
+	Interval   *allowed_lateness;	/* rollup: older buckets are closed, NULL: never */
 	bool		active;
 	Oid			owner;
 	bool		target_created;
@@ -93,6 +96,34 @@ typedef struct ColumnType
 
 extern List *ParseColumnTypes(Jsonb *column_types);
 extern ColumnType *FindColumnType(List *column_types, const char *column);
+
+/* catalog/rollup_spec.c: the rollup option of mode rollup */
+#define ROLLUP_BUCKET_COLUMN	"bucket"
+#define ROLLUP_DIRTY_SUFFIX		"__dirty"
+
+typedef struct RollupMeasure
+{
+	char	   *name;			/* the target column */
+	char	   *sql;			/* an aggregate expression over the source, as written */
+} RollupMeasure;
+
+typedef struct RollupSpec
+{
+	char	   *time_column;	/* the source column that puts a row in a bucket */
+	char	   *bucket_text;	/* the bucket's length as written */
+	Interval   *bucket;
+	int64		bucket_usecs;	/* ... in microseconds, a day as 24 hours */
+	List	   *group_by;		/* char *: source columns, also target columns */
+	List	   *measures;		/* RollupMeasure *, in jsonb's key order */
+} RollupSpec;
+
+extern RollupSpec *ParseRollupSpec(Jsonb *rollup);
+extern void ValidateRollupOptions(PipelineDef *def);
+extern char *RollupBucketSql(RollupSpec *spec, const char *ref, Oid time_typid);
+extern char *RollupBucketEndSql(RollupSpec *spec, const char *ref, Oid time_typid);
+extern char *RollupCellsQuery(RollupSpec *spec, const char *source_ident, Oid time_typid,
+							  const char *extra, const char *having);
+extern char *RollupDirtyTableName(const char *target_table);
 
 /* catalog/masks.c: the masks option, the keys, and the functions masks call */
 typedef enum MaskMethod
