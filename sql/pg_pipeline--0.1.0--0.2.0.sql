@@ -1666,3 +1666,34 @@ ALTER TABLE pipeline.pipeline
     ADD COLUMN rollup jsonb,
     ADD COLUMN allowed_lateness interval
         CHECK (allowed_lateness OPERATOR(pg_catalog.>) '0'::interval);
+
+-- The statement triggers a rollup puts on its source (insert, update,
+-- delete, truncate; the pipeline's id as argument): each writes the cells
+-- its statement's rows left and arrived in to the rollup's dirty-cells
+-- table, as the pipeline owner, in the writer's transaction.
+CREATE FUNCTION pipeline._rollup_capture()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pipeline_rollup_capture';
+COMMENT ON FUNCTION pipeline._rollup_capture() IS 'internal: records the dirty cells of a rollup''s source';
+
+-- What a rollup's statements hand over while they run (refused, 55000,
+-- anywhere else): each change taken from the dirty-cells table (counted;
+-- kept as late when its bucket is closed), each cell of a full recompute
+-- (its rows and latest time), each cell recomputed to what it was.
+CREATE FUNCTION pipeline._rollup_change(change "char", at anyelement, closed boolean,
+                                        "row" jsonb, cell jsonb)
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_rollup_change';
+CREATE FUNCTION pipeline._rollup_cell(rows bigint, at anyelement)
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_rollup_cell';
+CREATE FUNCTION pipeline._rollup_unchanged()
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_rollup_unchanged';
+COMMENT ON FUNCTION pipeline._rollup_change("char", anyelement, boolean, jsonb, jsonb) IS 'internal: takes one change of a rollup''s dirty cells, inside its run only';
+COMMENT ON FUNCTION pipeline._rollup_cell(bigint, anyelement) IS 'internal: notes a cell of a rollup''s full recompute, inside its run only';
+COMMENT ON FUNCTION pipeline._rollup_unchanged() IS 'internal: counts a rollup cell recomputed unchanged, inside its run only';

@@ -429,6 +429,11 @@ BuildLoadPlan(PipelineDef *def)
 	plan->target_ident = QualifiedRelationName(def->target_schema, def->target_table);
 	CheckRelationKinds(def, plan->source_relid, plan->target_relid);
 	plan->base_relids = CheckSourceReads(def, plan->source_relid, plan->target_relid);
+	if (def->mode == LOAD_MODE_ROLLUP)
+	{
+		PlanRollup(plan);		/* rollup_plan.c */
+		return plan;
+	}
 	ValidateSourceColumns(def, plan->source_relid);
 	CheckColumnTypesOption(def, plan->source_relid, plan->target_relid);
 	plan->columns = BuildLoadColumns(def, plan->source_relid, plan->target_relid);
@@ -481,6 +486,11 @@ CreateTargetTable(PipelineDef *def, Oid source_relid)
 	List	   *masks;
 	List	   *column_types;
 
+	if (def->mode == LOAD_MODE_ROLLUP)
+	{
+		CreateRollupTarget(def, source_relid);	/* rollup_plan.c */
+		return;
+	}
 	ValidateSourceColumns(def, source_relid);
 	masks = ParseMasks(def->masks);
 	column_types = ParseColumnTypes(def->column_types);

@@ -52,7 +52,7 @@ PrivilegeNames(AclMode mode)
 		const char *name;
 	}			names[] = {
 		{ACL_SELECT, "SELECT"}, {ACL_INSERT, "INSERT"},
-		{ACL_UPDATE, "UPDATE"}, {ACL_DELETE, "DELETE"},
+		{ACL_UPDATE, "UPDATE"}, {ACL_DELETE, "DELETE"}, {ACL_TRIGGER, "TRIGGER"},
 	};
 
 	initStringInfo(&buf);
@@ -106,9 +106,10 @@ CheckRelationAccess(Oid relid, Oid role, AclMode mode, const char *what)
 
 /*
  * CheckPipelinePrivileges checks what a pipeline's mode needs: SELECT on the
- * source, and DELETE there when it purges raw rows (raw_retention); SELECT
+ * source, and DELETE there when it purges raw rows (raw_retention), TRIGGER
+ * for a rollup (its triggers record the cells each change touches); SELECT
  * and INSERT on the target, UPDATE unless it only appends, DELETE when it
- * deletes.
+ * deletes (a rollup deletes the cells that empty).
  */
 void
 CheckPipelinePrivileges(PipelineDef *def, Oid source_relid, Oid target_relid, Oid role)
@@ -120,8 +121,11 @@ CheckPipelinePrivileges(PipelineDef *def, Oid source_relid, Oid target_relid, Oi
 		source_mode |= ACL_DELETE;
 	if (def->mode != LOAD_MODE_APPEND)
 		target_mode |= ACL_UPDATE;
-	if (def->mode == LOAD_MODE_FULL || (def->delete_column && !def->soft_delete))
+	if (def->mode == LOAD_MODE_FULL || def->mode == LOAD_MODE_ROLLUP ||
+		(def->delete_column && !def->soft_delete))
 		target_mode |= ACL_DELETE;
+	if (def->mode == LOAD_MODE_ROLLUP)
+		source_mode |= ACL_TRIGGER;
 	CheckRelationAccess(source_relid, role, source_mode, "source");
 	CheckRelationAccess(target_relid, role, target_mode, "target");
 }

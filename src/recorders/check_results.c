@@ -56,6 +56,54 @@ WriteQuarantineRow(PipelineDef *def, int64 run_id, Datum failed, Datum row, Datu
 				 8, types, values, nulls);
 }
 
+static SPIPlanPtr late_plan = NULL;
+
+/*
+ * WriteLateRow keeps one late change of a rollup (engine/rollup_run.c): the
+ * row as it arrived in or left a closed bucket, its cell as the key, its
+ * time, failed_checks {late} and the reason. Every late change is kept,
+ * even one equal to a row already open: each is counted by its run.
+ */
+void
+WriteLateRow(PipelineDef *def, int64 run_id, Datum row, Datum cell, const char *at,
+			 const char *reason)
+{
+	Oid			types[7] = {INT8OID, TEXTOID, INT8OID, JSONBOID, TEXTOID, JSONBOID, TEXTOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', at ? ' ' : 'n', ' ', ' '};
+
+	values[0] = Int64GetDatum(def->id);
+	values[1] = CStringGetTextDatum(def->name);
+	values[2] = Int64GetDatum(run_id);
+	values[3] = cell;
+	values[4] = at ? CStringGetTextDatum(at) : (Datum) 0;
+	values[5] = row;
+	values[6] = CStringGetTextDatum(reason);
+	ExecKeptPlan(&late_plan,
+				 "INSERT INTO pipeline.quarantine_row (pipeline_id, pipeline, run_id, key,"
+				 " incremental_value, \"row\", failed_checks, reason)"
+				 " VALUES ($1, $2, $3, $4, $5, $6, ARRAY['late'], $7)",
+				 7, types, values, nulls);
+}
+
+/*
+ * ResolveLateRows closes, as replayed, the open late changes of a rollup
+ * whose run has just recomputed every cell (they are in the target now);
+ * returns how many.
+ */
+int64
+ResolveLateRows(PipelineDef *def, int64 run_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(def->id);
+	ExecCatalog("UPDATE pipeline.quarantine_row SET status = 'replayed', resolved_at = pg_catalog.now()"
+				" WHERE pipeline_id = $1 AND status = 'open' AND failed_checks = ARRAY['late']",
+				1, types, values, NULL, false);
+	return (int64) SPI_processed;
+}
+
 /*
  * KeepQuarantineRowOpen reopens a replayed row that still fails (a replay
  * closes every row it read first), with the checks it fails now and the

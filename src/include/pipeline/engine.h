@@ -38,6 +38,29 @@ typedef struct LoadColumn
 	int32		convert_typmod;
 } LoadColumn;
 
+/* One group_by column of a rollup, as the source has it */
+typedef struct RollupGroup
+{
+	char	   *name;
+	Oid			typid;
+	int32		typmod;
+	Oid			collid;
+	bool		not_null;		/* NOT NULL in the source: compared with = */
+} RollupGroup;
+
+/* A rollup resolved against the catalogs of now (engine/rollup_plan.c) */
+typedef struct RollupPlan
+{
+	RollupSpec *spec;
+	Oid			time_typid;		/* timestamptz, timestamp or date */
+	List	   *groups;			/* RollupGroup *, in group_by order */
+	List	   *measure_types;	/* Oid of each measure's result, in measures order */
+	List	   *measure_typmods;	/* int32 of each */
+	char	   *dirty_table;	/* its dirty-cells table's name, in the target's schema */
+	char	   *dirty_ident;	/* ... quoted and qualified */
+	bool		time_indexed;	/* an index of the source leads with the time column */
+} RollupPlan;
+
 /* Everything a run needs, resolved against the catalogs at run time */
 typedef struct LoadPlan
 {
@@ -60,6 +83,7 @@ typedef struct LoadPlan
 	bool		redact_reasons; /* the pipeline holds personal data */
 	List	   *erasure;		/* SubjectColumn * of the source with tombstones
 								 * (erasure_gate.c) */
+	RollupPlan *rollup;			/* mode rollup: what it aggregates, else NULL */
 } LoadPlan;
 
 /* The statements of one load step, with $1 = lower bound, $2 = upper bound */
@@ -95,6 +119,33 @@ typedef struct CountQueries
 /* engine/load_plan.c */
 extern LoadPlan *BuildLoadPlan(PipelineDef *def);
 extern void CreateTargetTable(PipelineDef *def, Oid source_relid);
+
+/* engine/rollup_plan.c: mode rollup, its plan and target */
+extern void PlanRollup(LoadPlan *plan);
+extern void CreateRollupTarget(PipelineDef *def, Oid source_relid);
+
+/* engine/rollup.c: mode rollup, its statements (a pure builder) */
+typedef struct RollupStatements
+{
+	char	   *pending;		/* are there changes; is one a TRUNCATE */
+	char	   *incremental;	/* the MERGE of the dirty cells, $1 the horizon */
+	char	   *consume_all;	/* a full recompute: forget the dirty cells */
+	char	   *vanished;		/* ... delete the cells no row is in */
+	char	   *full;			/* ... and MERGE every cell */
+} RollupStatements;
+
+extern RollupStatements *BuildRollupStatements(LoadPlan *plan);
+extern List *ExplainRollup(LoadPlan *plan);
+
+/* engine/rollup_run.c: mode rollup, a run's data work */
+extern bool RollupHasWork(LoadPlan *plan);
+extern char *ExecuteRollupStep(LoadPlan *plan, int64 run_id, LoadCounts *counts);
+
+/* engine/rollup_capture.c: mode rollup, where its changes come from */
+extern void InstallRollupCapture(PipelineDef *def);
+extern void RemoveRollupCapture(PipelineDef *def);
+extern bool RollupCaptureIntact(LoadPlan *plan);
+extern bool EnsureRollupCapture(LoadPlan *plan);
 
 /* engine/planner.c */
 extern LoadStatements *BuildLoadStatements(LoadPlan *plan, bool has_lower, bool has_upper);
@@ -178,6 +229,7 @@ extern void ResetLoadCounters(void);
 extern void ArmMergeCapture(void);
 extern void CollectLoadCounters(LoadStatements *stmts, uint64 processed, LoadCounts *counts);
 extern void InstallCounterHooks(void);
+extern void TakeMergeTallies(int64 *inserted, int64 *updated, int64 *deleted);
 
 /* engine/engine.c */
 extern int64 RunPipeline(PipelineDef *def, RunRequest *req);
