@@ -418,6 +418,7 @@ ValidateCheck(PipelineDef *def, CheckDef *check)
 {
 	LoadPlan   *plan = BuildLoadPlan(def);
 
+	RefuseRowCheck(def, check);
 	CheckKeys(def, check);
 	check->args = NormalizeCheckArgs(check, def);
 	if (CHECK_IS_ROW_LEVEL(check->kind))

@@ -5,15 +5,15 @@
  * The statements of a run in mode rollup, a pure builder (pipeline.explain
  * shows them as they are). The rollup's cells are (bucket, group_by ...);
  * the triggers of rollup_capture.c write, with every change of the source,
- * the cell each changed row left and the cell it arrived in to the
+ * the cells its rows left and arrived in, and its late changes, to the
  * dirty-cells table "<target>__dirty", committed with the change. A run
  * (rollup_run.c) then executes, as the pipeline owner:
  *
- *   - incremental: one MERGE whose first CTE deletes (takes) the dirty
- *     cells its snapshot sees, a second one keeps each cell once, handing
- *     every change to pipeline._rollup_change on the way (it counts it,
- *     and keeps a change in a closed bucket for the quarantine instead),
- *     and whose source recomputes each open dirty cell from the source's
+ *   - incremental: one MERGE whose first CTE deletes (takes) the entries
+ *     its snapshot sees, a second one keeps each dirty cell once, handing
+ *     every entry to pipeline._rollup_change on the way (it counts it, and
+ *     keeps a late change for the quarantine, dirtying no cell), and
+ *     whose source recomputes each dirty cell from the source's
  *     rows in its bucket and group (a LATERAL subquery: an index range
  *     scan per cell when the time column is indexed). An empty cell is
  *     deleted, a changed one updated, a new one inserted, an unchanged one
@@ -139,17 +139,16 @@ CellKeySql(RollupPlan *rp)
 }
 
 /*
- * BuildIncrementalMerge builds the MERGE of the dirty cells; $1 is the
- * horizon (a value of the time column's type): a bucket that ends at or
- * before it is closed. NULL: none is.
+ * BuildIncrementalMerge builds the MERGE of the dirty cells; $1 says
+ * whether pipeline._rollup_change gets the key of every cell (the
+ * pipeline has open late rows, which a recompute of their cell applies),
+ * or only of the late changes (which it keeps for the quarantine).
  */
 static char *
 BuildIncrementalMerge(LoadPlan *plan)
 {
 	RollupPlan *rp = plan->rollup;
 	StringInfoData buf;
-	char	   *closed = psprintf("(%s <= $1) IS TRUE",
-								  RollupBucketEndSql(rp->spec, "d." ROLLUP_BUCKET_COLUMN, rp->time_typid));
 	ListCell   *lc;
 	int			n = 1;
 
@@ -158,9 +157,8 @@ BuildIncrementalMerge(LoadPlan *plan)
 					 "c AS (SELECT DISTINCT d.%s AS __pp_b", rp->dirty_ident, ROLLUP_BUCKET_COLUMN);
 	foreach(lc, rp->groups)
 		appendStringInfo(&buf, ", d.%s AS __pp_g%d", quote_identifier(((RollupGroup *) lfirst(lc))->name), n++);
-	appendStringInfo(&buf, " FROM d\n WHERE pipeline._rollup_change(d.__change, d.__at, %s,"
-					 " CASE WHEN %s THEN d.__row END, CASE WHEN %s THEN %s END))\n",
-					 closed, closed, closed, CellKeySql(rp));
+	appendStringInfo(&buf, " FROM d\n WHERE pipeline._rollup_change(d.__change, d.__at, d.__n, d.__row,"
+					 " CASE WHEN $1 OR d.__change <> 'c' THEN %s END))\n", CellKeySql(rp));
 	appendStringInfo(&buf, "MERGE INTO %s AS t\nUSING (SELECT c.*, a.* FROM c CROSS JOIN LATERAL (\n"
 					 "  SELECT pg_catalog.count(*) AS __pp_rows", plan->target_ident);
 	foreach(lc, rp->spec->measures)
@@ -177,16 +175,24 @@ BuildIncrementalMerge(LoadPlan *plan)
 	return buf.data;
 }
 
-/* BuildVanishedCells builds the DELETE of the target's cells no source row is in */
+/*
+ * BuildVanishedCells builds the DELETE of the target's cells no source row
+ * is in. A full recompute reads the whole source anyway: the rows are
+ * matched by their bucket (a hash anti join), not by a range per cell.
+ */
 static char *
 BuildVanishedCells(LoadPlan *plan)
 {
+	RollupPlan *rp = plan->rollup;
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "DELETE FROM %s AS t WHERE NOT EXISTS (SELECT 1 FROM ONLY %s AS s WHERE ",
-					 plan->target_ident, plan->source_ident);
-	AppendCellRows(&buf, plan->rollup, "t." ROLLUP_BUCKET_COLUMN, "t", true);
+	appendStringInfo(&buf, "DELETE FROM %s AS t WHERE NOT EXISTS (SELECT 1 FROM ONLY %s AS s WHERE %s = t.%s",
+					 plan->target_ident, plan->source_ident,
+					 RollupBucketSql(rp->spec, psprintf("s.%s", quote_identifier(rp->spec->time_column)),
+									 rp->time_typid),
+					 ROLLUP_BUCKET_COLUMN);
+	AppendGroupMatch(&buf, rp, "s", true, "t", true);
 	appendStringInfoChar(&buf, ')');
 	return buf.data;
 }
@@ -250,13 +256,14 @@ ExplainRollup(LoadPlan *plan)
 		return rows;
 	}
 	if (def->allowed_lateness)
-		rows = lappend(rows, psprintf("-- $1 = the high-water time %s minus allowed_lateness %s:"
-									  " a change in a bucket ending by then is late",
+		rows = lappend(rows, psprintf("-- closed buckets: those ending by the high-water time %s minus allowed_lateness %s;"
+									  " the triggers write a change in one as late",
 									  quote_literal_cstr(def->watermark),
 									  DatumGetCString(DirectFunctionCall1(interval_out,
 																		  IntervalPGetDatum(def->allowed_lateness)))));
 	else
-		rows = lappend(rows, "-- $1 = NULL: no allowed_lateness, no bucket is closed");
+		rows = lappend(rows, "-- no allowed_lateness: no bucket is ever closed");
+	rows = lappend(rows, "-- $1 = whether the pipeline has open late rows, which a recompute of their cell applies");
 	rows = lappend(rows, stmts->incremental);
 	rows = lappend(rows, "-- after a TRUNCATE of the source, or reset, every cell instead:");
 	rows = lappend(rows, stmts->consume_all);

@@ -7,13 +7,19 @@
  * AFTER ... FOR EACH STATEMENT triggers, "pipeline_rollup_<id>_insert",
  * _update, _delete and _truncate, all calling pipeline._rollup_capture
  * with the pipeline's id. Through the statement's transition tables, one
- * INSERT ... SELECT per statement writes each changed row's cells to the
- * dirty-cells table "<target>__dirty", next to the target:
+ * INSERT ... SELECT per statement writes to the dirty-cells table
+ * "<target>__dirty", next to the target, the cells its rows arrived in
+ * (inserted, updated to) and left (deleted, updated from):
  *
- *   __change '+' for a row as it arrived (inserted, or updated to), '-' as
- *   it left (deleted, or updated from), 't' for a TRUNCATE; bucket and
- *   the group_by columns: the cell; __at: the row's time; __row: the row
- *   as JSON, kept in the quarantine if its bucket turns out to be closed.
+ *   __change 'c': a dirty cell (bucket and the group_by columns), once per
+ *   statement, with __n the rows that changed there and __at the latest
+ *   time of a row that arrived in it;
+ *   '+' or '-': a late change, a row that arrived in ('+') or left ('-') a
+ *   closed bucket, one ending at or before the high-water time minus
+ *   allowed_lateness as committed when it is written; __at its time,
+ *   __row the row as JSON, which the run keeps in the quarantine. It
+ *   dirties no cell: a closed cell keeps the value it had;
+ *   't': a TRUNCATE.
  *
  * The rows are written in the writer's transaction, so they commit (or
  * roll back) with the change they describe, and a run sees a change and
@@ -51,6 +57,7 @@
 #include "utils/ruleutils.h"
 
 #include "pipeline/engine.h"
+#include "run_internal.h"
 
 PIPELINE_FUNCTION(pipeline_rollup_capture);
 
@@ -109,7 +116,8 @@ DirtyTableSql(LoadPlan *plan)
 		if (OidIsValid(g->collid) && g->collid != get_typcollation(g->typid))
 			appendStringInfo(&buf, " COLLATE %s", generate_collation_name(g->collid));
 	}
-	appendStringInfo(&buf, ", __at %s, __row pg_catalog.jsonb)", format_type_be_qualified(rp->time_typid));
+	appendStringInfo(&buf, ", __at %s, __n pg_catalog.int8 NOT NULL, __row pg_catalog.jsonb)",
+					 format_type_be_qualified(rp->time_typid));
 	return buf.data;
 }
 
@@ -208,54 +216,92 @@ EnsureRollupCapture(LoadPlan *plan)
 	return true;
 }
 
-/* CaptureSideSql spells the SELECT of one transition table's dirty cells */
+/* CaptureSideSql spells the rows of one transition table, each with its bucket and lateness */
 static char *
-CaptureSideSql(PipelineDef *def, RollupSpec *spec, Oid time_typid, const char *change,
-			   const char *table)
+CaptureSideSql(RollupSpec *spec, Oid time_typid, const char *change, const char *table,
+			   bool has_horizon)
 {
 	StringInfoData buf;
 	const char *t = quote_identifier(spec->time_column);
+	char	   *bucket = RollupBucketSql(spec, psprintf("r.%s", t), time_typid);
+	char	   *late = has_horizon ? psprintf("(%s <= $1) IS TRUE", RollupBucketEndSql(spec, bucket, time_typid))
+		: "false";
 	ListCell   *lc;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "SELECT '%s', %s", change,
-					 RollupBucketSql(spec, psprintf("r.%s", t), time_typid));
+	appendStringInfo(&buf, "SELECT '%s'::pg_catalog.\"char\" AS side, %s AS b", change, bucket);
 	foreach(lc, spec->group_by)
 		appendStringInfo(&buf, ", r.%s", quote_identifier(lfirst(lc)));
-	appendStringInfo(&buf, ", r.%s, pg_catalog.to_jsonb(r) FROM %s AS r WHERE r.%s IS NOT NULL",
-					 t, table, t);
+	appendStringInfo(&buf, ", r.%s AS at, %s AS late, CASE WHEN %s THEN pg_catalog.to_jsonb(r) END AS img"
+					 " FROM %s AS r WHERE r.%s IS NOT NULL", t, late, late, table, t);
 	return buf.data;
 }
 
-/* CaptureSql spells the INSERT of one statement's dirty cells */
+/*
+ * CaptureSql spells the INSERT of one statement's dirty cells: each cell
+ * the statement's rows arrived in or left once ('c', with the latest time
+ * of a row that arrived and how many rows changed), but a change whose
+ * bucket ended at or before the horizon ($1: the high-water time minus
+ * allowed_lateness, as committed now): that one is late, and written
+ * alone, with its row ('+' arrived, '-' left), and dirties no cell.
+ */
 static char *
-CaptureSql(PipelineDef *def, TriggerData *trig, Oid source, const char *dirty)
+CaptureSql(PipelineDef *def, TriggerData *trig, Oid source, const char *dirty, bool has_horizon)
 {
 	RollupSpec *spec = ParseRollupSpec(def->rollup);
 	Oid			time_typid = get_atttype(source, get_attnum(source, spec->time_column));
 	StringInfoData buf;
+	StringInfoData groups;
+	StringInfoData names;
 	ListCell   *lc;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "INSERT INTO %s (__change, %s", dirty, ROLLUP_BUCKET_COLUMN);
+	initStringInfo(&groups);
+	initStringInfo(&names);
 	foreach(lc, spec->group_by)
-		appendStringInfo(&buf, ", %s", quote_identifier(lfirst(lc)));
-	appendStringInfoString(&buf, ", __at, __row) ");
-	if (TRIGGER_FIRED_BY_TRUNCATE(trig->tg_event))
 	{
-		appendStringInfo(&buf, "SELECT 't', NULL");
-		foreach(lc, spec->group_by)
-			appendStringInfoString(&buf, ", NULL");
-		appendStringInfoString(&buf, ", NULL, NULL");
-		return buf.data;
+		appendStringInfo(&groups, ", x.%s", quote_identifier(lfirst(lc)));
+		appendStringInfo(&names, ", %s", quote_identifier(lfirst(lc)));
 	}
+	if (TRIGGER_FIRED_BY_TRUNCATE(trig->tg_event))
+		return psprintf("INSERT INTO %s (__change, __n) VALUES ('t', 0)", dirty);
+	appendStringInfoString(&buf, "WITH x AS (");
 	if (trig->tg_newtable)
-		appendStringInfoString(&buf, CaptureSideSql(def, spec, time_typid, "+", "pipeline_new"));
+		appendStringInfoString(&buf, CaptureSideSql(spec, time_typid, "+", "pipeline_new", has_horizon));
 	if (trig->tg_newtable && trig->tg_oldtable)
 		appendStringInfoString(&buf, " UNION ALL ");
 	if (trig->tg_oldtable)
-		appendStringInfoString(&buf, CaptureSideSql(def, spec, time_typid, "-", "pipeline_old"));
+		appendStringInfoString(&buf, CaptureSideSql(spec, time_typid, "-", "pipeline_old", has_horizon));
+	appendStringInfo(&buf, ")\nINSERT INTO %s (__change, %s%s, __at, __n, __row)", dirty,
+					 ROLLUP_BUCKET_COLUMN, names.data);
+	appendStringInfo(&buf, "\nSELECT 'c', x.b%s, pg_catalog.max(x.at) FILTER (WHERE x.side = '+'),"
+					 " pg_catalog.count(*), NULL FROM x WHERE NOT x.late GROUP BY x.b%s",
+					 groups.data, groups.data);
+	if (has_horizon)
+		appendStringInfo(&buf, "\nUNION ALL SELECT x.side, x.b%s, x.at, 1, x.img FROM x WHERE x.late",
+						 groups.data);
 	return buf.data;
+}
+
+/*
+ * CaptureHorizon computes, for a writer, the horizon of a rollup as
+ * committed now: its high-water time minus allowed_lateness, in the time
+ * column's type; false when no bucket is closed (no high-water time yet,
+ * or no allowed_lateness). Runs only move it forward, so a bucket closed
+ * for a writer stays closed for every later run.
+ */
+static bool
+CaptureHorizon(PipelineDef *def, Oid source, Datum *horizon, Oid *typid)
+{
+	RollupSpec *spec;
+
+	if (def->watermark == NULL || def->allowed_lateness == NULL)
+		return false;
+	spec = ParseRollupSpec(def->rollup);
+	*typid = get_atttype(source, get_attnum(source, spec->time_column));
+	*horizon = SubtractLookback(WatermarkFromText(def->watermark, *typid, -1, def->owner),
+								def->allowed_lateness, *typid);
+	return true;
 }
 
 /* RequireCaptureTrigger refuses a call that is not a rollup's statement trigger */
@@ -290,6 +336,9 @@ pipeline_rollup_capture(PG_FUNCTION_ARGS)
 	char	   *dirty;
 	OwnerContext ctx;
 	int			rc;
+	bool		has_horizon;
+	Datum		horizon = (Datum) 0;
+	Oid			horizon_type = InvalidOid;
 
 	SPI_connect();
 	nestlevel = PinSearchPath();
@@ -322,9 +371,11 @@ pipeline_rollup_capture(PG_FUNCTION_ARGS)
 	}
 	if (SPI_register_trigger_data(trig) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "pg_pipeline could not read the transition tables");
+	has_horizon = CaptureHorizon(def, source, &horizon, &horizon_type);
 	EnterOwnerContext(&ctx, def->owner);
-	rc = SPI_execute(CaptureSql(def, trig, source, quote_qualified_identifier(def->target_schema, dirty)),
-					 false, 0);
+	rc = SPI_execute_with_args(CaptureSql(def, trig, source, quote_qualified_identifier(def->target_schema, dirty),
+										  has_horizon),
+							   has_horizon ? 1 : 0, &horizon_type, &horizon, NULL, false, 0);
 	LeaveOwnerContext(&ctx);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "pg_pipeline could not record dirty cells: %s", SPI_result_code_string(rc));

@@ -129,21 +129,45 @@ BadMeasure(int sqlstate, RollupMeasure *m, const char *problem, const char *hint
 			 errhint("%s", hint)));
 }
 
+/* MeasureErrorCallback reports a syntax error's position in the measure, not in the caller's statement */
+static void
+MeasureErrorCallback(void *arg)
+{
+	int			pos = geterrposition();
+
+	if (pos <= 0)
+		return;
+	errposition(0);
+	internalerrposition(pos);
+	internalerrquery((const char *) arg);
+}
+
 /*
  * MeasureIsOneExpression checks that a measure, parsed alone, is one
- * expression, so that it stays inside the parentheses the statements put
- * it in (as check_sql.c does for a check's SQL).
+ * expression (not a row of several), so that it stays inside the
+ * parentheses the statements put it in (as check_sql.c does for a check's
+ * SQL).
  */
 static void
 MeasureIsOneExpression(RollupMeasure *m)
 {
-	List	   *raw = raw_parser(psprintf("SELECT (\n%s\n)", m->sql), RAW_PARSE_DEFAULT);
+	char	   *text = psprintf("SELECT (\n%s\n)", m->sql);
+	ErrorContextCallback errcb;
+	List	   *raw;
 	SelectStmt *s;
 
+	errcb.callback = MeasureErrorCallback;
+	errcb.arg = text;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	raw = raw_parser(text, RAW_PARSE_DEFAULT);
+	error_context_stack = errcb.previous;
 	if (list_length(raw) == 1 && IsA(((RawStmt *) linitial(raw))->stmt, SelectStmt))
 	{
 		s = (SelectStmt *) ((RawStmt *) linitial(raw))->stmt;
-		if (list_length(s->targetList) == 1 && s->fromClause == NIL && s->whereClause == NULL &&
+		if (list_length(s->targetList) == 1 &&
+			!IsA(((ResTarget *) linitial(s->targetList))->val, RowExpr) &&
+			s->fromClause == NIL && s->whereClause == NULL &&
 			s->groupClause == NIL && s->havingClause == NULL && s->windowClause == NIL &&
 			s->distinctClause == NIL && s->sortClause == NIL && s->limitCount == NULL &&
 			s->limitOffset == NULL && s->withClause == NULL && s->valuesLists == NIL &&
@@ -273,6 +297,20 @@ CheckRollupTarget(LoadPlan *plan, RollupPlan *rp)
 		TargetColumnFits(plan, ((RollupMeasure *) lfirst(lc))->name, lfirst_oid(tc), false);
 }
 
+/* RefuseRowCheck refuses a row-level check on a rollup (0A000) */
+void
+RefuseRowCheck(PipelineDef *def, CheckDef *check)
+{
+	if (def->mode != LOAD_MODE_ROLLUP || !CHECK_IS_ROW_LEVEL(check->kind))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("pipeline \"%s\" in mode rollup cannot have row check \"%s\"",
+					def->name, check->name),
+			 errdetail("A rollup reads the changes of its source, not its rows one by one."),
+			 errhint("Check the detail rows in the pipeline that loads the source, or use a set check (unique, row_count, query).")));
+}
+
 /*
  * PlanRollup completes the load plan of a pipeline in mode rollup: what it
  * aggregates, checked against the source and the target; the set checks
@@ -296,13 +334,7 @@ PlanRollup(LoadPlan *plan)
 	{
 		CheckDef   *check = lfirst(lc);
 
-		if (CHECK_IS_ROW_LEVEL(check->kind))
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("pipeline \"%s\" in mode rollup cannot have row check \"%s\"",
-							plan->def->name, check->name),
-					 errdetail("A rollup reads the changes of its source, not its rows one by one."),
-					 errhint("Check the detail rows in the pipeline that loads the source, or use a set check (unique, row_count, query).")));
+		RefuseRowCheck(plan->def, check);
 		plan->set_checks = lappend(plan->set_checks, check);
 	}
 	plan->rollup = rp;

@@ -9,21 +9,25 @@
  *   1. make sure the triggers and the dirty-cells table are there
  *      (rollup_capture.c); if they had to be made again, changes may have
  *      gone unrecorded, so this run recomputes every cell;
- *   2. the high-water time H (the run's watermark: the latest time of a
- *      change folded in so far) minus allowed_lateness is the horizon: a
- *      bucket that ends at or before it is closed;
- *   3. incremental: the MERGE of rollup.c, as the owner. Each change it
+ *   2. incremental: the MERGE of rollup.c, as the owner. Each entry it
  *      takes from the dirty-cells table passes pipeline._rollup_change,
- *      here: a change in a closed bucket (a row that arrived in it, or
- *      left it) is late: it is counted, kept, and its cell is not
- *      recomputed; the others' cells are;
+ *      here: a dirty cell ('c') is counted (its changed rows), its latest
+ *      time noted, and recomputed; a late change ('+' a row that arrived
+ *      in a closed bucket, '-' one that left it: the triggers judged it
+ *      against the high-water time H, the run's watermark, minus
+ *      allowed_lateness, as committed when it was written) is counted and
+ *      kept, and dirties no cell;
+ *   3. a recomputed cell that has open late rows in the quarantine (after
+ *      allowed_lateness grew, or a writer raced a run that closed the
+ *      bucket) now holds their changes: they are closed as replayed;
  *   4. full (no H yet: the first run, or after reset; a TRUNCATE of the
  *      source; step 1 made the capture again): every cell, closed or not,
  *      recomputed; the late changes still open in the quarantine are then
  *      applied, and closed as replayed;
  *   5. the late changes written to pipeline.quarantine_row (failed_checks
  *      {late}, the row as it arrived or left, the cell as its key) as the
- *      extension owner; the new H returned, never below the old one.
+ *      extension owner, before step 3; the new H returned, never below the
+ *      old one.
  *
  * So the target always equals a full recompute of the source in which the
  * late changes (the open late rows of the quarantine) are not applied: a
@@ -70,7 +74,8 @@ static struct
 	bool		have_high;		/* the latest time folded in */
 	Datum		high;
 	Oid			time_typid;
-	char	   *horizon;		/* the horizon as text, for the reasons */
+	char	   *lateness;		/* allowed_lateness as text, for the reasons */
+	List	   *cells;			/* Jsonb * keys of the cells recomputed, when asked */
 	MemoryContext cxt;
 	TupleDesc	desc;			/* row jsonb, key jsonb, at text, reason text */
 	Tuplestorestate *late_rows;
@@ -78,7 +83,7 @@ static struct
 
 /* ArmRollup prepares the functions of the next rollup statement of this (sub)transaction */
 static void
-ArmRollup(RollupPlan *rp, const char *horizon)
+ArmRollup(RollupPlan *rp, const char *lateness)
 {
 	MemoryContext old;
 
@@ -87,7 +92,7 @@ ArmRollup(RollupPlan *rp, const char *horizon)
 									   ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(rollup.cxt);
 	rollup.time_typid = rp->time_typid;
-	rollup.horizon = horizon ? pstrdup(horizon) : NULL;
+	rollup.lateness = lateness ? pstrdup(lateness) : NULL;
 	rollup.desc = CreateTemplateTupleDesc(4);
 	TupleDescInitEntry(rollup.desc, 1, "row", JSONBOID, -1, 0);
 	TupleDescInitEntry(rollup.desc, 2, "key", JSONBOID, -1, 0);
@@ -135,19 +140,19 @@ KeepLateChange(char change, Datum row, Jsonb *cell, Datum at, bool at_null)
 	values[0] = row;
 	values[1] = JsonbPGetDatum(cell);
 	values[2] = at_null ? (Datum) 0 : CStringGetTextDatum(WatermarkToText(at, rollup.time_typid));
-	values[3] = CStringGetTextDatum(psprintf("late: %s bucket %s after it closed (buckets ending at or before %s are closed)",
+	values[3] = CStringGetTextDatum(psprintf("late: %s bucket %s after it closed (allowed_lateness %s behind the high-water time)",
 											 change == '+' ? "arrived in" : "left", bucket,
-											 rollup.horizon ? rollup.horizon : "?"));
+											 rollup.lateness ? rollup.lateness : "?"));
 	tuplestore_putvalues(rollup.late_rows, rollup.desc, values, nulls);
 	rollup.late++;
 }
 
 /*
- * pipeline._rollup_change(change "char", at anyelement, closed boolean,
- * row jsonb, cell jsonb) takes one change of the dirty-cells table: counts
- * it; keeps it as late and returns false when its bucket is closed; notes
- * a TRUNCATE (false: no cell); else notes the time of a row that arrived
- * and returns true (its cell is recomputed).
+ * pipeline._rollup_change(change "char", at anyelement, changed bigint,
+ * row jsonb, cell jsonb) takes one entry of the dirty-cells table: notes
+ * a TRUNCATE (false: no cell); counts and keeps a late change, false; for
+ * a dirty cell counts its changed rows, notes the latest time that
+ * arrived and the cell's key when given, and returns true (recompute it).
  */
 Datum
 pipeline_rollup_change(PG_FUNCTION_ARGS)
@@ -161,17 +166,25 @@ pipeline_rollup_change(PG_FUNCTION_ARGS)
 		rollup.truncated = true;
 		PG_RETURN_BOOL(false);
 	}
-	rollup.changes++;
-	if (!PG_ARGISNULL(2) && PG_GETARG_BOOL(2))
+	if (change == '+' || change == '-')
 	{
 		if (PG_ARGISNULL(3) || PG_ARGISNULL(4))
 			elog(ERROR, "pg_pipeline got a late change without its row");
+		rollup.changes++;
 		KeepLateChange(change, PG_GETARG_DATUM(3), PG_GETARG_JSONB_P(4),
 					   PG_GETARG_DATUM(1), PG_ARGISNULL(1));
 		PG_RETURN_BOOL(false);
 	}
-	if (change == '+' && !PG_ARGISNULL(1))
+	rollup.changes += PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2);
+	if (!PG_ARGISNULL(1))
 		NoteHigh(PG_GETARG_DATUM(1));
+	if (!PG_ARGISNULL(4))
+	{
+		MemoryContext old = MemoryContextSwitchTo(rollup.cxt);
+
+		rollup.cells = lappend(rollup.cells, PG_GETARG_JSONB_P_COPY(4));
+		MemoryContextSwitchTo(old);
+	}
 	PG_RETURN_BOOL(true);
 }
 
@@ -261,20 +274,6 @@ RollupHasWork(LoadPlan *plan)
 	return PendingChanges(plan, &truncated);
 }
 
-/* Horizon computes H minus allowed_lateness; false when no bucket is closed */
-static bool
-Horizon(LoadPlan *plan, Datum *horizon)
-{
-	PipelineDef *def = plan->def;
-	Oid			typid = plan->rollup->time_typid;
-
-	if (def->watermark == NULL || def->allowed_lateness == NULL)
-		return false;
-	*horizon = SubtractLookback(WatermarkFromText(def->watermark, typid, -1, def->owner),
-								def->allowed_lateness, typid);
-	return true;
-}
-
 /* FlushLateChanges writes the late changes kept to the quarantine, as the extension owner */
 static void
 FlushLateChanges(PipelineDef *def, int64 run_id)
@@ -299,23 +298,24 @@ FlushLateChanges(PipelineDef *def, int64 run_id)
  * RunRollupStatements runs the statements of one rollup run as the owner,
  * without JIT (as a load runs): the incremental MERGE unless full, then,
  * when full or when a TRUNCATE turned up among the changes, the full
- * recompute. Returns whether it recomputed every cell.
+ * recompute (want_cells: collect the keys of the cells recomputed).
+ * Returns whether it recomputed every cell.
  */
 static bool
-RunRollupStatements(LoadPlan *plan, RollupStatements *stmts, bool full, bool has_horizon,
-					Datum horizon, LoadCounts *counts)
+RunRollupStatements(LoadPlan *plan, RollupStatements *stmts, bool full, bool want_cells,
+					LoadCounts *counts)
 {
 	OwnerContext ctx;
 	int			guc_level = NewGUCNestLevel();
-	Oid			typid = plan->rollup->time_typid;
-	char		nulls[1] = {has_horizon ? ' ' : 'n'};
+	Oid			typid = BOOLOID;
+	Datum		want = BoolGetDatum(want_cells);
 
 	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	EnterOwnerContext(&ctx, plan->def->owner);
 	if (!full)
 	{
-		RunRollupMerge(stmts->incremental, 1, &typid, &horizon, nulls, counts);
+		RunRollupMerge(stmts->incremental, 1, &typid, &want, NULL, counts);
 		full = rollup.truncated;
 	}
 	if (full)
@@ -342,23 +342,26 @@ ExecuteRollupStep(LoadPlan *plan, int64 run_id, LoadCounts *counts)
 	RollupStatements *stmts = BuildRollupStatements(plan);
 	bool		truncated = false;
 	bool		full;
-	Datum		horizon = (Datum) 0;
-	bool		has_horizon;
+	bool		has_late;
 
 	LockRelationOid(plan->target_relid, ShareRowExclusiveLock);
 	full = EnsureRollupCapture(plan) || def->watermark == NULL;
 	if (!full)
 		(void) PendingChanges(plan, &truncated);
 	full |= truncated;
-	has_horizon = !full && Horizon(plan, &horizon);
-	ArmRollup(rp, has_horizon ? WatermarkToText(horizon, rp->time_typid) : NULL);
-	full = RunRollupStatements(plan, stmts, full, has_horizon, horizon, counts);
+	has_late = !full && PipelineHasOpenLateRows(def->id);
+	ArmRollup(rp, def->allowed_lateness ?
+			  DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(def->allowed_lateness)))
+			  : NULL);
+	full = RunRollupStatements(plan, stmts, full, has_late, counts);
 	counts->read += rollup.changes + rollup.rows;
 	counts->quarantined += rollup.late;
 	counts->unchanged += rollup.unchanged;
 	FlushLateChanges(def, run_id);
 	if (full)
-		ResolveLateRows(def, run_id);
+		(void) ResolveLateRows(def, NIL);
+	else if (rollup.cells != NIL)
+		(void) ResolveLateRows(def, rollup.cells);
 	rollup.arm.armed = false;
 	if (rollup.have_high &&
 		(def->watermark == NULL ||

@@ -72,7 +72,7 @@ void
 CheckRelationAccess(Oid relid, Oid role, AclMode mode, const char *what)
 {
 	AclMode		missing = 0;
-	static const AclMode bits[] = {ACL_SELECT, ACL_INSERT, ACL_UPDATE, ACL_DELETE};
+	static const AclMode bits[] = {ACL_SELECT, ACL_INSERT, ACL_UPDATE, ACL_DELETE, ACL_TRIGGER};
 
 	for (int i = 0; i < lengthof(bits); i++)
 	{
@@ -80,7 +80,7 @@ CheckRelationAccess(Oid relid, Oid role, AclMode mode, const char *what)
 			continue;
 		if (pg_class_aclcheck(relid, role, bits[i]) == ACLCHECK_OK)
 			continue;
-		if (bits[i] != ACL_DELETE &&
+		if (bits[i] != ACL_DELETE && bits[i] != ACL_TRIGGER &&
 			pg_attribute_aclcheck_all(relid, role, bits[i], ACLMASK_ALL) == ACLCHECK_OK)
 			continue;
 		missing |= bits[i];

@@ -19,6 +19,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 
 #include "pipeline/recorders.h"
 
@@ -86,21 +87,51 @@ WriteLateRow(PipelineDef *def, int64 run_id, Datum row, Datum cell, const char *
 				 7, types, values, nulls);
 }
 
-/*
- * ResolveLateRows closes, as replayed, the open late changes of a rollup
- * whose run has just recomputed every cell (they are in the target now);
- * returns how many.
- */
-int64
-ResolveLateRows(PipelineDef *def, int64 run_id)
+/* PipelineHasOpenLateRows tells whether a rollup has late changes open in the quarantine */
+bool
+PipelineHasOpenLateRows(int64 pipeline_id)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
+	bool		isnull;
+
+	values[0] = Int64GetDatum(pipeline_id);
+	ExecCatalog("SELECT EXISTS (SELECT FROM pipeline.quarantine_row WHERE pipeline_id = $1"
+				" AND status = 'open' AND failed_checks = ARRAY['late'])",
+				1, types, values, NULL, true);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * ResolveLateRows closes, as replayed, the open late changes of a rollup
+ * whose cells (a list of Jsonb * keys; NIL: every cell) a run has just
+ * recomputed: their changes are in the target now. Returns how many.
+ */
+int64
+ResolveLateRows(PipelineDef *def, List *cells)
+{
+	Oid			types[2] = {INT8OID, JSONBARRAYOID};
+	Datum		values[2];
+	Datum	   *keys;
+	int			i = 0;
+	ListCell   *lc;
 
 	values[0] = Int64GetDatum(def->id);
+	if (cells == NIL)
+	{
+		ExecCatalog("UPDATE pipeline.quarantine_row SET status = 'replayed', resolved_at = pg_catalog.now()"
+					" WHERE pipeline_id = $1 AND status = 'open' AND failed_checks = ARRAY['late']",
+					1, types, values, NULL, false);
+		return (int64) SPI_processed;
+	}
+	keys = palloc(sizeof(Datum) * list_length(cells));
+	foreach(lc, cells)
+		keys[i++] = JsonbPGetDatum(lfirst(lc));
+	values[1] = PointerGetDatum(construct_array(keys, i, JSONBOID, -1, false, TYPALIGN_INT));
 	ExecCatalog("UPDATE pipeline.quarantine_row SET status = 'replayed', resolved_at = pg_catalog.now()"
-				" WHERE pipeline_id = $1 AND status = 'open' AND failed_checks = ARRAY['late']",
-				1, types, values, NULL, false);
+				" WHERE pipeline_id = $1 AND status = 'open' AND failed_checks = ARRAY['late']"
+				" AND key = ANY ($2)",
+				2, types, values, NULL, false);
 	return (int64) SPI_processed;
 }
 

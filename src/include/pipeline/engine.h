@@ -123,6 +123,7 @@ extern void CreateTargetTable(PipelineDef *def, Oid source_relid);
 /* engine/rollup_plan.c: mode rollup, its plan and target */
 extern void PlanRollup(LoadPlan *plan);
 extern void CreateRollupTarget(PipelineDef *def, Oid source_relid);
+extern void RefuseRowCheck(PipelineDef *def, CheckDef *check);
 
 /* engine/rollup.c: mode rollup, its statements (a pure builder) */
 typedef struct RollupStatements
