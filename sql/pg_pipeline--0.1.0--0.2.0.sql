@@ -1678,10 +1678,11 @@ AS 'MODULE_PATHNAME', 'pipeline_rollup_capture';
 COMMENT ON FUNCTION pipeline._rollup_capture() IS 'internal: records the dirty cells of a rollup''s source';
 
 -- What a rollup's statements hand over while they run (refused, 55000,
--- anywhere else): each change taken from the dirty-cells table (counted;
--- kept as late when its bucket is closed), each cell of a full recompute
+-- anywhere else): each entry taken from the dirty-cells table (a dirty
+-- cell, counted and recomputed; a late change, counted and kept for the
+-- quarantine; a TRUNCATE), each cell of a full recompute
 -- (its rows and latest time), each cell recomputed to what it was.
-CREATE FUNCTION pipeline._rollup_change(change "char", at anyelement, closed boolean,
+CREATE FUNCTION pipeline._rollup_change(change "char", at anyelement, changed bigint,
                                         "row" jsonb, cell jsonb)
 RETURNS boolean
 LANGUAGE c VOLATILE
@@ -1694,6 +1695,6 @@ CREATE FUNCTION pipeline._rollup_unchanged()
 RETURNS boolean
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_rollup_unchanged';
-COMMENT ON FUNCTION pipeline._rollup_change("char", anyelement, boolean, jsonb, jsonb) IS 'internal: takes one change of a rollup''s dirty cells, inside its run only';
+COMMENT ON FUNCTION pipeline._rollup_change("char", anyelement, bigint, jsonb, jsonb) IS 'internal: takes one change of a rollup''s dirty cells, inside its run only';
 COMMENT ON FUNCTION pipeline._rollup_cell(bigint, anyelement) IS 'internal: notes a cell of a rollup''s full recompute, inside its run only';
 COMMENT ON FUNCTION pipeline._rollup_unchanged() IS 'internal: counts a rollup cell recomputed unchanged, inside its run only';
