@@ -492,6 +492,47 @@ OptionError(PipelineDef *def, const char *message, const char *hint)
 }
 
 /*
+ * ValidateRollupOptions checks the options of a definition against its
+ * mode: rollup and allowed_lateness belong to mode rollup, which needs
+ * rollup and takes none of the options of a keyed load (its key is its
+ * bucket and groups, its changes come from its dirty-cells table).
+ */
+static void
+ValidateRollupOptions(PipelineDef *def)
+{
+	if (def->mode != LOAD_MODE_ROLLUP)
+	{
+		if (def->rollup)
+			OptionError(def, "rollup needs mode rollup", "Pass mode => 'rollup', or leave out rollup.");
+		if (def->allowed_lateness)
+			OptionError(def, "allowed_lateness needs mode rollup", "Leave out allowed_lateness.");
+		return;
+	}
+	if (def->rollup == NULL)
+		OptionError(def, "mode rollup needs rollup",
+						  "Pass rollup => '" ROLLUP_EXAMPLE "'.");
+	if (def->unique_key != NIL)
+		OptionError(def, "mode rollup takes no unique key",
+						  "A rollup's key is its bucket and its group_by columns; leave out unique_key.");
+	if (def->incremental_column || def->lookback || def->batch_rows > 0)
+		OptionError(def, "mode rollup takes no incremental column, lookback or batch_rows",
+						  "A rollup finds its changes in its dirty-cells table; leave them out.");
+	if (def->delete_column || def->partition_column)
+		OptionError(def, "mode rollup takes no delete or partition column",
+						  "Rows deleted from the source leave their cells by themselves; leave them out.");
+	if (def->raw_retention)
+		OptionError(def, "mode rollup takes no raw_retention",
+						  "A rollup recomputes cells from the source's rows: purging them would change its target.");
+	if ((def->masks && JB_ROOT_COUNT(def->masks) > 0) ||
+		(def->column_types && JB_ROOT_COUNT(def->column_types) > 0))
+		OptionError(def, "mode rollup takes no masks or column_types",
+						  "Mask or type the detail rows in the pipeline that loads the source.");
+	if (def->on_schema_change && strcmp(def->on_schema_change, "fail") != 0)
+		OptionError(def, "mode rollup takes no on_schema_change",
+						  "A rollup checks the columns its rollup names at every run; leave out on_schema_change.");
+}
+
+/*
  * ValidateOptions checks that the options of a definition fit together, before
  * any relation is looked at.
  */

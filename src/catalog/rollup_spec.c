@@ -8,10 +8,11 @@
  *    "measures": {"orders": "count(*)", "revenue": "sum(amount)"}}
  *
  * This file reads and checks its shape (22023, 42701 for a repeated name,
- * the interval input's 22007), the options a rollup takes or refuses,
- * and spells the parts of SQL that depend on nothing but the option: the
- * bucket of a time value (date_bin from 2000-01-01, UTC for timestamptz),
- * the end of a bucket, and the name of the pipeline's dirty-cells table.
+ * the interval input's 22007), and spells the parts of SQL that depend on
+ * nothing but the option: the bucket of a time value (date_bin from
+ * 2000-01-01, UTC for timestamptz), the end of a bucket, the query of the
+ * cells, and the name of the pipeline's dirty-cells table. The options a
+ * rollup takes or refuses are checked with the others (api/registry_args.c).
  * Whether the columns exist and the measures are aggregates is the plan's
  * business (engine/rollup_plan.c), against the source of now.
  *
@@ -27,8 +28,6 @@
 #include "utils/timestamp.h"
 
 #include "pipeline/catalog.h"
-
-#define ROLLUP_EXAMPLE "{\"time_column\": \"ordered_at\", \"bucket\": \"1 day\", \"group_by\": [\"region\"], \"measures\": {\"orders\": \"count(*)\", \"revenue\": \"sum(amount)\"}}"
 
 /* BadRollup raises the 22023 of a rollup option of the wrong shape */
 static void
@@ -214,58 +213,6 @@ ParseRollupSpec(Jsonb *rollup)
 	ReadGroupBy(spec, rollup);
 	ReadMeasures(spec, rollup);
 	return spec;
-}
-
-/* RollupOptionError raises the 22023 of an option a rollup refuses or needs */
-static void
-RollupOptionError(PipelineDef *def, const char *message, const char *hint)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("%s", message),
-			 errdetail("Pipeline \"%s\" has mode %s.", def->name, LoadModeName(def->mode)),
-			 errhint("%s", hint)));
-}
-
-/*
- * ValidateRollupOptions checks the options of a definition against its
- * mode: rollup and allowed_lateness belong to mode rollup, which needs
- * rollup and takes none of the options of a keyed load (its key is its
- * bucket and groups, its changes come from its dirty-cells table).
- */
-void
-ValidateRollupOptions(PipelineDef *def)
-{
-	if (def->mode != LOAD_MODE_ROLLUP)
-	{
-		if (def->rollup)
-			RollupOptionError(def, "rollup needs mode rollup", "Pass mode => 'rollup', or leave out rollup.");
-		if (def->allowed_lateness)
-			RollupOptionError(def, "allowed_lateness needs mode rollup", "Leave out allowed_lateness.");
-		return;
-	}
-	if (def->rollup == NULL)
-		RollupOptionError(def, "mode rollup needs rollup",
-						  "Pass rollup => '" ROLLUP_EXAMPLE "'.");
-	if (def->unique_key != NIL)
-		RollupOptionError(def, "mode rollup takes no unique key",
-						  "A rollup's key is its bucket and its group_by columns; leave out unique_key.");
-	if (def->incremental_column || def->lookback || def->batch_rows > 0)
-		RollupOptionError(def, "mode rollup takes no incremental column, lookback or batch_rows",
-						  "A rollup finds its changes in its dirty-cells table; leave them out.");
-	if (def->delete_column || def->partition_column)
-		RollupOptionError(def, "mode rollup takes no delete or partition column",
-						  "Rows deleted from the source leave their cells by themselves; leave them out.");
-	if (def->raw_retention)
-		RollupOptionError(def, "mode rollup takes no raw_retention",
-						  "A rollup recomputes cells from the source's rows: purging them would change its target.");
-	if ((def->masks && JB_ROOT_COUNT(def->masks) > 0) ||
-		(def->column_types && JB_ROOT_COUNT(def->column_types) > 0))
-		RollupOptionError(def, "mode rollup takes no masks or column_types",
-						  "Mask or type the detail rows in the pipeline that loads the source.");
-	if (def->on_schema_change && strcmp(def->on_schema_change, "fail") != 0)
-		RollupOptionError(def, "mode rollup takes no on_schema_change",
-						  "A rollup checks the columns its rollup names at every run; leave out on_schema_change.");
 }
 
 /* RollupOrigin is the origin of the buckets of a time column's type */

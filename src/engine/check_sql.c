@@ -187,10 +187,11 @@ CheckKeys(PipelineDef *def, CheckDef *check)
 }
 
 /*
- * UserSqlErrorCallback reports a syntax error's position in the check's
- * SQL, not in the statement that called add_check.
+ * UserSqlErrorCallback reports a syntax error's position in a user's SQL
+ * (arg: the text parsed, a check's SQL or a rollup's measure), not in the
+ * statement that called add_check or create_pipeline.
  */
-static void
+void
 UserSqlErrorCallback(void *arg)
 {
 	int			pos = geterrposition();

@@ -49,7 +49,7 @@ TypeDescription(Oid typid)
  * LookupSourceColumn finds a named column of the source, raising 42703 with
  * the role the column was meant to play when it does not exist.
  */
-static AttrNumber
+AttrNumber
 LookupSourceColumn(Oid relid, const char *column, const char *role, Oid *typid)
 {
 	AttrNumber	attnum = get_attnum(relid, column);

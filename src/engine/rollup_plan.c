@@ -38,16 +38,6 @@
 
 #include "pipeline/engine.h"
 
-/* MissingSourceColumn raises 42703 for a column the rollup names that the source lacks */
-static void
-MissingSourceColumn(Oid relid, const char *column, const char *role)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_UNDEFINED_COLUMN),
-			 errmsg("rollup %s \"%s\" does not exist in source %s", role, column, RelationNameOf(relid)),
-			 errhint("Column names are matched exactly, including case.")));
-}
-
 /* AttributeNotNull tells whether a column is NOT NULL */
 static bool
 AttributeNotNull(Oid relid, AttrNumber attnum)
@@ -66,12 +56,9 @@ AttributeNotNull(Oid relid, AttrNumber attnum)
 static Oid
 TimeColumnType(PipelineDef *def, RollupSpec *spec, Oid source_relid)
 {
-	AttrNumber	attnum = get_attnum(source_relid, spec->time_column);
 	Oid			typid;
 
-	if (attnum <= 0)
-		MissingSourceColumn(source_relid, spec->time_column, "time column");
-	typid = get_atttype(source_relid, attnum);
+	(void) LookupSourceColumn(source_relid, spec->time_column, "rollup time", &typid);
 	if (typid != TIMESTAMPTZOID && typid != TIMESTAMPOID && typid != DATEOID)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
@@ -97,11 +84,9 @@ ResolveGroups(RollupSpec *spec, Oid source_relid)
 	foreach(lc, spec->group_by)
 	{
 		RollupGroup *g = palloc0(sizeof(RollupGroup));
-		AttrNumber	attnum = get_attnum(source_relid, lfirst(lc));
+		AttrNumber	attnum = LookupSourceColumn(source_relid, lfirst(lc), "rollup group_by", &g->typid);
 		TypeCacheEntry *tc;
 
-		if (attnum <= 0)
-			MissingSourceColumn(source_relid, lfirst(lc), "group_by column");
 		g->name = lfirst(lc);
 		get_atttypetypmodcoll(source_relid, attnum, &g->typid, &g->typmod, &g->collid);
 		g->not_null = AttributeNotNull(source_relid, attnum);
@@ -129,19 +114,6 @@ BadMeasure(int sqlstate, RollupMeasure *m, const char *problem, const char *hint
 			 errhint("%s", hint)));
 }
 
-/* MeasureErrorCallback reports a syntax error's position in the measure, not in the caller's statement */
-static void
-MeasureErrorCallback(void *arg)
-{
-	int			pos = geterrposition();
-
-	if (pos <= 0)
-		return;
-	errposition(0);
-	internalerrposition(pos);
-	internalerrquery((const char *) arg);
-}
-
 /*
  * MeasureIsOneExpression checks that a measure, parsed alone, is one
  * expression (not a row of several), so that it stays inside the
@@ -156,7 +128,7 @@ MeasureIsOneExpression(RollupMeasure *m)
 	List	   *raw;
 	SelectStmt *s;
 
-	errcb.callback = MeasureErrorCallback;
+	errcb.callback = UserSqlErrorCallback;	/* check_sql.c */
 	errcb.arg = text;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;

@@ -44,34 +44,6 @@ TargetColumnNames(RollupSpec *spec)
 	return names;
 }
 
-/* AddColumnSources adds one edge per distinct source column of a target column */
-static void
-AddColumnSources(EdgeSet *es, List *sources, Oid target, const char *column)
-{
-	List	   *seen = NIL;
-	ListCell   *sc;
-
-	foreach(sc, sources)
-	{
-		ColSource  *s = lfirst(sc);
-		ListCell   *dc;
-		bool		dup = false;
-
-		foreach(dc, seen)
-		{
-			ColSource  *d = lfirst(dc);
-
-			dup |= d->relid == s->relid && strcmp(d->column, s->column) == 0 &&
-				(strcmp(d->how, "condition") == 0) == (strcmp(s->how, "condition") == 0);
-		}
-		if (dup)
-			continue;
-		seen = lappend(seen, s);
-		AddColumnEdge(es, "pipeline", s->relid, s->column, target, pstrdup(column),
-					  s->transformed, s->how);
-	}
-}
-
 /* TraceRollup analyses the rollup's query and adds the edge of each target column */
 static void
 TraceRollup(void *arg)
@@ -90,7 +62,7 @@ TraceRollup(void *arg)
 		List	   *sources = NIL;
 
 		ResolveQueryColumn(query, resno++, NIL, false, NULL, &sources, 0);
-		AddColumnSources(rl->es, sources, rl->target, lfirst(lc));
+		AddColumnSourceEdges(rl->es, "pipeline", sources, rl->target, lfirst(lc));
 	}
 }
 

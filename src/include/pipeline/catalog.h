@@ -100,6 +100,7 @@ extern ColumnType *FindColumnType(List *column_types, const char *column);
 /* catalog/rollup_spec.c: the rollup option of mode rollup */
 #define ROLLUP_BUCKET_COLUMN	"bucket"
 #define ROLLUP_DIRTY_SUFFIX		"__dirty"
+#define ROLLUP_EXAMPLE "{\"time_column\": \"ordered_at\", \"bucket\": \"1 day\", \"group_by\": [\"region\"], \"measures\": {\"orders\": \"count(*)\", \"revenue\": \"sum(amount)\"}}"
 
 typedef struct RollupMeasure
 {
@@ -118,7 +119,6 @@ typedef struct RollupSpec
 } RollupSpec;
 
 extern RollupSpec *ParseRollupSpec(Jsonb *rollup);
-extern void ValidateRollupOptions(PipelineDef *def);
 extern char *RollupBucketSql(RollupSpec *spec, const char *ref, Oid time_typid);
 extern char *RollupBucketEndSql(RollupSpec *spec, const char *ref, Oid time_typid);
 extern char *RollupCellsQuery(RollupSpec *spec, const char *source_ident, Oid time_typid,

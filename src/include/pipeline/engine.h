@@ -119,6 +119,7 @@ typedef struct CountQueries
 /* engine/load_plan.c */
 extern LoadPlan *BuildLoadPlan(PipelineDef *def);
 extern void CreateTargetTable(PipelineDef *def, Oid source_relid);
+extern AttrNumber LookupSourceColumn(Oid relid, const char *column, const char *role, Oid *typid);
 
 /* engine/rollup_plan.c: mode rollup, its plan and target */
 extern void PlanRollup(LoadPlan *plan);
@@ -183,6 +184,7 @@ extern char *RowCheckPredicate(PipelineDef *def, CheckDef *check);
 extern char *SetCheckQuery(LoadPlan *plan, CheckDef *check);
 extern int64 RowCountBound(PipelineDef *def, CheckDef *check, const char *key);
 extern void ValidateCheck(PipelineDef *def, CheckDef *check);
+extern void UserSqlErrorCallback(void *arg);
 
 /* engine/row_checks.c */
 extern void ArmRowChecks(LoadPlan *plan);
