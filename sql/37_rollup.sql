@@ -234,6 +234,36 @@ SELECT action FROM pipeline.apply(jsonb_build_object('name', 'weekly', 'source',
   'rollup', '{"time_column": "day", "bucket": "7 days", "measures": {"visits": "count(*)", "pages": "sum(pages)", "first": "min(at)"}}'::jsonb));
 SELECT allowed_lateness FROM pipeline.pipeline WHERE name = 'weekly';
 
+-- The medallion chain: a merge pipeline keeps core.items from a change log
+-- (updated and deleted in place), and a rollup of core.items follows it;
+-- the merge's writes fire the rollup's triggers in the merge's run.
+CREATE SCHEMA staging;
+CREATE TABLE staging.item_changes (change_id bigserial, id int, at timestamptz, kind text,
+                                   qty int, deleted boolean NOT NULL DEFAULT false);
+INSERT INTO staging.item_changes (id, at, kind, qty)
+SELECT g, timestamptz '2024-04-01 00:00+00' + g * interval '3 hours', (ARRAY['x', 'y'])[g % 2 + 1], g
+  FROM generate_series(1, 20) g;
+SELECT pipeline.create_pipeline('items', 'staging.item_changes', 'core.items', unique_key => '{id}',
+                                incremental_column => 'change_id', delete_column => 'deleted') > 0 AS created;
+SELECT pipeline.run('items') > 0 AS ran;
+SELECT pipeline.create_pipeline('items_daily', 'core.items', 'mart.items_daily', mode => 'rollup',
+  rollup => '{"time_column": "at", "bucket": "1 day", "group_by": ["kind"], "measures": {"items": "count(*)", "qty": "sum(qty)"}}') > 0 AS created;
+SELECT pipeline.run('items_daily') > 0 AS ran;
+-- a change of kind, a move to another day, a delete, a new item
+INSERT INTO staging.item_changes (id, at, kind, qty, deleted) VALUES
+  (1, '2024-04-01 03:00+00', 'x', 1, false), (2, '2024-04-05 00:00+00', 'x', 2, false),
+  (3, NULL, NULL, NULL, true), (21, '2024-04-03 12:00+00', 'x', 21, false);
+SELECT pipeline.run('items') > 0 AS ran;
+SELECT pipeline.run('items_daily') > 0 AS ran;
+SELECT rows_read, rows_inserted, rows_updated, rows_deleted, rows_unchanged FROM pipeline.runs
+ WHERE pipeline_name = 'items_daily' ORDER BY run_id DESC LIMIT 1;
+(SELECT date_bin('1 day', at, timestamptz '2000-01-01 00:00+00'), kind, count(*), sum(qty) FROM core.items GROUP BY 1, 2
+ EXCEPT ALL SELECT bucket, kind, items, qty FROM mart.items_daily)
+UNION ALL
+(SELECT bucket, kind, items, qty FROM mart.items_daily
+ EXCEPT ALL SELECT date_bin('1 day', at, timestamptz '2000-01-01 00:00+00'), kind, count(*), sum(qty) FROM core.items GROUP BY 1, 2);
+SELECT depth, relation, pipeline FROM pipeline.downstream('core.items') ORDER BY 1, 2;
+
 -- Errors -------------------------------------------------------------------------------
 \set VERBOSITY default
 -- The options that go with mode rollup, and those it refuses (22023).
