@@ -54,7 +54,6 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
-#include "utils/ruleutils.h"
 
 #include "pipeline/engine.h"
 #include "run_internal.h"
@@ -107,15 +106,7 @@ DirtyTableSql(LoadPlan *plan)
 	appendStringInfo(&buf, "CREATE TABLE IF NOT EXISTS %s (__change \"char\" NOT NULL, %s %s",
 					 rp->dirty_ident, ROLLUP_BUCKET_COLUMN, format_type_be_qualified(rp->time_typid));
 	foreach(lc, rp->groups)
-	{
-		RollupGroup *g = lfirst(lc);
-
-		appendStringInfo(&buf, ", %s %s", quote_identifier(g->name),
-						 format_type_extended(g->typid, g->typmod,
-											  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
-		if (OidIsValid(g->collid) && g->collid != get_typcollation(g->typid))
-			appendStringInfo(&buf, " COLLATE %s", generate_collation_name(g->collid));
-	}
+		AppendGroupColumn(&buf, lfirst(lc), false);	/* rollup_plan.c */
 	appendStringInfo(&buf, ", __at %s, __n pg_catalog.int8 NOT NULL, __row pg_catalog.jsonb)",
 					 format_type_be_qualified(rp->time_typid));
 	return buf.data;

@@ -313,6 +313,23 @@ PlanRollup(LoadPlan *plan)
 }
 
 /*
+ * AppendGroupColumn appends the definition of a group_by column as the
+ * source has it (type, typmod, collation; NOT NULL if asked and there),
+ * for the target and the dirty-cells table (rollup_capture.c).
+ */
+void
+AppendGroupColumn(StringInfo buf, RollupGroup *g, bool keep_not_null)
+{
+	appendStringInfo(buf, ", %s %s", quote_identifier(g->name),
+					 format_type_extended(g->typid, g->typmod,
+										  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
+	if (OidIsValid(g->collid) && g->collid != get_typcollation(g->typid))
+		appendStringInfo(buf, " COLLATE %s", generate_collation_name(g->collid));
+	if (keep_not_null && g->not_null)
+		appendStringInfoString(buf, " NOT NULL");
+}
+
+/*
  * CreateRollupTarget creates the target of a rollup: the bucket and the
  * group_by columns (of the source's types) as its key, a primary key when
  * every group_by column is NOT NULL in the source, else a unique key that
@@ -347,13 +364,7 @@ CreateRollupTarget(PipelineDef *def, Oid source_relid)
 	{
 		RollupGroup *g = lfirst(lc);
 
-		appendStringInfo(&sql, ", %s %s", quote_identifier(g->name),
-						 format_type_extended(g->typid, g->typmod,
-											  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
-		if (OidIsValid(g->collid) && g->collid != get_typcollation(g->typid))
-			appendStringInfo(&sql, " COLLATE %s", generate_collation_name(g->collid));
-		if (g->not_null)
-			appendStringInfoString(&sql, " NOT NULL");
+		AppendGroupColumn(&sql, g, true);
 		all_not_null &= g->not_null;
 		appendStringInfo(&key, ", %s", quote_identifier(g->name));
 	}

@@ -125,6 +125,7 @@ extern AttrNumber LookupSourceColumn(Oid relid, const char *column, const char *
 extern void PlanRollup(LoadPlan *plan);
 extern void CreateRollupTarget(PipelineDef *def, Oid source_relid);
 extern void RefuseRowCheck(PipelineDef *def, CheckDef *check);
+extern void AppendGroupColumn(StringInfo buf, RollupGroup *g, bool keep_not_null);
 
 /* engine/rollup.c: mode rollup, its statements (a pure builder) */
 typedef struct RollupStatements
