@@ -965,9 +965,10 @@ COMMENT ON FUNCTION pipeline._mask_year(date) IS 'internal: the year mask of a d
 
 -- create_pipeline and alter_pipeline take masks, the options of the Data
 -- quality section below (typed loads, schema drift, anomalies),
--- raw_retention (Privacy: raw retention), those of change capture and of
--- snapshot mode (Modeling, at the end), in the option table's order: after
--- mute_timeliness. A function's arguments cannot be added in place.
+-- raw_retention (Privacy: raw retention), those of change capture, of
+-- snapshot mode and of rollup mode (Modeling, at the end), in the option
+-- table's order: after mute_timeliness. A function's arguments cannot be
+-- added in place.
 DROP FUNCTION pipeline.create_pipeline(text, pg_catalog.regclass, text, text[], text, text, text,
     boolean, text, interval, bigint, boolean, text, jsonb, text, text[], integer, interval,
     interval, interval, interval, boolean, boolean);
@@ -1006,7 +1007,9 @@ CREATE FUNCTION pipeline.create_pipeline(
     capture_retention   interval    DEFAULT NULL,
     snapshot_columns    jsonb       DEFAULT '{}'::jsonb,
     snapshot_check_columns text[]   DEFAULT NULL,
-    snapshot_keep_deleted boolean   DEFAULT false)
+    snapshot_keep_deleted boolean   DEFAULT false,
+    rollup              jsonb       DEFAULT NULL,
+    allowed_lateness    interval    DEFAULT NULL)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_create_pipeline';
@@ -1050,7 +1053,9 @@ CREATE FUNCTION pipeline.alter_pipeline(
     capture_retention   interval    DEFAULT NULL,
     snapshot_columns    jsonb       DEFAULT NULL,
     snapshot_check_columns text[]   DEFAULT NULL,
-    snapshot_keep_deleted boolean   DEFAULT NULL)
+    snapshot_keep_deleted boolean   DEFAULT NULL,
+    rollup              jsonb       DEFAULT NULL,
+    allowed_lateness    interval    DEFAULT NULL)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_alter_pipeline';
@@ -1807,3 +1812,50 @@ RETURNS SETOF record
 LANGUAGE c STABLE STRICT
 AS 'MODULE_PATHNAME', 'pipeline_as_of';
 COMMENT ON FUNCTION pipeline.as_of(pg_catalog.regclass, timestamptz) IS 'the versions of a snapshot pipeline''s history valid at a point in time';
+
+-- Modeling: rollup mode (issue 10) -------------------------------------------
+
+-- mode => 'rollup': the aggregated stage, recomputed cell by cell
+-- (src/engine/rollup*.c, docs/modeling.md#rollup). rollup says what it
+-- aggregates (src/catalog/rollup_spec.c), allowed_lateness when a bucket
+-- closes; create_pipeline and alter_pipeline take them (Masks section);
+-- both are left out of a pipeline's config while NULL.
+ALTER TABLE pipeline.pipeline DROP CONSTRAINT pipeline_mode_check;
+ALTER TABLE pipeline.pipeline ADD CONSTRAINT pipeline_mode_check
+    CHECK (mode OPERATOR(pg_catalog.=) ANY (ARRAY['merge', 'append', 'full', 'snapshot', 'rollup']));
+ALTER TABLE pipeline.pipeline
+    ADD COLUMN rollup jsonb,
+    ADD COLUMN allowed_lateness interval
+        CHECK (allowed_lateness OPERATOR(pg_catalog.>) '0'::interval);
+
+-- The statement triggers a rollup puts on its source (insert, update,
+-- delete, truncate; the pipeline's id as argument): each writes the cells
+-- its statement's rows left and arrived in to the rollup's dirty-cells
+-- table, as the pipeline owner, in the writer's transaction.
+CREATE FUNCTION pipeline._rollup_capture()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pipeline_rollup_capture';
+COMMENT ON FUNCTION pipeline._rollup_capture() IS 'internal: records the dirty cells of a rollup''s source';
+
+-- What a rollup's statements hand over while they run (refused, 55000,
+-- anywhere else): each entry taken from the dirty-cells table (a dirty
+-- cell, counted and recomputed; a late change, counted and kept for the
+-- quarantine; a TRUNCATE), each cell of a full recompute
+-- (its rows and latest time), each cell recomputed to what it was.
+CREATE FUNCTION pipeline._rollup_change(change "char", at anyelement, changed bigint,
+                                        "row" jsonb, cell jsonb)
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_rollup_change';
+CREATE FUNCTION pipeline._rollup_cell(rows bigint, at anyelement)
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_rollup_cell';
+CREATE FUNCTION pipeline._rollup_unchanged()
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_rollup_unchanged';
+COMMENT ON FUNCTION pipeline._rollup_change("char", anyelement, bigint, jsonb, jsonb) IS 'internal: takes one change of a rollup''s dirty cells, inside its run only';
+COMMENT ON FUNCTION pipeline._rollup_cell(bigint, anyelement) IS 'internal: notes a cell of a rollup''s full recompute, inside its run only';
+COMMENT ON FUNCTION pipeline._rollup_unchanged() IS 'internal: counts a rollup cell recomputed unchanged, inside its run only';

@@ -431,7 +431,8 @@ NumCallArgs(void)
  * option means its default: for a create, the argument's default (NULL
  * included); for an update, the default too when it is not NULL, and
  * otherwise the value that clears the option in alter_pipeline ('', an
- * empty array, '0', 0), so that the spec is the whole truth.
+ * empty array, '0', 0), so that the spec is the whole truth; but rollup,
+ * which only a pipeline in mode rollup has and always has, is left as it is.
  */
 static void
 SpecCallArgs(PipelineSpec *spec, int index, bool update, Oid *types, Datum *values, char *nulls)
@@ -449,6 +450,8 @@ SpecCallArgs(PipelineSpec *spec, int index, bool update, Oid *types, Datum *valu
 			values[n] = SpecValue(spec, k, index);
 		else if (o->default_value != NULL)
 			values[n] = DefaultDatum(o);
+		else if (update && o->sql_type == JSONBOID)
+			nulls[n] = 'n';		/* rollup goes with its mode, which an update keeps */
 		else if (update)
 			values[n] = ClearDatum(o);
 		else

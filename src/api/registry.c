@@ -113,6 +113,13 @@ FinishDefinition(PipelineDef *def)
 		CheckRawRetention(def, plan);
 	if (plan->snapshot)
 		WarnSnapshotTarget(plan);
+	if (plan->rollup && !plan->rollup->time_indexed)
+		ereport(NOTICE,
+				(errmsg("source %s has no index on the rollup's time column \"%s\"",
+						plan->source_ident, plan->rollup->spec->time_column),
+				 errdetail("Every dirty cell a run recomputes then scans the whole source."),
+				 errhint("CREATE INDEX ON %s (%s);", plan->source_ident,
+						 quote_identifier(plan->rollup->spec->time_column))));
 	if (plan->incremental && !SourceHasIndexOn(plan->source_relid, plan->incremental->name) &&
 		!TargetIndexOwed(plan->source_relid, plan->incremental->name))
 		ereport(NOTICE,
@@ -182,11 +189,39 @@ pipeline_create_pipeline(PG_FUNCTION_ARGS)
 	nestlevel = PinSearchPath();
 	FinishDefinition(def);
 	InsertPipelineDef(def);
+	if (def->mode == LOAD_MODE_ROLLUP)
+		InstallRollupCapture(def);
 	FinishGraph(def, args.source_relid, args.depends_on, true, def->name, NULL);
 	RegistryChanged("create", def, NULL);
 	UnpinSearchPath(nestlevel);
 	SPI_finish();
 	PG_RETURN_INT64(def->id);
+}
+
+/*
+ * RollupMoves checks that alter_pipeline neither makes a pipeline a rollup
+ * nor makes a rollup something else (22023: their targets differ), and
+ * tells whether a rollup's capture must move: a new source or rollup
+ * (the caller adds a new target, once resolved); every cell is then
+ * recomputed.
+ */
+static bool
+RollupMoves(PipelineDef *before, PipelineDef *def)
+{
+	if ((before->mode == LOAD_MODE_ROLLUP) != (def->mode == LOAD_MODE_ROLLUP))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("alter_pipeline cannot change the mode of pipeline \"%s\" to or from rollup", def->name),
+				 errdetail("Pipeline \"%s\" has mode %s; a rollup's target holds cells, not rows.",
+						   def->name, LoadModeName(before->mode)),
+				 errhint("Drop the pipeline and create it again in the mode you want.")));
+	if (def->mode != LOAD_MODE_ROLLUP)
+		return false;
+	if (before->rollup == NULL || def->rollup == NULL)
+		return true;			/* ValidateOptions refuses it */
+	return strcmp(before->source_schema, def->source_schema) != 0 ||
+		strcmp(before->source_table, def->source_table) != 0 ||
+		compareJsonbContainers(&before->rollup->root, &def->rollup->root) != 0;
 }
 
 /*
@@ -207,12 +242,17 @@ pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 	int			depends_argno = OptionArgno("depends_on", true);
 	bool		target_index_changed = false;
 	bool		was_capture;
+	PipelineDef *before;
+	bool		rollup_moves;
 
 	SPI_connect();
 	nestlevel = PinSearchPath();
 	def = LoadPipelineByName(name, false);
 	CheckPipelineOwner(def, "alter");
 	UnpinSearchPath(nestlevel);
+	before = CopyDefIdentity(def);
+	before->mode = def->mode;
+	before->rollup = def->rollup;
 	old_name = def->name;
 	old_schedule = def->schedule;
 
@@ -228,6 +268,7 @@ pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 	was_capture = def->capture;
 	ReadOptionArgs(fcinfo, def, true, &args);
 	SetUpCaptureSource(fcinfo, def, &args, true, was_capture);
+	rollup_moves = RollupMoves(before, def);
 	ValidateOptions(def);
 
 	if (args.target)
@@ -245,9 +286,18 @@ pipeline_alter_pipeline(PG_FUNCTION_ARGS)
 		target_index_changed = def->target_index_pending != owed;
 	}
 
+	rollup_moves |= def->mode == LOAD_MODE_ROLLUP &&
+		(strcmp(before->target_schema, def->target_schema) != 0 ||
+		 strcmp(before->target_table, def->target_table) != 0);
+	args.reset_watermark |= rollup_moves;
 	nestlevel = PinSearchPath();
 	FinishDefinition(def);
 	UpdatePipelineDef(def, args.reset_watermark);
+	if (rollup_moves)
+	{
+		RemoveRollupCapture(before);
+		InstallRollupCapture(def);
+	}
 	if (target_index_changed)
 		StoreTargetIndexPending(def->id, def->target_index_pending);
 	source_relid = ResolveRelationName(def->source_schema, def->source_table, "source");
@@ -285,6 +335,8 @@ pipeline_drop_pipeline(PG_FUNCTION_ARGS)
 	if (def->schedule)
 		(void) UnscheduleCronJob(def->name);
 	DeletePipelineDef(def->id);
+	if (def->mode == LOAD_MODE_ROLLUP)
+		RemoveRollupCapture(def);
 	RegistryChanged("drop", def, NULL);
 	if (drop_target)
 	{

@@ -130,7 +130,7 @@ ModeArg(const char *text)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown mode \"%s\"", text),
-				 errhint("The modes are merge, append, full and snapshot.")));
+				 errhint("The modes are merge, append, full, snapshot and rollup.")));
 	return mode;
 }
 
@@ -395,6 +395,10 @@ ReadValueArg(FunctionCallInfo fcinfo, int argno, const PipelineOption *o, Pipeli
 			(void) ParseMasks(PG_GETARG_JSONB_P(argno));	/* its shape; its columns later */
 			*OPTION_FIELD(def, o->field, Jsonb *) = PG_GETARG_JSONB_P_COPY(argno);
 			return;
+		case OPTION_CHECK_ROLLUP:
+			(void) ParseRollupSpec(PG_GETARG_JSONB_P(argno));	/* its shape; its columns later */
+			*OPTION_FIELD(def, o->field, Jsonb *) = PG_GETARG_JSONB_P_COPY(argno);
+			return;
 		case OPTION_CHECK_COLUMN_TYPES:
 			(void) ParseColumnTypes(PG_GETARG_JSONB_P(argno));	/* the types; the columns later */
 			*OPTION_FIELD(def, o->field, Jsonb *) = PG_GETARG_JSONB_P_COPY(argno);
@@ -525,12 +529,60 @@ ValidateSnapshotOptions(PipelineDef *def)
 }
 
 /*
+ * ValidateRollupOptions checks the options of a definition against its
+ * mode: rollup and allowed_lateness belong to mode rollup, which needs
+ * rollup and takes none of the options of a keyed load (its key is its
+ * bucket and groups, its changes come from its dirty-cells table).
+ */
+static void
+ValidateRollupOptions(PipelineDef *def)
+{
+	if (def->mode != LOAD_MODE_ROLLUP)
+	{
+		if (def->rollup)
+			OptionError(def, "rollup needs mode rollup", "Pass mode => 'rollup', or leave out rollup.");
+		if (def->allowed_lateness)
+			OptionError(def, "allowed_lateness needs mode rollup", "Leave out allowed_lateness.");
+		return;
+	}
+	if (def->rollup == NULL)
+		OptionError(def, "mode rollup needs rollup",
+						  "Pass rollup => '" ROLLUP_EXAMPLE "'.");
+	if (def->unique_key != NIL)
+		OptionError(def, "mode rollup takes no unique key",
+						  "A rollup's key is its bucket and its group_by columns; leave out unique_key.");
+	if (def->incremental_column || def->lookback || def->batch_rows > 0)
+		OptionError(def, "mode rollup takes no incremental column, lookback or batch_rows",
+						  "A rollup finds its changes in its dirty-cells table; leave them out.");
+	if (def->delete_column || def->partition_column)
+		OptionError(def, "mode rollup takes no delete or partition column",
+						  "Rows deleted from the source leave their cells by themselves; leave them out.");
+	if (def->raw_retention)
+		OptionError(def, "mode rollup takes no raw_retention",
+						  "A rollup recomputes cells from the source's rows: purging them would change its target.");
+	if ((def->masks && JB_ROOT_COUNT(def->masks) > 0) ||
+		(def->column_types && JB_ROOT_COUNT(def->column_types) > 0))
+		OptionError(def, "mode rollup takes no masks or column_types",
+						  "Mask or type the detail rows in the pipeline that loads the source.");
+	if (def->on_schema_change && strcmp(def->on_schema_change, "fail") != 0)
+		OptionError(def, "mode rollup takes no on_schema_change",
+						  "A rollup checks the columns its rollup names at every run; leave out on_schema_change.");
+	if (def->capture)
+		OptionError(def, "mode rollup takes no capture",
+						  "A rollup finds its changes with triggers of its own; leave out capture.");
+}
+
+/*
  * ValidateOptions checks that the options of a definition fit together, before
  * any relation is looked at.
  */
 void
 ValidateOptions(PipelineDef *def)
 {
+	ValidateSnapshotOptions(def);
+	ValidateRollupOptions(def);
+	if (def->mode == LOAD_MODE_ROLLUP)
+		return;
 	if (def->mode != LOAD_MODE_APPEND && def->unique_key == NIL)
 		OptionError(def, psprintf("mode %s needs a unique key", LoadModeName(def->mode)),
 					"Pass unique_key, or use mode append.");
@@ -552,7 +604,6 @@ ValidateOptions(PipelineDef *def)
 	if (def->mode == LOAD_MODE_FULL && def->batch_rows > 0)
 		OptionError(def, "mode full cannot run in batches",
 					"Leave out batch_rows, or use mode merge.");
-	ValidateSnapshotOptions(def);
 	if (def->mode == LOAD_MODE_APPEND && def->unique_key == NIL)
 	{
 		if (def->incremental_column == NULL)

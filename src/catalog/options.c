@@ -451,6 +451,31 @@ const PipelineOption PipelineOptions[] = {
 	},
 	{
 		/*
+		 * mode rollup: what it aggregates (catalog/rollup_spec.c); a change
+		 * recomputes every cell (engine/rollup_run.c)
+		 */
+		.name = "rollup",
+		.sql_type = JSONBOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_ROLLUP,
+		.storage = OPTION_STORE_JSONB, .column = "rollup", .written = true,
+		.field = FIELD(rollup), .field2 = NO_FIELD,
+		.alterable = true, .resets_watermark = true,
+		.in_config = true, .omit_default_in_config = true,
+		.in_spec = true,
+	},
+	{
+		/* mode rollup: buckets older than the high-water time minus it are closed */
+		.name = "allowed_lateness",
+		.sql_type = INTERVALOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_LIMIT,
+		.storage = OPTION_STORE_INTERVAL, .column = "allowed_lateness", .written = true,
+		.field = FIELD(allowed_lateness), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true, .omit_default_in_config = true,
+		.in_spec = true,
+	},
+	{
+		/*
 		 * no argument: rows of pipeline.data_check, changed by add_check and
 		 * drop_check (api/checks_api.c), which audit each change; not in the
 		 * config, so that a pipeline's config versions are its options'

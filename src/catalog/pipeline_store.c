@@ -133,6 +133,8 @@ LoadModeName(LoadMode mode)
 			return "full";
 		case LOAD_MODE_SNAPSHOT:
 			return "snapshot";
+		case LOAD_MODE_ROLLUP:
+			return "rollup";
 	}
 	return "unknown";
 }
@@ -148,6 +150,8 @@ ParseLoadMode(const char *text, LoadMode *mode)
 		*mode = LOAD_MODE_FULL;
 	else if (strcmp(text, "snapshot") == 0)
 		*mode = LOAD_MODE_SNAPSHOT;
+	else if (strcmp(text, "rollup") == 0)
+		*mode = LOAD_MODE_ROLLUP;
 	else
 		return false;
 	return true;
@@ -267,7 +271,7 @@ ReadOptionColumns(PipelineDef *def, const PipelineOption *o, HeapTuple tuple, Tu
 			*OPTION_FIELD(def, o->field, Interval *) = GetIntervalColumn(tuple, desc, *attno);
 			break;
 		case OPTION_STORE_JSONB:
-			*OPTION_FIELD(def, o->field, Jsonb *) = DatumGetJsonbPCopy(d);
+			*OPTION_FIELD(def, o->field, Jsonb *) = isnull ? NULL : DatumGetJsonbPCopy(d);
 			break;
 		case OPTION_STORE_FLOAT8:
 			*OPTION_FIELD(def, o->field, double) = isnull ? 0 : DatumGetFloat8(d);
@@ -523,6 +527,7 @@ OptionParams(PipelineDef *def, const PipelineOption *o, Oid *types, Datum *value
 		case OPTION_STORE_JSONB:
 			types[i] = JSONBOID;
 			values[i] = JsonbPGetDatum(*OPTION_FIELD(def, o->field, Jsonb *));
+			nulls[i] = *OPTION_FIELD(def, o->field, Jsonb *) ? ' ' : 'n';
 			break;
 		case OPTION_STORE_FLOAT8:
 			types[i] = FLOAT8OID;

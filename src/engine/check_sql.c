@@ -187,10 +187,11 @@ CheckKeys(PipelineDef *def, CheckDef *check)
 }
 
 /*
- * UserSqlErrorCallback reports a syntax error's position in the check's
- * SQL, not in the statement that called add_check.
+ * UserSqlErrorCallback reports a syntax error's position in a user's SQL
+ * (arg: the text parsed, a check's SQL or a rollup's measure), not in the
+ * statement that called add_check or create_pipeline.
  */
-static void
+void
 UserSqlErrorCallback(void *arg)
 {
 	int			pos = geterrposition();
@@ -418,6 +419,7 @@ ValidateCheck(PipelineDef *def, CheckDef *check)
 {
 	LoadPlan   *plan = BuildLoadPlan(def);
 
+	RefuseRowCheck(def, check);
 	CheckKeys(def, check);
 	check->args = NormalizeCheckArgs(check, def);
 	if (CHECK_IS_ROW_LEVEL(check->kind))

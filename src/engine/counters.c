@@ -175,6 +175,21 @@ ArmMergeCapture(void)
 }
 
 /*
+ * TakeMergeTallies hands over the tallies of the MERGE armed with
+ * ArmMergeCapture (a rollup's, engine/rollup_run.c), and disarms it.
+ */
+void
+TakeMergeTallies(int64 *inserted, int64 *updated, int64 *deleted)
+{
+	if (!merge_captured)
+		elog(ERROR, "pg_pipeline did not observe the tallies of its MERGE");
+	*inserted = (int64) merge_inserted;
+	*updated = (int64) merge_updated;
+	*deleted = (int64) merge_deleted;
+	merge_capture_armed = false;
+}
+
+/*
  * CollectLoadCounters adds the counts of the statement that just ran to
  * counts: from the MERGE tallies for a MERGE, else from processed (the rows
  * a plain INSERT wrote; for an initial load's INSERT, the kept rows it did

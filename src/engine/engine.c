@@ -194,7 +194,8 @@ PrepareRun(RunState *rs)
 {
 	LoadPlan   *plan;
 
-	if (rs->rec.batches == 0)
+	/* a rollup checks the columns it names itself (rollup_plan.c) */
+	if (rs->rec.batches == 0 && rs->rec.def->mode != LOAD_MODE_ROLLUP)
 		HandleSchemaDrift(&rs->rec);
 	plan = BuildLoadPlan(rs->rec.def);
 
@@ -220,7 +221,9 @@ RunOnce(RunState *rs)
 
 	rs->rec.wm_from = def->watermark;
 	rs->rec.wm_to = rs->rec.wm_from;
-	if (plan->incremental)
+	if (plan->rollup)
+		nothing_new = !RollupHasWork(plan);
+	else if (plan->incremental)
 	{
 		Oid			typid = plan->incremental->typid;
 		bool		has_wm = rs->rec.wm_from != NULL;
@@ -254,7 +257,10 @@ RunOnce(RunState *rs)
 	{
 		int64		read_before = rs->rec.counts.read;
 
-		ExecuteLoadStep(plan, has_lower, lower, has_upper, upper, &rs->rec.counts);
+		if (plan->rollup)
+			rs->rec.wm_to = ExecuteRollupStep(plan, rs->rec.run_id, &rs->rec.counts);
+		else
+			ExecuteLoadStep(plan, has_lower, lower, has_upper, upper, &rs->rec.counts);
 		index_built = BuildOwedTargetIndex(plan);
 		if (plan->incremental)
 			KeepReadWindow(rs, plan, upper);

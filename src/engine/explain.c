@@ -26,7 +26,11 @@ ExplainPipeline(PipelineDef *def)
 	List	   *rows = NIL;
 	bool		has_lower = plan->incremental && def->watermark != NULL;
 	bool		has_upper = plan->incremental != NULL;
-	LoadStatements *stmts = BuildLoadStatements(plan, has_lower, has_upper);
+	LoadStatements *stmts;
+
+	if (plan->rollup)
+		return ExplainRollup(plan); /* rollup.c */
+	stmts = BuildLoadStatements(plan, has_lower, has_upper);
 
 	rows = lappend(rows, psprintf("-- pipeline %s: %s %s into %s", quote_literal_cstr(def->name),
 								  LoadModeName(def->mode), plan->source_ident, plan->target_ident));

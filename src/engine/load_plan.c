@@ -49,7 +49,7 @@ TypeDescription(Oid typid)
  * LookupSourceColumn finds a named column of the source, raising 42703 with
  * the role the column was meant to play when it does not exist.
  */
-static AttrNumber
+AttrNumber
 LookupSourceColumn(Oid relid, const char *column, const char *role, Oid *typid)
 {
 	AttrNumber	attnum = get_attnum(relid, column);
@@ -429,6 +429,11 @@ BuildLoadPlan(PipelineDef *def)
 	plan->target_ident = QualifiedRelationName(def->target_schema, def->target_table);
 	CheckRelationKinds(def, plan->source_relid, plan->target_relid);
 	plan->base_relids = CheckSourceReads(def, plan->source_relid, plan->target_relid);
+	if (def->mode == LOAD_MODE_ROLLUP)
+	{
+		PlanRollup(plan);		/* rollup_plan.c */
+		return plan;
+	}
 	ValidateSourceColumns(def, plan->source_relid);
 	CheckColumnTypesOption(def, plan->source_relid, plan->target_relid);
 	plan->columns = BuildLoadColumns(def, plan->source_relid, plan->target_relid);
@@ -514,6 +519,11 @@ CreateTargetTable(PipelineDef *def, Oid source_relid)
 	bool		first = true;
 	ListCell   *lc;
 
+	if (def->mode == LOAD_MODE_ROLLUP)
+	{
+		CreateRollupTarget(def, source_relid);	/* rollup_plan.c */
+		return;
+	}
 	ValidateSourceColumns(def, source_relid);
 	source = relation_open(source_relid, AccessShareLock);
 	desc = RelationGetDescr(source);

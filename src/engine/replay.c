@@ -69,6 +69,13 @@ ReplayQuarantine(PipelineDef *def, ArrayType *ids)
 	int64		n;
 	bool		blocked;
 
+	if (def->mode == LOAD_MODE_ROLLUP)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pipeline \"%s\" is a rollup: its late changes are not replayed one by one", def->name),
+				 errdetail("A late change is kept because its bucket was closed; a full recompute applies every late change and closes them."),
+				 errhint("SELECT pipeline.reset(%s); then run it, or discard the late rows with pipeline.discard_quarantine.",
+						 quote_literal_cstr(def->name))));
 	if (!TryLockPipeline(def->id, false))
 		ereport(ERROR,
 				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),

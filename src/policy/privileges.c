@@ -52,7 +52,7 @@ PrivilegeNames(AclMode mode)
 		const char *name;
 	}			names[] = {
 		{ACL_SELECT, "SELECT"}, {ACL_INSERT, "INSERT"},
-		{ACL_UPDATE, "UPDATE"}, {ACL_DELETE, "DELETE"},
+		{ACL_UPDATE, "UPDATE"}, {ACL_DELETE, "DELETE"}, {ACL_TRIGGER, "TRIGGER"},
 	};
 
 	initStringInfo(&buf);
@@ -72,7 +72,7 @@ void
 CheckRelationAccess(Oid relid, Oid role, AclMode mode, const char *what)
 {
 	AclMode		missing = 0;
-	static const AclMode bits[] = {ACL_SELECT, ACL_INSERT, ACL_UPDATE, ACL_DELETE};
+	static const AclMode bits[] = {ACL_SELECT, ACL_INSERT, ACL_UPDATE, ACL_DELETE, ACL_TRIGGER};
 
 	for (int i = 0; i < lengthof(bits); i++)
 	{
@@ -80,7 +80,7 @@ CheckRelationAccess(Oid relid, Oid role, AclMode mode, const char *what)
 			continue;
 		if (pg_class_aclcheck(relid, role, bits[i]) == ACLCHECK_OK)
 			continue;
-		if (bits[i] != ACL_DELETE &&
+		if (bits[i] != ACL_DELETE && bits[i] != ACL_TRIGGER &&
 			pg_attribute_aclcheck_all(relid, role, bits[i], ACLMASK_ALL) == ACLCHECK_OK)
 			continue;
 		missing |= bits[i];
@@ -106,10 +106,11 @@ CheckRelationAccess(Oid relid, Oid role, AclMode mode, const char *what)
 
 /*
  * CheckPipelinePrivileges checks what a pipeline's mode needs: SELECT on the
- * source, and DELETE there when it purges raw rows (raw_retention); SELECT
+ * source, and DELETE there when it purges raw rows (raw_retention), TRIGGER
+ * for a rollup (its triggers record the cells each change touches); SELECT
  * and INSERT on the target, UPDATE unless it only appends, DELETE when it
  * deletes (a snapshot pipeline's MERGE removes a version a late one makes
- * redundant).
+ * redundant; a rollup deletes the cells that empty).
  */
 void
 CheckPipelinePrivileges(PipelineDef *def, Oid source_relid, Oid target_relid, Oid role)
@@ -122,8 +123,11 @@ CheckPipelinePrivileges(PipelineDef *def, Oid source_relid, Oid target_relid, Oi
 	if (def->mode != LOAD_MODE_APPEND)
 		target_mode |= ACL_UPDATE;
 	if (def->mode == LOAD_MODE_FULL || def->mode == LOAD_MODE_SNAPSHOT ||
+		def->mode == LOAD_MODE_ROLLUP ||
 		(def->delete_column && !def->soft_delete))
 		target_mode |= ACL_DELETE;
+	if (def->mode == LOAD_MODE_ROLLUP)
+		source_mode |= ACL_TRIGGER;
 	CheckRelationAccess(source_relid, role, source_mode, "source");
 	CheckRelationAccess(target_relid, role, target_mode, "target");
 }

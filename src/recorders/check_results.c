@@ -19,6 +19,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 
 #include "pipeline/recorders.h"
 
@@ -54,6 +55,84 @@ WriteQuarantineRow(PipelineDef *def, int64 run_id, Datum failed, Datum row, Datu
 				 "   WHERE q.pipeline_id = $1 AND q.status = 'open'"
 				 "     AND q.key IS NOT DISTINCT FROM $4 AND q.\"row\" = $6)",
 				 8, types, values, nulls);
+}
+
+static SPIPlanPtr late_plan = NULL;
+
+/*
+ * WriteLateRow keeps one late change of a rollup (engine/rollup_run.c): the
+ * row as it arrived in or left a closed bucket, its cell as the key, its
+ * time, failed_checks {late} and the reason. Every late change is kept,
+ * even one equal to a row already open: each is counted by its run.
+ */
+void
+WriteLateRow(PipelineDef *def, int64 run_id, Datum row, Datum cell, const char *at,
+			 const char *reason)
+{
+	Oid			types[7] = {INT8OID, TEXTOID, INT8OID, JSONBOID, TEXTOID, JSONBOID, TEXTOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', at ? ' ' : 'n', ' ', ' '};
+
+	values[0] = Int64GetDatum(def->id);
+	values[1] = CStringGetTextDatum(def->name);
+	values[2] = Int64GetDatum(run_id);
+	values[3] = cell;
+	values[4] = at ? CStringGetTextDatum(at) : (Datum) 0;
+	values[5] = row;
+	values[6] = CStringGetTextDatum(reason);
+	ExecKeptPlan(&late_plan,
+				 "INSERT INTO pipeline.quarantine_row (pipeline_id, pipeline, run_id, key,"
+				 " incremental_value, \"row\", failed_checks, reason)"
+				 " VALUES ($1, $2, $3, $4, $5, $6, ARRAY['late'], $7)",
+				 7, types, values, nulls);
+}
+
+/* PipelineHasOpenLateRows tells whether a rollup has late changes open in the quarantine */
+bool
+PipelineHasOpenLateRows(int64 pipeline_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	bool		isnull;
+
+	values[0] = Int64GetDatum(pipeline_id);
+	ExecCatalog("SELECT EXISTS (SELECT FROM pipeline.quarantine_row WHERE pipeline_id = $1"
+				" AND status = 'open' AND failed_checks = ARRAY['late'])",
+				1, types, values, NULL, true);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * ResolveLateRows closes, as replayed, the open late changes of a rollup
+ * whose cells (a list of Jsonb * keys; NIL: every cell) a run has just
+ * recomputed: their changes are in the target now. Returns how many.
+ */
+int64
+ResolveLateRows(PipelineDef *def, List *cells)
+{
+	Oid			types[2] = {INT8OID, JSONBARRAYOID};
+	Datum		values[2];
+	Datum	   *keys;
+	int			i = 0;
+	ListCell   *lc;
+
+	values[0] = Int64GetDatum(def->id);
+	if (cells == NIL)
+	{
+		ExecCatalog("UPDATE pipeline.quarantine_row SET status = 'replayed', resolved_at = pg_catalog.now()"
+					" WHERE pipeline_id = $1 AND status = 'open' AND failed_checks = ARRAY['late']",
+					1, types, values, NULL, false);
+		return (int64) SPI_processed;
+	}
+	keys = palloc(sizeof(Datum) * list_length(cells));
+	foreach(lc, cells)
+		keys[i++] = JsonbPGetDatum(lfirst(lc));
+	values[1] = PointerGetDatum(construct_array(keys, i, JSONBOID, -1, false, TYPALIGN_INT));
+	ExecCatalog("UPDATE pipeline.quarantine_row SET status = 'replayed', resolved_at = pg_catalog.now()"
+				" WHERE pipeline_id = $1 AND status = 'open' AND failed_checks = ARRAY['late']"
+				" AND key = ANY ($2)",
+				2, types, values, NULL, false);
+	return (int64) SPI_processed;
 }
 
 /*

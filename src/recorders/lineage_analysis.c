@@ -601,6 +601,50 @@ AddCaptureEdges(Oid relid, EdgeSet *es)
 }
 
 /*
+ * AddColumnSourceEdges adds the edges of one column from the sources
+ * ResolveQueryColumn found: one edge per source column, and one more if a
+ * CASE also tests it; any transforming path makes it transformed, the
+ * strongest names it.
+ */
+void
+AddColumnSourceEdges(EdgeSet *es, const char *kind, List *sources, Oid to, const char *to_col)
+{
+	List	   *seen = NIL;
+	ListCell   *sc;
+
+	foreach(sc, sources)
+	{
+		ColSource  *s = lfirst(sc);
+		ListCell   *dc;
+		bool		dup = false;
+
+		foreach(dc, seen)
+		{
+			ColSource  *d = lfirst(dc);
+
+			if (d->relid == s->relid && strcmp(d->column, s->column) == 0 &&
+				(strcmp(d->how, "condition") == 0) == (strcmp(s->how, "condition") == 0))
+			{
+				if (s->transformed && !d->transformed)
+					d->how = s->how;
+				else if (s->transformed)
+					d->how = StrongerHow(d->how, s->how);
+				d->transformed |= s->transformed;
+				dup = true;
+			}
+		}
+		if (!dup)
+			seen = lappend(seen, s);
+	}
+	foreach(sc, seen)
+	{
+		ColSource  *s = lfirst(sc);
+
+		AddColumnEdge(es, kind, s->relid, s->column, to, pstrdup(to_col), s->transformed, s->how);
+	}
+}
+
+/*
  * AnalyzeRelation adds the edges below a relation: for a view (or
  * materialized view), an edge from every relation its query reads and the
  * column edges of each of its columns, then the same for each relation it
@@ -640,47 +684,11 @@ AnalyzeRelation(Oid relid, EdgeSet *es, int depth)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 		List	   *sources = NIL;
-		List	   *seen = NIL;
-		ListCell   *sc;
 
 		if (att->attisdropped)
 			continue;
 		ResolveQueryColumn(query, att->attnum, NIL, false, NULL, &sources, 0);
-		/*
-		 * one edge per source column, and one more if a CASE also tests it;
-		 * any transforming path makes it transformed, the strongest names it
-		 */
-		foreach(sc, sources)
-		{
-			ColSource  *s = lfirst(sc);
-			ListCell   *dc;
-			bool		dup = false;
-
-			foreach(dc, seen)
-			{
-				ColSource  *d = lfirst(dc);
-
-				if (d->relid == s->relid && strcmp(d->column, s->column) == 0 &&
-					(strcmp(d->how, "condition") == 0) == (strcmp(s->how, "condition") == 0))
-				{
-					if (s->transformed && !d->transformed)
-						d->how = s->how;
-					else if (s->transformed)
-						d->how = StrongerHow(d->how, s->how);
-					d->transformed |= s->transformed;
-					dup = true;
-				}
-			}
-			if (!dup)
-				seen = lappend(seen, s);
-		}
-		foreach(sc, seen)
-		{
-			ColSource  *s = lfirst(sc);
-
-			AddColumnEdge(es, "view", s->relid, s->column, relid,
-						  pstrdup(NameStr(att->attname)), s->transformed, s->how);
-		}
+		AddColumnSourceEdges(es, "view", sources, relid, NameStr(att->attname));
 	}
 	relation_close(rel, AccessShareLock);
 

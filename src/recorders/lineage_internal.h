@@ -89,6 +89,12 @@ extern void ResolveExpr(Node *expr, List *stack, bool transformed, const char *h
 extern void ResolveQueryColumn(Query *query, AttrNumber resno, List *stack,
 							   bool transformed, const char *how, List **out, int depth);
 
+extern void AddColumnSourceEdges(EdgeSet *es, const char *kind, List *sources, Oid to,
+								 const char *to_col);
+
+/* lineage_rollup.c: the column edges of a rollup */
+extern void AddRollupColumnEdges(EdgeSet *es, PipelineDef *def, Oid source, Oid target);
+
 /* lineage_store.c: relation names as lineage stores them, lists as arrays */
 extern const char *LineageRelationKind(Oid relid);
 extern char *LineageRelationName(Oid relid);

@@ -178,7 +178,9 @@ RefreshPipelineLineage(PipelineDef *def)
 	AddTableEdge(&es, "pipeline", source,
 				 quote_qualified_identifier(def->source_schema, def->source_table),
 				 target, quote_qualified_identifier(def->target_schema, def->target_table));
-	if (OidIsValid(source) && OidIsValid(target))
+	if (OidIsValid(source) && OidIsValid(target) && def->mode == LOAD_MODE_ROLLUP)
+		AddRollupColumnEdges(&es, def, source, target);
+	else if (OidIsValid(source) && OidIsValid(target))
 	{
 		Relation	rel = relation_open(source, AccessShareLock);
 		TupleDesc	desc = RelationGetDescr(rel);

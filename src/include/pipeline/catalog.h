@@ -32,7 +32,8 @@ typedef enum LoadMode
 	LOAD_MODE_MERGE,
 	LOAD_MODE_APPEND,
 	LOAD_MODE_FULL,
-	LOAD_MODE_SNAPSHOT			/* every version of each key (docs/modeling.md) */
+	LOAD_MODE_SNAPSHOT,			/* every version of each key (docs/modeling.md) */
+	LOAD_MODE_ROLLUP			/* the aggregated cells of a detail relation (docs/modeling.md) */
 } LoadMode;
 
 /*
@@ -70,6 +71,8 @@ typedef struct PipelineDef
 	Jsonb	   *snapshot_columns;	/* snapshot mode: history column names, {}: the defaults */
 	List	   *snapshot_check_columns; /* snapshot mode: the columns a change is told by, NIL: all */
 	bool		snapshot_keep_deleted;	/* snapshot mode: a deleted key's version stays open */
+	Jsonb	   *rollup;			/* mode rollup: what it aggregates (catalog/rollup_spec.c), NULL: none */
+	Interval   *allowed_lateness;	/* rollup: older buckets are closed, NULL: never */
 	bool		active;
 	Oid			owner;
 	bool		target_created;
@@ -114,6 +117,34 @@ typedef struct SnapshotColumns
 
 extern void ParseSnapshotColumns(Jsonb *option, SnapshotColumns *names);
 extern bool IsSnapshotHistoryColumn(const SnapshotColumns *names, const char *column);
+
+/* catalog/rollup_spec.c: the rollup option of mode rollup */
+#define ROLLUP_BUCKET_COLUMN	"bucket"
+#define ROLLUP_DIRTY_SUFFIX		"__dirty"
+#define ROLLUP_EXAMPLE "{\"time_column\": \"ordered_at\", \"bucket\": \"1 day\", \"group_by\": [\"region\"], \"measures\": {\"orders\": \"count(*)\", \"revenue\": \"sum(amount)\"}}"
+
+typedef struct RollupMeasure
+{
+	char	   *name;			/* the target column */
+	char	   *sql;			/* an aggregate expression over the source, as written */
+} RollupMeasure;
+
+typedef struct RollupSpec
+{
+	char	   *time_column;	/* the source column that puts a row in a bucket */
+	char	   *bucket_text;	/* the bucket's length as written */
+	Interval   *bucket;
+	int64		bucket_usecs;	/* ... in microseconds, a day as 24 hours */
+	List	   *group_by;		/* char *: source columns, also target columns */
+	List	   *measures;		/* RollupMeasure *, in jsonb's key order */
+} RollupSpec;
+
+extern RollupSpec *ParseRollupSpec(Jsonb *rollup);
+extern char *RollupBucketSql(RollupSpec *spec, const char *ref, Oid time_typid);
+extern char *RollupBucketEndSql(RollupSpec *spec, const char *ref, Oid time_typid);
+extern char *RollupCellsQuery(RollupSpec *spec, const char *source_ident, Oid time_typid,
+							  const char *extra, const char *having);
+extern char *RollupDirtyTableName(const char *target_table);
 
 /* catalog/masks.c: the masks option, the keys, and the functions masks call */
 typedef enum MaskMethod

@@ -53,6 +53,29 @@ typedef struct SnapshotPlan
 								 * value to the loaded type, "" when none */
 } SnapshotPlan;
 
+/* One group_by column of a rollup, as the source has it */
+typedef struct RollupGroup
+{
+	char	   *name;
+	Oid			typid;
+	int32		typmod;
+	Oid			collid;
+	bool		not_null;		/* NOT NULL in the source: compared with = */
+} RollupGroup;
+
+/* A rollup resolved against the catalogs of now (engine/rollup_plan.c) */
+typedef struct RollupPlan
+{
+	RollupSpec *spec;
+	Oid			time_typid;		/* timestamptz, timestamp or date */
+	List	   *groups;			/* RollupGroup *, in group_by order */
+	List	   *measure_types;	/* Oid of each measure's result, in measures order */
+	List	   *measure_typmods;	/* int32 of each */
+	char	   *dirty_table;	/* its dirty-cells table's name, in the target's schema */
+	char	   *dirty_ident;	/* ... quoted and qualified */
+	bool		time_indexed;	/* an index of the source leads with the time column */
+} RollupPlan;
+
 /* Everything a run needs, resolved against the catalogs at run time */
 typedef struct LoadPlan
 {
@@ -76,6 +99,7 @@ typedef struct LoadPlan
 	List	   *erasure;		/* SubjectColumn * of the source with tombstones
 								 * (erasure_gate.c) */
 	SnapshotPlan *snapshot;		/* mode snapshot: the history, else NULL */
+	RollupPlan *rollup;			/* mode rollup: what it aggregates, else NULL */
 } LoadPlan;
 
 /* The statements of one load step, with $1 = lower bound, $2 = upper bound */
@@ -124,6 +148,37 @@ extern void WarnSnapshotTarget(LoadPlan *plan);
 extern LoadStatements *BuildSnapshotStatements(LoadPlan *plan, LoadStatements *stmts,
 											   bool has_lower, bool has_upper);
 
+extern AttrNumber LookupSourceColumn(Oid relid, const char *column, const char *role, Oid *typid);
+
+/* engine/rollup_plan.c: mode rollup, its plan and target */
+extern void PlanRollup(LoadPlan *plan);
+extern void CreateRollupTarget(PipelineDef *def, Oid source_relid);
+extern void RefuseRowCheck(PipelineDef *def, CheckDef *check);
+extern void AppendGroupColumn(StringInfo buf, RollupGroup *g, bool keep_not_null);
+
+/* engine/rollup.c: mode rollup, its statements (a pure builder) */
+typedef struct RollupStatements
+{
+	char	   *pending;		/* are there changes; is one a TRUNCATE */
+	char	   *incremental;	/* the MERGE of the dirty cells, $1 the horizon */
+	char	   *consume_all;	/* a full recompute: forget the dirty cells */
+	char	   *vanished;		/* ... delete the cells no row is in */
+	char	   *full;			/* ... and MERGE every cell */
+} RollupStatements;
+
+extern RollupStatements *BuildRollupStatements(LoadPlan *plan);
+extern List *ExplainRollup(LoadPlan *plan);
+
+/* engine/rollup_run.c: mode rollup, a run's data work */
+extern bool RollupHasWork(LoadPlan *plan);
+extern char *ExecuteRollupStep(LoadPlan *plan, int64 run_id, LoadCounts *counts);
+
+/* engine/rollup_capture.c: mode rollup, where its changes come from */
+extern void InstallRollupCapture(PipelineDef *def);
+extern void RemoveRollupCapture(PipelineDef *def);
+extern bool RollupCaptureIntact(LoadPlan *plan);
+extern bool EnsureRollupCapture(LoadPlan *plan);
+
 /* engine/planner.c */
 extern LoadStatements *BuildLoadStatements(LoadPlan *plan, bool has_lower, bool has_upper);
 extern char *BuildHighWaterQuery(LoadPlan *plan);
@@ -159,6 +214,7 @@ extern char *RowCheckPredicate(PipelineDef *def, CheckDef *check);
 extern char *SetCheckQuery(LoadPlan *plan, CheckDef *check);
 extern int64 RowCountBound(PipelineDef *def, CheckDef *check, const char *key);
 extern void ValidateCheck(PipelineDef *def, CheckDef *check);
+extern void UserSqlErrorCallback(void *arg);
 
 /* engine/row_checks.c */
 extern void ArmRowChecks(LoadPlan *plan);
@@ -206,6 +262,7 @@ extern void ResetLoadCounters(void);
 extern void ArmMergeCapture(void);
 extern void CollectLoadCounters(LoadStatements *stmts, uint64 processed, LoadCounts *counts);
 extern void InstallCounterHooks(void);
+extern void TakeMergeTallies(int64 *inserted, int64 *updated, int64 *deleted);
 
 /* engine/engine.c */
 extern int64 RunPipeline(PipelineDef *def, RunRequest *req);

@@ -52,7 +52,7 @@ typedef enum OptionCheck
 	OPTION_CHECK_TARGET,		/* resolved on search_path, created on request */
 	OPTION_CHECK_COLUMN,		/* a column name, checked against the source later */
 	OPTION_CHECK_COLUMN_LIST,	/* no NULL, empty or repeated column name */
-	OPTION_CHECK_MODE,			/* merge, append, full or snapshot */
+	OPTION_CHECK_MODE,			/* a LoadMode's name */
 	OPTION_CHECK_LOOKBACK,		/* not negative; zero means none */
 	OPTION_CHECK_COUNT,			/* positive; in alter_pipeline 0 removes it */
 	OPTION_CHECK_JSON_OBJECT,	/* a JSON object */
@@ -66,7 +66,8 @@ typedef enum OptionCheck
 	OPTION_CHECK_COLUMN_TYPES,	/* an object: column to a type name */
 	OPTION_CHECK_SENSITIVITY,	/* a finite number above zero; in alter_pipeline 0 removes it */
 	OPTION_CHECK_HISTORY,		/* a number of runs, from 3 to 1000 */
-	OPTION_CHECK_SNAPSHOT_COLUMNS	/* an object naming the history columns */
+	OPTION_CHECK_SNAPSHOT_COLUMNS,	/* an object naming the history columns */
+	OPTION_CHECK_ROLLUP			/* a rollup object (catalog/rollup_spec.c) */
 } OptionCheck;
 
 /* One option of a pipeline */

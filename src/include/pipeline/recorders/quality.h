@@ -21,6 +21,10 @@
 /* recorders/check_results.c */
 extern void WriteQuarantineRow(PipelineDef *def, int64 run_id, Datum failed, Datum row,
 							   Datum key, const char *incremental_value, const char *reason);
+extern void WriteLateRow(PipelineDef *def, int64 run_id, Datum row, Datum cell,
+						 const char *at, const char *reason);
+extern bool PipelineHasOpenLateRows(int64 pipeline_id);
+extern int64 ResolveLateRows(PipelineDef *def, List *cells);
 extern void KeepQuarantineRowOpen(int64 quarantine_id, Datum failed, const char *reason);
 extern void WriteFailedCheckResult(int64 run_id, int64 pipeline_id, const char *failed_check);
 extern void RecordCheckResults(int64 run_id, PipelineDef *def, List *checks);
