@@ -79,13 +79,14 @@ QuarantineIdColumn(LoadPlan *plan)
 }
 
 /*
- * ReplayGuard returns the condition that keeps a replayed row from
- * overwriting a newer version of its key: the incremental value decides.
+ * KeepNewerGuard returns the condition that keeps a replayed or backfilled
+ * row (keep_newer) from overwriting a newer version of its key in the
+ * target: the incremental value decides.
  */
-static char *
-ReplayGuard(LoadPlan *plan)
+char *
+KeepNewerGuard(LoadPlan *plan)
 {
-	if (!plan->replay || plan->incremental == NULL)
+	if (!plan->keep_newer || plan->incremental == NULL)
 		return "";
 	return psprintf(" AND (%s IS NULL OR %s <= %s)", Col("t", plan->incremental->name),
 					Col("t", plan->incremental->name), Col("s", plan->incremental->name));
@@ -613,7 +614,7 @@ AppendUpdateAction(StringInfo buf, LoadPlan *plan)
 		if (col->is_key || col == plan->incremental)
 			continue;
 		if (first)
-			appendStringInfo(buf, "\nWHEN MATCHED%s AND (", ReplayGuard(plan));
+			appendStringInfo(buf, "\nWHEN MATCHED%s AND (", KeepNewerGuard(plan));
 		else
 			appendStringInfoString(buf, " OR ");
 		AppendDistinct(buf, col);
@@ -649,7 +650,7 @@ BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
 			 * reading this target incrementally sees the delete.
 			 */
 			appendStringInfo(&buf, "\nWHEN MATCHED%s AND s.%s IS TRUE AND t.%s IS NOT TRUE"
-							 " THEN UPDATE SET %s = %s", ReplayGuard(plan), del, del, del,
+							 " THEN UPDATE SET %s = %s", KeepNewerGuard(plan), del, del, del,
 							 plan->distributed ? "true" : "pipeline._soft_delete()");
 			if (plan->incremental && !plan->incremental->is_key &&
 				plan->incremental != plan->delete_flag)
@@ -660,7 +661,7 @@ BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
 			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE THEN DO NOTHING", del);
 		}
 		else if (del)
-			appendStringInfo(&buf, "\nWHEN MATCHED%s AND s.%s IS TRUE THEN DELETE", ReplayGuard(plan), del);
+			appendStringInfo(&buf, "\nWHEN MATCHED%s AND s.%s IS TRUE THEN DELETE", KeepNewerGuard(plan), del);
 		AppendUpdateAction(&buf, plan);
 	}
 	if (del)

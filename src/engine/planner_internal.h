@@ -15,6 +15,7 @@
 #include "pipeline/engine.h"
 
 extern char *Col(const char *alias, const char *column);
+extern char *KeepNewerGuard(LoadPlan *plan);
 extern void AppendKeyJoin(StringInfo buf, LoadPlan *plan, const char *left, const char *right,
 						  bool raw_left);
 extern void AppendDistinct(StringInfo buf, LoadColumn *col);

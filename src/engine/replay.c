@@ -87,6 +87,7 @@ ReplayQuarantine(PipelineDef *def, ArrayType *ids)
 	plan = BuildLoadPlan(def);
 	CheckPipelinePrivileges(def, plan->source_relid, plan->target_relid, def->owner);
 	plan->replay = true;
+	plan->keep_newer = true;
 	plan->needs_dedup = def->unique_key != NIL;
 
 	LockOpenQuarantine(def, ids, &values[0], &values[1], &n);

@@ -54,6 +54,9 @@ typedef struct LoadPlan
 	List	   *row_checks;		/* CheckDef * evaluated in the load statement */
 	List	   *set_checks;		/* CheckDef * evaluated after it */
 	bool		replay;			/* rows come from quarantine: $1 ids, $2 rows */
+	bool		keep_newer;		/* never overwrite a newer version of a key in the
+								 * target: the incremental value decides (a
+								 * replay, a backfill) */
 	bool		distributed;	/* the target is a Citus table (docs/citus.md) */
 	bool		has_conversions;	/* some column is converted (typed_load.c) */
 	bool		convert_safely; /* row by row through the conversion gate */
@@ -125,6 +128,8 @@ extern void CheckDistributedPlan(LoadPlan *plan);
 extern void ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower,
 								   bool has_upper, int nargs, Oid *types, Datum *values,
 								   LoadCounts *counts);
+extern int64 CountLoadStep(LoadPlan *plan, bool merge, bool has_lower, bool has_upper, int nargs,
+						   Oid *types, Datum *values, LoadCounts *counts);
 
 /* engine/check_sql.c */
 extern char *RowCheckPredicate(PipelineDef *def, CheckDef *check);
