@@ -15,7 +15,8 @@
  * fails: a count that cannot be shown exact is never reported.
  *
  * What Citus cannot load is refused when the plan is built, at
- * registration and at every run (CheckDistributedPlan).
+ * registration and at every run (CheckDistributedPlan). The same counts
+ * are a backfill's dry run (backfill.c), into any target.
  *
  *-------------------------------------------------------------------------
  */

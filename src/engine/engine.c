@@ -378,8 +378,8 @@ StartRunState(RunState *rs, PipelineDef *def, RunRequest *req)
 }
 
 /*
- * CheckRunnable refuses runs that the caller may not start (action) or
- * that the pipeline's state forbids.
+ * CheckRunnable refuses runs that the caller may not start (action: run, or
+ * backfill) or that the pipeline's state forbids.
  */
 void
 CheckRunnable(PipelineDef *def, const char *action)

@@ -14,7 +14,8 @@
  * pipeline.explain shows exactly what a run would execute.
  *
  * Every identifier is quoted, every value is a parameter ($1 = lower bound
- * of the window, $2 = upper bound), and operators that do not live in
+ * of the window, $2 = upper bound; in a backfill's batch of one partition,
+ * $4 = its value: backfill_sql.c), and operators that do not live in
  * pg_catalog are schema-qualified, because runs pin search_path to
  * pg_catalog, pg_temp.
  *
@@ -179,7 +180,7 @@ OperatorNamespace(Oid opr)
 }
 
 /* EqualityOperator spells a column's equality operator, qualified if needed */
-static char *
+char *
 EqualityOperator(LoadColumn *col)
 {
 	if (OperatorNamespace(col->eq_opr) == PG_CATALOG_NAMESPACE)
@@ -244,11 +245,13 @@ AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
 	inc = Col(alias, plan->incremental->name);
 	appendStringInfoString(buf, " WHERE ");
 	if (has_lower)
-		appendStringInfo(buf, "%s > $1", inc);
+		appendStringInfo(buf, "%s %s $1", inc, plan->lower_inclusive ? ">=" : ">");
 	if (has_lower && has_upper)
 		appendStringInfoString(buf, " AND ");
 	if (has_upper)
 		appendStringInfo(buf, "%s %s $2", inc, upper_op);
+	if (plan->partition)
+		AppendPartitionPredicate(buf, plan, alias);
 }
 
 static void AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias);
@@ -290,6 +293,8 @@ AppendWindowFrom(StringInfo buf, LoadPlan *plan, const char *alias)
 						 " CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%s, j.v) AS r) AS %s",
 						 qid, plan->source_ident, alias);
 	}
+	else if (plan->newest_only)
+		AppendNewestRows(buf, plan, alias);
 	else
 		appendStringInfo(buf, " FROM %s AS %s", plan->source_ident, alias);
 }

@@ -4,7 +4,7 @@
  *
  * Private to src/engine/: the pieces of a run's data work (load_step.c)
  * that the run's lifecycle (engine.c) drives, and the parts of that
- * lifecycle other kinds of runs are made of.
+ * lifecycle a backfill (backfill.c) is made of.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,6 +25,7 @@ typedef struct RunState
 	/* what the load steps read: the snapshot before the first, the lower bound */
 	char	   *read_snapshot;
 	char	   *read_lower;
+	struct BackfillRange *range;	/* a backfill's range and batches (backfill.c) */
 } RunState;
 
 /* One step of a run, in a subtransaction (RunGuarded) */

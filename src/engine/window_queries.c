@@ -4,8 +4,9 @@
  *
  * The queries a run asks around its load statement (planner.c): the
  * source's high-water mark (and the rows at infinity kept out of it), the
- * bounds of a batch, and the counts of a load into a Citus table. Pure
- * string building, with the quoting and parameters of planner.c.
+ * bounds of a batch, and the counts of a load into a Citus table (and of
+ * a backfill's dry run). Pure string building, with the quoting and
+ * parameters of planner.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,7 +27,7 @@ BuildHighWaterQuery(LoadPlan *plan)
 }
 
 /* InfinityLiteral spells 'infinity' as a value of the column's base type */
-static char *
+char *
 InfinityLiteral(LoadPlan *plan)
 {
 	return psprintf("'infinity'::%s",

@@ -57,6 +57,13 @@ typedef struct LoadPlan
 	bool		keep_newer;		/* never overwrite a newer version of a key in the
 								 * target: the incremental value decides (a
 								 * replay, a backfill) */
+	bool		lower_inclusive;	/* the window's lower bound $1 is inclusive
+									 * (a backfill's first batch) */
+	bool		newest_only;	/* read of each key only its newest version in
+								 * the source (a backfill: backfill_sql.c) */
+	LoadColumn *partition;		/* a backfill's batch of one partition: the
+								 * rows whose partition column is $4 ... */
+	bool		partition_null; /* ... or NULL */
 	bool		distributed;	/* the target is a Citus table (docs/citus.md) */
 	bool		has_conversions;	/* some column is converted (typed_load.c) */
 	bool		convert_safely; /* row by row through the conversion gate */
@@ -130,6 +137,9 @@ extern void ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool h
 								   LoadCounts *counts);
 extern int64 CountLoadStep(LoadPlan *plan, bool merge, bool has_lower, bool has_upper, int nargs,
 						   Oid *types, Datum *values, LoadCounts *counts);
+
+/* engine/backfill_sql.c */
+extern char *BuildPartitionValuesQuery(LoadPlan *plan, const char *column);
 
 /* engine/check_sql.c */
 extern char *RowCheckPredicate(PipelineDef *def, CheckDef *check);
