@@ -50,6 +50,16 @@ UPDATE bf.orders_dst SET status = 'shipped', v = 20 WHERE id = 6;
 -- repaired, key 5 is as it was, and key 6 keeps its newer version.
 SELECT kind, rows FROM pipeline.backfill_plan('orders', '2', '8');
 CREATE TEMP TABLE planned AS SELECT * FROM pipeline.backfill_plan('orders', '2', '8');
+-- plan_vs_run(pipeline): each kind as planned and as the pipeline's last run did it
+CREATE FUNCTION bf.plan_vs_run(p text) RETURNS TABLE (kind text, planned bigint, done bigint)
+LANGUAGE sql AS $$
+  SELECT k.kind, k.rows,
+         CASE k.kind WHEN 'read' THEN r.rows_read WHEN 'inserted' THEN r.rows_inserted
+                     WHEN 'updated' THEN r.rows_updated WHEN 'deleted' THEN r.rows_deleted
+                     WHEN 'unchanged' THEN r.rows_unchanged ELSE r.rows_rejected END
+    FROM planned k,
+         (SELECT * FROM pipeline.runs WHERE pipeline_name = p ORDER BY run_id DESC LIMIT 1) r
+   ORDER BY k.kind $$;
 -- ... and nothing was written
 SELECT id, status, amount, v FROM bf.orders_dst ORDER BY id;
 
@@ -58,13 +68,7 @@ CALL pipeline.backfill('orders', '2', '8');
 SELECT status, triggered_by, batches, rows_read, rows_inserted, rows_updated, rows_deleted,
        rows_unchanged, rows_rejected, watermark_from, watermark_to
   FROM pipeline.runs WHERE pipeline_name = 'orders' ORDER BY run_id DESC LIMIT 1;
-SELECT p.kind, p.rows AS planned,
-       CASE p.kind WHEN 'read' THEN r.rows_read WHEN 'inserted' THEN r.rows_inserted
-                   WHEN 'updated' THEN r.rows_updated WHEN 'deleted' THEN r.rows_deleted
-                   WHEN 'unchanged' THEN r.rows_unchanged ELSE r.rows_rejected END AS done
-  FROM planned p,
-       (SELECT * FROM pipeline.runs WHERE pipeline_name = 'orders' ORDER BY run_id DESC LIMIT 1) r
- ORDER BY p.kind;
+SELECT * FROM bf.plan_vs_run('orders');
 SELECT id, status, amount, v FROM bf.orders_dst ORDER BY id;
 -- the watermark stays where it was
 SELECT watermark FROM pipeline.pipelines WHERE name = 'orders';
@@ -100,18 +104,13 @@ SELECT id, status, v FROM bf.orders_dst WHERE id = 7;
 -- newest version, in the batch that holds it.
 DELETE FROM bf.orders_dst;
 INSERT INTO bf.orders_dst (id, status, amount, deleted, v) VALUES (1, 'new', 10, false, 1);
-CREATE TEMP TABLE planned_all AS SELECT * FROM pipeline.backfill_plan('orders', '1', '10');
+TRUNCATE planned;
+INSERT INTO planned SELECT * FROM pipeline.backfill_plan('orders', '1', '10');
 CALL pipeline.backfill('orders', '1', '10', 3);
 SELECT status, batches, rows_read, rows_inserted, rows_updated, rows_deleted, rows_unchanged,
        watermark_from, watermark_to
   FROM pipeline.runs WHERE pipeline_name = 'orders' ORDER BY run_id DESC LIMIT 1;
-SELECT p.kind, p.rows AS planned,
-       CASE p.kind WHEN 'read' THEN r.rows_read WHEN 'inserted' THEN r.rows_inserted
-                   WHEN 'updated' THEN r.rows_updated WHEN 'deleted' THEN r.rows_deleted
-                   WHEN 'unchanged' THEN r.rows_unchanged ELSE r.rows_rejected END AS done
-  FROM planned_all p,
-       (SELECT * FROM pipeline.runs WHERE pipeline_name = 'orders' ORDER BY run_id DESC LIMIT 1) r
- ORDER BY p.kind;
+SELECT * FROM bf.plan_vs_run('orders');
 SELECT id, status, amount, v FROM bf.orders_dst ORDER BY id;
 -- the pipeline's batch_rows is the default batch size
 SELECT pipeline.alter_pipeline('orders', batch_rows => 4) > 0 AS altered;
@@ -147,10 +146,12 @@ SELECT pipeline.create_pipeline('events', 'bf.events', 'bf.events_dst', unique_k
 SELECT pipeline.run('events') > 0 AS ran;
 SELECT id, region, val, v FROM bf.events_dst ORDER BY id;
 TRUNCATE bf.events_dst;
-SELECT kind, rows FROM pipeline.backfill_plan('events', '1', '8');
+TRUNCATE planned;
+INSERT INTO planned SELECT * FROM pipeline.backfill_plan('events', '1', '8');
 CALL pipeline.backfill('events', '1', '8', 1);  -- batch_rows does not apply: partitions do
 SELECT status, batches, rows_read, rows_inserted, rows_updated, rows_deleted, rows_unchanged
   FROM pipeline.runs WHERE pipeline_name = 'events' ORDER BY run_id DESC LIMIT 1;
+SELECT * FROM bf.plan_vs_run('events');
 SELECT id, region, val, v FROM bf.events_dst ORDER BY id;
 -- a range with two partitions: two batches
 DELETE FROM bf.events_dst WHERE id = 1;
@@ -163,7 +164,7 @@ CALL pipeline.backfill('events', '100', '200');
 SELECT status, batches, rows_read
   FROM pipeline.runs WHERE pipeline_name = 'events' ORDER BY run_id DESC LIMIT 1;
 
--- Checks, conversions and masks work as in a run ----------------------------
+-- Checks, conversions, masks and erasure work as in a run --------------------
 -- Text staging converted into a typed target, a masked column, and a
 -- quarantine check: a backfill leaves the target as the runs left it, and
 -- a row quarantined again is not kept twice.
@@ -187,6 +188,23 @@ SELECT rows_read, rows_inserted, rows_quarantined
 SELECT count(*) AS differing FROM ((TABLE bf.raw_dst EXCEPT TABLE raw_after_run)
                                    UNION ALL (TABLE raw_after_run EXCEPT TABLE bf.raw_dst)) d;
 SELECT count(*) AS open_quarantine FROM pipeline.quarantine WHERE pipeline = 'raw' AND status = 'open';
+
+-- The erasure gate: a late row of a forgotten subject is read, skipped and
+-- counted, never loaded back (the plan counts it read, not applied).
+CREATE TABLE bf.people (id int, email text, v int NOT NULL);
+INSERT INTO bf.people VALUES (1, 'ann@example.com', 1), (2, 'eve@example.com', 2), (3, 'joe@example.com', 3);
+SELECT pipeline.create_pipeline('people', 'bf.people', 'bf.people_dst', unique_key => '{id}',
+                                incremental_column => 'v') > 0 AS created;
+SELECT pipeline.run('people') > 0 AS ran;
+SELECT pipeline.declare_subject('bf.people', 'email', 'person');
+SELECT count(*) > 0 AS erased FROM pipeline.forget('person', 'eve@example.com');
+INSERT INTO bf.people VALUES (2, 'eve@example.com', 2);
+DELETE FROM bf.people_dst WHERE id = 1;
+SELECT kind, rows FROM pipeline.backfill_plan('people', '1', '3') WHERE rows > 0;
+CALL pipeline.backfill('people', '1', '3');
+SELECT rows_read, rows_inserted, rows_unchanged, rows_forgotten
+  FROM pipeline.runs WHERE pipeline_name = 'people' ORDER BY run_id DESC LIMIT 1;
+SELECT id, email FROM bf.people_dst ORDER BY id;
 
 -- Refused calls change nothing ------------------------------------------------
 SELECT count(*) AS runs_before FROM pipeline.runs \gset

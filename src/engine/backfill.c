@@ -41,14 +41,12 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/typcache.h"
 
 #include "pipeline/engine.h"
@@ -403,50 +401,26 @@ pipeline_backfill(PG_FUNCTION_ARGS)
 
 /*
  * CountBackfill counts what a backfill of the plan's range would do now,
- * as the owner, with the masks and the erasure gate armed as for its load,
- * in a subtransaction that it rolls back: nothing is written, and no gate
- * stays armed after it.
+ * as the owner, with the masks and the erasure gate armed as for its load
+ * (its count queries only read). It disarms both after them, so that they
+ * serve no statement of the caller's; an error ends the (sub)transaction
+ * they were armed in, and with it their arming.
  */
 static void
 CountBackfill(LoadPlan *plan, Datum from, Datum to, LoadCounts *counts)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
 	Oid			types[2] = {plan->incremental->typid, plan->incremental->typid};
 	Datum		values[2] = {from, to};
-	LoadCounts	counted = {0};
+	OwnerContext ctx;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		OwnerContext ctx;
-
-		if (plan->erasure != NIL)
-			ArmErasureGate(plan);
-		EnterOwnerContext(&ctx, plan->def->owner);
-		ArmMasks();
-		(void) CountLoadStep(plan, true, true, true, 2, types, values, &counted);
-		DisarmMasks();
-		LeaveOwnerContext(&ctx);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
-	RollbackAndReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	*counts = counted;
+	if (plan->erasure != NIL)
+		ArmErasureGate(plan);
+	EnterOwnerContext(&ctx, plan->def->owner);
+	ArmMasks();
+	(void) CountLoadStep(plan, true, true, true, 2, types, values, counts);
+	DisarmMasks();
+	LeaveOwnerContext(&ctx);
+	DisarmErasureGate();
 }
 
 /*
@@ -465,7 +439,7 @@ pipeline_backfill_plan(PG_FUNCTION_ARGS)
 	PipelineDef *def;
 	LoadPlan   *plan;
 	BackfillRange *range;
-	LoadCounts	c;
+	LoadCounts	c = {0};
 	int			nestlevel;
 
 	RequireArg(fcinfo, 1, "from_value");

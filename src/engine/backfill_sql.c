@@ -19,35 +19,6 @@
 #include "planner_internal.h"
 
 /*
- * AppendSourceKeyJoin appends n."k1" = r."k1" AND ... over the key columns
- * as the source holds them: a key converted from text (typed_load.c) is
- * compared as text, the way it is stored.
- */
-static void
-AppendSourceKeyJoin(StringInfo buf, LoadPlan *plan)
-{
-	ListCell   *lc;
-	bool		first = true;
-
-	foreach(lc, plan->columns)
-	{
-		LoadColumn *col = lfirst(lc);
-
-		if (!col->is_key)
-			continue;
-		if (!first)
-			appendStringInfoString(buf, " AND ");
-		if (col->convert)
-			appendStringInfo(buf, "%s::pg_catalog.text OPERATOR(pg_catalog.=) %s::pg_catalog.text",
-							 Col("n", col->name), Col("r", col->name));
-		else
-			appendStringInfo(buf, "%s %s %s", Col("n", col->name), EqualityOperator(col),
-							 Col("r", col->name));
-		first = false;
-	}
-}
-
-/*
  * AppendNewestRows appends the FROM of a backfill's window rows, under
  * alias: the source rows of which no row of the same key has a greater
  * incremental value anywhere in the source (rows at infinity, which no
@@ -59,6 +30,8 @@ AppendSourceKeyJoin(StringInfo buf, LoadPlan *plan)
  * evaluated at that scan, before it: a superseded version in the window
  * is counted as read, as a version de-duplication drops is. Every newer
  * version lies above the window's lower bound ($1), which bounds its scan.
+ * Keys compare as the source holds them: not masked, and a key converted
+ * from text (typed_load.c) as text, with the "=" its type spells.
  */
 void
 AppendNewestRows(StringInfo buf, LoadPlan *plan, const char *alias)
@@ -67,7 +40,7 @@ AppendNewestRows(StringInfo buf, LoadPlan *plan, const char *alias)
 
 	appendStringInfo(buf, " FROM (SELECT * FROM %s AS r WHERE NOT EXISTS (SELECT FROM %s AS n WHERE ",
 					 plan->source_ident, plan->source_ident);
-	AppendSourceKeyJoin(buf, plan);
+	AppendKeyJoin(buf, plan, "n", "r", false);
 	appendStringInfo(buf, " AND %s > %s AND %s > $1", inc_n, Col("r", plan->incremental->name),
 					 inc_n);
 	if (IsTimeType(plan->incremental->typid))

@@ -111,7 +111,8 @@ RETURNS TABLE (k integer, v bigint, a integer, b text, p text, del boolean) LANG
   SELECT s.k, s.v, s.a, s.b, s.p, s.del FROM snap s JOIN keys USING (k)
    WHERE NOT keys.hit OR keys.bumped
   UNION ALL
-  -- hit: merge, hard deletes
+  -- hit, a live version, merge: the row as it was when it has the version's
+  -- values (a run changes nothing but the incremental value), else the version
   SELECT x.k, x.v, x.a, x.b, x.p, x.del
     FROM keys n
     LEFT JOIN snap s USING (k)
@@ -121,22 +122,11 @@ RETURNS TABLE (k integer, v bigint, a integer, b text, p text, del boolean) LANG
         UNION ALL
         SELECT n.k, n.v, n.a, n.b, n.p, n.del
          WHERE NOT (s.k IS NOT NULL AND (s.a, s.b, s.p, s.del) IS NOT DISTINCT FROM (n.a, n.b, n.p, n.del))) x
-   WHERE $1 IN ('b_mh', 'b_pt') AND n.hit AND NOT n.bumped AND NOT n.del
+   WHERE $1 IN ('b_mh', 'b_pt', 'b_ms') AND n.hit AND NOT n.bumped AND NOT n.del
   UNION ALL
-  -- hit: merge, soft deletes (a delete leaves the row as it is)
+  -- hit, a delete: hard, no row; soft, the row as it is (soft-deleted already)
   SELECT s.k, s.v, s.a, s.b, s.p, s.del FROM keys n JOIN snap s USING (k)
    WHERE $1 = 'b_ms' AND n.hit AND NOT n.bumped AND n.del
-  UNION ALL
-  SELECT x.k, x.v, x.a, x.b, x.p, x.del
-    FROM keys n
-    LEFT JOIN snap s USING (k)
-   CROSS JOIN LATERAL (
-        SELECT s.k, s.v, s.a, s.b, s.p, s.del
-         WHERE s.k IS NOT NULL AND (s.a, s.b, s.p, s.del) IS NOT DISTINCT FROM (n.a, n.b, n.p, n.del)
-        UNION ALL
-        SELECT n.k, n.v, n.a, n.b, n.p, n.del
-         WHERE NOT (s.k IS NOT NULL AND (s.a, s.b, s.p, s.del) IS NOT DISTINCT FROM (n.a, n.b, n.p, n.del))) x
-   WHERE $1 = 'b_ms' AND n.hit AND NOT n.bumped AND NOT n.del
   UNION ALL
   -- hit: append with a key inserts the version where the row is missing
   SELECT s.k, s.v, s.a, s.b, s.p, s.del FROM keys n JOIN snap s USING (k)

@@ -164,6 +164,7 @@ extern void AdoptRowGate(SubTransactionId child);
 extern void PlanErasureGate(LoadPlan *plan);
 extern void AppendErasureGate(StringInfo buf, LoadPlan *plan, const char *alias, const char *qid);
 extern void ArmErasureGate(LoadPlan *plan);
+extern void DisarmErasureGate(void);
 extern int64 ErasureGateForgotten(void);
 extern int64 EraseForgottenQuarantineRows(void);
 
