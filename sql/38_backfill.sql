@@ -205,6 +205,23 @@ CALL pipeline.backfill('people', '1', '3');
 SELECT rows_read, rows_inserted, rows_unchanged, rows_forgotten
   FROM pipeline.runs WHERE pipeline_name = 'people' ORDER BY run_id DESC LIMIT 1;
 SELECT id, email FROM bf.people_dst ORDER BY id;
+-- The gate serves the load statement only: not after a dry run, nor, in
+-- the caller's transaction, after a quarantine replay (55000).
+SELECT pipeline.add_check('people', 'email_present', 'not_null', '{"columns": ["email"]}',
+                          'quarantine') > 0 AS added;
+INSERT INTO bf.people VALUES (4, NULL, 4);
+SELECT pipeline.run('people') > 0 AS ran;
+BEGIN;
+SELECT count(*) AS kinds FROM pipeline.backfill_plan('people', '1', '4');
+SELECT pipeline._unforgotten(ARRAY['eve@example.com'], NULL);
+:sqlstate
+ROLLBACK;
+UPDATE pipeline.quarantine SET "row" = "row" || '{"email": "max@example.com"}' WHERE pipeline = 'people';
+BEGIN;
+SELECT pipeline.replay_quarantine('people') > 0 AS replayed;
+SELECT pipeline._unforgotten(ARRAY['eve@example.com'], NULL);
+:sqlstate
+ROLLBACK;
 
 -- Refused calls change nothing ------------------------------------------------
 SELECT count(*) AS runs_before FROM pipeline.runs \gset

@@ -96,7 +96,11 @@ ReplayQuarantine(PipelineDef *def, ArrayType *ids)
 		ExecuteLoad(plan, false, false, 2, types, values, &rec.counts);
 		(void) ResolveQuarantine(def, DatumGetArrayTypeP(values[0]), "replayed");
 		if (plan->erasure != NIL)
+		{
 			(void) EraseForgottenQuarantineRows();
+			/* armed in the caller's transaction: it must serve no later statement */
+			DisarmErasureGate();
+		}
 		FlushRowChecks(plan, rec.run_id);
 		RunSetChecks(plan, rec.counts.read);
 		rec.batches = 1;
