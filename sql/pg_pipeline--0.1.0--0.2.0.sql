@@ -1859,3 +1859,30 @@ AS 'MODULE_PATHNAME', 'pipeline_rollup_unchanged';
 COMMENT ON FUNCTION pipeline._rollup_change("char", anyelement, bigint, jsonb, jsonb) IS 'internal: takes one change of a rollup''s dirty cells, inside its run only';
 COMMENT ON FUNCTION pipeline._rollup_cell(bigint, anyelement) IS 'internal: notes a cell of a rollup''s full recompute, inside its run only';
 COMMENT ON FUNCTION pipeline._rollup_unchanged() IS 'internal: counts a rollup cell recomputed unchanged, inside its run only';
+
+-- Modeling: backfill (issue 10) ---
+
+-- backfill(name, from_value, to_value, batch_rows): re-applies the source
+-- rows whose incremental value lies in [from_value, to_value] (as text of
+-- the column's type, both included), of each key its newest version in the
+-- source, never over a newer version in the target, in committed batches
+-- (batch_rows, else the pipeline's, else one; one per value of the
+-- partition_column when it has one), recorded as one run triggered by
+-- 'backfill'; the watermark stays where it is (src/engine/backfill.c).
+-- Who may run the pipeline may not backfill it: the action is 'backfill'
+-- (src/policy/actions.c).
+CREATE PROCEDURE pipeline.backfill(name text, from_value text, to_value text,
+                                   batch_rows bigint DEFAULT NULL)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pipeline_backfill';
+COMMENT ON PROCEDURE pipeline.backfill(text, text, text, bigint) IS 're-applies the source rows of a range of the incremental column, in committed batches';
+
+-- backfill_plan(name, from_value, to_value): the dry run: how many rows of
+-- each kind a backfill of the range would read, insert, update, delete,
+-- leave unchanged and reject now, without writing (row checks not
+-- evaluated).
+CREATE FUNCTION pipeline.backfill_plan(name text, from_value text, to_value text)
+RETURNS TABLE (kind text, rows bigint)
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_backfill_plan';
+COMMENT ON FUNCTION pipeline.backfill_plan(text, text, text) IS 'what pipeline.backfill would do to a range, counted without writing';

@@ -15,7 +15,8 @@
  * fails: a count that cannot be shown exact is never reported.
  *
  * What Citus cannot load is refused when the plan is built, at
- * registration and at every run (CheckDistributedPlan).
+ * registration and at every run (CheckDistributedPlan). The same counts
+ * are a backfill's dry run (backfill.c), into any target.
  *
  *-------------------------------------------------------------------------
  */
@@ -138,6 +139,39 @@ LockSourceTables(LoadPlan *plan)
 }
 
 /*
+ * CountLoadStep counts what a load step would do, by the queries of
+ * BuildCountQueries, without running it: the rows read and rejected, and
+ * of the rows kept those it would insert (merge: the rows neither matched
+ * nor flagged deleted), delete, update, and leave unchanged; adds them to
+ * counts and returns the rows the load would write. Run as the owner.
+ */
+int64
+CountLoadStep(LoadPlan *plan, bool merge, bool has_lower, bool has_upper, int nargs, Oid *types,
+			  Datum *values, LoadCounts *counts)
+{
+	CountQueries *q = BuildCountQueries(plan, has_lower, has_upper);
+	int64		window[2] = {0, 0};
+	int64		kept[2] = {0, 0};
+	int64		matched[3] = {0, 0, 0};
+	int64		inserted;
+	int64		written;
+
+	CountRow(q->window, nargs, types, values, window, 2);
+	CountRow(q->kept, nargs, types, values, kept, 2);
+	if (q->matched)
+		CountRow(q->matched, nargs, types, values, matched, 3);
+	inserted = merge ? kept[1] - matched[2] : kept[0];
+	written = inserted + matched[0] + matched[1];
+	counts->read += window[0];
+	counts->rejected += window[1];
+	counts->inserted += inserted;
+	counts->deleted += matched[0];
+	counts->updated += matched[1];
+	counts->unchanged += kept[0] - written;
+	return written;
+}
+
+/*
  * ExecuteDistributedLoad runs one load step into a Citus table, in the
  * owner's context, and adds its exact counts: the vanished keys of full
  * mode, then the counts, then the load, checked against them.
@@ -146,11 +180,6 @@ void
 ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bool has_upper,
 					   int nargs, Oid *types, Datum *values, LoadCounts *counts)
 {
-	CountQueries *q = BuildCountQueries(plan, has_lower, has_upper);
-	int64		window[2] = {0, 0};
-	int64		kept[2] = {0, 0};
-	int64		matched[3] = {0, 0, 0};
-	int64		inserted;
 	int64		written;
 	int			rc;
 
@@ -162,15 +191,12 @@ ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bo
 			elog(ERROR, "pg_pipeline could not remove vanished keys: %s", SPI_result_code_string(rc));
 		counts->deleted += SPI_processed;
 	}
-	CountRow(q->window, nargs, types, values, window, 2);
-	CountRow(q->kept, nargs, types, values, kept, 2);
-	if (q->matched)
-		CountRow(q->matched, nargs, types, values, matched, 3);
-	inserted = stmts->load_is_merge ? kept[1] - matched[2] : kept[0];
+	/* a load that fails its check fails the run: its counts are not kept */
+	written = CountLoadStep(plan, stmts->load_is_merge, has_lower, has_upper, nargs, types, values,
+							counts);
 	rc = SPI_execute_with_args(stmts->load, nargs, types, values, NULL, false, 0);
 	if (rc != SPI_OK_MERGE && rc != SPI_OK_INSERT)
 		elog(ERROR, "pg_pipeline load failed: %s", SPI_result_code_string(rc));
-	written = inserted + matched[0] + matched[1];
 	if ((int64) SPI_processed != written)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -178,10 +204,4 @@ ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bo
 						plan->target_ident, (unsigned long long) SPI_processed, (long long) written),
 				 errdetail("Something changed the source or the target between the counts and the load, most likely a writer on a worker node, which the run's locks on the coordinator do not hold off."),
 				 errhint("Run the pipeline again; write to its source and target through the coordinator.")));
-	counts->read += window[0];
-	counts->rejected += window[1];
-	counts->inserted += inserted;
-	counts->deleted += matched[0];
-	counts->updated += matched[1];
-	counts->unchanged += kept[0] - written;
 }

@@ -64,22 +64,8 @@
 PIPELINE_FUNCTION(pipeline_run);
 PIPELINE_FUNCTION(pipeline_run_batched);
 
-/* The state of one run, kept outside its subtransactions */
-typedef struct RunState
-{
-	RunRecord	rec;			/* what is recorded of the run */
-	bool		record_failure_inline;	/* the caller records a failure itself */
-	/* batched runs: the high-water mark fixed by the first batch */
-	bool		have_hwm;
-	Datum		hwm;
-	bool		finished;
-	/* what the load steps read: the snapshot before the first, the lower bound */
-	char	   *read_snapshot;
-	char	   *read_lower;
-} RunState;
-
 /* RequireReadCommitted refuses isolation levels that would hide new rows */
-static void
+void
 RequireReadCommitted(PipelineDef *def)
 {
 	if (IsolationUsesXactSnapshot())
@@ -139,7 +125,7 @@ UnlockPipeline(int64 pipeline_id)
  * column or target changed between batches, since its window was cut for
  * the old ones.
  */
-static PipelineDef *
+PipelineDef *
 LockCurrentDefinition(RunState *rs)
 {
 	PipelineDef *def = LockPipelineForRun(rs->rec.def);
@@ -189,7 +175,7 @@ KeepReadWindow(RunState *rs, LoadPlan *plan, Datum upper)
  * resolves the plan and checks, as of now, that the owner may still read
  * the source and write the target.
  */
-static LoadPlan *
+LoadPlan *
 PrepareRun(RunState *rs)
 {
 	LoadPlan   *plan;
@@ -328,8 +314,8 @@ KeepInlineFailure(RunRecord *failed)
  * a caller that records it itself) and re-throws. The failed record has
  * the counts and batches committed before the step.
  */
-static void
-RunGuarded(RunState *rs, void (*step) (RunState *rs))
+void
+RunGuarded(RunState *rs, RunStep step)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -383,7 +369,7 @@ RunGuarded(RunState *rs, void (*step) (RunState *rs))
 }
 
 /* StartRunState fills the parts of a run's state known before it starts */
-static void
+void
 StartRunState(RunState *rs, PipelineDef *def, RunRequest *req)
 {
 	memset(rs, 0, sizeof(RunState));
@@ -398,13 +384,13 @@ StartRunState(RunState *rs, PipelineDef *def, RunRequest *req)
 }
 
 /*
- * CheckRunnable refuses runs that the caller may not start or that the
- * pipeline's state forbids.
+ * CheckRunnable refuses runs that the caller may not start (action: run, or
+ * backfill) or that the pipeline's state forbids.
  */
-static void
-CheckRunnable(PipelineDef *def)
+void
+CheckRunnable(PipelineDef *def, const char *action)
 {
-	CheckPipelineOwner(def, "run");
+	CheckPipelineOwner(def, action);
 	if (!def->active)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -441,7 +427,7 @@ RunPipeline(PipelineDef *def, RunRequest *req)
 	RunState	rs;
 
 	StartRunState(&rs, def, req);
-	CheckRunnable(def);
+	CheckRunnable(def, "run");
 	if (!TryLockPipeline(def->id, false))
 		return RecordSkippedRun(&rs);
 
@@ -471,6 +457,61 @@ pipeline_run(PG_FUNCTION_ARGS)
 }
 
 /*
+ * FinishBatchChecks writes what the row checks of a batch (counts before it:
+ * before) kept for quarantine, evaluates its set checks, and queues the
+ * downstream pipelines when it changed data and no blocking check failed.
+ */
+void
+FinishBatchChecks(RunState *rs, LoadPlan *plan, LoadCounts *before)
+{
+	LoadCounts *now = &rs->rec.counts;
+
+	FlushRowChecks(plan, rs->rec.run_id);
+	RunSetChecks(plan, now->read - before->read);
+	if (!FinishChecks(plan, rs->rec.run_id) &&
+		now->inserted + now->updated + now->deleted > before->inserted + before->updated + before->deleted)
+		EnqueueDownstream(plan->def->id, rs->rec.run_id);
+}
+
+/*
+ * NextBatchBound returns where the batch from lower (exclusive, or
+ * inclusive with plan->lower_inclusive; from the start without has_lower)
+ * ends: at most batch_rows source rows (more only when a single
+ * incremental value has more rows), never past upper, never before lower.
+ * *last is set when the batch reaches upper.
+ */
+Datum
+NextBatchBound(LoadPlan *plan, bool has_lower, Datum lower, Datum upper, int64 batch_rows,
+			   bool *last)
+{
+	LoadColumn *inc = plan->incremental;
+	Oid			types[3] = {inc->typid, inc->typid, INT8OID};
+	Datum		values[3] = {lower, upper, Int64GetDatum(batch_rows)};
+	bool		isnull;
+	Datum		bound;
+
+	bound = QueryAsOwner(plan->def, BuildBatchBoundQuery(plan, has_lower), 3, types, values, &isnull);
+	*last = isnull;
+	if (isnull)
+		bound = upper;
+	else
+	{
+		Datum		below;
+
+		values[1] = bound;
+		below = QueryAsOwner(plan->def, BuildBatchFallbackQuery(plan, has_lower), 2, types, values,
+							 &isnull);
+		if (!isnull)
+			bound = below;
+	}
+	if (has_lower && CompareWatermarks(bound, lower, inc->typid, inc->collid) < 0)
+		bound = lower;
+	if (CompareWatermarks(bound, upper, inc->typid, inc->collid) >= 0)
+		*last = true;
+	return bound;
+}
+
+/*
  * RunBatch loads the next batch of a batched run: at most batch_rows source
  * rows past the watermark (more only when a single incremental value has
  * more rows), up to the high-water mark the first batch fixed.
@@ -487,8 +528,6 @@ RunBatch(RunState *rs)
 	bool		first = rs->rec.batches == 0;
 	bool		isnull;
 	Datum		bound;
-	Oid			types[3] = {inc->typid, inc->typid, INT8OID};
-	Datum		values[3];
 
 	if (first)
 	{
@@ -510,29 +549,7 @@ RunBatch(RunState *rs)
 											 inc->typid);
 	}
 
-	values[0] = wm;
-	values[1] = rs->hwm;
-	values[2] = Int64GetDatum(def->batch_rows);
-	bound = QueryAsOwner(def, BuildBatchBoundQuery(plan, has_wm), 3, types, values, &isnull);
-	if (isnull)
-	{
-		bound = rs->hwm;
-		rs->finished = true;
-	}
-	else
-	{
-		Datum		below;
-
-		values[1] = bound;
-		below = QueryAsOwner(def, BuildBatchFallbackQuery(plan, has_wm), 2, types, values, &isnull);
-		if (!isnull)
-			bound = below;
-	}
-	if (has_wm && CompareWatermarks(bound, wm, inc->typid, inc->collid) < 0)
-		bound = wm;
-	if (CompareWatermarks(bound, rs->hwm, inc->typid, inc->collid) >= 0)
-		rs->finished = true;
-
+	bound = NextBatchBound(plan, has_wm, wm, rs->hwm, def->batch_rows, &rs->finished);
 	{
 		LoadCounts	before = rs->rec.counts;
 
@@ -540,12 +557,7 @@ RunBatch(RunState *rs)
 						(first && has_wm && def->lookback) ? SubtractLookback(wm, def->lookback, inc->typid) : wm,
 						true, bound, &rs->rec.counts);
 		KeepReadWindow(rs, plan, bound);
-		FlushRowChecks(plan, rs->rec.run_id);
-		RunSetChecks(plan, rs->rec.counts.read - before.read);
-		if (!FinishChecks(plan, rs->rec.run_id) &&
-			rs->rec.counts.inserted + rs->rec.counts.updated + rs->rec.counts.deleted >
-			before.inserted + before.updated + before.deleted)
-			EnqueueDownstream(def->id, rs->rec.run_id);
+		FinishBatchChecks(rs, plan, &before);
 	}
 	if (first)
 		RefreshSourceRelations(def->id, plan->source_relid);
@@ -559,17 +571,63 @@ RunBatch(RunState *rs)
 	RecordRunProgress(&rs->rec);
 }
 
-/* RequireNonAtomic refuses run_batched where it cannot commit */
-static void
-RequireNonAtomic(FunctionCallInfo fcinfo)
+/* RequireNonAtomic refuses a procedure that commits where it cannot */
+void
+RequireNonAtomic(FunctionCallInfo fcinfo, const char *procedure, const char *detail,
+				 const char *hint)
 {
 	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
 		castNode(CallContext, fcinfo->context)->atomic)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
-				 errmsg("pipeline.run_batched cannot run inside a transaction block"),
-				 errdetail("A batched run commits after every batch."),
-				 errhint("CALL it outside BEGIN ... COMMIT, or use pipeline.run.")));
+				 errmsg("%s cannot run inside a transaction block", procedure),
+				 errdetail("%s", detail),
+				 errhint("%s", hint)));
+}
+
+/*
+ * StartCommittedRun writes the 'running' record of a run made in committed
+ * steps (its start audit entry with it), in the caller's transaction, which
+ * the caller commits. The caller holds the run lock at session level.
+ */
+void
+StartCommittedRun(RunState *rs)
+{
+	rs->rec.run_id = NextRunId();
+	rs->rec.started_at = GetCurrentTimestamp();
+	FailInterruptedRuns(rs->rec.def->id, rs->rec.run_id);
+	rs->rec.wm_from = rs->rec.def->watermark;
+	rs->rec.wm_to = rs->rec.def->watermark;
+	RecordRunStart(&rs->rec);
+}
+
+/*
+ * RunCommittedSteps commits the caller's transaction (the run's start),
+ * then runs step in a subtransaction of a transaction of its own, each
+ * committed, until a step finishes the run; the last one records its
+ * outcome. The caller connected to SPI non-atomically and pinned
+ * search_path (nestlevel); a failed step is recorded by RunGuarded and
+ * re-thrown.
+ */
+void
+RunCommittedSteps(RunState *rs, RunStep step, int nestlevel)
+{
+	UnpinSearchPath(nestlevel);
+	SPI_commit();
+	while (!rs->finished)
+	{
+		nestlevel = PinSearchPath();
+		RequireReadCommitted(rs->rec.def);
+		RunGuarded(rs, step);
+		if (rs->finished)
+		{
+			rs->rec.status = RUN_SUCCEEDED;
+			rs->rec.config_version = CurrentConfigVersion(rs->rec.def->id);
+			RecordRunOutcome(&rs->rec);
+		}
+		UnpinSearchPath(nestlevel);
+		SPI_commit();
+	}
 }
 
 /*
@@ -586,14 +644,15 @@ RunBatchedCall(FunctionCallInfo fcinfo, const char *name, int64 batch_rows,
 	RunRequest	req = {triggered_by, 0, 1, 0, false};
 	int			nestlevel;
 
-	RequireNonAtomic(fcinfo);
+	RequireNonAtomic(fcinfo, "pipeline.run_batched", "A batched run commits after every batch.",
+					 "CALL it outside BEGIN ... COMMIT, or use pipeline.run.");
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
 	nestlevel = PinSearchPath();
 	def = LoadPipelineByName(name, false);
 	if (batch_rows != 0)
 		def->batch_rows = batch_rows;
 	StartRunState(&rs, def, &req);
-	CheckRunnable(def);
+	CheckRunnable(def, "run");
 	if (def->incremental_column == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -615,29 +674,8 @@ RunBatchedCall(FunctionCallInfo fcinfo, const char *name, int64 batch_rows,
 
 	PG_TRY();
 	{
-		rs.rec.run_id = NextRunId();
-		rs.rec.started_at = GetCurrentTimestamp();
-		FailInterruptedRuns(def->id, rs.rec.run_id);
-		rs.rec.wm_from = def->watermark;
-		rs.rec.wm_to = def->watermark;
-		RecordRunStart(&rs.rec);
-		UnpinSearchPath(nestlevel);
-		SPI_commit();
-
-		while (!rs.finished)
-		{
-			nestlevel = PinSearchPath();
-			RequireReadCommitted(def);
-			RunGuarded(&rs, RunBatch);
-			if (rs.finished)
-			{
-				rs.rec.status = RUN_SUCCEEDED;
-				rs.rec.config_version = CurrentConfigVersion(rs.rec.def->id);
-				RecordRunOutcome(&rs.rec);
-			}
-			UnpinSearchPath(nestlevel);
-			SPI_commit();
-		}
+		StartCommittedRun(&rs);
+		RunCommittedSteps(&rs, RunBatch, nestlevel);
 	}
 	PG_FINALLY();
 	{

@@ -129,6 +129,13 @@ ArmErasureGate(LoadPlan *plan)
 	ArmForStatement(&gate.arm);
 }
 
+/* DisarmErasureGate ends what ArmErasureGate allowed, before the end of its (sub)transaction */
+void
+DisarmErasureGate(void)
+{
+	gate.arm.armed = false;
+}
+
 /*
  * pipeline._unforgotten("values" text[], quarantine_id bigint) is the gate:
  * false, and the row is counted (and, in a replay, its quarantine id

@@ -14,7 +14,8 @@
  * pipeline.explain shows exactly what a run would execute.
  *
  * Every identifier is quoted, every value is a parameter ($1 = lower bound
- * of the window, $2 = upper bound), and operators that do not live in
+ * of the window, $2 = upper bound; in a backfill's batch of one partition,
+ * $4 = its value: backfill_sql.c), and operators that do not live in
  * pg_catalog are schema-qualified, because runs pin search_path to
  * pg_catalog, pg_temp.
  *
@@ -76,13 +77,14 @@ QuarantineIdColumn(LoadPlan *plan)
 }
 
 /*
- * ReplayGuard returns the condition that keeps a replayed row from
- * overwriting a newer version of its key: the incremental value decides.
+ * KeepNewerGuard returns the condition that keeps a replayed or backfilled
+ * row (keep_newer) from overwriting a newer version of its key in the
+ * target: the incremental value decides.
  */
-static char *
-ReplayGuard(LoadPlan *plan)
+char *
+KeepNewerGuard(LoadPlan *plan)
 {
-	if (!plan->replay || plan->incremental == NULL)
+	if (!plan->keep_newer || plan->incremental == NULL)
 		return "";
 	return psprintf(" AND (%s IS NULL OR %s <= %s)", Col("t", plan->incremental->name),
 					Col("t", plan->incremental->name), Col("s", plan->incremental->name));
@@ -175,7 +177,7 @@ OperatorNamespace(Oid opr)
 }
 
 /* EqualityOperator spells a column's equality operator, qualified if needed */
-static char *
+char *
 EqualityOperator(LoadColumn *col)
 {
 	if (OperatorNamespace(col->eq_opr) == PG_CATALOG_NAMESPACE)
@@ -240,11 +242,13 @@ AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
 	inc = Col(alias, plan->incremental->name);
 	appendStringInfoString(buf, " WHERE ");
 	if (has_lower)
-		appendStringInfo(buf, "%s > $1", inc);
+		appendStringInfo(buf, "%s %s $1", inc, plan->lower_inclusive ? ">=" : ">");
 	if (has_lower && has_upper)
 		appendStringInfoString(buf, " AND ");
 	if (has_upper)
 		appendStringInfo(buf, "%s %s $2", inc, upper_op);
+	if (plan->partition)
+		AppendPartitionPredicate(buf, plan, alias);
 }
 
 static void AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias);
@@ -286,6 +290,8 @@ AppendWindowFrom(StringInfo buf, LoadPlan *plan, const char *alias)
 						 " CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%s, j.v) AS r) AS %s",
 						 qid, plan->source_ident, alias);
 	}
+	else if (plan->newest_only)
+		AppendNewestRows(buf, plan, alias);
 	else
 		appendStringInfo(buf, " FROM %s AS %s", plan->source_ident, alias);
 }
@@ -613,7 +619,7 @@ AppendUpdateAction(StringInfo buf, LoadPlan *plan)
 		if (col->is_key || col == plan->incremental)
 			continue;
 		if (first)
-			appendStringInfo(buf, "\nWHEN MATCHED%s AND (", ReplayGuard(plan));
+			appendStringInfo(buf, "\nWHEN MATCHED%s AND (", KeepNewerGuard(plan));
 		else
 			appendStringInfoString(buf, " OR ");
 		AppendDistinct(buf, col, NULL, NULL);
@@ -649,7 +655,7 @@ BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
 			 * reading this target incrementally sees the delete.
 			 */
 			appendStringInfo(&buf, "\nWHEN MATCHED%s AND s.%s IS TRUE AND t.%s IS NOT TRUE"
-							 " THEN UPDATE SET %s = %s", ReplayGuard(plan), del, del, del,
+							 " THEN UPDATE SET %s = %s", KeepNewerGuard(plan), del, del, del,
 							 plan->distributed ? "true" : "pipeline._soft_delete()");
 			if (plan->incremental && !plan->incremental->is_key &&
 				plan->incremental != plan->delete_flag)
@@ -660,7 +666,7 @@ BuildMerge(LoadPlan *plan, bool has_lower, bool has_upper)
 			appendStringInfo(&buf, "\nWHEN MATCHED AND s.%s IS TRUE THEN DO NOTHING", del);
 		}
 		else if (del)
-			appendStringInfo(&buf, "\nWHEN MATCHED%s AND s.%s IS TRUE THEN DELETE", ReplayGuard(plan), del);
+			appendStringInfo(&buf, "\nWHEN MATCHED%s AND s.%s IS TRUE THEN DELETE", KeepNewerGuard(plan), del);
 		AppendUpdateAction(&buf, plan);
 	}
 	if (del)

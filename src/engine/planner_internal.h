@@ -3,8 +3,9 @@
  * src/engine/planner_internal.h
  *
  * Private to src/engine/: the SQL spelling helpers of planner.c that
- * window_queries.c, initial_load.c and snapshot_load.c build their
- * statements with.
+ * window_queries.c, backfill_sql.c, initial_load.c and snapshot_load.c
+ * build their statements with, and what planner.c asks of backfill_sql.c
+ * and initial_load.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,6 +20,8 @@
 #define LINEAGE_RUN_ID "pipeline._current_run_id()"
 
 extern char *Col(const char *alias, const char *column);
+extern char *EqualityOperator(LoadColumn *col);
+extern char *KeepNewerGuard(LoadPlan *plan);
 extern void AppendKeyJoin(StringInfo buf, LoadPlan *plan, const char *left, const char *right,
 						  bool raw_left);
 extern void AppendDistinct(StringInfo buf, LoadColumn *col, const char *t, const char *s);
@@ -27,5 +30,12 @@ extern void AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *al
 extern void AppendSourceRows(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper);
 extern void AppendInsertHead(StringInfo buf, LoadPlan *plan);
 extern void AppendInsertSelect(StringInfo buf, LoadPlan *plan, const char *alias);
+
+/* window_queries.c */
+extern char *InfinityLiteral(LoadPlan *plan);
+
+/* backfill_sql.c */
+extern void AppendNewestRows(StringInfo buf, LoadPlan *plan, const char *alias);
+extern void AppendPartitionPredicate(StringInfo buf, LoadPlan *plan, const char *alias);
 
 #endif							/* PIPELINE_ENGINE_PLANNER_INTERNAL_H */

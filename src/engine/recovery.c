@@ -25,7 +25,7 @@
  * lock (a run starting), or, with pipeline_id 0, those of every pipeline
  * whose run lock nobody holds. A run that finished meanwhile is left as it
  * finished. Only the runs a background worker was making are queued
- * again, not manual or scheduled ones.
+ * again, not manual, scheduled or backfill ones.
  */
 void
 FailInterruptedRuns(int64 pipeline_id, int64 current_run_id)
@@ -39,7 +39,8 @@ FailInterruptedRuns(int64 pipeline_id, int64 current_run_id)
 
 		if (!RecordRunOutcome(run))
 			continue;
-		if (strcmp(run->triggered_by, "manual") == 0 || strcmp(run->triggered_by, "schedule") == 0)
+		if (strcmp(run->triggered_by, "manual") == 0 || strcmp(run->triggered_by, "schedule") == 0 ||
+			strcmp(run->triggered_by, "backfill") == 0)
 			continue;
 		def = LoadPipelineById(run->def->id);
 		if (def && def->active)

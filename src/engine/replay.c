@@ -94,6 +94,7 @@ ReplayQuarantine(PipelineDef *def, ArrayType *ids)
 	plan = BuildLoadPlan(def);
 	CheckPipelinePrivileges(def, plan->source_relid, plan->target_relid, def->owner);
 	plan->replay = true;
+	plan->keep_newer = true;
 	plan->needs_dedup = def->unique_key != NIL;
 
 	LockOpenQuarantine(def, ids, &values[0], &values[1], &n);
@@ -102,7 +103,11 @@ ReplayQuarantine(PipelineDef *def, ArrayType *ids)
 		ExecuteLoad(plan, false, false, 2, types, values, &rec.counts);
 		(void) ResolveQuarantine(def, DatumGetArrayTypeP(values[0]), "replayed");
 		if (plan->erasure != NIL)
+		{
 			(void) EraseForgottenQuarantineRows();
+			/* armed in the caller's transaction: it must serve no later statement */
+			DisarmErasureGate();
+		}
 		FlushRowChecks(plan, rec.run_id);
 		RunSetChecks(plan, rec.counts.read);
 		rec.batches = 1;

@@ -4,8 +4,9 @@
  *
  * The queries a run asks around its load statement (planner.c): the
  * source's high-water mark (and the rows at infinity kept out of it), the
- * bounds of a batch, and the counts of a load into a Citus table. Pure
- * string building, with the quoting and parameters of planner.c.
+ * bounds of a batch, and the counts of a load into a Citus table (and of
+ * a backfill's dry run). Pure string building, with the quoting and
+ * parameters of planner.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,7 +27,7 @@ BuildHighWaterQuery(LoadPlan *plan)
 }
 
 /* InfinityLiteral spells 'infinity' as a value of the column's base type */
-static char *
+char *
 InfinityLiteral(LoadPlan *plan)
 {
 	return psprintf("'infinity'::%s",
@@ -94,12 +95,14 @@ BuildBatchFallbackQuery(LoadPlan *plan, bool has_lower)
 /*
  * AppendMatchedCounts appends the counts of kept rows whose key is in the
  * target, by the action the MERGE of BuildMerge takes on them: deleted
- * (or soft-deleted), updated, and not flagged deleted.
+ * (or soft-deleted), updated (neither where the target holds a newer
+ * version and the plan keeps it: KeepNewerGuard), and not flagged deleted.
  */
 static void
 AppendMatchedCounts(StringInfo buf, LoadPlan *plan, const char *del)
 {
 	const char *live = del ? psprintf("s.%s IS NOT TRUE", del) : "true";
+	const char *guard = KeepNewerGuard(plan);
 	bool		merge_actions = plan->def->mode != LOAD_MODE_APPEND;
 	ListCell   *lc;
 	bool		first = true;
@@ -107,11 +110,11 @@ AppendMatchedCounts(StringInfo buf, LoadPlan *plan, const char *del)
 	if (!merge_actions || del == NULL)
 		appendStringInfoString(buf, "SELECT pg_catalog.count(*) FILTER (WHERE false), ");
 	else if (plan->def->soft_delete)
-		appendStringInfo(buf, "SELECT pg_catalog.count(*) FILTER (WHERE s.%s IS TRUE AND t.%s IS NOT TRUE), ",
-						 del, del);
+		appendStringInfo(buf, "SELECT pg_catalog.count(*) FILTER (WHERE s.%s IS TRUE AND t.%s IS NOT TRUE%s), ",
+						 del, del, guard);
 	else
-		appendStringInfo(buf, "SELECT pg_catalog.count(*) FILTER (WHERE s.%s IS TRUE), ", del);
-	appendStringInfo(buf, "pg_catalog.count(*) FILTER (WHERE %s AND (", live);
+		appendStringInfo(buf, "SELECT pg_catalog.count(*) FILTER (WHERE s.%s IS TRUE%s), ", del, guard);
+	appendStringInfo(buf, "pg_catalog.count(*) FILTER (WHERE %s%s AND (", live, guard);
 	foreach(lc, plan->columns)
 	{
 		LoadColumn *col = lfirst(lc);

@@ -72,6 +72,8 @@ static const struct
 	{"unschedule", TEAM_ADMIN},
 	{"refresh the lineage of", TEAM_ADMIN},
 	{"replay", TEAM_ADMIN},
+	{"backfill", TEAM_ADMIN},	/* backfill, backfill_plan: rewrites rows runs
+								 * loaded long ago, over any range */
 	{"discard", TEAM_ADMIN},
 	{"acknowledge", TEAM_ADMIN},
 	{"forget", TEAM_ADMIN},		/* pipeline.forget: rows of every owner's

@@ -12,10 +12,10 @@
  * and the duration in seconds. The baseline is the pipeline's last
  * max(30, anomaly_min_runs) successful runs before this one that loaded a
  * window (batches > 0: a run that found nothing new says nothing about the
- * data) and were not quarantine replays; failed, skipped and running runs
- * are not in it. A run is scored only with at least anomaly_min_runs of
- * them, and only when it is such a run itself. Each metric's score is the
- * robust z-score
+ * data) and were neither quarantine replays nor backfills; failed,
+ * skipped and running runs are not in it. A run is scored only with at
+ * least anomaly_min_runs of them, and only when it is such a run itself.
+ * Each metric's score is the robust z-score
  *
  *     score = (x - median) / scale,   scale = MAD / 0.6745
  *
@@ -57,7 +57,7 @@ static const char *const AnomalyQuery =
 "  SELECT h.* FROM pipeline.run_history h"
 "   WHERE h.pipeline_id = (SELECT r.pipeline_id FROM pipeline.run_history r WHERE r.run_id = $1)"
 "     AND h.run_id < $1 AND h.status = 'succeeded' AND h.batches > 0"
-"     AND h.triggered_by <> 'replay'"
+"     AND h.triggered_by <> ALL (ARRAY['replay', 'backfill'])"
 "   ORDER BY h.run_id DESC LIMIT $2"
 "), sample AS ("
 "  SELECT h.run_id = $1 AS current, m.ord, m.metric, m.unit, m.value"
@@ -105,14 +105,16 @@ static const char *const AnomalyQuery =
 /*
  * Scored tells whether a run is one anomalies are looked for in: its
  * pipeline has a sensitivity, and it loaded a window of the source (not
- * an idle run that found nothing new, nor a quarantine replay).
+ * an idle run that found nothing new, nor a quarantine replay, nor a
+ * backfill of a range, whose sizes say nothing of the source's flow).
  */
 static bool
 Scored(RunRecord *run)
 {
 	return run->status == RUN_SUCCEEDED && run->def->anomaly_sensitivity > 0 &&
 		run->batches > 0 &&
-		(run->triggered_by == NULL || strcmp(run->triggered_by, "replay") != 0);
+		(run->triggered_by == NULL ||
+		 (strcmp(run->triggered_by, "replay") != 0 && strcmp(run->triggered_by, "backfill") != 0));
 }
 
 /*

@@ -249,8 +249,9 @@ AuditSkippedRun(RunRecord *run)
 /*
  * AuditQualityChange queues the audit entry of a change to a pipeline's
  * data checks or quarantine (add_check, drop_check, replay_quarantine,
- * discard_quarantine, acknowledge): the state before and after as JSON,
- * and the run it concerns, if any.
+ * discard_quarantine, acknowledge) or to its data outside its runs'
+ * windows (backfill): the state before and after as JSON, and the run it
+ * concerns, if any.
  */
 void
 AuditQualityChange(const char *action, PipelineDef *def, int64 run_id, const char *before,

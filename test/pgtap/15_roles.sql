@@ -9,13 +9,13 @@
 -- every cell starts from the same pipeline; it must pass (or stop at a
 -- later, documented prerequisite, such as the missing launcher of this
 -- server for trigger) or fail with 42501. Then every view's rows, by role;
--- run_batched, which commits, statement by statement; and a run by an
--- operator, which executes as the owner and gives the operator no access
--- to the data.
+-- run_batched and backfill, which commit, statement by statement; and a
+-- run by an operator, which executes as the owner and gives the operator
+-- no access to the data.
 --
 -- The roles made here are dropped at the end (not the extension's three).
 
-SELECT plan(7 * 20 + 7 * 16 + 7 + 4);
+SELECT plan(7 * 21 + 7 * 16 + 7 + 7 + 4);
 
 DO $$
 DECLARE r text;
@@ -129,6 +129,7 @@ INSERT INTO actions VALUES
   ('add_check',  $$SELECT pipeline.add_check('rp', 'id_present', 'not_null', '{"columns": ["id"]}')$$, '{admin}', NULL),
   ('drop_check', $$SELECT pipeline.drop_check('rp', 'v_present')$$,            '{admin}', NULL),
   ('replay_quarantine', $$SELECT pipeline.replay_quarantine('rp')$$,           '{admin}', NULL),
+  ('backfill_plan', $$SELECT count(*) FROM pipeline.backfill_plan('rp', '1', '2')$$, '{admin}', NULL),
   ('discard_quarantine', $$SELECT pipeline.discard_quarantine('rp')$$,         '{admin}', NULL),
   ('acknowledge', format($$SELECT pipeline.acknowledge('rp', %s)$$, :rp_run),  '{admin}', '55000');
 
@@ -166,6 +167,32 @@ SELECT is(:'rb_operator'::text, '00000', 'operator: run_batched');
 SELECT is(:'rb_admin'::text, '00000', 'admin: run_batched');
 SELECT is(:'rb_superuser'::text, '00000', 'superuser: run_batched');
 SELECT is(:'rb_nobody'::text, '42501', 'nobody: run_batched refused');
+
+-- backfill commits too: an operator may run the pipeline, not backfill it ------
+\set ON_ERROR_STOP 0
+SET ROLE pgtap_roles_owner;    CALL pipeline.backfill('rp', '1', '2');
+\set bf_owner :SQLSTATE
+SET ROLE pgtap_roles_member;   CALL pipeline.backfill('rp', '1', '2');
+\set bf_member :SQLSTATE
+SET ROLE pgtap_roles_viewer;   CALL pipeline.backfill('rp', '1', '2');
+\set bf_viewer :SQLSTATE
+SET ROLE pgtap_roles_operator; CALL pipeline.backfill('rp', '1', '2');
+\set bf_operator :SQLSTATE
+SET ROLE pgtap_roles_admin;    CALL pipeline.backfill('rp', '1', '2');
+\set bf_admin :SQLSTATE
+RESET ROLE;                    CALL pipeline.backfill('rp', '1', '2');
+\set bf_superuser :SQLSTATE
+SET ROLE pgtap_roles_nobody;   CALL pipeline.backfill('rp', '1', '2');
+\set bf_nobody :SQLSTATE
+\set ON_ERROR_STOP 1
+RESET ROLE;
+SELECT is(:'bf_owner'::text, '00000', 'owner: backfill');
+SELECT is(:'bf_member'::text, '00000', 'member: backfill');
+SELECT is(:'bf_viewer'::text, '42501', 'viewer: backfill refused');
+SELECT is(:'bf_operator'::text, '42501', 'operator: backfill refused');
+SELECT is(:'bf_admin'::text, '00000', 'admin: backfill');
+SELECT is(:'bf_superuser'::text, '00000', 'superuser: backfill');
+SELECT is(:'bf_nobody'::text, '42501', 'nobody: backfill refused');
 
 -- An operator's run executes as the owner; the operator gains no data access -----
 INSERT INTO r_src VALUES (3, 3, 'c');

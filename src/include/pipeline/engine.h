@@ -92,6 +92,16 @@ typedef struct LoadPlan
 	List	   *row_checks;		/* CheckDef * evaluated in the load statement */
 	List	   *set_checks;		/* CheckDef * evaluated after it */
 	bool		replay;			/* rows come from quarantine: $1 ids, $2 rows */
+	bool		keep_newer;		/* never overwrite a newer version of a key in the
+								 * target: the incremental value decides (a
+								 * replay, a backfill) */
+	bool		lower_inclusive;	/* the window's lower bound $1 is inclusive
+									 * (a backfill's first batch) */
+	bool		newest_only;	/* read of each key only its newest version in
+								 * the source (a backfill: backfill_sql.c) */
+	LoadColumn *partition;		/* a backfill's batch of one partition: the
+								 * rows whose partition column is $4 ... */
+	bool		partition_null; /* ... or NULL */
 	bool		distributed;	/* the target is a Citus table (docs/citus.md) */
 	bool		has_conversions;	/* some column is converted (typed_load.c) */
 	bool		convert_safely; /* row by row through the conversion gate */
@@ -208,6 +218,11 @@ extern void CheckDistributedPlan(LoadPlan *plan);
 extern void ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower,
 								   bool has_upper, int nargs, Oid *types, Datum *values,
 								   LoadCounts *counts);
+extern int64 CountLoadStep(LoadPlan *plan, bool merge, bool has_lower, bool has_upper, int nargs,
+						   Oid *types, Datum *values, LoadCounts *counts);
+
+/* engine/backfill_sql.c */
+extern char *BuildPartitionValuesQuery(LoadPlan *plan, const char *column);
 
 /* engine/check_sql.c */
 extern char *RowCheckPredicate(PipelineDef *def, CheckDef *check);
@@ -233,6 +248,7 @@ extern void AdoptRowGate(SubTransactionId child);
 extern void PlanErasureGate(LoadPlan *plan);
 extern void AppendErasureGate(StringInfo buf, LoadPlan *plan, const char *alias, const char *qid);
 extern void ArmErasureGate(LoadPlan *plan);
+extern void DisarmErasureGate(void);
 extern int64 ErasureGateForgotten(void);
 extern int64 EraseForgottenQuarantineRows(void);
 
