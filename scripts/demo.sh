@@ -16,7 +16,8 @@
 # partner feed of text is typed at the boundary, its unparsable values
 # quarantined with their reasons, and an unusual batch raises an anomaly alert;
 # personal data is found, classified and masked at load, and a customer is
-# forgotten on request. Every
+# forgotten on request; the aggregated stage is a rollup, and a customer
+# dimension keeps its history (snapshot). Every
 # run's OpenLineage events are posted by the sender worker to a stand-in
 # collector on 127.0.0.1 (scripts/demo_collector.py), and the demo shows
 # what it received. The server is dropped at the end.
