@@ -117,7 +117,11 @@ Datum
 pipeline_snapshot_row(PG_FUNCTION_ARGS)
 {
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		elog(ERROR, "pipeline._snapshot_row takes no NULL");
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline._snapshot_row takes no NULL"),
+				 errdetail("It counts the versions a snapshot pipeline's load writes."),
+				 errhint("It is called by the load statement of a run; do not call it.")));
 	snapshot_applied += PG_GETARG_INT32(0);
 	if (PG_GETARG_BOOL(1))
 		snapshot_closed++;

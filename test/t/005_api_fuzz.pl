@@ -388,12 +388,12 @@ sub a_call {
 
 # ---------------------------------------------------------------- state
 my $STATE_SQL = q{
-    SELECT concat_ws(E'\n--\n',
-        (SELECT string_agg(p::text, E'\n' ORDER BY pipeline_id) FROM pipeline.pipeline p),
-        (SELECT string_agg(w::text, E'\n' ORDER BY pipeline_id) FROM pipeline.watermark w),
-        (SELECT string_agg(d::text, E'\n' ORDER BY pipeline_id, upstream_id) FROM pipeline.dependency d),
-        (SELECT string_agg(q::text, E'\n' ORDER BY queue_id) FROM pipeline.run_queue q),
-        (SELECT string_agg(j::text, E'\n' ORDER BY jobid) FROM cron.job j))};
+    SELECT concat_ws(E'\n--\n',  -- every part there, so that they split by position
+        coalesce((SELECT string_agg(p::text, E'\n' ORDER BY pipeline_id) FROM pipeline.pipeline p), ''),
+        coalesce((SELECT string_agg(w::text, E'\n' ORDER BY pipeline_id) FROM pipeline.watermark w), ''),
+        coalesce((SELECT string_agg(d::text, E'\n' ORDER BY pipeline_id, upstream_id) FROM pipeline.dependency d), ''),
+        coalesce((SELECT string_agg(q::text, E'\n' ORDER BY queue_id) FROM pipeline.run_queue q), ''),
+        coalesce((SELECT string_agg(j::text, E'\n' ORDER BY jobid) FROM cron.job j), ''))};
 sub state_now { return $su->selectrow_array($STATE_SQL) // ''; }
 
 sub refresh_pools {
@@ -504,7 +504,17 @@ for (my $i = 0; $i < @order; $i++) {
         push @problem, 'a transaction is still open after the call' if $probe[3] ne '1';
     }
     my $after = state_now();
-    if ($rolled_back && $after ne $state) {
+    # a batched run or a backfill commits each batch: when a later batch
+    # fails, the batches before it stay, with their watermark and queued
+    # runs; the definitions must not change
+    my $committed_batches = !$ok && !$in_tx && $f->{name} =~ /^(run_batched|backfill)$/;
+    if ($committed_batches) {
+        my @b = split /\n--\n/, $state, -1;
+        my @a = split /\n--\n/, $after, -1;
+        push @problem, "a refused batched call ($sqlstate) changed a definition or dependency:\n   "
+          . first_diff($b[0] . "\n" . ($b[2] // ''), $a[0] . "\n" . ($a[2] // ''))
+          if ($b[0] // '') ne ($a[0] // '') || ($b[2] // '') ne ($a[2] // '');
+    } elsif ($rolled_back && $after ne $state) {
         push @problem, ($ok ? 'a rolled back call' : "a refused call ($sqlstate)")
           . " changed the catalog:\n   " . first_diff($state, $after);
     }
