@@ -6,7 +6,8 @@
  * has no index at the time of the load (a target the pipeline created, its
  * primary key deferred until after the data), no trigger, no CHECK
  * constraint, no row-level security and no rule, and the rows' query yields
- * exactly the target's column types (no masks, no conversions), inserting
+ * exactly the target's column types (masks included: a masked column is
+ * loaded as the type its mask yields; no conversions), inserting
  * row by row through the executor does nothing an INSERT must do but write
  * the heap. So the rows' SELECT is run with a receiver that writes its rows
  * into the target in batches (table_multi_insert with a bulk-insert state,
@@ -108,13 +109,9 @@ BulkInsertFits(LoadPlan *plan, LoadStatements *stmts)
 	Relation	rel;
 	List	   *indexes;
 	bool		fits;
-	ListCell   *lc;
 
 	if (plan->has_conversions)
 		return false;
-	foreach(lc, plan->columns)
-		if (((LoadColumn *) lfirst(lc))->mask != NULL)
-			return false;
 	rel = table_open(plan->target_relid, NoLock);
 	indexes = RelationGetIndexList(rel);
 	fits = (list_length(indexes) == 0 || (list_length(indexes) == 1 && stmts->drop_key != NULL)) &&
