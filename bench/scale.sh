@@ -201,7 +201,9 @@ parallel query. Every time is psql's \`\\timing\` of one statement, commit
 included; the run times of (a) and (b) are taken in a fresh session after a
 CHECKPOINT. The source has an index on its incremental column and the
 target a primary key on the unique key, so a run reads its window by the
-index and merges by the key: its cost is the window's, whatever the sizes.
+index and merges by the key; the tables say how far its cost is the window's
+alone (a first run in a fresh session after a CHECKPOINT reads the target's
+index pages from disk, which a larger target has more of).
 <!-- scale:end -->
 MD
 )
