@@ -28,14 +28,16 @@
 #include "pipeline/common.h"
 
 /*
- * TryInSubtransactionMessage runs fn(arg) in an internal subtransaction, in
- * the caller's memory context. Returns 0 when fn finished, else the
- * SQLSTATE of its error, which is discarded with whatever fn did; with
- * message, *message is set to the error's message (in the caller's
- * context). A cancel is passed on.
+ * TryInSubtransactionIf runs fn(arg) in an internal subtransaction, in the
+ * caller's memory context. Returns 0 when fn finished, else the SQLSTATE of
+ * its error, which is discarded with whatever fn did; with message,
+ * *message is set to the error's message (in the caller's context). A
+ * cancel is passed on, and so is, once the subtransaction is rolled back,
+ * an error that caught (when given) says not to catch.
  */
 int
-TryInSubtransactionMessage(void (*fn) (void *arg), void *arg, char **message)
+TryInSubtransactionIf(void (*fn) (void *arg), void *arg, bool (*caught) (int sqlerrcode),
+					  char **message)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -62,6 +64,8 @@ TryInSubtransactionMessage(void (*fn) (void *arg), void *arg, char **message)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
+		if (caught && !caught(edata->sqlerrcode))
+			ReThrowError(edata);
 		sqlerrcode = edata->sqlerrcode;
 		if (message)
 			*message = pstrdup(edata->message);
@@ -85,6 +89,13 @@ bool
 ArmedForStatement(const StatementArm *arm)
 {
 	return arm->armed && arm->lxid == MyProc->lxid && arm->subxid == GetCurrentSubTransactionId();
+}
+
+/* TryInSubtransactionMessage catches every error of fn but a cancel */
+int
+TryInSubtransactionMessage(void (*fn) (void *arg), void *arg, char **message)
+{
+	return TryInSubtransactionIf(fn, arg, NULL, message);
 }
 
 /* TryInSubtransaction is TryInSubtransactionMessage without the message */

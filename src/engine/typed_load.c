@@ -31,8 +31,6 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/resowner.h"
 
 #include "pipeline/engine.h"
 #include "run_internal.h"
@@ -235,6 +233,33 @@ typedef struct GateValue
 	char	   *value;			/* NULL: SQL NULL, which converts */
 } GateValue;
 
+/* The values of one row the conversion gate tries, and how far it got */
+typedef struct ConvertTry
+{
+	GateValue  *values;
+	int			n;
+	int			from;			/* the value being converted */
+} ConvertTry;
+
+/* ConvertValues converts t's values from t->from on, leaving t->from at a failing one */
+static void
+ConvertValues(void *arg)
+{
+	ConvertTry *t = arg;
+
+	for (; t->from < t->n; t->from++)
+	{
+		GateValue  *v = &t->values[t->from];
+		Oid			input;
+		Oid			ioparam;
+
+		if (v->value == NULL)
+			continue;
+		getTypeInputInfo(v->col->convert_typid, &input, &ioparam);
+		(void) OidInputFunctionCall(input, v->value, ioparam, v->col->convert_typmod);
+	}
+}
+
 /*
  * TryConvertFrom converts the values from index *from on, in one
  * subtransaction. It returns NULL when all convert; else the error of the
@@ -245,45 +270,11 @@ typedef struct GateValue
 static char *
 TryConvertFrom(GateValue *values, int n, int *from)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	char	   *volatile message = NULL;
-	volatile int i = *from;
+	ConvertTry	t = {values, n, *from};
+	char	   *message = NULL;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		for (; i < n; i++)
-		{
-			Oid			input;
-			Oid			ioparam;
-
-			if (values[i].value == NULL)
-				continue;
-			getTypeInputInfo(values[i].col->convert_typid, &input, &ioparam);
-			(void) OidInputFunctionCall(input, values[i].value, ioparam, values[i].col->convert_typmod);
-		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (!IsConversionError(edata->sqlerrcode))
-			ReThrowError(edata);
-		message = edata->message;
-	}
-	PG_END_TRY();
-	*from = i;
+	(void) TryInSubtransactionIf(ConvertValues, &t, IsConversionError, &message);
+	*from = t.from;
 	return message;
 }
 
@@ -355,6 +346,30 @@ pipeline_convert_row(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(false);
 }
 
+/* One load step's statements and parameters, for a try in a subtransaction */
+typedef struct LoadTry
+{
+	LoadPlan   *plan;
+	bool		has_lower;
+	bool		has_upper;
+	int			nargs;
+	Oid		   *types;
+	Datum	   *values;
+	LoadCounts *counts;
+	SubTransactionId subxid;	/* the subtransaction it ran in */
+} LoadTry;
+
+/* RunLoadTry runs the statements of a LoadTry */
+static void
+RunLoadTry(void *arg)
+{
+	LoadTry    *t = arg;
+
+	t->subxid = GetCurrentSubTransactionId();
+	ExecuteStatements(t->plan, BuildLoadStatements(t->plan, t->has_lower, t->has_upper),
+					  t->has_lower, t->has_upper, t->nargs, t->types, t->values, t->counts);
+}
+
 /*
  * ExecuteLoad runs the statements of one load step (ExecuteStatements).
  * With conversions and on_conversion_error quarantine, it first loads with
@@ -367,53 +382,23 @@ void
 ExecuteLoad(LoadPlan *plan, bool has_lower, bool has_upper, int nargs, Oid *types,
 			Datum *values, LoadCounts *counts)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
 	LoadCounts	before = *counts;
-	SubTransactionId child;
-	volatile bool refused = false;
+	LoadTry		t = {plan, has_lower, has_upper, nargs, types, values, counts, InvalidSubTransactionId};
 
 	plan->convert_safely = false;
 	if (!plan->has_conversions || strcmp(plan->def->on_conversion_error, "quarantine") != 0)
 	{
-		ExecuteStatements(plan, BuildLoadStatements(plan, has_lower, has_upper), has_lower,
-						  has_upper, nargs, types, values, counts);
+		RunLoadTry(&t);
 		return;
 	}
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	child = GetCurrentSubTransactionId();
-	PG_TRY();
+	if (TryInSubtransactionIf(RunLoadTry, &t, IsConversionError, NULL) == 0)
 	{
-		ExecuteStatements(plan, BuildLoadStatements(plan, has_lower, has_upper), has_lower,
-						  has_upper, nargs, types, values, counts);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
 		/* the row checks' gate, armed in the subtransaction, is the run's now */
-		AdoptRowGate(child);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (!IsConversionError(edata->sqlerrcode))
-			ReThrowError(edata);
-		FreeErrorData(edata);
-		refused = true;
-	}
-	PG_END_TRY();
-	if (!refused)
+		AdoptRowGate(t.subxid);
 		return;
+	}
 	*counts = before;
 	plan->convert_safely = true;
 	plan->redact_reasons = PipelineHoldsPersonalData(plan->def);
-	ExecuteStatements(plan, BuildLoadStatements(plan, has_lower, has_upper), has_lower, has_upper,
-					  nargs, types, values, counts);
+	RunLoadTry(&t);
 }

@@ -170,6 +170,8 @@ extern bool XidWasVisible(TransactionId xmin, const ReadSnapshot *snap,
  */
 extern int	TryInSubtransaction(void (*fn) (void *arg), void *arg);
 extern int	TryInSubtransactionMessage(void (*fn) (void *arg), void *arg, char **message);
+extern int	TryInSubtransactionIf(void (*fn) (void *arg), void *arg, bool (*caught) (int sqlerrcode),
+								  char **message);
 
 typedef struct StatementArm
 {
