@@ -171,11 +171,12 @@ PurgeOne(void *arg)
 bool
 CapturePurgePass(void)
 {
+	static SPIPlanPtr plan = NULL;	/* kept: the launcher asks every pass */
 	List	   *relids = NIL;
 	bool		more = false;
 	ListCell   *lc;
 
-	ExecCatalog("SELECT relation::pg_catalog.oid FROM pipeline.change_capture", 0, NULL, NULL, NULL, true);
+	ExecKeptPlan(&plan, "SELECT relation::pg_catalog.oid FROM pipeline.change_capture", 0, NULL, NULL, NULL);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;

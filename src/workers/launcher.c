@@ -315,18 +315,46 @@ ActivePipelineIds(void)
 }
 
 /*
+ * MsUntilNextDueRun returns the milliseconds until the next queued run of an
+ * active pipeline falls due: 0 when one is due now, -1 when none is queued.
+ * One small plan kept for the launcher's life, so that a pass over an idle
+ * registry costs an index probe rather than StartableRuns' recursive query.
+ */
+static long
+MsUntilNextDueRun(void)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+	Datum		wait;
+
+	ExecKeptPlan(&plan,
+				 "SELECT ceil(extract(epoch FROM min(not_before) - now()) * 1000)::bigint"
+				 "  FROM pipeline.run_queue q JOIN pipeline.pipeline p USING (pipeline_id)"
+				 " WHERE p.active",
+				 0, NULL, NULL, NULL);
+	wait = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	/* (greatest(0, NULL) would be 0: an empty queue must stay NULL here) */
+	return isnull ? -1 : (long) Max(DatumGetInt64(wait), 0);
+}
+
+/*
  * StartDueRuns starts workers for the queued runs that may run now, and
  * returns the milliseconds until the next queued run falls due (-1: none).
+ * The query that finds which due runs may start (no busy upstream) is made
+ * only when a run is due and a worker slot is free.
  */
 static long
 StartDueRuns(void)
 {
+	static SPIPlanPtr startable_plan = NULL;
 	int			free_slots = pipeline_max_workers - CountActiveWorkers();
 	Oid			types[2] = {INT8ARRAYOID, INT4OID};
 	Datum		values[2];
 	bool		isnull;
-	Datum		wait;
+	long		wait = MsUntilNextDueRun();
 
+	if (wait != 0)
+		return wait;
 	if (free_slots > 0)
 	{
 		SPITupleTable *tuptable;
@@ -334,27 +362,28 @@ StartDueRuns(void)
 
 		values[0] = ActivePipelineIds();
 		values[1] = Int32GetDatum(free_slots);
-		ExecCatalog("WITH RECURSIVE busy AS ("
-					"   SELECT pipeline_id FROM pipeline.run_queue"
-					"   UNION SELECT pipeline_id FROM pipeline.run_history WHERE status = 'running'"
-					"   UNION SELECT unnest($1::bigint[])),"
-					" ups(pipeline_id, upstream_id) AS ("
-					"   SELECT q.pipeline_id, d.upstream_id FROM pipeline.run_queue q"
-					"     JOIN pipeline.dependencies d ON d.pipeline_id = q.pipeline_id"
-					"   UNION"
-					"   SELECT u.pipeline_id, d.upstream_id FROM ups u"
-					"     JOIN pipeline.dependencies d ON d.pipeline_id = u.upstream_id)"
-					" SELECT q.queue_id, q.pipeline_id"
-					"   FROM pipeline.run_queue q JOIN pipeline.pipeline p USING (pipeline_id)"
-					"  WHERE q.not_before <= now() AND p.active"
-					"    AND q.pipeline_id <> ALL ($1::bigint[])"
-					"    AND NOT EXISTS (SELECT 1 FROM pipeline.run_history h"
-					"                     WHERE h.pipeline_id = q.pipeline_id AND h.status = 'running')"
-					"    AND NOT EXISTS (SELECT 1 FROM ups u JOIN busy b ON b.pipeline_id = u.upstream_id"
-					"                     WHERE u.pipeline_id = q.pipeline_id"
-					"                       AND u.upstream_id <> q.pipeline_id)"
-					"  ORDER BY q.not_before, q.queue_id LIMIT $2",
-					2, types, values, NULL, false);
+		ExecKeptPlan(&startable_plan,
+					 "WITH RECURSIVE busy AS ("
+					 "   SELECT pipeline_id FROM pipeline.run_queue"
+					 "   UNION SELECT pipeline_id FROM pipeline.run_history WHERE status = 'running'"
+					 "   UNION SELECT unnest($1::bigint[])),"
+					 " ups(pipeline_id, upstream_id) AS ("
+					 "   SELECT q.pipeline_id, d.upstream_id FROM pipeline.run_queue q"
+					 "     JOIN pipeline.dependencies d ON d.pipeline_id = q.pipeline_id"
+					 "   UNION"
+					 "   SELECT u.pipeline_id, d.upstream_id FROM ups u"
+					 "     JOIN pipeline.dependencies d ON d.pipeline_id = u.upstream_id)"
+					 " SELECT q.queue_id, q.pipeline_id"
+					 "   FROM pipeline.run_queue q JOIN pipeline.pipeline p USING (pipeline_id)"
+					 "  WHERE q.not_before <= now() AND p.active"
+					 "    AND q.pipeline_id <> ALL ($1::bigint[])"
+					 "    AND NOT EXISTS (SELECT 1 FROM pipeline.run_history h"
+					 "                     WHERE h.pipeline_id = q.pipeline_id AND h.status = 'running')"
+					 "    AND NOT EXISTS (SELECT 1 FROM ups u JOIN busy b ON b.pipeline_id = u.upstream_id"
+					 "                     WHERE u.pipeline_id = q.pipeline_id"
+					 "                       AND u.upstream_id <> q.pipeline_id)"
+					 "  ORDER BY q.not_before, q.queue_id LIMIT $2",
+					 2, types, values, NULL);
 		tuptable = SPI_tuptable;
 		n = SPI_processed;
 		for (uint64 i = 0; i < n; i++)
@@ -366,18 +395,12 @@ StartDueRuns(void)
 				return 1000;
 		}
 	}
-	ExecCatalog("SELECT greatest(0, ceil(extract(epoch FROM min(not_before) - now()) * 1000))::bigint"
-				"  FROM pipeline.run_queue q JOIN pipeline.pipeline p USING (pipeline_id)"
-				" WHERE p.active",
-				0, NULL, NULL, NULL, true);
-	wait = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull)
-		return -1;
+	wait = MsUntilNextDueRun();
 	/*
 	 * A due run that could not start waits for a busy upstream or a free
 	 * worker: their exits and commits set the latch; poll gently besides.
 	 */
-	return DatumGetInt64(wait) > 0 ? DatumGetInt64(wait) : 1000;
+	return wait == 0 ? 1000 : wait;
 }
 
 /*
