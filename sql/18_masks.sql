@@ -115,6 +115,10 @@ SELECT string_agg(DISTINCT left(email, 4), ',') AS token_versions FROM hr.people
 -- token with a pipeline's key by calling them.
 SELECT pipeline._mask_token('ada@example.com', 'default', 1);
 SELECT pipeline._mask_partial('ada@example.com', 1, 2) AS email, pipeline._mask_partial('+44 20 7946 0958', 3, 2) AS phone;
+-- partial keeps characters, not bytes; a value no longer than what it keeps
+-- becomes ***.
+SELECT pipeline._mask_partial('Zoë Ångström', 2, 2) AS name, pipeline._mask_partial('abcde', 2, 2) AS five,
+       pipeline._mask_partial('abcd', 2, 2) AS four, pipeline._mask_partial('Zoë', 1, 2) AS three;
 
 -- alter_pipeline changes the masks; {} removes them.
 SELECT pipeline.alter_pipeline('hr', masks => '{"email": "tokenize"}') > 0 AS altered;

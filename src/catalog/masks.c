@@ -655,6 +655,16 @@ MaskedForms(const char *value, MaskMethod method, const char *key)
 	return forms;
 }
 
+/* AllAscii tells whether a string of len bytes has only ASCII characters */
+static bool
+AllAscii(const char *v, int len)
+{
+	for (int i = 0; i < len; i++)
+		if (IS_HIGHBIT_SET(v[i]))
+			return false;
+	return true;
+}
+
 /*
  * pipeline._mask_partial(value, keep_start, keep_end): the partial mask.
  * Characters, not bytes, are kept; a value too short to keep anything
@@ -678,6 +688,14 @@ pipeline_mask_partial(PG_FUNCTION_ARGS)
 		/* an e-mail: its first character, and its domain */
 		start_bytes = pg_mblen(v);
 		end_bytes = v + len - at;
+	}
+	else if (pg_database_encoding_max_length() == 1 || AllAscii(v, len))
+	{
+		/* one byte per character: no multibyte walk (most values, per row) */
+		if (len <= keep_start + keep_end)
+			PG_RETURN_TEXT_P(cstring_to_text("***"));
+		start_bytes = keep_start;
+		end_bytes = keep_end;
 	}
 	else
 	{
