@@ -98,15 +98,6 @@ pipeline_pii_classes(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* IsPipelineAdmin tells whether the current user has pipeline_admin's privileges */
-static bool
-IsPipelineAdmin(void)
-{
-	Oid			admin = get_role_oid("pipeline_admin", true);
-
-	return OidIsValid(admin) && has_privs_of_role(GetUserId(), admin);
-}
-
 /*
  * CheckColumnArg resolves the relation and column of classify, unclassify,
  * declare_subject and undeclare_subject (action, audited when refused;
@@ -146,7 +137,7 @@ CheckColumnArg(FunctionCallInfo fcinfo, const char *action, const char *verb, Oi
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" of relation \"%s\" does not exist", column, name),
 				 errhint("Name a column of the relation; see \\d %s.", name)));
-	if (!has_privs_of_role(GetUserId(), RelationOwnerOf(relid)) && !IsPipelineAdmin())
+	if (!RoleMayAct(GetUserId(), RelationOwnerOf(relid), "classify"))
 	{
 		char	   *object = psprintf("%s.%s", name, quote_identifier(column));
 
@@ -499,13 +490,14 @@ pipeline_suggest_pii(PG_FUNCTION_ARGS)
 }
 
 /*
- * CheckKeyAdmin refuses the keys to anyone but superusers and members of
- * pipeline_admin (when the role exists), auditing the refusal.
+ * CheckKeyAdmin refuses the keys to anyone the actions table does not let
+ * "manage keys" (superusers and members of pipeline_admin), auditing the
+ * refusal.
  */
 static void
 CheckKeyAdmin(const char *action, const char *name)
 {
-	if (superuser() || IsPipelineAdmin())
+	if (RoleMayAct(GetUserId(), InvalidOid, "manage keys"))
 		return;
 	AuditRefusal(action, "key", name, 0, psprintf("permission denied to %s key \"%s\"", action, name));
 	ereport(ERROR,

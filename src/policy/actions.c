@@ -81,6 +81,12 @@ static const struct
 								 * owner as owner */
 	{"capture", TEAM_ADMIN},	/* capture, uncapture, purge_capture: the
 								 * owner is the table's (privileges.c) */
+	{"classify", TEAM_ADMIN},	/* classify, unclassify, declare_subject,
+								 * undeclare_subject: the owner is the
+								 * relation's (api/privacy.c) */
+	{"manage keys", TEAM_ADMIN},	/* create_key, rotate_key: keys have no
+									 * owner, so only the roles that may on
+									 * every pipeline */
 };
 
 /* ActionGrants returns the team roles that may do action (can't-happen if unknown) */

@@ -15,7 +15,7 @@
 --
 -- The roles made here are dropped at the end (not the extension's three).
 
-SELECT plan(7 * 21 + 7 * 16 + 7 + 7 + 4);
+SELECT plan(7 * 24 + 7 * 16 + 7 + 7 + 4 + 7 * 2);
 
 DO $$
 DECLARE r text;
@@ -131,7 +131,11 @@ INSERT INTO actions VALUES
   ('replay_quarantine', $$SELECT pipeline.replay_quarantine('rp')$$,           '{admin}', NULL),
   ('backfill_plan', $$SELECT count(*) FROM pipeline.backfill_plan('rp', '1', '2')$$, '{admin}', NULL),
   ('discard_quarantine', $$SELECT pipeline.discard_quarantine('rp')$$,         '{admin}', NULL),
-  ('acknowledge', format($$SELECT pipeline.acknowledge('rp', %s)$$, :rp_run),  '{admin}', '55000');
+  ('acknowledge', format($$SELECT pipeline.acknowledge('rp', %s)$$, :rp_run),  '{admin}', '55000'),
+  -- the owner here is the relation's, r_dst's, which is rp's owner too
+  ('classify',   $$SELECT pipeline.classify('public.r_dst', 'id', 'pii.national_id')$$, '{admin}', NULL),
+  ('unclassify', $$SELECT pipeline.unclassify('public.r_dst', 'v')$$,          '{admin}', NULL),
+  ('declare_subject', $$SELECT pipeline.declare_subject('public.r_dst', 'id', 'customer')$$, '{admin}', NULL);
 
 SELECT is(CASE WHEN o IN ('ok', a.later) THEN 'may' WHEN o = '42501' THEN 'may not' ELSE o END,
           CASE WHEN w.kind IN ('owner', 'member', 'superuser') OR w.kind = ANY (a.teams)
@@ -140,6 +144,16 @@ SELECT is(CASE WHEN o IN ('ok', a.later) THEN 'may' WHEN o = '42501' THEN 'may n
   FROM actions a CROSS JOIN who w
  CROSS JOIN LATERAL outcome(w.role, a.stmt) o
  ORDER BY a.action, w.ord;
+
+-- Keys have no owner: only superusers and pipeline_admin manage them ------------
+SELECT pipeline.create_key('k_roles_existing');
+SELECT is(outcome(w.role, k.stmt),
+          CASE WHEN w.kind IN ('admin', 'superuser') THEN 'ok' ELSE '42501' END,
+          format('%s: %s', w.kind, k.action))
+  FROM who w
+ CROSS JOIN (VALUES ('create_key', $$SELECT pipeline.create_key('k_roles_new')$$),
+                    ('rotate_key', $$SELECT pipeline.rotate_key('k_roles_existing')$$)) k (action, stmt)
+ ORDER BY k.action, w.ord;
 
 -- run_batched commits, so it is called statement by statement ------------------
 DELETE FROM pipeline.run_queue;
