@@ -168,6 +168,8 @@ for c in "${COUNTS[@]}"; do
     create[$c]=$(median $(q -f "$script" | awk '/^Time: / { print $2 }'))
     rm -f "$script"
     created=$c
+    # what autovacuum (off here) would do after so many creates
+    q -c "ANALYZE" >/dev/null
     q -c "SELECT pipeline.run('m1')" >/dev/null
     idle[$c]=$(idle_median m1)
     lineage[$c]=$(timed "SELECT pipeline.refresh_lineage('m1')")
@@ -185,7 +187,7 @@ done
 
 # plots
 { for i in "${INCREMENTS[@]}"; do echo "$i ${imed[$i]}"; done; } >"$WORK/by_inc.dat"
-{ for s in "${SIZES[@]}"; do echo "$s ${med[$s]}"; done; } >"$WORK/by_size.dat"
+{ for s in "${SIZES[@]}"; do echo "$s ${med[$s]} ${hmed[$s]}"; done; } >"$WORK/by_size.dat"
 gnuplot <<GP
 set terminal pngcairo size 640,400 font ",10"
 set grid
@@ -202,7 +204,9 @@ set title "Run time of $INCREMENT new rows against target size"
 set xlabel "rows in the target"
 unset logscale y
 set yrange [0:*]
-plot "$WORK/by_size.dat" using 1:2 with linespoints pt 7 lw 2
+set key top left
+plot "$WORK/by_size.dat" using 1:2 with linespoints pt 7 lw 2 title "pipeline", \
+     "$WORK/by_size.dat" using 1:3 with linespoints pt 5 lw 2 title "hand-written MERGE"
 GP
 
 cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
@@ -251,7 +255,8 @@ With many pipelines registered (each its own target; one source):
 $many_rows
 
 Method: [bench/scale.sh](../bench/scale.sh), one throwaway cluster preloading
-pg_pipeline (the launcher running), shared_buffers 1GB, autovacuum off, no
+pg_pipeline (the launcher running), shared_buffers 1GB, autovacuum off (the
+catalog is analyzed once the pipelines are created, as autovacuum would), no
 parallel query. Every time is psql's \`\\timing\` of one statement, commit
 included; the run times of (a) and (b) are taken in a fresh session after a
 CHECKPOINT. The source has an index on its incremental column and the
