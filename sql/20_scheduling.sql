@@ -29,6 +29,19 @@ SELECT p.name, u.name AS upstream, d.kind
 SELECT name, depends_on, max_retries, retry_delay, timeout, freshness, timeliness,
        freshness_muted, timeliness_muted, schedule
   FROM pipeline.pipelines WHERE name IN ('a', 'b', 'c') ORDER BY id;
+-- The edges one pipeline's run, cycle check and launcher read
+-- (pipeline._upstreams and _downstreams, by index) are the view's.
+WITH view_edges AS (SELECT pipeline_id, upstream_id, kind FROM pipeline.dependencies),
+     up_edges AS (SELECT p.pipeline_id, u.upstream_id, u.kind
+                    FROM pipeline.pipeline p CROSS JOIN LATERAL pipeline._upstreams(p.pipeline_id) u),
+     down_edges AS (SELECT d.pipeline_id, p.pipeline_id AS upstream_id, d.kind
+                      FROM pipeline.pipeline p CROSS JOIN LATERAL pipeline._downstreams(p.pipeline_id) d)
+SELECT (SELECT count(*) FROM view_edges e JOIN pipeline.pipeline p USING (pipeline_id)
+         WHERE p.name IN ('a', 'b', 'c')) AS edges_of_abc,
+       (SELECT count(*) FROM ((TABLE view_edges EXCEPT TABLE up_edges) UNION ALL
+                              (TABLE up_edges EXCEPT TABLE view_edges)) x) AS upstreams_differ,
+       (SELECT count(*) FROM ((TABLE view_edges EXCEPT TABLE down_edges) UNION ALL
+                              (TABLE down_edges EXCEPT TABLE view_edges)) x) AS downstreams_differ;
 
 -- A run that changes data queues its downstream pipelines for the workers.
 SELECT pipeline.run('a') AS a_run \gset

@@ -73,9 +73,9 @@ EnqueueDownstream(int64 pipeline_id, int64 run_id)
 	values[1] = Int64GetDatum(run_id);
 	ExecCatalog("INSERT INTO pipeline.run_queue (pipeline_id, reason, parent_run_id)"
 				" SELECT DISTINCT d.pipeline_id, 'upstream', $2"
-				"   FROM pipeline.dependencies d"
+				"   FROM pipeline._downstreams($1) d"
 				"   JOIN pipeline.pipeline p ON p.pipeline_id = d.pipeline_id"
-				"  WHERE d.upstream_id = $1 AND p.active"
+				"  WHERE p.active"
 				" ON CONFLICT (pipeline_id) DO NOTHING",
 				2, types, values, NULL, false);
 	if (SPI_processed > 0)
@@ -170,7 +170,7 @@ CheckNoDependencyCycle(PipelineDef *def)
 				"   SELECT $1::bigint, ARRAY[$1::bigint], false"
 				"   UNION ALL"
 				"   SELECT d.upstream_id, w.path || d.upstream_id, d.upstream_id = $1"
-				"     FROM walk w JOIN pipeline.dependencies d ON d.pipeline_id = w.id"
+				"     FROM walk w CROSS JOIN LATERAL pipeline._upstreams(w.id) d"
 				"    WHERE NOT w.found"
 				"      AND (d.upstream_id = $1 OR d.upstream_id <> ALL (w.path)))"
 				" SELECT (SELECT string_agg(quote_literal(p.name), ' depends on '"
