@@ -15,8 +15,10 @@
  * fails: a count that cannot be shown exact is never reported.
  *
  * What Citus cannot load is refused when the plan is built, at
- * registration and at every run (CheckDistributedPlan). The same counts
- * are a backfill's dry run (backfill.c), into any target.
+ * registration and at every run (CheckDistributedPlan). A window read
+ * from a local table is loaded by the statements of local_source_load.c,
+ * counted the same way. The same counts are a backfill's dry run
+ * (backfill.c), into any target.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,41 +34,12 @@
 #include "pipeline/engine.h"
 
 /*
- * RefuseLocalSource refuses a source that reads a plain PostgreSQL table
- * when the target is distributed: Citus 13 refuses a MERGE that reads one
- * ("MERGE INTO an distributed table from Postgres table is not yet
- * supported"), so every run would fail.
- */
-static void
-RefuseLocalSource(LoadPlan *plan)
-{
-	ListCell   *lc;
-
-	foreach(lc, plan->base_relids)
-	{
-		Oid			relid = lfirst_oid(lc);
-		char		kind = get_rel_relkind(relid);
-
-		if (kind == RELKIND_VIEW || CitusTableKindOf(relid) != CITUS_NONE)
-			continue;
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("source %s reads a local table, but target %s is a Citus distributed table",
-						plan->source_ident, plan->target_ident),
-				 errdetail("Source %s reads %s, a table of the coordinator only; Citus cannot MERGE from it into a distributed table.",
-						   plan->source_ident, RelationNameOf(relid)),
-				 errhint("Distribute the staging table colocated with the target: SELECT create_distributed_table(%s, '<key column>', colocate_with => %s); or make it a reference table with create_reference_table.",
-						 quote_literal_cstr(RelationNameOf(relid)),
-						 quote_literal_cstr(plan->target_ident))));
-	}
-}
-
-/*
  * CheckDistributedPlan marks a plan whose target is a Citus table and
  * refuses (0A000) what Citus cannot load: a reference or Citus local table
  * as target, a source reading a local table, and a lineage column (the run
  * id is a function of the coordinator's backend, which Citus would call on
- * the worker nodes).
+ * the worker nodes). A source reading a local table is loaded another way
+ * (local_source_load.c), which refuses what it cannot load.
  */
 void
 CheckDistributedPlan(LoadPlan *plan)
@@ -107,7 +80,7 @@ CheckDistributedPlan(LoadPlan *plan)
 						plan->target_ident),
 				 errdetail("A value that does not convert is caught by pg_pipeline's conversion gate, which Citus cannot run in a distributed MERGE."),
 				 errhint("Pass on_conversion_error => 'error' (a value that does not convert fails the run), or convert in a stage before the distributed one.")));
-	RefuseLocalSource(plan);
+	CheckLocalSourcePlan(plan);
 }
 
 /* CountRow runs one count query and returns its bigint columns in out */
@@ -174,13 +147,15 @@ CountLoadStep(LoadPlan *plan, bool merge, bool has_lower, bool has_upper, int na
 /*
  * ExecuteDistributedLoad runs one load step into a Citus table, in the
  * owner's context, and adds its exact counts: the vanished keys of full
- * mode, then the counts, then the load, checked against them.
+ * mode, then the counts, then the load (for a local source, its flagged
+ * rows' step first: local_source_load.c), checked against them.
  */
 void
 ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bool has_upper,
 					   int nargs, Oid *types, Datum *values, LoadCounts *counts)
 {
 	int64		written;
+	uint64		processed = 0;
 	int			rc;
 
 	LockSourceTables(plan);
@@ -194,14 +169,31 @@ ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bo
 	/* a load that fails its check fails the run: its counts are not kept */
 	written = CountLoadStep(plan, stmts->load_is_merge, has_lower, has_upper, nargs, types, values,
 							counts);
+	if (stmts->flagged)
+	{
+		rc = SPI_execute_with_args(stmts->flagged, nargs, types, values, NULL, false, 0);
+		if (rc != SPI_OK_DELETE && rc != SPI_OK_UPDATE)
+			elog(ERROR, "pg_pipeline could not apply the deletes: %s", SPI_result_code_string(rc));
+		processed += SPI_processed;
+	}
 	rc = SPI_execute_with_args(stmts->load, nargs, types, values, NULL, false, 0);
-	if (rc != SPI_OK_MERGE && rc != SPI_OK_INSERT)
+	if (rc == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		/* an upsert from a local source counts the rows it wrote (local_source_load.c) */
+		bool		isnull;
+
+		processed += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												 1, &isnull));
+	}
+	else if (rc == SPI_OK_MERGE || rc == SPI_OK_INSERT)
+		processed += SPI_processed;
+	else
 		elog(ERROR, "pg_pipeline load failed: %s", SPI_result_code_string(rc));
-	if ((int64) SPI_processed != written)
+	if ((int64) processed != written)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("the load into %s wrote %llu rows where its counts expected %lld",
-						plan->target_ident, (unsigned long long) SPI_processed, (long long) written),
+						plan->target_ident, (unsigned long long) processed, (long long) written),
 				 errdetail("Something changed the source or the target between the counts and the load, most likely a writer on a worker node, which the run's locks on the coordinator do not hold off."),
 				 errhint("Run the pipeline again; write to its source and target through the coordinator.")));
 }

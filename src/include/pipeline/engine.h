@@ -103,6 +103,8 @@ typedef struct LoadPlan
 								 * rows whose partition column is $4 ... */
 	bool		partition_null; /* ... or NULL */
 	bool		distributed;	/* the target is a Citus table (docs/citus.md) */
+	bool		local_source;	/* ... and the source reads a local table
+								 * (local_source_load.c) */
 	bool		has_conversions;	/* some column is converted (typed_load.c) */
 	bool		convert_safely; /* row by row through the conversion gate */
 	bool		redact_reasons; /* the pipeline holds personal data */
@@ -116,6 +118,8 @@ typedef struct LoadPlan
 typedef struct LoadStatements
 {
 	char	   *prepare;		/* full mode: delete vanished keys; else NULL */
+	char	   *flagged;		/* a local source into a Citus table: the keys
+								 * flagged deleted (local_source_load.c) */
 	char	   *load;			/* MERGE or INSERT */
 	bool		load_is_merge;
 	bool		snapshot;		/* load is the MERGE of a history (snapshot_load.c) */
@@ -212,6 +216,11 @@ extern bool BuildOwedTargetIndex(LoadPlan *plan);
 extern bool BulkInsertFits(LoadPlan *plan, LoadStatements *stmts);
 extern uint64 ExecuteBulkInsert(LoadPlan *plan, const char *rows_sql, int nargs, Oid *types,
 								Datum *values);
+
+/* engine/local_source_load.c */
+extern void CheckLocalSourcePlan(LoadPlan *plan);
+extern void BuildLocalSourceStatements(LoadPlan *plan, LoadStatements *stmts, bool has_lower,
+									   bool has_upper);
 
 /* engine/distributed_load.c */
 extern void CheckDistributedPlan(LoadPlan *plan);
