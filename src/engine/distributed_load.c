@@ -2,8 +2,9 @@
  *
  * src/engine/distributed_load.c
  *
- * Loads into a Citus table (docs/citus.md). Citus runs a MERGE into a
- * distributed table in the worker nodes' backends and refuses one that
+ * Loads into a Citus table (docs/citus.md), and distributes the target
+ * create_target creates over one (DistributeCreatedTarget). Citus runs a
+ * MERGE into a distributed table in the worker nodes' backends and refuses one that
  * calls a non-immutable function, so the load statement carries none of
  * the row counters of counters.c, and the MERGE's tallies, kept by the
  * executors of the worker nodes, never reach the coordinator's. A load is
@@ -24,6 +25,8 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
@@ -196,4 +199,112 @@ ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bo
 						plan->target_ident, (unsigned long long) processed, (long long) written),
 				 errdetail("Something changed the source or the target between the counts and the load, most likely a writer on a worker node, which the run's locks on the coordinator do not hold off."),
 				 errhint("Run the pipeline again; write to its source and target through the coordinator.")));
+}
+
+/*
+ * SourceDistributionColumn returns the name of the column a hash-distributed
+ * Citus table is distributed on, or NULL (a reference or single-shard
+ * table), from Citus's catalog through its column_to_column_name.
+ */
+static char *
+SourceDistributionColumn(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT pg_catalog.column_to_column_name(logicalrelid, partkey)"
+							  " FROM pg_catalog.pg_dist_partition"
+							  " WHERE logicalrelid OPERATOR(pg_catalog.=) $1 AND partkey IS NOT NULL",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_pipeline could not read the distribution column of %s", RelationNameOf(relid));
+	if (SPI_processed != 1)
+		return NULL;
+	return TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * ChooseDistributionColumn names the column a created target over a Citus
+ * source is distributed on: distribution_column, else the source's
+ * distribution column, else (a reference-table source) the key's only
+ * column; a keyed target's column must be one of the key's, since Citus
+ * requires its primary key to include it.
+ */
+static char *
+ChooseDistributionColumn(PipelineDef *def, const char *source_column, const char *target)
+{
+	char	   *column = def->distribution_column ? def->distribution_column : (char *) source_column;
+	StringInfoData key;
+	ListCell   *lc;
+
+	if (column == NULL && list_length(def->unique_key) == 1)
+		column = linitial(def->unique_key);
+	if (column == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pg_pipeline cannot choose the distribution column of target %s", target),
+				 errdetail("The source of pipeline \"%s\" is a Citus table without a distribution column, and the pipeline's unique key is not one column.",
+						   def->name),
+				 errhint("Pass distribution_column => '<column>'.")));
+	if (def->unique_key == NIL)
+		return column;
+	initStringInfo(&key);
+	foreach(lc, def->unique_key)
+	{
+		if (strcmp(lfirst(lc), column) == 0)
+			return column;
+		appendStringInfo(&key, "%s%s", key.len ? ", " : "", quote_identifier(lfirst(lc)));
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("distribution column \"%s\" of target %s is not a column of the unique key",
+					column, target),
+			 errdetail("Citus requires the primary key of a distributed table to include its distribution column; pipeline \"%s\" has unique key (%s).",
+					   def->name, key.data),
+			 errhint(def->distribution_column ? "Pass a column of the unique key as distribution_column."
+					 : "Pass a column of the unique key as distribution_column, or include the source's distribution column in the unique key.")));
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * DistributeCreatedTarget distributes the target create_target has just
+ * created (docs/citus.md): over a distributed source, on its distribution
+ * column (or distribution_column) and colocated with it when that is the
+ * same column, so that Citus pushes the load down to the shards; over a
+ * reference table, on the key's column. A target Citus already took
+ * (schema-based sharding) is left as it is. Nothing happens for a source
+ * that is not a Citus table unless distribution_column is given.
+ */
+void
+DistributeCreatedTarget(PipelineDef *def, Oid source_relid, const char *target)
+{
+	CitusTableKind kind = CitusTableKindOf(source_relid);
+	char	   *source_column = NULL;
+	char	   *column;
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	Oid			target_relid;
+
+	if (kind != CITUS_DISTRIBUTED && kind != CITUS_REFERENCE && def->distribution_column == NULL)
+		return;
+	if (!OidIsValid(get_extension_oid("citus", true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("distribution_column needs Citus"),
+				 errdetail("Pipeline \"%s\" names distribution column \"%s\", but the citus extension is not installed.",
+						   def->name, def->distribution_column),
+				 errhint("Leave out distribution_column, or CREATE EXTENSION citus.")));
+	target_relid = ResolveRelationName(def->target_schema, def->target_table, "target");
+	if (CitusTableKindOf(target_relid) != CITUS_NONE)
+		return;
+	if (kind == CITUS_DISTRIBUTED)
+		source_column = SourceDistributionColumn(source_relid);
+	column = ChooseDistributionColumn(def, source_column, target);
+	values[0] = CStringGetTextDatum(target);
+	values[1] = CStringGetTextDatum(column);
+	values[2] = CStringGetTextDatum(source_column && strcmp(source_column, column) == 0
+									? RelationNameOf(source_relid) : "default");
+	if (SPI_execute_with_args("SELECT pg_catalog.create_distributed_table($1::pg_catalog.regclass, $2,"
+							  " colocate_with => $3)", 3, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_pipeline could not distribute target %s", target);
 }

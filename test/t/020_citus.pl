@@ -70,6 +70,8 @@ sub differs {
     return sql(qq{SELECT count(*) FROM ((($a) EXCEPT ALL ($b)) UNION ALL (($b) EXCEPT ALL ($a))) x});
 }
 
+my ($rc, $out, $err);
+
 # ---- merge: a change log into a target, both distributed on the key, colocated
 sql(q{
     CREATE SCHEMA s;
@@ -180,6 +182,54 @@ is(counts('f'), 'succeeded read=95 rejected=0 inserted=5 updated=18 deleted=10 u
 is(differs('SELECT k, label, price FROM s.f', 'SELECT k, label, price FROM s.items_v'), '0',
    'full: the target equals its view');
 
+# ---- create_target over a Citus source: a distributed target, colocated
+# with a distributed source on its distribution column
+# dist NAME: the target's distribution column and whether it is colocated with s.ev
+sub dist {
+    my ($t, $with) = @_;
+    return sql(qq{
+        SELECT column_to_column_name(t.logicalrelid, t.partkey) || ' ' || (t.colocationid = s.colocationid)
+          FROM pg_dist_partition t, pg_dist_partition s
+         WHERE t.logicalrelid = '$t'::regclass AND s.logicalrelid = '$with'::regclass});
+}
+sql(q{SELECT pipeline.create_pipeline('ct', 's.ev', 's.ct', unique_key => '{k}',
+        incremental_column => 'change_id', delete_column => 'is_deleted')});
+is(dist('s.ct', 's.ev'), 'k true', 'create_target over a distributed source: distributed on k, colocated with it');
+sql(q{SELECT pipeline.run('ct')});
+is(counts('ct') . ' ' . differs('SELECT k, v FROM s.ct', $REF_M),
+   'succeeded read=1165 rejected=0 inserted=225 updated=0 deleted=0 unchanged=15 0',
+   'and the first run loads it exactly');
+sql(q{
+    CREATE TABLE s.ord (id bigserial, cust int NOT NULL, k int NOT NULL, amount int);
+    SELECT create_distributed_table('s.ord', 'cust', colocate_with => 's.ev');
+    INSERT INTO s.ord (cust, k, amount) SELECT g % 7, g, g FROM generate_series(1, 100) g;
+});
+($rc, $out, $err) = $coord->psql('postgres', q{\set VERBOSITY verbose
+    SELECT pipeline.create_pipeline('ord', 's.ord', 's.ord_t', unique_key => '{k}', incremental_column => 'id')});
+like($err, qr/ERROR:  22023: distribution column "cust" of target s\.ord_t is not a column of the unique key\nDETAIL:  Citus requires the primary key of a distributed table to include its distribution column; pipeline "ord" has unique key \(k\)\.\nHINT:  Pass a column of the unique key as distribution_column, or include the source's distribution column in the unique key\./,
+     'a source distributed on a column outside the key: refused (22023), the hint names distribution_column');
+is(sql(q{SELECT count(*) FROM pg_class WHERE relname = 'ord_t'}), '0', 'and no target is left behind');
+sql(q{SELECT pipeline.create_pipeline('ord', 's.ord', 's.ord_t', unique_key => '{k}', incremental_column => 'id',
+        distribution_column => 'k')});
+is(dist('s.ord_t', 's.ev') . ' ' . sql(q{SELECT pipeline.config_of('ord')->>'distribution_column'}), 'k true k',
+   'distribution_column names the column: kept in the config');
+sql(q{SELECT pipeline.create_pipeline('ord2', 's.ord', 's.ord_t2', unique_key => '{cust, k}', incremental_column => 'id')});
+is(dist('s.ord_t2', 's.ord'), 'cust true', 'a key holding the source distribution column: distributed on it, colocated');
+sql(q{SELECT pipeline.run('ord')});
+sql(q{SELECT pipeline.run('ord2')});
+is(counts('ord') . ' / ' . counts('ord2') . ' ' . differs('SELECT id, cust, k, amount FROM s.ord_t', 'TABLE s.ord')
+     . differs('SELECT id, cust, k, amount FROM s.ord_t2', 'TABLE s.ord'),
+   'succeeded read=100 rejected=0 inserted=100 updated=0 deleted=0 unchanged=0 / '
+   . 'succeeded read=100 rejected=0 inserted=100 updated=0 deleted=0 unchanged=0 00',
+   'both load exactly (the one not colocated on the join through Citus repartitioning)');
+sql(q{SELECT pipeline.create_pipeline('cref', 's.cat', 's.cref', unique_key => '{cat_id}')});
+is(sql(q{SELECT column_to_column_name(logicalrelid, partkey) || ' ' || partmethod::text FROM pg_dist_partition
+          WHERE logicalrelid = 's.cref'::regclass}), 'cat_id h',
+   'a reference-table source: the target is distributed on the key (Citus loads no reference table with MERGE)');
+sql(q{SELECT pipeline.run('cref')});
+is(counts('cref') . ' ' . differs('TABLE s.cref', 'TABLE s.cat'),
+   'succeeded read=5 rejected=0 inserted=5 updated=0 deleted=0 unchanged=0 0', 'and loads exactly');
+
 # ---- a local staging table into a distributed target: Citus refuses the
 # MERGE, so the window is loaded as a DELETE of the keys flagged deleted and
 # an INSERT ... SELECT ... ON CONFLICT of the others (docs/citus.md)
@@ -191,7 +241,7 @@ sql(q{
     SELECT create_distributed_table('s.m2', 'k', colocate_with => 's.ev');
     INSERT INTO s.stage (k, v) SELECT g % 200 + 1, g FROM generate_series(1, 1000) g;
 });
-my ($rc, $out, $err) = $coord->psql('postgres', q{
+($rc, $out, $err) = $coord->psql('postgres', q{
     MERGE INTO s.m2 AS t USING (WITH w AS MATERIALIZED (SELECT * FROM s.stage) SELECT * FROM w) AS s
        ON t.k = s.k WHEN NOT MATCHED THEN INSERT (k, v) VALUES (s.k, s.v)});
 like($err, qr/MERGE INTO an distributed table from Postgres table is not yet supported/,
@@ -358,7 +408,7 @@ is(differs('SELECT k, label, price FROM s.f', 'SELECT k, label, price FROM s.ite
 like($err, qr/non-IMMUTABLE functions are not yet supported in MERGE sql with distributed tables/,
      'Citus refuses a distributed MERGE that calls a counter function');
 is(sql(q{SELECT count(*) FROM pipeline.pipeline}) . '/' .
-   $workers[0]->safe_psql('postgres', q{SELECT count(*) FROM pipeline.pipeline}), '7/0',
+   $workers[0]->safe_psql('postgres', q{SELECT count(*) FROM pipeline.pipeline}), '11/0',
    'the pipelines are registered on the coordinator only');
 
 $_->stop for ($coord, @workers);

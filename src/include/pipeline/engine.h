@@ -224,6 +224,7 @@ extern void BuildLocalSourceStatements(LoadPlan *plan, LoadStatements *stmts, bo
 
 /* engine/distributed_load.c */
 extern void CheckDistributedPlan(LoadPlan *plan);
+extern void DistributeCreatedTarget(PipelineDef *def, Oid source_relid, const char *target);
 extern void ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower,
 								   bool has_upper, int nargs, Oid *types, Datum *values,
 								   LoadCounts *counts);
