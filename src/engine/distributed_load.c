@@ -30,6 +30,7 @@
 #include "executor/spi.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 
 #include "utils/jsonb.h"
@@ -37,22 +38,43 @@
 #include "pipeline/engine.h"
 
 /*
- * CheckDistributedPlan marks a plan whose target is a Citus table and
- * refuses (0A000) what Citus cannot load: a reference or Citus local table
- * as target, a source reading a local table, and a lineage column (the run
- * id is a function of the coordinator's backend, which Citus would call on
- * the worker nodes). A source reading a local table is loaded another way
+ * CitusPlanSubject names, for a message, what makes a plan a Citus one:
+ * its distributed target, or its source reading Citus tables.
+ */
+char *
+CitusPlanSubject(LoadPlan *plan)
+{
+	if (CitusTableKindOf(plan->target_relid) != CITUS_NONE)
+		return psprintf("Citus distributed target %s", plan->target_ident);
+	return psprintf("source %s, which reads Citus tables", plan->source_ident);
+}
+
+/*
+ * CheckDistributedPlan marks a plan whose target is a Citus table, or
+ * whose source reads one (Citus then runs the source's part of the load
+ * statement on the worker nodes, where pg_pipeline's counter functions
+ * would count nothing the run sees), and refuses (0A000) what Citus cannot
+ * load: a reference or Citus local table as target, a lineage column on a
+ * Citus target (the run id is a function of the coordinator's backend,
+ * which Citus would call on the worker nodes), row checks, masks and
+ * quarantining conversions (pg_pipeline's functions in the source rows). A
+ * load across local and Citus tables (a local source into a distributed
+ * target, a Citus source into a local target) is loaded another way
  * (local_source_load.c), which refuses what it cannot load.
  */
 void
 CheckDistributedPlan(LoadPlan *plan)
 {
 	CitusTableKind kind = CitusTableKindOf(plan->target_relid);
+	bool		citus_source = false;
+	ListCell   *lc;
 
-	plan->distributed = kind != CITUS_NONE;
+	foreach(lc, plan->base_relids)
+		citus_source |= CitusTableKindOf(lfirst_oid(lc)) != CITUS_NONE;
+	plan->distributed = kind != CITUS_NONE || citus_source;
 	if (!plan->distributed)
 		return;
-	if (kind != CITUS_DISTRIBUTED)
+	if (kind != CITUS_NONE && kind != CITUS_DISTRIBUTED)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("target %s is a Citus %s table", plan->target_ident,
@@ -60,7 +82,7 @@ CheckDistributedPlan(LoadPlan *plan)
 				 errdetail("Citus 13 loads with MERGE only into distributed tables."),
 				 errhint("Load into a distributed table: SELECT create_distributed_table(%s, '<key column>');",
 						 quote_literal_cstr(plan->target_ident))));
-	if (plan->def->lineage_column)
+	if (kind != CITUS_NONE && plan->def->lineage_column)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("a lineage column is not supported on Citus distributed target %s",
@@ -72,18 +94,16 @@ CheckDistributedPlan(LoadPlan *plan)
 	if (plan->row_checks != NIL || (plan->def->masks && JB_ROOT_COUNT(plan->def->masks) > 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("row checks and masks are not supported on Citus distributed target %s",
-						plan->target_ident),
-				 errdetail("Both are evaluated by pg_pipeline's functions inside the load statement, and Citus runs no function that is not IMMUTABLE in a distributed MERGE."),
+				 errmsg("row checks and masks are not supported on %s", CitusPlanSubject(plan)),
+				 errdetail("Both are evaluated by pg_pipeline's functions in the source rows of the load statement, which Citus would run on the worker nodes, and in a distributed MERGE not at all (it runs no function that is not IMMUTABLE)."),
 				 errhint("Check and mask in a stage before the distributed one, or use set checks (unique, row_count, query).")));
 	if (plan->has_conversions && strcmp(plan->def->on_conversion_error, "quarantine") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("conversions that quarantine are not supported on Citus distributed target %s",
-						plan->target_ident),
-				 errdetail("A value that does not convert is caught by pg_pipeline's conversion gate, which Citus cannot run in a distributed MERGE."),
+				 errmsg("conversions that quarantine are not supported on %s", CitusPlanSubject(plan)),
+				 errdetail("A value that does not convert is caught by pg_pipeline's conversion gate, a function of the source rows, which Citus would run on the worker nodes."),
 				 errhint("Pass on_conversion_error => 'error' (a value that does not convert fails the run), or convert in a stage before the distributed one.")));
-	CheckLocalSourcePlan(plan);
+	CheckUpsertPlan(plan, kind != CITUS_NONE);
 }
 
 /* CountRow runs one count query and returns its bigint columns in out */
@@ -307,4 +327,52 @@ DistributeCreatedTarget(PipelineDef *def, Oid source_relid, const char *target)
 	if (SPI_execute_with_args("SELECT pg_catalog.create_distributed_table($1::pg_catalog.regclass, $2,"
 							  " colocate_with => $3)", 3, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_pipeline could not distribute target %s", target);
+}
+
+/*
+ * LockCitusTables takes a lock (mode: "SHARE", "SHARE ROW EXCLUSIVE") on
+ * the distributed and reference tables among relids with LOCK TABLE, which
+ * Citus propagates to every node with metadata, the coordinator included
+ * (AcquireDistributedLockOnRelations in Citus's resource_lock.c), in the
+ * run's distributed transaction: it waits for the writers of those tables
+ * through any node (query-from-any-node), the way the run's lock on the
+ * coordinator waits for writers through the coordinator, and holds off new
+ * ones until the run ends (docs/citus.md). Propagation is forced on for
+ * the statement (citus.enable_ddl_propagation, citus.enable_metadata_sync,
+ * which turn it off), and it runs as the extension owner, who may lock what
+ * the pipeline's owner only reads (LOCK runs no user code).
+ */
+void
+LockCitusTables(List *relids, const char *mode)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+	RoleSwitch	sw;
+	int			guc_level;
+
+	initStringInfo(&sql);
+	foreach(lc, relids)
+	{
+		CitusTableKind kind = CitusTableKindOf(lfirst_oid(lc));
+
+		if (kind != CITUS_DISTRIBUTED && kind != CITUS_REFERENCE)
+			continue;
+		appendStringInfo(&sql, "%s%s", sql.len ? ", " : "LOCK TABLE ", RelationNameOf(lfirst_oid(lc)));
+	}
+	if (sql.len == 0)
+		return;
+	appendStringInfo(&sql, " IN %s MODE", mode);
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("citus.enable_ddl_propagation", "on", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("citus.enable_metadata_sync", "on", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	BecomeCatalogOwner(&sw);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pg_pipeline could not connect to SPI");
+	if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "pg_pipeline could not lock %s", sql.data);
+	SPI_finish();
+	RestoreRole(&sw);
+	AtEOXact_GUC(true, guc_level);
 }

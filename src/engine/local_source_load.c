@@ -2,18 +2,21 @@
  *
  * src/engine/local_source_load.c
  *
- * Loads a window read from a local table of the coordinator into a Citus
- * distributed table (docs/citus.md, "A local source into a distributed
- * target"). Citus 13 refuses a MERGE whose source reads a local table, in
- * a subquery or a materialized CTE alike ("MERGE INTO an distributed table
- * from Postgres table is not yet supported"), but it runs an INSERT …
- * SELECT from one (the coordinator reads the rows and sends them to the
- * shards) and a DELETE or UPDATE joined with one (the local rows become an
- * intermediate result first). So the MERGE of planner.c is spelt as two
- * statements with the same effect, on the same de-duplicated window rows:
+ * Loads a window across Citus's line between local and Citus tables
+ * (docs/citus.md, "Local and Citus tables in one pipeline"): from a local
+ * table of the coordinator into a distributed table, or from Citus tables
+ * into a local one. Citus 13 refuses both MERGEs, in a subquery or a
+ * materialized CTE alike ("MERGE INTO an distributed table from Postgres
+ * table is not yet supported", "MERGE involving repartition of rows is
+ * supported only if the target is distributed"), but it runs an INSERT …
+ * SELECT either way, and a DELETE or UPDATE joined with a materialized CTE
+ * of the other side (computed first, as an intermediate result). So the
+ * MERGE of planner.c is spelt as two statements with the same effect, on
+ * the same de-duplicated window rows:
  *
- *   1. the keys flagged deleted: DELETE … USING the window (or the soft
- *      delete's UPDATE … FROM it), guarded like the MERGE's WHEN MATCHED;
+ *   1. the keys flagged deleted: WITH s AS MATERIALIZED (window) DELETE …
+ *      USING s (or the soft delete's UPDATE … FROM s), guarded like the
+ *      MERGE's WHEN MATCHED;
  *   2. every other key: INSERT … SELECT … ON CONFLICT (key) DO UPDATE SET
  *      the non-key columns WHERE one of them differs (merge), or DO NOTHING
  *      (keyed append); a keyless append is the plain INSERT … SELECT.
@@ -106,48 +109,55 @@ TargetHasKeyIndex(LoadPlan *plan)
 }
 
 /*
- * CheckLocalSourcePlan marks a plan into a distributed target whose source
- * reads a local table, and refuses (0A000) what the route of this file
- * cannot load: full mode (Citus cannot run the vanished keys' DELETE, a
- * NOT EXISTS correlated with a local table), a history (its MERGE has no
- * such spelling here), and a keyed load into a target without a unique
- * index on the key (ON CONFLICT needs one).
+ * CheckUpsertPlan marks a plan whose load Citus cannot run as a MERGE: a
+ * source reading a local table into a distributed target (citus_target),
+ * or a source reading Citus tables into a local target; and refuses
+ * (0A000) what the route of this file cannot load: full mode (Citus
+ * cannot run the vanished keys' DELETE, a NOT EXISTS correlated across a
+ * local and a Citus table), a history (its MERGE has no such spelling
+ * here), and a keyed load into a target without a unique index on the key
+ * (ON CONFLICT needs one).
  */
 void
-CheckLocalSourcePlan(LoadPlan *plan)
+CheckUpsertPlan(LoadPlan *plan, bool citus_target)
 {
-	Oid			local = LocalTableOfSource(plan);
+	Oid			local = citus_target ? LocalTableOfSource(plan) : InvalidOid;
 	const char *why = NULL;
-	const char *hint = NULL;
+	char	   *hint;
 
-	plan->local_source = OidIsValid(local);
-	if (!plan->local_source)
+	plan->upsert = citus_target ? OidIsValid(local) : true;
+	if (!plan->upsert)
 		return;
 	if (plan->def->mode == LOAD_MODE_FULL)
-	{
-		why = "Mode full deletes the target's vanished keys with a NOT EXISTS over the source, which Citus cannot run against a local table.";
-		hint = "Distribute the staging table colocated with the target: SELECT create_distributed_table(%s, '<key column>', colocate_with => %s); or make it a reference table with create_reference_table.";
-	}
+		why = "Mode full deletes the target's vanished keys with a NOT EXISTS over the source, which Citus cannot run between a local and a Citus table.";
 	else if (plan->def->mode == LOAD_MODE_SNAPSHOT)
-	{
-		why = "A history is loaded with a MERGE, which Citus cannot run from a local table.";
-		hint = "Distribute the staging table colocated with the target: SELECT create_distributed_table(%s, '<key column>', colocate_with => %s); or make it a reference table with create_reference_table.";
-	}
+		why = "A history is loaded with a MERGE, which Citus cannot run between a local and a Citus table.";
 	else if (plan->def->unique_key != NIL && !TargetHasKeyIndex(plan))
-	{
-		why = "A window from a local table is loaded with INSERT … ON CONFLICT on the unique key, which needs a unique index on exactly the key columns of the target.";
-		hint = "Add a unique index on the key to the target (it must include the distribution column), or distribute the staging table colocated with the target (%s, colocate_with => %s).";
-	}
+		why = "The window is then loaded with INSERT … ON CONFLICT on the unique key, which needs a unique index on exactly the key columns of the target.";
 	if (why == NULL)
 		return;
+	if (!citus_target)
+		hint = psprintf("Load into a distributed target (create_target creates one over a Citus source), or add a unique index on the key to the target when that is what is missing.");
+	else if (plan->def->mode != LOAD_MODE_FULL && plan->def->mode != LOAD_MODE_SNAPSHOT)
+		hint = psprintf("Add a unique index on the key to the target (it must include the distribution column), or distribute the staging table colocated with the target: SELECT create_distributed_table(%s, '<key column>', colocate_with => %s);",
+						quote_literal_cstr(RelationNameOf(local)), quote_literal_cstr(plan->target_ident));
+	else
+		hint = psprintf("Distribute the staging table colocated with the target: SELECT create_distributed_table(%s, '<key column>', colocate_with => %s); or make it a reference table with create_reference_table.",
+						quote_literal_cstr(RelationNameOf(local)), quote_literal_cstr(plan->target_ident));
+	if (citus_target)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("source %s reads a local table, and target %s is a Citus distributed table",
+						plan->source_ident, plan->target_ident),
+				 errdetail("Source %s reads %s, a table of the coordinator only, so Citus cannot MERGE from it. %s",
+						   plan->source_ident, RelationNameOf(local), why),
+				 errhint("%s", hint)));
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("source %s reads a local table, and target %s is a Citus distributed table",
+			 errmsg("source %s reads Citus tables, and target %s is a local table",
 					plan->source_ident, plan->target_ident),
-			 errdetail("Source %s reads %s, a table of the coordinator only. %s",
-					   plan->source_ident, RelationNameOf(local), why),
-			 errhint(hint, quote_literal_cstr(RelationNameOf(local)),
-					 quote_literal_cstr(plan->target_ident))));
+			 errdetail("Citus cannot MERGE from a Citus table into a local one. %s", why),
+			 errhint("%s", hint)));
 }
 
 /* AppendWindow appends the MERGE's source rows as a FROM item: (…) AS s */
@@ -163,7 +173,9 @@ AppendWindow(StringInfo buf, LoadPlan *plan, bool has_lower, bool has_upper)
  * BuildFlaggedStep builds the statement that applies the window's rows
  * flagged deleted whose key is in the target, as the MERGE's WHEN MATCHED
  * AND flagged actions do: DELETE, or the soft delete's UPDATE (the flag,
- * and the tombstone's incremental value).
+ * and the tombstone's incremental value). The window is a materialized
+ * CTE, which Citus computes first (a local DELETE or UPDATE joined with a
+ * Citus table directly is refused: "relation … is not distributed").
  */
 static char *
 BuildFlaggedStep(LoadPlan *plan, bool has_lower, bool has_upper)
@@ -172,18 +184,19 @@ BuildFlaggedStep(LoadPlan *plan, bool has_lower, bool has_upper)
 	const char *del = quote_identifier(plan->delete_flag->name);
 
 	initStringInfo(&buf);
+	appendStringInfoString(&buf, "WITH s AS MATERIALIZED (");
+	AppendSourceRows(&buf, plan, has_lower, has_upper);
+	appendStringInfoString(&buf, ") ");
 	if (plan->def->soft_delete)
 	{
 		appendStringInfo(&buf, "UPDATE %s AS t SET %s = true", plan->target_ident, del);
 		if (plan->incremental && !plan->incremental->is_key && plan->incremental != plan->delete_flag)
 			appendStringInfo(&buf, ", %s = %s", quote_identifier(plan->incremental->name),
 							 Col("s", plan->incremental->name));
-		appendStringInfoString(&buf, " FROM ");
+		appendStringInfoString(&buf, " FROM s WHERE ");
 	}
 	else
-		appendStringInfo(&buf, "DELETE FROM %s AS t USING ", plan->target_ident);
-	AppendWindow(&buf, plan, has_lower, has_upper);
-	appendStringInfoString(&buf, " WHERE ");
+		appendStringInfo(&buf, "DELETE FROM %s AS t USING s WHERE ", plan->target_ident);
 	AppendKeyJoin(&buf, plan, "t", "s", false);
 	appendStringInfo(&buf, " AND s.%s IS TRUE%s", del, KeepNewerGuard(plan));
 	if (plan->def->soft_delete)
@@ -265,8 +278,7 @@ AppendConflictAction(StringInfo buf, LoadPlan *plan)
 
 /*
  * BuildLocalSourceStatements fills stmts with the statements of a load
- * step from a local source into a distributed target (plan->local_source)
- * with a unique key: the flagged rows' step, and the INSERT … SELECT … ON
+ * step across local and Citus tables (plan->upsert) with a unique key: the flagged rows' step, and the INSERT … SELECT … ON
  * CONFLICT of the others, with the MERGE's effect and counts (see the
  * header). A keyless append's plain INSERT … SELECT needs no other spelling.
  */

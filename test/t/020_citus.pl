@@ -249,7 +249,7 @@ like($err, qr/MERGE INTO an distributed table from Postgres table is not yet sup
 sql(q{SELECT pipeline.create_pipeline('loc', 's.stage', 's.m2', unique_key => '{k}',
         incremental_column => 'change_id', delete_column => 'is_deleted')});
 like(sql(q{SELECT string_agg(line, E'\n') FROM pipeline.explain('loc') AS line}),
-     qr/the keys flagged deleted, then an upsert.*\nDELETE FROM s\.m2 AS t USING .*\nWITH i AS \(INSERT INTO s\.m2 AS t .* ON CONFLICT \(k\) DO UPDATE SET /s,
+     qr/the keys flagged deleted, then an upsert.*\nWITH s AS MATERIALIZED \(.*\) DELETE FROM s\.m2 AS t USING s WHERE .*\nWITH i AS \(INSERT INTO s\.m2 AS t .* ON CONFLICT \(k\) DO UPDATE SET /s,
      'explain shows the route of a local source: a DELETE of flagged keys, then INSERT ... ON CONFLICT');
 my $REF_LOC = q{SELECT k, v FROM (SELECT DISTINCT ON (k) k, v, is_deleted FROM s.stage
                                   ORDER BY k, change_id DESC) x WHERE NOT is_deleted};
@@ -315,7 +315,7 @@ sql(q{
 });
 ($rc, $out, $err) = $coord->psql('postgres', q{\set VERBOSITY verbose
     SELECT pipeline.create_pipeline('lfull', 's.stage', 's.lfull', unique_key => '{k}', mode => 'full')});
-like($err, qr/ERROR:  0A000: source s\.stage reads a local table, and target s\.lfull is a Citus distributed table\nDETAIL:  Source s\.stage reads s\.stage, a table of the coordinator only\. Mode full deletes the target's vanished keys with a NOT EXISTS over the source, which Citus cannot run against a local table\.\nHINT:  Distribute the staging table colocated with the target: SELECT create_distributed_table\('s\.stage', '<key column>', colocate_with => 's\.lfull'\);/,
+like($err, qr/ERROR:  0A000: source s\.stage reads a local table, and target s\.lfull is a Citus distributed table\nDETAIL:  Source s\.stage reads s\.stage, a table of the coordinator only, so Citus cannot MERGE from it\. Mode full deletes the target's vanished keys with a NOT EXISTS over the source, which Citus cannot run between a local and a Citus table\.\nHINT:  Distribute the staging table colocated with the target: SELECT create_distributed_table\('s\.stage', '<key column>', colocate_with => 's\.lfull'\);/,
      'full mode from a local table into a distributed target is refused (0A000) with detail and hint');
 ($rc, $out, $err) = $coord->psql('postgres', q{\set VERBOSITY verbose
     SELECT pipeline.create_pipeline('nokey', 's.stage', 's.nokey', unique_key => '{k}')});

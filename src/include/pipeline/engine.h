@@ -103,7 +103,8 @@ typedef struct LoadPlan
 								 * rows whose partition column is $4 ... */
 	bool		partition_null; /* ... or NULL */
 	bool		distributed;	/* the target is a Citus table (docs/citus.md) */
-	bool		local_source;	/* ... and the source reads a local table
+	bool		upsert;			/* ... and Citus cannot MERGE it: local and
+								 * Citus tables across source and target
 								 * (local_source_load.c) */
 	bool		has_conversions;	/* some column is converted (typed_load.c) */
 	bool		convert_safely; /* row by row through the conversion gate */
@@ -118,8 +119,8 @@ typedef struct LoadPlan
 typedef struct LoadStatements
 {
 	char	   *prepare;		/* full mode: delete vanished keys; else NULL */
-	char	   *flagged;		/* a local source into a Citus table: the keys
-								 * flagged deleted (local_source_load.c) */
+	char	   *flagged;		/* an upsert load: the keys flagged deleted
+								 * (local_source_load.c) */
 	char	   *load;			/* MERGE or INSERT */
 	bool		load_is_merge;
 	bool		snapshot;		/* load is the MERGE of a history (snapshot_load.c) */
@@ -218,13 +219,15 @@ extern uint64 ExecuteBulkInsert(LoadPlan *plan, const char *rows_sql, int nargs,
 								Datum *values);
 
 /* engine/local_source_load.c */
-extern void CheckLocalSourcePlan(LoadPlan *plan);
+extern void CheckUpsertPlan(LoadPlan *plan, bool citus_target);
 extern void BuildLocalSourceStatements(LoadPlan *plan, LoadStatements *stmts, bool has_lower,
 									   bool has_upper);
 
 /* engine/distributed_load.c */
 extern void CheckDistributedPlan(LoadPlan *plan);
+extern char *CitusPlanSubject(LoadPlan *plan);
 extern void DistributeCreatedTarget(PipelineDef *def, Oid source_relid, const char *target);
+extern void LockCitusTables(List *relids, const char *mode);
 extern void ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower,
 								   bool has_upper, int nargs, Oid *types, Datum *values,
 								   LoadCounts *counts);
