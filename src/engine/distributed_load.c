@@ -2,24 +2,26 @@
  *
  * src/engine/distributed_load.c
  *
- * Loads into a Citus table (docs/citus.md), and distributes the target
- * create_target creates over one (DistributeCreatedTarget). Citus runs a
- * MERGE into a distributed table in the worker nodes' backends and refuses one that
- * calls a non-immutable function, so the load statement carries none of
- * the row counters of counters.c, and the MERGE's tallies, kept by the
- * executors of the worker nodes, never reach the coordinator's. A load is
- * counted instead by the queries of BuildCountQueries, run just before it,
- * while the run holds SHARE on the source's tables and SHARE ROW EXCLUSIVE
- * on the target, so that no writer through the coordinator changes what
- * they read; the rows the load then reports as written (the sum Citus
+ * Loads into a Citus table, or from one (docs/citus.md), and distributes
+ * the target create_target creates over one (DistributeCreatedTarget).
+ * Citus runs a MERGE into a distributed table in the worker nodes'
+ * backends and refuses one that calls a non-immutable function, and runs
+ * the source's part of any statement reading a Citus table there too, so
+ * the load statement carries none of the row counters of counters.c, and
+ * the MERGE's tallies, kept by the executors of the worker nodes, never
+ * reach the coordinator's. A load is counted instead by the queries of
+ * BuildCountQueries, run just before it, while the run holds SHARE on the
+ * source's tables and SHARE ROW EXCLUSIVE on the target, on every node with
+ * metadata (LockCitusTables), so that no writer through any node changes
+ * what they read; the rows the load then reports as written (the sum Citus
  * gathers from the shards) must equal what the counts predict, or the run
  * fails: a count that cannot be shown exact is never reported.
  *
  * What Citus cannot load is refused when the plan is built, at
- * registration and at every run (CheckDistributedPlan). A window read
- * from a local table is loaded by the statements of local_source_load.c,
- * counted the same way. The same counts are a backfill's dry run
- * (backfill.c), into any target.
+ * registration and at every run (CheckDistributedPlan). A window across
+ * local and Citus tables is loaded by the statements of
+ * local_source_load.c, counted the same way. The same counts are a
+ * backfill's dry run (backfill.c), into any target.
  *
  *-------------------------------------------------------------------------
  */
@@ -217,8 +219,8 @@ ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bo
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("the load into %s wrote %llu rows where its counts expected %lld",
 						plan->target_ident, (unsigned long long) processed, (long long) written),
-				 errdetail("Something changed the source or the target between the counts and the load, most likely a writer on a worker node, which the run's locks on the coordinator do not hold off."),
-				 errhint("Run the pipeline again; write to its source and target through the coordinator.")));
+				 errdetail("Something changed the source or the target between the counts and the load that the run's locks, taken on every node with metadata, do not hold off: a write straight into a shard."),
+				 errhint("Run the pipeline again; write to its source and target through the distributed tables, not their shards.")));
 }
 
 /*
