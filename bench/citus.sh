@@ -177,8 +177,8 @@ targets distributed on \`id\` (32 shards) and colocated, so both MERGEs are
 pushed down to the shards. $REPS repetitions each, alternating which goes
 first, each in a fresh session after a CHECKPOINT on every node, the target
 truncated before. The difference is what [citus.md](citus.md#exact-counts-across-nodes)
-says a run adds on Citus: three count queries over the window (the
-window's rows, the rows kept, the kept rows matched in the target), the
+says a run adds on Citus: two count queries over the window (its rows; the
+rows kept, outer-joined with the target for the rows matched there), the
 locks taken on every node, and the run's own records.
 <!-- citus:end -->"
 if grep -q '<!-- citus:start -->' "$REPORT"; then

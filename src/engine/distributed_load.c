@@ -155,9 +155,17 @@ CountLoadStep(LoadPlan *plan, bool merge, bool has_lower, bool has_upper, int na
 	int64		written;
 
 	CountRow(q->window, nargs, types, values, window, 2);
-	CountRow(q->kept, nargs, types, values, kept, 2);
-	if (q->matched)
-		CountRow(q->matched, nargs, types, values, matched, 3);
+	if (plan->def->unique_key == NIL)
+		CountRow(q->kept, nargs, types, values, kept, 2);
+	else
+	{
+		int64		row[5];
+
+		CountRow(q->kept, nargs, types, values, row, 5);
+		kept[0] = row[0];
+		kept[1] = row[1];
+		memcpy(matched, row + 2, sizeof(matched));
+	}
 	inserted = merge ? kept[1] - matched[2] : kept[0];
 	written = inserted + matched[0] + matched[1];
 	counts->read += window[0];

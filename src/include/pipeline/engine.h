@@ -144,8 +144,10 @@ typedef struct LoadStatements
 typedef struct CountQueries
 {
 	char	   *window;			/* rows read, rows rejected (NULL key) */
-	char	   *kept;			/* rows kept after de-duplication, of them not flagged deleted */
-	char	   *matched;		/* kept rows whose key is in the target: deleted, updated, not flagged */
+	char	   *kept;			/* rows kept after de-duplication, of them not
+								 * flagged deleted; with a key, then of them the
+								 * rows whose key is in the target: deleted,
+								 * updated, not flagged (one outer join) */
 } CountQueries;
 
 /* engine/load_plan.c */
