@@ -67,10 +67,14 @@ CitusPlanSubject(LoadPlan *plan)
 void
 CheckDistributedPlan(LoadPlan *plan)
 {
-	CitusTableKind kind = CitusTableKindOf(plan->target_relid);
+	CitusTableKind kind;
 	bool		citus_source = false;
 	ListCell   *lc;
 
+	plan->distributed = false;
+	if (!OidIsValid(get_extension_oid("citus", true)))
+		return;					/* no Citus table: one lookup, not one per table */
+	kind = CitusTableKindOf(plan->target_relid);
 	foreach(lc, plan->base_relids)
 		citus_source |= CitusTableKindOf(lfirst_oid(lc)) != CITUS_NONE;
 	plan->distributed = kind != CITUS_NONE || citus_source;
@@ -360,6 +364,8 @@ LockCitusTables(List *relids, const char *mode)
 	RoleSwitch	sw;
 	int			guc_level;
 
+	if (!OidIsValid(get_extension_oid("citus", true)))
+		return;
 	initStringInfo(&sql);
 	foreach(lc, relids)
 	{
