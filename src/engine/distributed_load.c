@@ -392,3 +392,49 @@ LockCitusTables(List *relids, const char *mode)
 	RestoreRole(&sw);
 	AtEOXact_GUC(true, guc_level);
 }
+
+/*
+ * NoticeSequenceAcrossNodes tells, at registration, that the incremental
+ * column of a Citus table the source reads directly is filled by a
+ * sequence (a nextval default or an identity) while worker nodes have
+ * metadata: Citus gives each node its own range of values, so a row
+ * written through a worker node is numbered above every row written
+ * through the coordinator, and the coordinator's next rows fall below the
+ * watermark (docs/citus.md, "Writers through any node").
+ */
+void
+NoticeSequenceAcrossNodes(LoadPlan *plan)
+{
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		values[2];
+	bool		isnull;
+	bool		risky;
+
+	if (!plan->distributed || plan->incremental == NULL ||
+		CitusTableKindOf(plan->source_relid) != CITUS_DISTRIBUTED)
+		return;
+	values[0] = ObjectIdGetDatum(plan->source_relid);
+	values[1] = CStringGetTextDatum(plan->incremental->name);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pg_pipeline could not connect to SPI");
+	if (SPI_execute_with_args("SELECT (a.attidentity OPERATOR(pg_catalog.<>) ''"
+							  "        OR pg_catalog.pg_get_expr(d.adbin, d.adrelid) OPERATOR(pg_catalog.~~) '%nextval(%')"
+							  "   AND EXISTS (SELECT FROM pg_catalog.pg_dist_node n WHERE n.hasmetadata"
+							  "               AND n.groupid OPERATOR(pg_catalog.<>) 0 AND n.isactive)"
+							  "  FROM pg_catalog.pg_attribute a"
+							  "  LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid OPERATOR(pg_catalog.=) a.attrelid"
+							  "   AND d.adnum OPERATOR(pg_catalog.=) a.attnum"
+							  " WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name",
+							  2, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_pipeline could not read the default of %s", plan->incremental->name);
+	risky = SPI_processed == 1 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) && !isnull;
+	SPI_finish();
+	if (risky)
+		ereport(NOTICE,
+				(errmsg("incremental column \"%s\" of Citus table %s is numbered by a sequence",
+						plan->incremental->name, plan->source_ident),
+				 errdetail("Citus numbers the rows written through each worker node from a range of its own, above the coordinator's: a row written through the coordinator after one written through a worker node falls below the watermark and is not loaded."),
+				 errhint("Write %s through one node only, or make the incremental column one that every node fills alike (a timestamp with a lookback).",
+						 plan->source_ident)));
+}

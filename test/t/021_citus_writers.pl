@@ -123,6 +123,21 @@ is(sql(q{SELECT count(*) || ' ' || count(DISTINCT k) FROM s.wt}) . ' '
    '301 301 0', 'every source row is in the target exactly once');
 $_->{h}->finish for ($writer, $w1, $late);
 
+# ---- why the writers above choose their ids: a sequence is not monotonic
+# across the nodes, which registration says
+my ($rc, $out, $err) = $coord->psql('postgres', q{
+    CREATE TABLE s.seq (id bigserial, k int NOT NULL);
+    SELECT create_distributed_table('s.seq', 'k');
+    CREATE INDEX ON s.seq (id);
+    SELECT pipeline.create_pipeline('seq', 's.seq', 's.seqt', unique_key => '{k}', incremental_column => 'id')});
+like($err, qr/NOTICE:  incremental column "id" of Citus table s\.seq is numbered by a sequence/,
+     'registration tells that a sequence-numbered incremental column is not monotonic across nodes');
+$workers[0]->safe_psql('postgres', q{INSERT INTO s.seq (k) VALUES (1)});
+sql(q{INSERT INTO s.seq (k) VALUES (2)});
+is(sql(q{SELECT string_agg((id > 2 ^ 48)::text, ' ' ORDER BY k) FROM s.seq}), 'true false',
+   'a row written through worker1 is numbered far above the next one through the coordinator');
+sql(q{SELECT pipeline.drop_pipeline('seq', drop_target => true)});
+
 # ---- lineage of pipelines over distributed tables, a reference-table
 # dimension in a view, and a downstream pipeline run by a background worker
 sql(q{

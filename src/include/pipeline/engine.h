@@ -230,6 +230,7 @@ extern void CheckDistributedPlan(LoadPlan *plan);
 extern char *CitusPlanSubject(LoadPlan *plan);
 extern void DistributeCreatedTarget(PipelineDef *def, Oid source_relid, const char *target);
 extern void LockCitusTables(List *relids, const char *mode);
+extern void NoticeSequenceAcrossNodes(LoadPlan *plan);
 extern void ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower,
 								   bool has_upper, int nargs, Oid *types, Datum *values,
 								   LoadCounts *counts);
