@@ -72,11 +72,12 @@ sql(q{
 });
 is(counts('w'), 'succeeded read=100 inserted=100 updated=0 unchanged=0', 'the first run loads the source');
 
-# ---- an in-flight writer through the coordinator: its row (150) is below
-# the high-water mark (200) when the run starts, and commits after
+# ---- an in-flight writer through the coordinator: of its rows one (150) is
+# below the high-water mark (200) when the run starts, one (201) above; it
+# commits after the run started
 sql(q{INSERT INTO s.w SELECT g, g, g FROM generate_series(101, 200) g WHERE g <> 150});
 my $writer = session($coord);
-send_sql($writer, q{BEGIN; INSERT INTO s.w VALUES (150, 150, 150); \echo inserted});
+send_sql($writer, q{BEGIN; INSERT INTO s.w VALUES (150, 150, 150), (201, 201, 201); \echo inserted});
 ok(wait_out($writer, qr/inserted/), 'a writer through the coordinator holds an open transaction');
 my %run = (out => '', err => '');
 my $runner = IPC::Run::start(['psql', '-XAtq', '-d', $coord->connstr('postgres'), '-c', q{SELECT pipeline.run('w')}],
@@ -88,13 +89,16 @@ send_sql($writer, q{COMMIT; \echo committed});
 ok(wait_out($writer, qr/committed/), 'the writer commits');
 $runner->finish;
 is(counts('w'), 'succeeded read=100 inserted=100 updated=0 unchanged=0',
-   'the run loads the writer\'s row with the rest of the window, once');
+   'the run loads the writer\'s row below the high-water mark with the rest of the window, once');
 is(sql(q{SELECT count(*) FROM s.wt WHERE k = 150}), '1', 'the late row is in the target');
+sql(q{SELECT pipeline.run('w')});
+is(counts('w'), 'succeeded read=1 inserted=1 updated=0 unchanged=0',
+   'the next run loads its row above the high-water mark, once');
 
 # ---- the same through a worker node: a writer on worker1 (Citus's
 # query-from-any-node) holds an open transaction with a row below the
 # high-water mark; a second writer on worker1 starts while the run waits
-sql(q{INSERT INTO s.w SELECT g, g, g FROM generate_series(201, 300) g WHERE g <> 250});
+sql(q{INSERT INTO s.w SELECT g, g, g FROM generate_series(202, 300) g WHERE g <> 250});
 my $w1 = session($workers[0]);
 send_sql($w1, q{BEGIN; INSERT INTO s.w VALUES (250, 250, 250); \echo inserted});
 ok(wait_out($w1, qr/inserted/), 'a writer on worker1 holds an open transaction on the distributed source');
@@ -114,7 +118,7 @@ ok(wait_out($w1, qr/committed/), 'the first writer commits');
 $runner->finish;
 is($run{err}, '', 'the run succeeds');
 ok(wait_out($late, qr/committed/), 'the held-off writer goes on once the run has committed');
-is(counts('w'), 'succeeded read=100 inserted=100 updated=0 unchanged=0',
+is(counts('w'), 'succeeded read=99 inserted=99 updated=0 unchanged=0',
    'the run loads the row of the writer on worker1 with its window, once');
 sql(q{SELECT pipeline.run('w')});
 is(counts('w'), 'succeeded read=1 inserted=1 updated=0 unchanged=0', 'the next run loads the held-off row, once');
