@@ -56,9 +56,9 @@ CitusPlanSubject(LoadPlan *plan)
  * whose source reads one (Citus then runs the source's part of the load
  * statement on the worker nodes, where pg_pipeline's counter functions
  * would count nothing the run sees), and refuses (0A000) what Citus cannot
- * load: a reference or Citus local table as target, a lineage column on a
- * Citus target (the run id is a function of the coordinator's backend,
- * which Citus would call on the worker nodes), row checks, masks and
+ * load: a reference or Citus local table as target, a lineage column (the
+ * run id is a function of the coordinator's backend, which Citus would
+ * call on the worker nodes), row checks, masks and
  * quarantining conversions (pg_pipeline's functions in the source rows). A
  * load across local and Citus tables (a local source into a distributed
  * target, a Citus source into a local target) is loaded another way
@@ -88,12 +88,11 @@ CheckDistributedPlan(LoadPlan *plan)
 				 errdetail("Citus 13 loads with MERGE only into distributed tables."),
 				 errhint("Load into a distributed table: SELECT create_distributed_table(%s, '<key column>');",
 						 quote_literal_cstr(plan->target_ident))));
-	if (kind != CITUS_NONE && plan->def->lineage_column)
+	if (plan->def->lineage_column)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("a lineage column is not supported on Citus distributed target %s",
-						plan->target_ident),
-				 errdetail("Lineage column \"%s\" would be set by a function of the coordinator's session, which Citus cannot run in a distributed MERGE.",
+				 errmsg("a lineage column is not supported on %s", CitusPlanSubject(plan)),
+				 errdetail("Lineage column \"%s\" would be set by a function of the coordinator's session, which Citus cannot run in a distributed statement (and the load from Citus tables into a local one is an upsert that does not set it).",
 						   plan->def->lineage_column),
 				 errhint("SELECT pipeline.set_lineage_column(%s, NULL);",
 						 quote_literal_cstr(plan->def->name))));

@@ -189,6 +189,14 @@ is(counts('down') . ' ' . sql(q{SELECT count(*) FROM ((TABLE s.down EXCEPT TABLE
    'succeeded read=1 inserted=0 updated=1 unchanged=0 38',
    'the next run updates the key whose change it reads (the dimension change reaches the target with its keys\' next change)');
 
+# a lineage column would not be written by that upsert: refused
+sql(q{ALTER TABLE s.down ADD COLUMN loaded_by bigint});
+($rc, $out, $err) = $coord->psql('postgres', q{\set VERBOSITY verbose
+    SELECT pipeline.set_lineage_column('down', 'loaded_by'); SELECT pipeline.run('down')});
+like($err, qr/ERROR:  0A000: a lineage column is not supported on source s\.wv, which reads Citus tables/,
+     'a lineage column on a pipeline reading Citus tables is refused (0A000)');
+sql(q{SELECT pipeline.set_lineage_column('down', NULL)});
+
 # ---- run_batched and a lookback on distributed tables
 sql(q{
     CREATE TABLE s.ts (at timestamptz NOT NULL, k int NOT NULL, v int NOT NULL);
