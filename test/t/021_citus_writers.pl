@@ -125,7 +125,27 @@ is(counts('w'), 'succeeded read=1 inserted=1 updated=0 unchanged=0', 'the next r
 is(sql(q{SELECT count(*) || ' ' || count(DISTINCT k) FROM s.wt}) . ' '
      . sql(q{SELECT count(*) FROM ((TABLE s.wt EXCEPT ALL TABLE s.w) UNION ALL (TABLE s.w EXCEPT ALL TABLE s.wt)) d}),
    '301 301 0', 'every source row is in the target exactly once');
-$_->{h}->finish for ($writer, $w1, $late);
+
+# ---- a writer of the target on worker2 in flight: the run waits for it on
+# worker2 before counting, so its row cannot slip between the counts and
+# the load
+sql(q{INSERT INTO s.w VALUES (311, 311, 311)});
+my $tw = session($workers[1]);
+send_sql($tw, q{BEGIN; INSERT INTO s.wt VALUES (NULL, 5000, 5000); \echo inserted});
+ok(wait_out($tw, qr/inserted/), 'a writer on worker2 holds an open transaction on the distributed target');
+%run = (out => '', err => '');
+$runner = IPC::Run::start(['psql', '-XAtq', '-d', $coord->connstr('postgres'), '-c', q{SELECT pipeline.run('w')}],
+                          '>', \$run{out}, '2>', \$run{err}, $timer);
+ok($workers[1]->poll_query_until('postgres', q{
+       SELECT count(*) > 0 FROM pg_locks WHERE relation = 's.wt'::regclass AND mode = 'ShareRowExclusiveLock'
+          AND NOT granted}),
+   'the run waits for it on worker2: its lock on the target is taken on every node with metadata');
+send_sql($tw, q{COMMIT; \echo committed});
+ok(wait_out($tw, qr/committed/), 'the target\'s writer commits');
+$runner->finish;
+is($run{err} . counts('w'), 'succeeded read=1 inserted=1 updated=0 unchanged=0', 'and the run counts exactly');
+sql(q{DELETE FROM s.wt WHERE k = 5000});
+$_->{h}->finish for ($writer, $w1, $late, $tw);
 
 # ---- why the writers above choose their ids: a sequence is not monotonic
 # across the nodes, which registration says
@@ -174,7 +194,7 @@ ok($coord->poll_query_until('postgres', qq{
           AND parent_run_id = $up}),
    'a background worker runs the downstream pipeline after its upstream loaded');
 is(counts('down') . ' ' . sql(q{SELECT count(*) FROM ((TABLE s.down EXCEPT TABLE s.wv) UNION ALL (TABLE s.wv EXCEPT TABLE s.down)) d}),
-   'succeeded read=302 inserted=302 updated=0 unchanged=0 0',
+   'succeeded read=303 inserted=303 updated=0 unchanged=0 0',
    'and loads the join of the distributed and reference tables into its local target');
 like(sql(q{SELECT string_agg(line, E'\n') FROM pipeline.explain('down') AS line}),
      qr/Citus cannot MERGE between a local and a Citus table.*\nWITH i AS \(INSERT INTO s\.down AS t .* ON CONFLICT \(k\) DO UPDATE SET /s,
