@@ -1022,7 +1022,8 @@ COMMENT ON FUNCTION pipeline._mask_year(date) IS 'internal: the year mask of a d
 -- create_pipeline and alter_pipeline take masks, the options of the Data
 -- quality section below (typed loads, schema drift, anomalies),
 -- raw_retention (Privacy: raw retention), those of change capture, of
--- snapshot mode and of rollup mode (Modeling, at the end), in the option
+-- snapshot mode and of rollup mode (Modeling), distribution_column (Citus,
+-- at the end), in the option
 -- table's order: after mute_timeliness. A function's arguments cannot be
 -- added in place.
 DROP FUNCTION pipeline.create_pipeline(text, pg_catalog.regclass, text, text[], text, text, text,
@@ -1065,7 +1066,8 @@ CREATE FUNCTION pipeline.create_pipeline(
     snapshot_check_columns text[]   DEFAULT NULL,
     snapshot_keep_deleted boolean   DEFAULT false,
     rollup              jsonb       DEFAULT NULL,
-    allowed_lateness    interval    DEFAULT NULL)
+    allowed_lateness    interval    DEFAULT NULL,
+    distribution_column text        DEFAULT NULL)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_create_pipeline';
@@ -1111,7 +1113,8 @@ CREATE FUNCTION pipeline.alter_pipeline(
     snapshot_check_columns text[]   DEFAULT NULL,
     snapshot_keep_deleted boolean   DEFAULT NULL,
     rollup              jsonb       DEFAULT NULL,
-    allowed_lateness    interval    DEFAULT NULL)
+    allowed_lateness    interval    DEFAULT NULL,
+    distribution_column text        DEFAULT NULL)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_alter_pipeline';
@@ -1955,3 +1958,12 @@ CREATE INDEX pipeline_timeliness_idx ON pipeline.pipeline (pipeline_id)
     WHERE timeliness IS NOT NULL;
 CREATE INDEX pipeline_raw_retention_idx ON pipeline.pipeline (pipeline_id)
     WHERE raw_retention IS NOT NULL;
+
+-- Citus (issue 12) -----------------------------------------------------------
+
+-- distribution_column: the column a target that create_target creates over
+-- a Citus table is distributed on (src/engine/distributed_load.c,
+-- docs/citus.md); NULL: the source's distribution column. create_pipeline
+-- and alter_pipeline take it (Masks section); left out of a pipeline's
+-- config while NULL.
+ALTER TABLE pipeline.pipeline ADD COLUMN distribution_column name;

@@ -97,7 +97,8 @@ ResolveTarget(PipelineDef *def, const char *target, bool create_target, Oid sour
  * FinishDefinition validates a complete definition against the relations
  * and the owner's privileges (and a raw_retention against its source and
  * the other pipelines that read it), warns when a snapshot pipeline's
- * existing target lacks a history's constraints, and advises on a missing
+ * existing target lacks a history's constraints, and advises on a
+ * sequence-numbered incremental column on Citus and on a missing
  * index (not on one a pipeline owes the source, the target it created,
  * until its first load).
  */
@@ -120,6 +121,8 @@ FinishDefinition(PipelineDef *def)
 				 errdetail("Every dirty cell a run recomputes then scans the whole source."),
 				 errhint("CREATE INDEX ON %s (%s);", plan->source_ident,
 						 quote_identifier(plan->rollup->spec->time_column))));
+	/* on Citus, a sequence is not monotonic across the nodes */
+	NoticeSequenceAcrossNodes(plan);
 	if (plan->incremental && !SourceHasIndexOn(plan->source_relid, plan->incremental->name) &&
 		!TargetIndexOwed(plan->source_relid, plan->incremental->name))
 		ereport(NOTICE,

@@ -474,6 +474,23 @@ const PipelineOption PipelineOptions[] = {
 		.in_config = true, .omit_default_in_config = true,
 		.in_spec = true,
 	},
+	/* ---- Citus (docs/citus.md) ---- */
+	{
+		/*
+		 * the distribution column of a target create_target creates over a
+		 * Citus table (engine/distributed_load.c); NULL: the source's, when
+		 * it is a key column
+		 */
+		.name = "distribution_column",
+		.sql_type = TEXTOID, .has_default = true, .default_value = NULL,
+		.check = OPTION_CHECK_COLUMN,
+		.storage = OPTION_STORE_TEXT, .column = "distribution_column", .written = true,
+		.field = FIELD(distribution_column), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true, .omit_default_in_config = true,
+		.in_spec = true,
+	},
+	/* ---- end of Citus ---- */
 	{
 		/*
 		 * no argument: rows of pipeline.data_check, changed by add_check and

@@ -75,12 +75,12 @@ PlanErasureGate(LoadPlan *plan)
 	if (plan->erasure != NIL && plan->distributed)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("pipeline \"%s\" cannot skip forgotten subjects on a Citus target",
-						plan->def->name),
-				 errdetail("Column \"%s\" of source %s identifies subject \"%s\", which pipeline.forget erased; the load into %s runs on the worker nodes.",
+				 errmsg("pipeline \"%s\" cannot skip forgotten subjects on %s",
+						plan->def->name, CitusPlanSubject(plan)),
+				 errdetail("Column \"%s\" of source %s identifies subject \"%s\", which pipeline.forget erased; the load's source rows are read on the worker nodes.",
 						   ((SubjectColumn *) linitial(plan->erasure))->column, plan->source_ident,
-						   ((SubjectColumn *) linitial(plan->erasure))->subject, plan->target_ident),
-				 errhint("Erase the subject's rows from the source with pipeline.forget, or load through a local target.")));
+						   ((SubjectColumn *) linitial(plan->erasure))->subject),
+				 errhint("Erase the subject's rows from the source with pipeline.forget, or load through a local stage and target.")));
 }
 
 /*

@@ -54,6 +54,12 @@ ExplainPipeline(PipelineDef *def)
 		rows = lappend(rows, BuildHighWaterQuery(plan));
 	if (stmts->prepare)
 		rows = lappend(rows, stmts->prepare);
+	if (plan->upsert && def->unique_key != NIL)
+		rows = lappend(rows, stmts->flagged
+					   ? "-- Citus cannot MERGE between a local and a Citus table: the keys flagged deleted, then an upsert (docs/citus.md)"
+					   : "-- Citus cannot MERGE between a local and a Citus table: an upsert (docs/citus.md)");
+	if (stmts->flagged)
+		rows = lappend(rows, stmts->flagged);
 	if (InitialLoadApplies(plan, stmts))
 	{
 		rows = lappend(rows, "-- the target is empty: the run inserts the rows the MERGE would, without it (initial load)");

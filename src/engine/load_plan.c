@@ -565,6 +565,8 @@ CreateTargetTable(PipelineDef *def, Oid source_relid)
 	appendStringInfoChar(&sql, ')');
 	if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "could not create target %s", target);
+	/* over a Citus table, a distributed target (distributed_load.c) */
+	DistributeCreatedTarget(def, source_relid, target);
 	def->target_created = true;
 	/* the index on the incremental column comes after the first load's data */
 	def->target_index_pending = def->incremental_column != NULL;

@@ -150,13 +150,18 @@ ReadHighWaterMark(LoadPlan *plan, bool *isnull, LoadCounts *counts)
  * WaitForSourceWriters waits for every transaction that holds a lock
  * conflicting with SHARE on a base table of the source (that is, every
  * transaction that has written to it and not yet ended), the way CREATE
- * INDEX CONCURRENTLY waits for writers.
+ * INDEX CONCURRENTLY waits for writers. On the Citus tables among them it
+ * takes SHARE on every node with metadata instead, until the run ends, so
+ * that writers through the worker nodes are waited for too
+ * (distributed_load.c, docs/citus.md).
  */
 void
 WaitForSourceWriters(LoadPlan *plan)
 {
 	List	   *tags = NIL;
 	ListCell   *lc;
+
+	LockCitusTables(plan->base_relids, "SHARE");
 
 	foreach(lc, plan->base_relids)
 	{
@@ -217,6 +222,9 @@ ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bool ha
 	uint64		processed;
 
 	LockRelationOid(plan->target_relid, ShareRowExclusiveLock);
+	/* a Citus target: on every node with metadata (distributed_load.c) */
+	if (plan->distributed)
+		LockCitusTables(list_make1_oid(plan->target_relid), "SHARE ROW EXCLUSIVE");
 	/* the tombstones, read under the lock a forget of the target waits for */
 	if (stmts->has_erasure_gate)
 		ArmErasureGate(plan);

@@ -774,7 +774,9 @@ BuildLoadStatements(LoadPlan *plan, bool has_lower, bool has_upper)
 	stmts->has_erasure_gate = plan->erasure != NIL;
 	if (plan->snapshot)
 		return BuildSnapshotStatements(plan, stmts, has_lower, has_upper);
-	if (plan->def->mode == LOAD_MODE_APPEND && plan->def->unique_key == NIL)
+	if (plan->upsert && plan->def->unique_key != NIL)
+		BuildLocalSourceStatements(plan, stmts, has_lower, has_upper);
+	else if (plan->def->mode == LOAD_MODE_APPEND && plan->def->unique_key == NIL)
 	{
 		stmts->load = BuildAppendInsert(plan, has_lower, has_upper);
 		stmts->load_is_merge = false;

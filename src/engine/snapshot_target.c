@@ -214,8 +214,8 @@ RefuseSnapshotFeatures(LoadPlan *plan, const SnapshotColumns *names)
 	if (plan->distributed)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("mode snapshot is not supported on Citus distributed target %s", plan->target_ident),
-				 errhint("Keep the history in a table of the coordinator.")));
+				 errmsg("mode snapshot is not supported on %s", CitusPlanSubject(plan)),
+				 errhint("Keep the history in a table of the coordinator, loaded from a local stage.")));
 	foreach(lc, plan->columns)
 		RefuseHistoryName(plan->def, names, ((LoadColumn *) lfirst(lc))->name);
 	if (plan->def->lineage_column && IsSnapshotHistoryColumn(names, plan->def->lineage_column))

@@ -94,12 +94,13 @@ BuildBatchFallbackQuery(LoadPlan *plan, bool has_lower)
 
 /*
  * AppendMatchedCounts appends the counts of kept rows whose key is in the
- * target, by the action the MERGE of BuildMerge takes on them: deleted
- * (or soft-deleted), updated (neither where the target holds a newer
- * version and the plan keeps it: KeepNewerGuard), and not flagged deleted.
+ * target (matched: the predicate that says so, with its AND), by the action
+ * the MERGE of BuildMerge takes on them: deleted (or soft-deleted), updated
+ * (neither where the target holds a newer version and the plan keeps it:
+ * KeepNewerGuard), and not flagged deleted.
  */
 static void
-AppendMatchedCounts(StringInfo buf, LoadPlan *plan, const char *del)
+AppendMatchedCounts(StringInfo buf, LoadPlan *plan, const char *del, const char *matched)
 {
 	const char *live = del ? psprintf("s.%s IS NOT TRUE", del) : "true";
 	const char *guard = KeepNewerGuard(plan);
@@ -108,13 +109,13 @@ AppendMatchedCounts(StringInfo buf, LoadPlan *plan, const char *del)
 	bool		first = true;
 
 	if (!merge_actions || del == NULL)
-		appendStringInfoString(buf, "SELECT pg_catalog.count(*) FILTER (WHERE false), ");
+		appendStringInfoString(buf, "pg_catalog.count(*) FILTER (WHERE false), ");
 	else if (plan->def->soft_delete)
-		appendStringInfo(buf, "SELECT pg_catalog.count(*) FILTER (WHERE s.%s IS TRUE AND t.%s IS NOT TRUE%s), ",
-						 del, del, guard);
+		appendStringInfo(buf, "pg_catalog.count(*) FILTER (WHERE %ss.%s IS TRUE AND t.%s IS NOT TRUE%s), ",
+						 matched, del, del, guard);
 	else
-		appendStringInfo(buf, "SELECT pg_catalog.count(*) FILTER (WHERE s.%s IS TRUE%s), ", del, guard);
-	appendStringInfo(buf, "pg_catalog.count(*) FILTER (WHERE %s%s AND (", live, guard);
+		appendStringInfo(buf, "pg_catalog.count(*) FILTER (WHERE %ss.%s IS TRUE%s), ", matched, del, guard);
+	appendStringInfo(buf, "pg_catalog.count(*) FILTER (WHERE %s%s%s AND (", matched, live, guard);
 	foreach(lc, plan->columns)
 	{
 		LoadColumn *col = lfirst(lc);
@@ -126,15 +127,17 @@ AppendMatchedCounts(StringInfo buf, LoadPlan *plan, const char *del)
 		AppendDistinct(buf, col, NULL, NULL);
 		first = false;
 	}
-	appendStringInfo(buf, "%s)), pg_catalog.count(*) FILTER (WHERE %s)", first ? "false" : "", live);
+	appendStringInfo(buf, "%s)), pg_catalog.count(*) FILTER (WHERE %s%s)", first ? "false" : "", matched, live);
 }
 
 /*
- * BuildCountQueries builds the queries that count a load into a Citus table
- * (LoadPlan.distributed), whose MERGE carries no counter function: the
- * window's rows read and rejected, the rows kept, and the kept rows matched
- * in the target by the action the MERGE takes on them. They read exactly
- * what the load reads, so run under the same locks they give its counts.
+ * BuildCountQueries builds the two queries that count a load into or from
+ * a Citus table (LoadPlan.distributed), whose MERGE carries no counter
+ * function: the window's rows read and rejected; and the rows kept, with,
+ * of them, the rows matched in the target by the action the MERGE takes on
+ * them (an outer join of the kept rows with the target, so that the window
+ * is de-duplicated once). They read exactly what the load reads, so run
+ * under the same locks they give its counts.
  */
 CountQueries *
 BuildCountQueries(LoadPlan *plan, bool has_lower, bool has_upper)
@@ -161,20 +164,32 @@ BuildCountQueries(LoadPlan *plan, bool has_lower, bool has_upper)
 	q->window = buf.data;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE %s) FROM (",
+	appendStringInfo(&buf, "SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE %s)",
 					 del ? psprintf("s.%s IS NOT TRUE", del) : "true");
-	AppendSourceRows(&buf, plan, has_lower, has_upper);
-	appendStringInfoString(&buf, ") AS s");
-	q->kept = buf.data;
-
 	if (plan->def->unique_key == NIL)
-		return q;				/* a keyless append matches nothing */
-	initStringInfo(&buf);
-	AppendMatchedCounts(&buf, plan, del);
+	{
+		/* a keyless append matches nothing */
+		appendStringInfoString(&buf, " FROM (");
+		AppendSourceRows(&buf, plan, has_lower, has_upper);
+		appendStringInfoString(&buf, ") AS s");
+		q->kept = buf.data;
+		return q;
+	}
+	/*
+	 * The kept rows and those matched in the target in one pass over the
+	 * de-duplicated window: a kept row is matched when the outer join found
+	 * its key (never NULL in a kept row, so never NULL in a matched one).
+	 */
+	foreach(lc, plan->columns)
+		if (((LoadColumn *) lfirst(lc))->is_key)
+			break;
+	appendStringInfoString(&buf, ", ");
+	AppendMatchedCounts(&buf, plan, del,
+						psprintf("%s IS NOT NULL AND ", Col("t", ((LoadColumn *) lfirst(lc))->name)));
 	appendStringInfoString(&buf, " FROM (");
 	AppendSourceRows(&buf, plan, has_lower, has_upper);
-	appendStringInfo(&buf, ") AS s JOIN %s AS t ON ", plan->target_ident);
+	appendStringInfo(&buf, ") AS s LEFT JOIN %s AS t ON ", plan->target_ident);
 	AppendKeyJoin(&buf, plan, "t", "s", false);
-	q->matched = buf.data;
+	q->kept = buf.data;
 	return q;
 }

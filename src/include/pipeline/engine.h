@@ -103,6 +103,9 @@ typedef struct LoadPlan
 								 * rows whose partition column is $4 ... */
 	bool		partition_null; /* ... or NULL */
 	bool		distributed;	/* the target is a Citus table (docs/citus.md) */
+	bool		upsert;			/* ... and Citus cannot MERGE it: local and
+								 * Citus tables across source and target
+								 * (local_source_load.c) */
 	bool		has_conversions;	/* some column is converted (typed_load.c) */
 	bool		convert_safely; /* row by row through the conversion gate */
 	bool		redact_reasons; /* the pipeline holds personal data */
@@ -116,6 +119,8 @@ typedef struct LoadPlan
 typedef struct LoadStatements
 {
 	char	   *prepare;		/* full mode: delete vanished keys; else NULL */
+	char	   *flagged;		/* an upsert load: the keys flagged deleted
+								 * (local_source_load.c) */
 	char	   *load;			/* MERGE or INSERT */
 	bool		load_is_merge;
 	bool		snapshot;		/* load is the MERGE of a history (snapshot_load.c) */
@@ -139,8 +144,10 @@ typedef struct LoadStatements
 typedef struct CountQueries
 {
 	char	   *window;			/* rows read, rows rejected (NULL key) */
-	char	   *kept;			/* rows kept after de-duplication, of them not flagged deleted */
-	char	   *matched;		/* kept rows whose key is in the target: deleted, updated, not flagged */
+	char	   *kept;			/* rows kept after de-duplication, of them not
+								 * flagged deleted; with a key, then of them the
+								 * rows whose key is in the target: deleted,
+								 * updated, not flagged (one outer join) */
 } CountQueries;
 
 /* engine/load_plan.c */
@@ -213,8 +220,17 @@ extern bool BulkInsertFits(LoadPlan *plan, LoadStatements *stmts);
 extern uint64 ExecuteBulkInsert(LoadPlan *plan, const char *rows_sql, int nargs, Oid *types,
 								Datum *values);
 
+/* engine/local_source_load.c */
+extern void CheckUpsertPlan(LoadPlan *plan, bool citus_target);
+extern void BuildLocalSourceStatements(LoadPlan *plan, LoadStatements *stmts, bool has_lower,
+									   bool has_upper);
+
 /* engine/distributed_load.c */
 extern void CheckDistributedPlan(LoadPlan *plan);
+extern char *CitusPlanSubject(LoadPlan *plan);
+extern void DistributeCreatedTarget(PipelineDef *def, Oid source_relid, const char *target);
+extern void LockCitusTables(List *relids, const char *mode);
+extern void NoticeSequenceAcrossNodes(LoadPlan *plan);
 extern void ExecuteDistributedLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower,
 								   bool has_upper, int nargs, Oid *types, Datum *values,
 								   LoadCounts *counts);
