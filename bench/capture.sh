@@ -141,10 +141,5 @@ shared_buffers 1GB, autovacuum off, 2 cores shared with other work.
 <!-- capture:end -->
 MD
 )
-if grep -q '<!-- capture:start -->' "$REPORT"; then
-    awk -v s="$section" '/<!-- capture:start -->/ { print s; skip = 1 } /<!-- capture:end -->/ { skip = 0; next } !skip' \
-        "$REPORT" >"$REPORT.new" && mv "$REPORT.new" "$REPORT"
-else
-    printf '\n%s\n' "$section" >>"$REPORT"
-fi
+write_section capture "$section"
 echo "== wrote $REPORT"

@@ -115,10 +115,5 @@ shared_buffers 1GB, autovacuum off, no parallel query.
 <!-- checks:end -->
 MD
 )
-if grep -q '<!-- checks:start -->' "$REPORT"; then
-    awk -v s="$section" '/<!-- checks:start -->/ { print s; skip = 1 } /<!-- checks:end -->/ { skip = 0; next } !skip' \
-        "$REPORT" >"$REPORT.new" && mv "$REPORT.new" "$REPORT"
-else
-    printf '\n%s\n' "$section" >>"$REPORT"
-fi
+write_section checks "$section"
 echo "== wrote $REPORT"

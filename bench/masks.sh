@@ -93,10 +93,5 @@ shared_buffers 1GB, autovacuum off, no parallel query.
 <!-- masks:end -->
 MD
 )
-if grep -q '<!-- masks:start -->' "$REPORT"; then
-    awk -v s="$section" '/<!-- masks:start -->/ { print s; skip = 1 } /<!-- masks:end -->/ { skip = 0; next } !skip' \
-        "$REPORT" >"$REPORT.new" && mv "$REPORT.new" "$REPORT"
-else
-    printf '\n%s\n' "$section" >>"$REPORT"
-fi
+write_section masks "$section"
 echo "== wrote $REPORT"

@@ -74,8 +74,10 @@ install_peer() {
 # appended to it
 write_section() {
     if grep -q "<!-- $1:start -->" "$REPORT"; then
-        awk -v s="$2" -v a="<!-- $1:start -->" -v b="<!-- $1:end -->" \
-            '$0 == a { print s; skip = 1 } $0 == b { skip = 0; next } !skip' "$REPORT" >"$REPORT.new" &&
+        # the section through the environment: awk -v would turn a \t in
+        # it (psql's \timing) into a tab
+        SECTION=$2 awk -v a="<!-- $1:start -->" -v b="<!-- $1:end -->" \
+            '$0 == a { print ENVIRON["SECTION"]; skip = 1 } $0 == b { skip = 0; next } !skip' "$REPORT" >"$REPORT.new" &&
             mv "$REPORT.new" "$REPORT"
     else
         printf '\n%s\n' "$2" >>"$REPORT"

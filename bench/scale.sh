@@ -267,10 +267,5 @@ index pages from disk, which a larger target has more of).
 <!-- scale:end -->
 MD
 )
-if grep -q '<!-- scale:start -->' "$REPORT"; then
-    awk -v s="$section" '/<!-- scale:start -->/ { print s; skip = 1 } /<!-- scale:end -->/ { skip = 0; next } !skip' \
-        "$REPORT" >"$REPORT.new" && mv "$REPORT.new" "$REPORT"
-else
-    printf '\n%s\n' "$section" >>"$REPORT"
-fi
+write_section scale "$section"
 echo "== wrote $REPORT and $IMG/scale_rows.png, $IMG/scale_target.png"

@@ -110,10 +110,5 @@ shared_buffers 1GB, autovacuum off, no parallel query.
 <!-- typed-loads:end -->
 MD
 )
-if grep -q '<!-- typed-loads:start -->' "$REPORT"; then
-    awk -v s="$section" '/<!-- typed-loads:start -->/ { print s; skip = 1 } /<!-- typed-loads:end -->/ { skip = 0; next } !skip' \
-        "$REPORT" >"$REPORT.new" && mv "$REPORT.new" "$REPORT"
-else
-    printf '\n%s\n' "$section" >>"$REPORT"
-fi
+write_section typed-loads "$section"
 echo "== wrote $REPORT"
