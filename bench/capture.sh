@@ -105,12 +105,11 @@ done
 echo "   pair ratios captured / plain: durable ${pairs[durable]}-> median $rd; synchronous_commit off ${pairs[async]}-> median $ra (target >= 0.7)"
 echo "   changes captured, loaded and purged: $changes; rows the copy differs from the table by: $same"
 
-cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 section=$(cat <<MD
 <!-- capture:start -->
 ## Change capture
 
-Written by \`bash bench/capture.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') ($cpu, $(nproc) cores; $(q -c 'SHOW server_version')).
+$(written_by capture.sh)
 
 | pgbench, 2 clients, ${SECONDS_PER_RUN} s a run: INSERT, UPDATE, DELETE a transaction | plain table, median tps | captured table, median tps | ratio (median of pairs) | target |
 | --- | ---: | ---: | ---: | --- |
@@ -142,4 +141,3 @@ shared_buffers 1GB, autovacuum off, 2 cores shared with other work.
 MD
 )
 write_section capture "$section"
-echo "== wrote $REPORT"

@@ -83,12 +83,11 @@ echo "   related: ${related[*]} -> median $lm ms   ratio $rl"
 echo "   regexed: ${regexed[*]} -> median $xm ms   ratio $rx"
 echo "   loaded (plain / checked / related / regexed): $loaded"
 
-cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 section=$(cat <<MD
 <!-- checks:start -->
 ## Data checks
 
-Written by \`bash bench/checks.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') ($cpu, $(nproc) cores; $(q -c 'SHOW server_version')).
+$(written_by checks.sh)
 
 | load of $ROWS rows into an empty target | median ms | ratio | target |
 | --- | ---: | ---: | --- |
@@ -116,4 +115,3 @@ shared_buffers 1GB, autovacuum off, no parallel query.
 MD
 )
 write_section checks "$section"
-echo "== wrote $REPORT"

@@ -62,12 +62,11 @@ echo "   plain:  ${plain[*]} -> median $pm ms"
 echo "   masked: ${masked[*]} -> median $mm ms   ratio $r (target <= 1.2)"
 echo "   loaded (plain / masked): $loaded"
 
-cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 section=$(cat <<MD
 <!-- masks:start -->
 ## Masks at load
 
-Written by \`bash bench/masks.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') ($cpu, $(nproc) cores; $(q -c 'SHOW server_version')).
+$(written_by masks.sh)
 
 | load of $ROWS rows into an empty target | median ms | ratio | target |
 | --- | ---: | ---: | --- |
@@ -94,4 +93,3 @@ shared_buffers 1GB, autovacuum off, no parallel query.
 MD
 )
 write_section masks "$section"
-echo "== wrote $REPORT"

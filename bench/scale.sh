@@ -209,7 +209,6 @@ plot "$WORK/by_size.dat" using 1:2 with linespoints pt 7 lw 2 title "pipeline", 
      "$WORK/by_size.dat" using 1:3 with linespoints pt 5 lw 2 title "hand-written MERGE"
 GP
 
-cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 size_rows=$(for s in "${SIZES[@]}"; do printf '| %s | %s | %s | %s | %s | %s |\n' "$s" "${med[$s]}" "$(ratio "${med[$s]}" "${med[$small]}")" "${hmed[$s]}" "$(ratio "${hmed[$s]}" "${hmed[$small]}")" "$(ratio "${med[$s]}" "${hmed[$s]}")"; done)
 inc_rows=$(for i in "${INCREMENTS[@]}"; do printf '| %s | %s |\n' "$i" "${imed[$i]}"; done)
 many_rows=$(for c in "${COUNTS[@]}"; do printf '| %s | %s | %s | %s | %s |\n' "$c" "${idle[$c]}" "${create[$c]}" "${lineage[$c]}" "${pass[$c]}"; done)
@@ -217,7 +216,7 @@ section=$(cat <<MD
 <!-- scale:start -->
 ## Cost follows the increment
 
-Written by \`bash bench/scale.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') ($cpu, $(nproc) cores; $(q -c 'SHOW server_version')).
+$(written_by scale.sh)
 
 $INCREMENT new rows (half new keys, half changed ones) into merge targets of three sizes, alternated, $REPS times each:
 
@@ -268,4 +267,4 @@ index pages from disk, which a larger target has more of).
 MD
 )
 write_section scale "$section"
-echo "== wrote $REPORT and $IMG/scale_rows.png, $IMG/scale_target.png"
+echo "== drew $IMG/scale_rows.png, $IMG/scale_target.png"

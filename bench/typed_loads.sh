@@ -79,12 +79,11 @@ echo "   typed: ${typed[*]} -> median $tm ms   ratio $r (target <= 1.3)"
 echo "   trash: ${trash[*]} -> median $xm ms   ratio $rx"
 echo "   loaded (cast / typed / trash): $loaded; rows of cast not in typed: $same"
 
-cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 section=$(cat <<MD
 <!-- typed-loads:start -->
 ## Typed loads from text staging
 
-Written by \`bash bench/typed_loads.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') ($cpu, $(nproc) cores; $(q -c 'SHOW server_version')).
+$(written_by typed_loads.sh)
 
 | load of $ROWS text rows into an empty typed target | median ms | ratio | target |
 | --- | ---: | ---: | --- |
@@ -111,4 +110,3 @@ shared_buffers 1GB, autovacuum off, no parallel query.
 MD
 )
 write_section typed-loads "$section"
-echo "== wrote $REPORT"
