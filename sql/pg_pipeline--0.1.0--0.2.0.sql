@@ -1886,3 +1886,111 @@ RETURNS TABLE (kind text, rows bigint)
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_backfill_plan';
 COMMENT ON FUNCTION pipeline.backfill_plan(text, text, text) IS 'what pipeline.backfill would do to a range, counted without writing';
+
+-- Scale: parallel loads (issue 12) -------------------------------------------
+
+-- parallel_workers: a run into a target partitioned by its partition_column
+-- loads its window in that many part workers, each a set of the target's
+-- partitions, each in a prepared transaction ('pg_pipeline:<pipeline
+-- id>:<run id>:<part>') that commits after the run's own transaction, or
+-- rolls back (src/engine/parallel_load.c, docs/parallel.md). 1 loads
+-- serially; left out of a pipeline's config while 1. create_pipeline and
+-- alter_pipeline take it after allowed_lateness.
+ALTER TABLE pipeline.pipeline
+    ADD COLUMN parallel_workers integer NOT NULL DEFAULT 1
+        CHECK (parallel_workers OPERATOR(pg_catalog.>=) 1 AND parallel_workers OPERATOR(pg_catalog.<=) 32);
+
+DROP FUNCTION pipeline.create_pipeline(text, pg_catalog.regclass, text, text[], text, text, text,
+    boolean, text, interval, bigint, boolean, text, jsonb, text, text[], integer, interval,
+    interval, interval, interval, boolean, boolean, jsonb, jsonb, text, text, double precision,
+    integer, interval, boolean, interval, jsonb, text[], boolean, jsonb, interval);
+CREATE FUNCTION pipeline.create_pipeline(
+    name                text,
+    source              pg_catalog.regclass,
+    target              text,
+    unique_key          text[]      DEFAULT NULL,
+    incremental_column  text        DEFAULT NULL,
+    mode                text        DEFAULT 'merge',
+    delete_column       text        DEFAULT NULL,
+    soft_delete         boolean     DEFAULT false,
+    partition_column    text        DEFAULT NULL,
+    lookback            interval    DEFAULT NULL,
+    batch_rows          bigint      DEFAULT NULL,
+    create_target       boolean     DEFAULT true,
+    description         text        DEFAULT NULL,
+    metadata            jsonb       DEFAULT '{}'::jsonb,
+    schedule            text        DEFAULT NULL,
+    depends_on          text[]      DEFAULT NULL,
+    max_retries         integer     DEFAULT 0,
+    retry_delay         interval    DEFAULT '10 seconds',
+    timeout             interval    DEFAULT NULL,
+    freshness           interval    DEFAULT NULL,
+    timeliness          interval    DEFAULT NULL,
+    mute_freshness      boolean     DEFAULT false,
+    mute_timeliness     boolean     DEFAULT false,
+    masks               jsonb       DEFAULT '{}'::jsonb,
+    column_types        jsonb       DEFAULT '{}'::jsonb,
+    on_conversion_error text        DEFAULT 'quarantine',
+    on_schema_change    text        DEFAULT 'fail',
+    anomaly_sensitivity double precision DEFAULT NULL,
+    anomaly_min_runs    integer     DEFAULT 10,
+    raw_retention       interval    DEFAULT NULL,
+    capture             boolean     DEFAULT false,
+    capture_retention   interval    DEFAULT NULL,
+    snapshot_columns    jsonb       DEFAULT '{}'::jsonb,
+    snapshot_check_columns text[]   DEFAULT NULL,
+    snapshot_keep_deleted boolean   DEFAULT false,
+    rollup              jsonb       DEFAULT NULL,
+    allowed_lateness    interval    DEFAULT NULL,
+    parallel_workers    integer     DEFAULT 1)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_create_pipeline';
+
+DROP FUNCTION pipeline.alter_pipeline(text, text, pg_catalog.regclass, text, text[], text, text,
+    text, boolean, text, interval, bigint, boolean, text, jsonb, text, text[], integer, interval,
+    interval, interval, interval, boolean, boolean, jsonb, jsonb, text, text, double precision,
+    integer, interval, boolean, interval, jsonb, text[], boolean, jsonb, interval);
+CREATE FUNCTION pipeline.alter_pipeline(
+    name                text,
+    new_name            text        DEFAULT NULL,
+    source              pg_catalog.regclass DEFAULT NULL,
+    target              text        DEFAULT NULL,
+    unique_key          text[]      DEFAULT NULL,
+    incremental_column  text        DEFAULT NULL,
+    mode                text        DEFAULT NULL,
+    delete_column       text        DEFAULT NULL,
+    soft_delete         boolean     DEFAULT NULL,
+    partition_column    text        DEFAULT NULL,
+    lookback            interval    DEFAULT NULL,
+    batch_rows          bigint      DEFAULT NULL,
+    create_target       boolean     DEFAULT NULL,
+    description         text        DEFAULT NULL,
+    metadata            jsonb       DEFAULT NULL,
+    schedule            text        DEFAULT NULL,
+    depends_on          text[]      DEFAULT NULL,
+    max_retries         integer     DEFAULT NULL,
+    retry_delay         interval    DEFAULT NULL,
+    timeout             interval    DEFAULT NULL,
+    freshness           interval    DEFAULT NULL,
+    timeliness          interval    DEFAULT NULL,
+    mute_freshness      boolean     DEFAULT NULL,
+    mute_timeliness     boolean     DEFAULT NULL,
+    masks               jsonb       DEFAULT NULL,
+    column_types        jsonb       DEFAULT NULL,
+    on_conversion_error text        DEFAULT NULL,
+    on_schema_change    text        DEFAULT NULL,
+    anomaly_sensitivity double precision DEFAULT NULL,
+    anomaly_min_runs    integer     DEFAULT NULL,
+    raw_retention       interval    DEFAULT NULL,
+    capture             boolean     DEFAULT NULL,
+    capture_retention   interval    DEFAULT NULL,
+    snapshot_columns    jsonb       DEFAULT NULL,
+    snapshot_check_columns text[]   DEFAULT NULL,
+    snapshot_keep_deleted boolean   DEFAULT NULL,
+    rollup              jsonb       DEFAULT NULL,
+    allowed_lateness    interval    DEFAULT NULL,
+    parallel_workers    integer     DEFAULT NULL)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'pipeline_alter_pipeline';

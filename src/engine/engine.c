@@ -245,7 +245,7 @@ RunOnce(RunState *rs)
 
 		if (plan->rollup)
 			rs->rec.wm_to = ExecuteRollupStep(plan, rs->rec.run_id, &rs->rec.counts);
-		else
+		else if (!has_upper || !RunParallelLoad(rs, plan, has_lower, lower, upper))
 			ExecuteLoadStep(plan, has_lower, lower, has_upper, upper, &rs->rec.counts);
 		index_built = BuildOwedTargetIndex(plan);
 		if (plan->incremental)
@@ -427,9 +427,14 @@ RunPipeline(PipelineDef *def, RunRequest *req)
 	RunState	rs;
 
 	StartRunState(&rs, def, req);
+	/* part workers see what committed: nothing the caller wrote before */
+	rs.may_go_parallel = !TransactionIdIsValid(GetTopTransactionIdIfAny());
 	CheckRunnable(def, "run");
 	if (!TryLockPipeline(def->id, false))
 		return RecordSkippedRun(&rs);
+	/* the parts a crash left prepared, as their runs were decided */
+	if (def->parallel_workers > 1)
+		ResolvePreparedParts(def->id);
 
 	rs.rec.start_recorded = req->run_id > 0;
 	rs.rec.run_id = rs.rec.start_recorded ? req->run_id : NextRunId();

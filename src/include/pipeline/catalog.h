@@ -73,6 +73,8 @@ typedef struct PipelineDef
 	bool		snapshot_keep_deleted;	/* snapshot mode: a deleted key's version stays open */
 	Jsonb	   *rollup;			/* mode rollup: what it aggregates (catalog/rollup_spec.c), NULL: none */
 	Interval   *allowed_lateness;	/* rollup: older buckets are closed, NULL: never */
+	int32		parallel_workers;	/* part workers of a run into a partitioned
+									 * target (engine/parallel_load.c), 1: serial */
 	bool		active;
 	Oid			owner;
 	bool		target_created;
