@@ -103,9 +103,12 @@ typedef struct LoadPlan
 	LoadColumn *partition;		/* a backfill's batch of one partition: the
 								 * rows whose partition column is $4 ... */
 	bool		partition_null; /* ... or NULL */
-	Oid			part_relid;		/* a parallel run's part: the rows of this
-								 * partition of the target only
-								 * (engine/parallel_part.c) */
+	List	   *part_relids;	/* a parallel run's part: the rows these
+								 * partitions of the target take, locked
+								 * instead of the target (parallel_part.c) */
+	bool		parts_empty;	/* ... each found empty under its lock: the
+								 * load may be an initial load through the
+								 * partitioned target */
 	bool		distributed;	/* the target is a Citus table (docs/citus.md) */
 	bool		has_conversions;	/* some column is converted (typed_load.c) */
 	bool		convert_safely; /* row by row through the conversion gate */
@@ -205,6 +208,7 @@ extern CountQueries *BuildCountQueries(LoadPlan *plan, bool has_lower, bool has_
 
 /* engine/initial_load.c */
 extern bool InitialLoadApplies(LoadPlan *plan, LoadStatements *stmts);
+extern bool RelationIsEmpty(Oid relid);
 extern char *BuildInitialInsert(LoadPlan *plan, bool has_lower, bool has_upper);
 extern LoadStatements *ChooseInitialLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower,
 										 bool has_upper);
