@@ -244,14 +244,23 @@ PartsFinal(ActiveParallelRun *run, bool prepared_is_final)
 	return true;
 }
 
-/* WaitForParts waits on the latch until PartsFinal; interrupts are the caller's */
+/*
+ * WaitForParts waits on the latch until PartsFinal. Interruptible, it
+ * takes interrupts and exits when the postmaster dies; in a transaction
+ * callback (not interruptible) it only stops waiting then: exiting there
+ * would abort a committed transaction.
+ */
 static void
 WaitForParts(ActiveParallelRun *run, bool prepared_is_final, bool interruptible)
 {
 	while (!PartsFinal(run, prepared_is_final))
 	{
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100,
-						 PG_WAIT_EXTENSION);
+		int			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT |
+								   (interruptible ? WL_EXIT_ON_PM_DEATH : WL_POSTMASTER_DEATH),
+								   100, PG_WAIT_EXTENSION);
+
+		if (rc & WL_POSTMASTER_DEATH)
+			return;
 		ResetLatch(MyLatch);
 		if (interruptible)
 			CHECK_FOR_INTERRUPTS();

@@ -115,8 +115,9 @@ for my $case (['before_prepare', 'part'], ['before_prepare', 'server'],
                          WHERE a.backend_type = 'pg_pipeline part' AND l.locktype = 'advisory'
                            AND NOT l.granted LIMIT 1});
         kill 'KILL', $pid;
-        # the postmaster restarts every process; wait for it to accept connections again
-        wait_for(60, sub { $node->psql('postgres', 'SELECT 1') == 0 });
+        # the postmaster reaps it and restarts every process: wait for that, then for connections
+        ok(wait_for(60, sub { !kill(0, $pid) }), "$name: the part worker is gone");
+        ok($node->poll_query_until('postgres', 'SELECT 1'), "$name: the server accepts connections again");
     } else {
         ok(restart_after_kill($node), "$name: the node starts again");
     }
