@@ -23,7 +23,7 @@
 # and their ratio, and writes them between the parallel markers of
 # docs/benchmarks.md. Reports; does not fail on timings.
 # Target: serial / parallel >= 1.6 on this 2-core machine.
-# BENCH_PROFILE=1 also records `perf record -a -g` of one more parallel run
+# BENCH_PROFILE=1 also records `perf record -a` of one more parallel run
 # and prints where the time went.
 # Usage: bash bench/parallel.sh   (as root; takes a few minutes)
 set -euo pipefail
@@ -101,14 +101,14 @@ echo "   same rows and counts: $same ($counts)"
 
 profile=""
 if [ -n "${BENCH_PROFILE:-}" ] && command -v perf >/dev/null; then
-    echo "== profiling one more parallel run (perf record -a -g)"
+    echo "== profiling one more parallel run (perf record -a)"
     prepare 2
     q -c CHECKPOINT
-    perf record -a -g -o "$WORK/perf.data" -- \
+    perf record -a -o "$WORK/perf.data" -- \
         runuser -u postgres -- psql -X -q -At -h "$WORK" -p "$PORT" -d postgres -c "SELECT pipeline.run('p')" \
         >/dev/null 2>&1
-    perf report -i "$WORK/perf.data" --no-children --sort comm,dso,symbol --stdio >"$WORK/perf.txt" 2>/dev/null || true
-    profile=$(grep -E '^ +[0-9]' "$WORK/perf.txt" | sed -n 1,25p || true)
+    perf report -i "$WORK/perf.data" --sort dso,symbol --stdio >"$WORK/perf.txt" 2>/dev/null || true
+    profile=$(grep -E '^ +[0-9]' "$WORK/perf.txt" | sed -n 1,20p | sed 's/  */ /g' || true)
     echo "$profile"
 fi
 

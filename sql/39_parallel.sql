@@ -91,6 +91,13 @@ SELECT r.status, r.rows_read, r.rows_inserted, r.rows_updated, r.rows_deleted, r
   FROM pipeline.runs r WHERE r.run_id IN (:second_run, :serial_second) ORDER BY r.run_id;
 SELECT NOT EXISTS (SELECT * FROM par_core.events EXCEPT SELECT * FROM par_core.events_serial)
    AND NOT EXISTS (SELECT * FROM par_core.events_serial EXCEPT SELECT * FROM par_core.events) AS same_rows;
+-- the run's lineage row is the serial run's but for its target
+SELECT i.source_relation, i.target_relation, i.watermark_from = j.watermark_from AS same_from,
+       i.watermark_to = j.watermark_to AS same_to,
+       (i.rows_read, i.rows_inserted, i.rows_updated, i.rows_deleted)
+         = (j.rows_read, j.rows_inserted, j.rows_updated, j.rows_deleted) AS same_counts
+  FROM pipeline.run_io i, pipeline.run_io j
+ WHERE i.run_id = :second_run AND j.run_id = :serial_second;
 -- the audit log has the same actions and outcomes for both
 SELECT a.action, a.outcome, count(*) FILTER (WHERE p.name = 'par') AS par,
        count(*) FILTER (WHERE p.name = 'par_serial') AS par_serial
@@ -109,6 +116,18 @@ SELECT count(*) AS prepared_left FROM pg_prepared_xacts WHERE gid LIKE 'pg_pipel
 DELETE FROM par_stage.events WHERE region = 'mars';
 SELECT pipeline.run('par') > 0 AS ran;
 SELECT count(*) AS eu_2000 FROM par_core.events WHERE id = 2000;
+
+-- A row check of severity error fails the run from the part that meets the
+-- row, recorded as a serial failure is (its check included).
+SELECT pipeline.add_check('par', 'not_negative', 'expression', '{"sql": "amount >= 0"}', 'error') > 0 AS added;
+INSERT INTO par_stage.events VALUES ('asia', 2500, -1, false, '2024-03-02 00:00:00+00');
+SELECT pipeline.run('par');
+SELECT r.status, r.error_sqlstate, c.check_name, c.failed_rows, c.outcome
+  FROM pipeline.runs r JOIN pipeline.check_results c USING (run_id)
+ WHERE r.pipeline_name = 'par' ORDER BY r.run_id DESC LIMIT 1;
+SELECT count(*) AS prepared_left FROM pg_prepared_xacts WHERE gid LIKE 'pg_pipeline:%';
+SELECT pipeline.drop_check('par', 'not_negative');
+DELETE FROM par_stage.events WHERE id = 2500;
 
 -- A run in a transaction that wrote before it loads serially, and says why.
 SET client_min_messages = notice;
