@@ -99,17 +99,57 @@ echo "   plain (unpartitioned):        ${plain[*]} -> median $lm ms"
 echo "   serial / parallel $speedup (goal >= 1.6: $goal); serial / plain $path; plain / parallel $core"
 echo "   same rows and counts: $same ($counts)"
 
-profile=""
-if [ -n "${BENCH_PROFILE:-}" ] && command -v perf >/dev/null; then
-    echo "== profiling one more parallel run (perf record -a)"
-    prepare 2
+# cpu_ticks PATTERN: until $WORK/run.done exists, samples the CPU time (utime +
+# stime, in clock ticks) of this cluster's processes whose command line
+# matches PATTERN; prints the last sample of each, summed
+cpu_ticks() {
+    local -A last=()
+    local p t postmaster
+    postmaster=$(head -1 "$WORK/data/postmaster.pid")
+    while [ ! -f "$WORK/run.done" ]; do
+        for p in $(pgrep -P "$postmaster" -f "$1" || true); do
+            t=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null) && last[$p]=$t
+        done
+        sleep 0.02
+    done
+    t=0
+    for p in "${!last[@]}"; do t=$((t + last[$p])); done
+    echo "$t"
+}
+# profiled_run WORKERS [TARGET]: one more run under perf record -a, with the
+# CPU time its loading processes used (the part workers, or the backend)
+profiled_run() {
+    prepare "$@"
     q -c CHECKPOINT
-    perf record -a -o "$WORK/perf.data" -- \
+    rm -f "$WORK/run.done"
+    local pattern="pg_pipeline part"
+    [ "$1" = 1 ] && pattern="postgres: postgres postgres"
+    cpu_ticks "$pattern" >"$WORK/cpu.txt" &
+    local sampler=$!
+    local start end
+    start=$(date +%s%N)
+    perf record -a -o "$WORK/perf$1.data" -- \
         runuser -u postgres -- psql -X -q -At -h "$WORK" -p "$PORT" -d postgres -c "SELECT pipeline.run('p')" \
         >/dev/null 2>&1
-    perf report -i "$WORK/perf.data" --sort dso,symbol --stdio >"$WORK/perf.txt" 2>/dev/null || true
-    profile=$(grep -E '^ +[0-9]' "$WORK/perf.txt" | sed -n 1,20p | sed 's/  */ /g' || true)
+    end=$(date +%s%N)
+    touch "$WORK/run.done"
+    wait "$sampler" || true
+    awk -v t="$(cat "$WORK/cpu.txt")" -v hz="$(getconf CLK_TCK)" -v ns=$((end - start)) \
+        'BEGIN { printf "%.2f s of CPU in %.2f s (%.2f cores)", t / hz, ns / 1e9, (t / hz) / (ns / 1e9) }'
+}
+
+profile=""; cpu_parallel=""; cpu_plain=""; wal=""
+if [ -n "${BENCH_PROFILE:-}" ] && command -v perf >/dev/null; then
+    echo "== profiling one more parallel run and one more unpartitioned run (perf record -a)"
+    lsn=$(q -c "SELECT pg_current_wal_lsn()")
+    cpu_parallel=$(profiled_run 2)
+    wal=$(q -c "SELECT pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn'))")
+    perf report -i "$WORK/perf2.data" --sort dso,symbol --stdio >"$WORK/perf.txt" 2>/dev/null || true
+    profile=$(grep -E '^ +[0-9]' "$WORK/perf.txt" | sed -n 1,15p | sed 's/  */ /g; s/ - - *$//' || true)
+    cpu_plain=$(profiled_run 1 plain)
     echo "$profile"
+    echo "   parallel: the part workers used $cpu_parallel; WAL $wal"
+    echo "   unpartitioned: the backend used $cpu_plain"
 fi
 
 section=$(cat <<MD
@@ -136,9 +176,31 @@ anew ($REPS runs each, in rotating order, each in a fresh session after a
 CHECKPOINT, time as psql reports it, commit and COMMIT PREPARED included).
 A partitioned target keeps the MERGE in a serial run (a writer of a
 partition does not lock the parent, docs/exactly-once.md); each part of a
-parallel run loads its partitions themselves, so an empty one takes the
-initial load's INSERT. So the gain has two parts: that path (serial ÷
-unpartitioned: $path) and the second core (unpartitioned ÷ parallel: $core).
+parallel run locks its own partitions and, finding them empty, loads them
+with the initial load's INSERT through the target. So the gain has two
+parts: that path (serial ÷ unpartitioned: $path) and the second core
+(unpartitioned ÷ parallel: $core).
+$( [ -n "$profile" ] && cat <<PROFILE
+
+Where the time of a parallel run goes (\`BENCH_PROFILE=1\`: one more
+run of each under \`perf record -a\`, the whole machine, with the CPU time
+of the processes that load, read from /proc): the two part workers used
+$cpu_parallel; the backend of the unpartitioned load used $cpu_plain. Each
+part scans the whole window (the partition constraints filter the source,
+which a hash partitioning cannot index) and evaluates the constraints of its
+partitions on every row, then sorts and writes its half: together the parts
+do more CPU work than the one serial load, and they run on what this
+machine, shared with other work (the load average above), leaves them (the
+cores figure). Both also write WAL ($wal for this load, fsync on), which
+one process at a time writes out: sampling the parts' wait events while
+writing this page showed them waiting on \`LWLock:WALWrite\` about one
+sample in six. The top of the profile of the parallel run:
+
+\`\`\`
+$profile
+\`\`\`
+PROFILE
+)
 <!-- parallel:end -->
 MD
 )
