@@ -105,8 +105,8 @@ RequirePreparedTransactions(PipelineDef *def, int workers)
 							 def->name, workers, max_prepared_xacts)
 			 : errdetail("Each part of a parallel run is a prepared transaction; max_prepared_transactions is %d.",
 						 max_prepared_xacts),
-			 errhint("Set max_prepared_transactions = %d (or more) and restart the server, or lower parallel_workers.",
-					 Max(workers, 2 * workers))));
+			 errhint("Set max_prepared_transactions to %d or more (it counts the parts of parallel runs that may run at once) and restart the server, or lower parallel_workers.",
+					 workers)));
 }
 
 /* PartGid spells the global transaction id of a part (at most GIDSIZE) */

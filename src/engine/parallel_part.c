@@ -198,9 +198,12 @@ ResolvePreparedParts(int64 pipeline_id)
 
 	if (max_prepared_xacts == 0)
 		return;
+	/* the parts' names, prepared by the bootstrap superuser the part workers connect as */
 	rc = SPI_execute("SELECT gid FROM pg_catalog.pg_prepared_xacts"
 					 " WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()"
-					 " AND gid OPERATOR(pg_catalog.~~) 'pg_pipeline:%'", true, 0);
+					 " AND gid OPERATOR(pg_catalog.~~) 'pg_pipeline:%'"
+					 " AND owner OPERATOR(pg_catalog.=) (SELECT rolname FROM pg_catalog.pg_roles"
+					 "  WHERE oid OPERATOR(pg_catalog.=) 10)", true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pg_pipeline could not list prepared transactions: %s", SPI_result_code_string(rc));
 	for (uint64 i = 0; i < SPI_processed; i++)
