@@ -117,7 +117,7 @@ for my $case (['before_prepare', 'part'], ['before_prepare', 'server'],
         kill 'KILL', $pid;
         # the postmaster reaps it and restarts every process: wait for that, then for connections
         ok(wait_for(60, sub { !kill(0, $pid) }), "$name: the part worker is gone");
-        ok($node->poll_query_until('postgres', 'SELECT 1'), "$name: the server accepts connections again");
+        ok($node->poll_query_until('postgres', 'SELECT 1', '1'), "$name: the server accepts connections again");
     } else {
         ok(restart_after_kill($node), "$name: the node starts again");
     }
