@@ -126,16 +126,15 @@ profiled_run() {
     [ "$1" = 1 ] && pattern="postgres: postgres postgres"
     cpu_ticks "$pattern" >"$WORK/cpu.txt" &
     local sampler=$!
-    local start end
-    start=$(date +%s%N)
+    local ms
     perf record -a -o "$WORK/perf$1.data" -- \
-        runuser -u postgres -- psql -X -q -At -h "$WORK" -p "$PORT" -d postgres -c "SELECT pipeline.run('p')" \
-        >/dev/null 2>&1
-    end=$(date +%s%N)
+        runuser -u postgres -- psql -X -q -At -h "$WORK" -p "$PORT" -d postgres -c '\timing on' \
+        -c "SELECT pipeline.run('p')" >"$WORK/timing.txt" 2>&1
+    ms=$(awk '/^Time: / { t = $2 } END { print t }' "$WORK/timing.txt")
     touch "$WORK/run.done"
     wait "$sampler" || true
-    awk -v t="$(cat "$WORK/cpu.txt")" -v hz="$(getconf CLK_TCK)" -v ns=$((end - start)) \
-        'BEGIN { printf "%.2f s of CPU in %.2f s (%.2f cores)", t / hz, ns / 1e9, (t / hz) / (ns / 1e9) }'
+    awk -v t="$(cat "$WORK/cpu.txt")" -v hz="$(getconf CLK_TCK)" -v ms="$ms" \
+        'BEGIN { printf "%.2f s of CPU in a run of %.2f s (%.2f cores)", t / hz, ms / 1000, (t / hz) / (ms / 1000) }'
 }
 
 profile=""; cpu_parallel=""; cpu_plain=""; wal=""
@@ -144,7 +143,7 @@ if [ -n "${BENCH_PROFILE:-}" ] && command -v perf >/dev/null; then
     lsn=$(q -c "SELECT pg_current_wal_lsn()")
     cpu_parallel=$(profiled_run 2)
     wal=$(q -c "SELECT pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn'))")
-    perf report -i "$WORK/perf2.data" --sort dso,symbol --stdio >"$WORK/perf.txt" 2>/dev/null || true
+    perf report -i "$WORK/perf2.data" --comms postgres --sort dso,symbol --stdio >"$WORK/perf.txt" 2>/dev/null || true
     profile=$(grep -E '^ +[0-9]' "$WORK/perf.txt" | sed -n 1,15p | sed 's/  */ /g; s/ - - *$//' || true)
     cpu_plain=$(profiled_run 1 plain)
     echo "$profile"
@@ -194,7 +193,8 @@ machine, shared with other work (the load average above), leaves them (the
 cores figure). Both also write WAL ($wal for this load, fsync on), which
 one process at a time writes out: sampling the parts' wait events while
 writing this page showed them waiting on \`LWLock:WALWrite\` about one
-sample in six. The top of the profile of the parallel run:
+sample in six. The top of the profile of the parallel run (processes
+named postgres only; other servers on the machine included):
 
 \`\`\`
 $profile
