@@ -16,6 +16,10 @@
  * erasure gate and counters of a serial run (load_step.c); the rows its
  * checks quarantine are written in the part's transaction with the run's id.
  *
+ * A part queues no audit entry (the leader writes the run's): the chain's
+ * lock, taken at PRE_PREPARE, would be held by the prepared part until the
+ * decision, and the leader's own append at its PRE_COMMIT would wait for it.
+ *
  * Presumed abort: a part whose run is recorded as succeeded (the leader's
  * commit wrote that record with the data's watermark) is committed, any
  * other is rolled back. ResolvePreparedParts decides so for the parts of
