@@ -175,8 +175,8 @@ anew ($REPS runs each, in rotating order, each in a fresh session after a
 CHECKPOINT, time as psql reports it, commit and COMMIT PREPARED included).
 A partitioned target keeps the MERGE in a serial run (a writer of a
 partition does not lock the parent, docs/exactly-once.md); each part of a
-parallel run locks its own partitions and, finding them empty, loads them
-with the initial load's INSERT through the target. So the gain has two
+parallel run loads each of its partitions itself, and, finding it empty,
+with the initial load's INSERT. So the gain has two
 parts: that path (serial ÷ unpartitioned: $path) and the second core
 (unpartitioned ÷ parallel: $core).
 $( [ -n "$profile" ] && cat <<PROFILE
@@ -185,9 +185,9 @@ Where the time of a parallel run goes (\`BENCH_PROFILE=1\`: one more
 run of each under \`perf record -a\`, the whole machine, with the CPU time
 of the processes that load, read from /proc): the two part workers used
 $cpu_parallel; the backend of the unpartitioned load used $cpu_plain. Each
-part scans the whole window (the partition constraints filter the source,
-which a hash partitioning cannot index) and evaluates the constraints of its
-partitions on every row, then sorts and writes its half: together the parts
+part scans the whole window once per partition (the partition's constraint
+filters the source, which a hash partitioning cannot index), then sorts and
+writes that partition's rows: together the parts
 do more CPU work than the one serial load, and they run on what this
 machine, shared with other work (the load average above), leaves them (the
 cores figure). Both also write WAL ($wal for this load, fsync on), which

@@ -88,21 +88,6 @@ HasNoVisibleRow(Relation rel)
 	return !found;
 }
 
-/*
- * RelationIsEmpty tells whether a table holds no row a fresh snapshot sees;
- * a part of a parallel run asks it of each of its partitions, under their
- * locks (parallel_part.c)
- */
-bool
-RelationIsEmpty(Oid relid)
-{
-	Relation	rel = table_open(relid, AccessShareLock);
-	bool		empty = HasNoVisibleRow(rel);
-
-	table_close(rel, AccessShareLock);
-	return empty;
-}
-
 /* FiresOnUpdateOrDelete tells whether a MERGE would fire statement triggers an INSERT would not */
 static bool
 FiresOnUpdateOrDelete(Relation rel)
@@ -129,9 +114,6 @@ InitialLoadApplies(LoadPlan *plan, LoadStatements *stmts)
 	/* a history's MERGE also closes versions: no INSERT can stand for it */
 	if (!stmts->load_is_merge || stmts->snapshot || plan->replay || plan->distributed)
 		return false;
-	/* a part of a parallel run found its partitions empty under their locks */
-	if (plan->parts_empty)
-		return true;
 	rel = table_open(plan->target_relid, AccessShareLock);
 	applies = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass &&
 		!rel->rd_rel->relhasrules && !FiresOnUpdateOrDelete(rel) && HasNoVisibleRow(rel);

@@ -106,9 +106,6 @@ typedef struct LoadPlan
 	List	   *part_relids;	/* a parallel run's part: the rows these
 								 * partitions of the target take, locked
 								 * instead of the target (parallel_part.c) */
-	bool		parts_empty;	/* ... each found empty under its lock: the
-								 * load may be an initial load through the
-								 * partitioned target */
 	bool		distributed;	/* the target is a Citus table (docs/citus.md) */
 	bool		has_conversions;	/* some column is converted (typed_load.c) */
 	bool		convert_safely; /* row by row through the conversion gate */
@@ -208,7 +205,6 @@ extern CountQueries *BuildCountQueries(LoadPlan *plan, bool has_lower, bool has_
 
 /* engine/initial_load.c */
 extern bool InitialLoadApplies(LoadPlan *plan, LoadStatements *stmts);
-extern bool RelationIsEmpty(Oid relid);
 extern char *BuildInitialInsert(LoadPlan *plan, bool has_lower, bool has_upper);
 extern LoadStatements *ChooseInitialLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower,
 										 bool has_upper);
