@@ -17,8 +17,9 @@
 # and the watermark moved); the target must equal a plain-SQL reference at
 # its watermark; and the next run must load exactly what is left. A fifth
 # case pauses before the PREPARE and lets the run go on: it succeeds, and
-# nothing is left prepared. The server log may show the kills and nothing
-# else that crashed.
+# nothing is left prepared. A run by a run worker (pipeline.trigger) is
+# decided by its worker's commit the same way. The server log may show the
+# kills and nothing else that crashed.
 use strict;
 use warnings;
 use FindBin;
@@ -154,6 +155,17 @@ is(watermark(), sql(q{SELECT max(seq) FROM s.src}), 'and reaches the high-water 
 is(prepared(), 0, 'and leaves nothing prepared');
 is(sql(q{SELECT count(*) FROM pipeline.runs WHERE pipeline_name = 'p' AND status = 'running'}), 0,
    'no run is left running');
+
+# a run worker's run (pipeline.trigger): its commit decides as pipeline.run's does
+add_batch();
+sql(q{SELECT pipeline.trigger('p')});
+ok($node->poll_query_until('postgres', q{
+    SELECT watermark = (SELECT max(seq)::text FROM s.src) FROM pipeline.pipelines WHERE name = 'p'}),
+   'a run worker makes the run');
+is(sql(q{SELECT status FROM pipeline.runs WHERE pipeline_name = 'p' ORDER BY run_id DESC LIMIT 1}),
+   'succeeded', 'recorded as succeeded');
+is(differences(watermark()), 0, 'the worker\'s run loads the reference');
+is(prepared(), 0, 'and leaves nothing prepared');
 
 my @crashes = crash_lines($node, 1);
 is(scalar(@crashes), 0, 'the server log shows the kills and nothing else that crashed')
