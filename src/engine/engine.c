@@ -18,7 +18,10 @@
  *      lookback, high-water mark] with one set-based statement, which
  *      evaluates the row checks and keeps the rows they quarantine; write
  *      those rows, evaluate the set checks, record what the checks came to
- *      (engine/row_checks.c, engine/set_checks.c);
+ *      (engine/row_checks.c, engine/set_checks.c); with parallel_workers,
+ *      into a target partitioned by partition_column, the load is split
+ *      into parts that part workers load and prepare, committed after this
+ *      transaction (engine/parallel_load.c);
  *   5. store the new watermark and the run record in the same transaction;
  *      queue the downstream pipelines unless a blocking check failed.
  *
