@@ -516,7 +516,6 @@ RunParallelLoad(RunState *rs, LoadPlan *plan, bool has_lower, Datum lower, Datum
 		return false;
 	}
 	run = active_run;
-	pgstat_report_activity(STATE_RUNNING, psprintf("pipeline %s: %d parts loading", rs->rec.def->name, nparts));
 	if (!CoversEveryValue(plan->target_relid))
 		CheckUnroutedRows(plan, partitions, has_lower, lower, upper, &rs->rec.counts);
 	WaitForParts(run, true, true);

@@ -17,7 +17,9 @@
 # and the watermark moved); the target must equal a plain-SQL reference at
 # its watermark; and the next run must load exactly what is left. A fifth
 # case pauses before the PREPARE and lets the run go on: it succeeds, and
-# nothing is left prepared. A run by a run worker (pipeline.trigger) is
+# nothing is left prepared; a sixth cancels the leader there: the run is
+# recorded as failed (57014), every part rolls back, nothing is left
+# prepared. A run by a run worker (pipeline.trigger) is
 # decided by its worker's commit the same way. The server log may show the
 # kills and nothing else that crashed.
 use strict;
@@ -155,6 +157,30 @@ is(watermark(), sql(q{SELECT max(seq) FROM s.src}), 'and reaches the high-water 
 is(prepared(), 0, 'and leaves nothing prepared');
 is(sql(q{SELECT count(*) FROM pipeline.runs WHERE pipeline_name = 'p' AND status = 'running'}), 0,
    'no run is left running');
+
+# paused, then cancelled: every part rolls back, the failure is recorded
+add_batch();
+{
+    my $before = watermark();
+    my $locker = $node->background_psql('postgres');
+    $locker->query_safe('SELECT pg_advisory_lock(7428)');
+    my $runner = $node->background_psql('postgres', on_error_stop => 0);
+    $runner->query_until(qr/go/, "SET pipeline.parallel_pause = 'before_prepare';\n\\echo go\nSELECT pipeline.run('p');\n");
+    ok(wait_paused(), 'paused before the PREPARE, again');
+    is(sql(q{SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity
+              WHERE backend_type = 'client backend' AND query LIKE 'SELECT pipeline.run(%'
+                AND pid <> pg_backend_pid()}), 1, 'the leader is cancelled');
+    ok($node->poll_query_until('postgres', q{
+        SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_pipeline part'}),
+       'cancelled, the part workers end');
+    $runner->quit;
+    $locker->quit;
+    is(sql(q{SELECT status || ' ' || error_sqlstate FROM pipeline.runs WHERE pipeline_name = 'p'
+              ORDER BY run_id DESC LIMIT 1}), 'failed 57014', 'the cancelled run is recorded as failed');
+    is(prepared(), 0, 'and leaves nothing prepared');
+    is(watermark(), $before, 'and the watermark where it was');
+    is(differences($before), 0, 'and the target as it was');
+}
 
 # a run worker's run (pipeline.trigger): its commit decides as pipeline.run's does
 add_batch();
