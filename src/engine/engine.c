@@ -246,6 +246,8 @@ RunOnce(RunState *rs)
 	{
 		int64		read_before = rs->rec.counts.read;
 
+		/* parts a crash left prepared hold their partitions: finish them first */
+		ResolvePreparedParts(def->id);
 		if (plan->rollup)
 			rs->rec.wm_to = ExecuteRollupStep(plan, rs->rec.run_id, &rs->rec.counts);
 		else if (!has_upper || !RunParallelLoad(rs, plan, has_lower, lower, upper))
@@ -435,9 +437,6 @@ RunPipeline(PipelineDef *def, RunRequest *req)
 	CheckRunnable(def, "run");
 	if (!TryLockPipeline(def->id, false))
 		return RecordSkippedRun(&rs);
-	/* the parts a crash left prepared, as their runs were decided */
-	if (def->parallel_workers > 1)
-		ResolvePreparedParts(def->id);
 
 	rs.rec.start_recorded = req->run_id > 0;
 	rs.rec.run_id = rs.rec.start_recorded ? req->run_id : NextRunId();
@@ -552,6 +551,7 @@ RunBatch(RunState *rs)
 		}
 		WaitForSourceWriters(plan);
 		rs->read_snapshot = CaptureReadSnapshot();
+		ResolvePreparedParts(def->id);
 		if (has_wm)
 			rs->read_lower = WatermarkToText(def->lookback ? SubtractLookback(wm, def->lookback, inc->typid) : wm,
 											 inc->typid);

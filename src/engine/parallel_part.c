@@ -23,7 +23,9 @@
  * commit wrote that record with the data's watermark) is committed, any
  * other is rolled back. ResolvePreparedParts decides so for the parts of
  * the pipelines whose run lock it holds or can take: no leader is then
- * left that could still commit.
+ * left that could still commit. A run that loads calls it for its own
+ * pipeline before the load (whatever its parallel_workers now: a part
+ * left prepared holds its partition's locks), the launcher on every pass.
  *
  *-------------------------------------------------------------------------
  */

@@ -19,7 +19,8 @@
 # case pauses before the PREPARE and lets the run go on: it succeeds, and
 # nothing is left prepared; a sixth cancels the leader there: the run is
 # recorded as failed (57014), every part rolls back, nothing is left
-# prepared. A run by a run worker (pipeline.trigger) is
+# prepared. In a database no launcher serves, the next run of the pipeline
+# commits a part a crash left prepared after the decision. A run by a run worker (pipeline.trigger) is
 # decided by its worker's commit the same way. The server log may show the
 # kills and nothing else that crashed.
 use strict;
@@ -192,6 +193,46 @@ is(sql(q{SELECT status FROM pipeline.runs WHERE pipeline_name = 'p' ORDER BY run
    'succeeded', 'recorded as succeeded');
 is(differences(watermark()), 0, 'the worker\'s run loads the reference');
 is(prepared(), 0, 'and leaves nothing prepared');
+
+# a database no launcher serves: the next run of the pipeline finishes what
+# a crash left prepared, as the catalog decided
+$node->safe_psql('postgres', 'CREATE DATABASE other');
+sub osql { return $node->safe_psql('other', shift); }
+osql(q{
+    CREATE EXTENSION pg_pipeline;
+    CREATE SCHEMA s;
+    CREATE TABLE s.src (seq bigserial, region text NOT NULL, id int NOT NULL, v int NOT NULL);
+    CREATE TABLE s.dst (seq bigint, region text NOT NULL, id int NOT NULL, v int NOT NULL,
+                        PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+    CREATE TABLE s.dst_a PARTITION OF s.dst FOR VALUES IN ('a');
+    CREATE TABLE s.dst_b PARTITION OF s.dst FOR VALUES IN ('b');
+    SELECT pipeline.create_pipeline('p', 's.src', 's.dst', unique_key => '{region,id}',
+                                    incremental_column => 'seq', partition_column => 'region',
+                                    create_target => false, parallel_workers => 2);
+    INSERT INTO s.src (region, id, v) SELECT (ARRAY['a', 'b'])[1 + g % 2], g, 1 FROM generate_series(1, 100) g;
+});
+{
+    my $locker = $node->background_psql('other');
+    $locker->query_safe('SELECT pg_advisory_lock(7428)');
+    my $runner = $node->background_psql('other', on_error_stop => 0);
+    $runner->query_until(qr/go/, "SET pipeline.parallel_pause = 'before_commit_prepared';\n\\echo go\nSELECT pipeline.run('p');\n");
+    ok($node->poll_query_until('other', q{
+        SELECT count(*) > 0 FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+         WHERE a.backend_type = 'pg_pipeline part' AND l.locktype = 'advisory' AND NOT l.granted}),
+       'no launcher: the last part stops with the decision committed');
+    ok(restart_after_kill($node), 'no launcher: the node starts again after kill -9');
+    eval { $runner->quit; };
+    eval { $locker->quit; };
+    is(osql(q{SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'pg_pipeline:%'}), 1,
+       'no launcher: the part is still prepared after the restart');
+    is(osql(q{SELECT count(*) FROM s.dst}) < 100 ? 1 : 0, 1, 'no launcher: and its rows are not visible');
+    osql(q{INSERT INTO s.src (region, id, v) VALUES ('a', 1000, 2), ('b', 1001, 2)});
+    osql(q{SELECT pipeline.run('p')});
+    is(osql(q{SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'pg_pipeline:%'}), 0,
+       'no launcher: the next run committed it');
+    is(osql(q{SELECT count(*) || ' ' || sum(v) FROM s.dst}), '102 104',
+       'no launcher: the target holds every row once');
+}
 
 my @crashes = crash_lines($node, 1);
 is(scalar(@crashes), 0, 'the server log shows the kills and nothing else that crashed')
