@@ -216,16 +216,7 @@ ExecuteStatements(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bool ha
 	int			guc_level;
 	uint64		processed;
 
-	/* a part of a parallel run locks its partitions, not the target (parallel_part.c) */
-	if (plan->part_relids != NIL)
-	{
-		ListCell   *lc;
-
-		foreach(lc, plan->part_relids)
-			LockRelationOid(lfirst_oid(lc), ShareRowExclusiveLock);
-	}
-	else
-		LockRelationOid(plan->target_relid, ShareRowExclusiveLock);
+	LockRelationOid(plan->target_relid, ShareRowExclusiveLock);
 	/* the tombstones, read under the lock a forget of the target waits for */
 	if (stmts->has_erasure_gate)
 		ArmErasureGate(plan);

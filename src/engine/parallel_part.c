@@ -74,8 +74,8 @@ PartitionIdent(Oid relid)
  * LoadParallelPart loads the partitions of part (the i-th of the shared
  * list for each i % nparts == part) in the caller's transaction, each by a
  * load step of its own into the partition itself, under SHARE ROW
- * EXCLUSIVE on it (never on the partitioned target, which the other parts
- * write too), and writes its counts and row checks' failures into its
+ * EXCLUSIVE on it (the load's lock on its target; never on the partitioned
+ * target, which the other parts write too), and writes its counts and row checks' failures into its
  * slot. A step per partition scans the window once per partition; an
  * INSERT through the partitioned target would scan it once per part, but
  * routing each row to its partition costs more than the scans it saves
@@ -114,7 +114,7 @@ LoadParallelPart(ParallelShared *sh, int part)
 		/* a MERGE (or, empty, an INSERT) into the partition itself */
 		plan->target_relid = sh->partitions[i];
 		plan->target_ident = PartitionIdent(sh->partitions[i]);
-		plan->part_relids = list_make1_oid(sh->partitions[i]);
+		plan->part_relid = sh->partitions[i];
 		ExecuteLoadStep(plan, sh->has_lower, lower, true, upper, &slot->counts);
 		FlushRowChecks(plan, sh->run_id);
 	}

@@ -250,16 +250,8 @@ AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
 	if (plan->partition)
 		AppendPartitionPredicate(buf, plan, alias);
 	/* a part of a parallel run: the rows of its partition (parallel_part.c) */
-	if (plan->part_relids != NIL)
-	{
-		ListCell   *lc;
-
-		appendStringInfoString(buf, " AND (");
-		foreach(lc, plan->part_relids)
-			appendStringInfo(buf, "%s(%s)", foreach_current_index(lc) > 0 ? " OR " : "",
-							 PartitionPredicate(lfirst_oid(lc), alias));
-		appendStringInfoChar(buf, ')');
-	}
+	if (OidIsValid(plan->part_relid))
+		appendStringInfo(buf, " AND (%s)", PartitionPredicate(plan->part_relid, alias));
 }
 
 static void AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias);

@@ -103,9 +103,9 @@ typedef struct LoadPlan
 	LoadColumn *partition;		/* a backfill's batch of one partition: the
 								 * rows whose partition column is $4 ... */
 	bool		partition_null; /* ... or NULL */
-	List	   *part_relids;	/* a parallel run's part: the rows these
-								 * partitions of the target take, locked
-								 * instead of the target (parallel_part.c) */
+	Oid			part_relid;		/* a parallel run's part: the target is this
+								 * partition, the window the rows it takes
+								 * (parallel_part.c) */
 	bool		distributed;	/* the target is a Citus table (docs/citus.md) */
 	bool		has_conversions;	/* some column is converted (typed_load.c) */
 	bool		convert_safely; /* row by row through the conversion gate */
