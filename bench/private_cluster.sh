@@ -1,5 +1,5 @@
 # bench/private_cluster.sh: sourced by the load benchmarks (checks.sh,
-# masks.sh, typed_loads.sh, idle.sh, initial_load.sh, scale.sh) with
+# masks.sh, typed_loads.sh, idle.sh, initial_load.sh, scale.sh, parallel.sh) with
 # BENCH_NAME and BENCH_PORT set. Builds this tree, installs it into a
 # directory of its own (never into the system's PostgreSQL), starts one
 # throwaway cluster from it with the benchmarks' settings (BENCH_PRELOAD,

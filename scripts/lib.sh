@@ -14,11 +14,13 @@ PP_PGXS=/usr/lib/postgresql/$PP_PGVERSION/lib/pgxs
 
 # Server settings every throwaway cluster gets. pg_cron is preloaded so that
 # scheduling (a later issue) can be tested against the same server; the
-# extension itself does not need it yet.
+# extension itself does not need it yet. max_prepared_transactions lets
+# sql/39_parallel's runs prepare their parts (docs/parallel.md).
 PP_SERVER_OPTS=(
     -o "shared_preload_libraries=pg_cron"
     -o "cron.database_name=postgres"
     -o "max_worker_processes=16"
+    -o "max_prepared_transactions=8"
 )
 
 pp_log() { printf '%s\n' "$*"; }

@@ -135,12 +135,13 @@ SELECT config_of->'capture' AS capture, config_of->'capture_retention' AS captur
 
 -- (rollup and allowed_lateness go with mode rollup: 37_rollup shows them
 -- in a rollup's config; distribution_column goes with Citus:
--- test/t/020_citus.pl.)
+-- test/t/020_citus.pl; parallel_workers goes with a partitioned target:
+-- 39_parallel shows it.)
 SELECT coalesce(k.key, o.name) AS key, k.key IS NOT NULL AS in_config_of, o.name IS NOT NULL AS in_table
   FROM (SELECT jsonb_object_keys(pipeline.config_of('opt_p') || pipeline.config_of('opt_c'))
         UNION SELECT jsonb_object_keys(pipeline.config_of('opt_snap'))) AS k(key)
   FULL JOIN (SELECT name FROM pipeline._options() WHERE in_config
-               AND name NOT IN ('rollup', 'allowed_lateness', 'distribution_column')
+               AND name NOT IN ('rollup', 'allowed_lateness', 'distribution_column', 'parallel_workers')
              UNION ALL SELECT 'format') o ON o.name = k.key
  WHERE k.key IS NULL OR o.name IS NULL;
 SELECT pipeline.drop_pipeline('opt_c', drop_target => true);

@@ -1006,7 +1006,7 @@ COMMENT ON FUNCTION pipeline._mask_year(date) IS 'internal: the year mask of a d
 -- quality section below (typed loads, schema drift, anomalies),
 -- raw_retention (Privacy: raw retention), those of change capture, of
 -- snapshot mode and of rollup mode (Modeling), distribution_column (Citus,
--- at the end), in the option
+-- at the end) and parallel_workers (Scale, at the end), in the option
 -- table's order: after mute_timeliness. A function's arguments cannot be
 -- added in place.
 DROP FUNCTION pipeline.create_pipeline(text, pg_catalog.regclass, text, text[], text, text, text,
@@ -1050,7 +1050,8 @@ CREATE FUNCTION pipeline.create_pipeline(
     snapshot_keep_deleted boolean   DEFAULT false,
     rollup              jsonb       DEFAULT NULL,
     allowed_lateness    interval    DEFAULT NULL,
-    distribution_column text        DEFAULT NULL)
+    distribution_column text        DEFAULT NULL,
+    parallel_workers    integer     DEFAULT 1)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_create_pipeline';
@@ -1097,7 +1098,8 @@ CREATE FUNCTION pipeline.alter_pipeline(
     snapshot_keep_deleted boolean   DEFAULT NULL,
     rollup              jsonb       DEFAULT NULL,
     allowed_lateness    interval    DEFAULT NULL,
-    distribution_column text        DEFAULT NULL)
+    distribution_column text        DEFAULT NULL,
+    parallel_workers    integer     DEFAULT NULL)
 RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'pipeline_alter_pipeline';
@@ -1950,3 +1952,16 @@ CREATE INDEX pipeline_raw_retention_idx ON pipeline.pipeline (pipeline_id)
 -- and alter_pipeline take it (Masks section); left out of a pipeline's
 -- config while NULL.
 ALTER TABLE pipeline.pipeline ADD COLUMN distribution_column name;
+
+-- Scale: parallel loads (issue 12) -------------------------------------------
+
+-- parallel_workers: a run into a target partitioned by its partition_column
+-- loads its window in that many part workers, each a set of the target's
+-- partitions, each in a prepared transaction ('pg_pipeline:<pipeline
+-- id>:<run id>:<part>') that commits after the run's own transaction, or
+-- rolls back (src/engine/parallel_load.c, docs/parallel.md). 1 loads
+-- serially; left out of a pipeline's config while 1. create_pipeline and
+-- alter_pipeline take it after distribution_column (Masks section).
+ALTER TABLE pipeline.pipeline
+    ADD COLUMN parallel_workers integer NOT NULL DEFAULT 1
+        CHECK (parallel_workers OPERATOR(pg_catalog.>=) 1 AND parallel_workers OPERATOR(pg_catalog.<=) 32);

@@ -29,6 +29,7 @@ _PG_init(void)
 	OpenLineageInit();
 	OpenLineageOutboxInit();
 	RetentionInit();
+	ParallelLoadInit();
 	LauncherInit();
 
 	/*

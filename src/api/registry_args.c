@@ -289,6 +289,25 @@ HistoryArg(FunctionCallInfo fcinfo, int argno, const char *what)
 	return n;
 }
 
+/*
+ * ParallelWorkersArg reads parallel_workers, from 1 to 32 (22023); more
+ * than 1 needs as many prepared transactions (55000, engine/parallel_load.c)
+ */
+static int32
+ParallelWorkersArg(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	int32		n = PG_GETARG_INT32(argno);
+
+	if (n < 1 || n > PIPELINE_MAX_PARALLEL_WORKERS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be from 1 to %d", what, PIPELINE_MAX_PARALLEL_WORKERS),
+				 errdetail("The value given is %d.", n),
+				 errhint("1 loads serially; a run starts one part worker per unit above that, up to the target's partitions.")));
+	RequirePreparedTransactions(NULL, n);
+	return n;
+}
+
 /* DependsOnArg turns depends_on text[] into a list of pipeline names */
 List *
 DependsOnArg(FunctionCallInfo fcinfo, int argno)
@@ -422,6 +441,9 @@ ReadValueArg(FunctionCallInfo fcinfo, int argno, const PipelineOption *o, Pipeli
 			return;
 		case OPTION_CHECK_NOT_NEGATIVE:
 			*OPTION_FIELD(def, o->field, int32) = NotNegativeArg(fcinfo, argno, o->name);
+			return;
+		case OPTION_CHECK_WORKERS:
+			*OPTION_FIELD(def, o->field, int32) = ParallelWorkersArg(fcinfo, argno, o->name);
 			return;
 		case OPTION_CHECK_POSITIVE:
 		case OPTION_CHECK_LIMIT:
@@ -581,6 +603,14 @@ ValidateOptions(PipelineDef *def)
 {
 	ValidateSnapshotOptions(def);
 	ValidateRollupOptions(def);
+	if (def->parallel_workers > 1 &&
+		(def->mode == LOAD_MODE_FULL || def->mode == LOAD_MODE_SNAPSHOT ||
+		 def->mode == LOAD_MODE_ROLLUP))
+		OptionError(def, psprintf("mode %s cannot load in parallel", LoadModeName(def->mode)),
+					"Leave out parallel_workers, or use mode merge or append.");
+	if (def->parallel_workers > 1 && (def->partition_column == NULL || def->incremental_column == NULL))
+		OptionError(def, "parallel_workers needs a partition column and an incremental column",
+					"Pass partition_column (the target's partition key) and incremental_column, or leave out parallel_workers.");
 	if (def->mode == LOAD_MODE_ROLLUP)
 		return;
 	if (def->mode != LOAD_MODE_APPEND && def->unique_key == NIL)

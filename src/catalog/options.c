@@ -493,6 +493,21 @@ const PipelineOption PipelineOptions[] = {
 	/* ---- end of Citus ---- */
 	{
 		/*
+		 * how many part workers load a run into a target partitioned by
+		 * partition_column, each its partitions, committed together by
+		 * two-phase commit (engine/parallel_load.c); 1 loads serially
+		 */
+		.name = "parallel_workers",
+		.sql_type = INT4OID, .has_default = true, .default_value = "1", .required = true,
+		.check = OPTION_CHECK_WORKERS,
+		.storage = OPTION_STORE_INT32, .column = "parallel_workers", .written = true,
+		.field = FIELD(parallel_workers), .field2 = NO_FIELD,
+		.alterable = true,
+		.in_config = true, .omit_default_in_config = true,
+		.in_spec = true,
+	},
+	{
+		/*
 		 * no argument: rows of pipeline.data_check, changed by add_check and
 		 * drop_check (api/checks_api.c), which audit each change; not in the
 		 * config, so that a pipeline's config versions are its options'

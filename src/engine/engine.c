@@ -18,7 +18,10 @@
  *      lookback, high-water mark] with one set-based statement, which
  *      evaluates the row checks and keeps the rows they quarantine; write
  *      those rows, evaluate the set checks, record what the checks came to
- *      (engine/row_checks.c, engine/set_checks.c);
+ *      (engine/row_checks.c, engine/set_checks.c); with parallel_workers,
+ *      into a target partitioned by partition_column, the load is split
+ *      into parts that part workers load and prepare, committed after this
+ *      transaction (engine/parallel_load.c);
  *   5. store the new watermark and the run record in the same transaction;
  *      queue the downstream pipelines unless a blocking check failed.
  *
@@ -243,9 +246,11 @@ RunOnce(RunState *rs)
 	{
 		int64		read_before = rs->rec.counts.read;
 
+		/* parts a crash left prepared hold their partitions: finish them first */
+		ResolvePreparedParts(def->id);
 		if (plan->rollup)
 			rs->rec.wm_to = ExecuteRollupStep(plan, rs->rec.run_id, &rs->rec.counts);
-		else
+		else if (!has_upper || !RunParallelLoad(rs, plan, has_lower, lower, upper))
 			ExecuteLoadStep(plan, has_lower, lower, has_upper, upper, &rs->rec.counts);
 		index_built = BuildOwedTargetIndex(plan);
 		if (plan->incremental)
@@ -427,6 +432,8 @@ RunPipeline(PipelineDef *def, RunRequest *req)
 	RunState	rs;
 
 	StartRunState(&rs, def, req);
+	/* part workers see what committed: nothing the caller wrote before */
+	rs.may_go_parallel = !TransactionIdIsValid(GetTopTransactionIdIfAny());
 	CheckRunnable(def, "run");
 	if (!TryLockPipeline(def->id, false))
 		return RecordSkippedRun(&rs);
@@ -544,6 +551,7 @@ RunBatch(RunState *rs)
 		}
 		WaitForSourceWriters(plan);
 		rs->read_snapshot = CaptureReadSnapshot();
+		ResolvePreparedParts(def->id);
 		if (has_wm)
 			rs->read_lower = WatermarkToText(def->lookback ? SubtractLookback(wm, def->lookback, inc->typid) : wm,
 											 inc->typid);

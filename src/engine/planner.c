@@ -249,6 +249,9 @@ AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
 		appendStringInfo(buf, "%s %s $2", inc, upper_op);
 	if (plan->partition)
 		AppendPartitionPredicate(buf, plan, alias);
+	/* a part of a parallel run: the rows of its partition (parallel_part.c) */
+	if (OidIsValid(plan->part_relid))
+		appendStringInfo(buf, " AND (%s)", PartitionPredicate(plan->part_relid, alias));
 }
 
 static void AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias);

@@ -34,6 +34,9 @@ extern void AppendInsertSelect(StringInfo buf, LoadPlan *plan, const char *alias
 /* window_queries.c */
 extern char *InfinityLiteral(LoadPlan *plan);
 
+/* parallel_part.c */
+extern char *PartitionPredicate(Oid partition, const char *alias);
+
 /* backfill_sql.c */
 extern void AppendNewestRows(StringInfo buf, LoadPlan *plan, const char *alias);
 extern void AppendPartitionPredicate(StringInfo buf, LoadPlan *plan, const char *alias);

@@ -202,6 +202,15 @@ NoteFailedCheck(CheckDef *check, int64 failed_rows)
 	pfree(buf.data);
 }
 
+/* KeepFailedCheckText keeps the failed check a part of a parallel run reported (parallel_load.c) */
+void
+KeepFailedCheckText(const char *json)
+{
+	if (failed_check)
+		pfree(failed_check);
+	failed_check = MemoryContextStrdup(TopMemoryContext, json);
+}
+
 /* TakeFailedCheck returns (in the current context) and forgets the check NoteFailedCheck kept */
 char *
 TakeFailedCheck(void)

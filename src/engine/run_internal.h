@@ -26,6 +26,8 @@ typedef struct RunState
 	char	   *read_snapshot;
 	char	   *read_lower;
 	struct BackfillRange *range;	/* a backfill's range and batches (backfill.c) */
+	bool		may_go_parallel;	/* its caller's transaction wrote nothing
+									 * before it (parallel_load.c) */
 } RunState;
 
 /* One step of a run, in a subtransaction (RunGuarded) */
@@ -45,6 +47,10 @@ extern void RunCommittedSteps(RunState *rs, RunStep step, int nestlevel);
 extern void FinishBatchChecks(RunState *rs, LoadPlan *plan, LoadCounts *before);
 extern Datum NextBatchBound(LoadPlan *plan, bool has_lower, Datum lower, Datum upper,
 							int64 batch_rows, bool *last);
+
+/* parallel_load.c */
+extern bool RunParallelLoad(RunState *rs, LoadPlan *plan, bool has_lower, Datum lower,
+							Datum upper);
 
 /* load_step.c */
 extern Datum QueryAsOwner(PipelineDef *def, const char *sql, int nargs, Oid *types,

@@ -466,6 +466,7 @@ LauncherPass(bool *recovered, TimestampTz *last_checks)
 			*recovered = true;
 		}
 		FailInterruptedRuns(0, 0);
+		ResolvePreparedParts(0);
 		if (TimestampDifferenceExceeds(*last_checks, GetCurrentTimestamp(),
 									   pipeline_check_interval * 1000))
 		{

@@ -75,6 +75,8 @@ typedef struct PipelineDef
 	Interval   *allowed_lateness;	/* rollup: older buckets are closed, NULL: never */
 	char	   *distribution_column;	/* Citus: of a target create_target
 										 * creates, NULL: the source's */
+	int32		parallel_workers;	/* part workers of a run into a partitioned
+									 * target (engine/parallel_load.c), 1: serial */
 	bool		active;
 	Oid			owner;
 	bool		target_created;

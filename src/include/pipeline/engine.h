@@ -17,6 +17,7 @@
 #include "pipeline/policy.h"
 
 #include "lib/stringinfo.h"
+#include "storage/latch.h"
 #include "utils/array.h"
 
 /* One column a run loads: present in the source and in the target */
@@ -102,6 +103,9 @@ typedef struct LoadPlan
 	LoadColumn *partition;		/* a backfill's batch of one partition: the
 								 * rows whose partition column is $4 ... */
 	bool		partition_null; /* ... or NULL */
+	Oid			part_relid;		/* a parallel run's part: the target is this
+								 * partition, the window the rows it takes
+								 * (parallel_part.c) */
 	bool		distributed;	/* the target is a Citus table (docs/citus.md) */
 	bool		upsert;			/* ... and Citus cannot MERGE it: local and
 								 * Citus tables across source and target
@@ -254,6 +258,7 @@ extern void FlushRowChecks(LoadPlan *plan, int64 run_id);
 extern bool RowGateArmed(void);
 extern void NoteFailedCheck(CheckDef *check, int64 failed_rows);
 extern char *TakeFailedCheck(void);
+extern void KeepFailedCheckText(const char *json);
 extern LoadPlan *RowGatePlan(void);
 extern void KeepRowForQuarantine(Datum failed, Datum row, Jsonb *key, Datum incremental,
 								 bool incremental_null, Datum quarantine_id,
@@ -313,6 +318,84 @@ extern bool PurgeRawLauncherPass(void);
 
 /* engine/recovery.c */
 extern void FailInterruptedRuns(int64 pipeline_id, int64 current_run_id);
+
+/*
+ * engine/parallel_load.c, parallel_part.c: a run loaded by part workers,
+ * each a set of the target's partitions in a prepared transaction
+ * (docs/parallel.md). The leader and its part workers share a
+ * ParallelShared in a DSM segment.
+ */
+#define PIPELINE_MAX_PARALLEL_WORKERS 32
+#define PARALLEL_MAX_CHECKS		64
+#define PARALLEL_TEXT			1024
+/* the advisory lock (bigint key) a paused part waits for: pipeline.parallel_pause */
+#define PARALLEL_PAUSE_LOCK_KEY	INT64CONST(7428)
+
+typedef enum PartState
+{
+	PART_STARTING = 0,
+	PART_LOADING,
+	PART_PREPARED,				/* waits for the leader's decision */
+	PART_EMPTY,					/* wrote nothing: committed, no decision needed */
+	PART_FAILED,				/* rolled back; the error is in the slot */
+	PART_FINISHED				/* committed or rolled back as decided */
+} PartState;
+
+typedef enum PartDecision
+{
+	PARTS_UNDECIDED = 0,
+	PARTS_COMMIT,
+	PARTS_ABORT
+} PartDecision;
+
+typedef enum ParallelPause
+{
+	PAUSE_NONE = 0,
+	PAUSE_BEFORE_PREPARE,		/* the last part, loaded, before its PREPARE */
+	PAUSE_BEFORE_COMMIT_PREPARED	/* the last part, told to commit, before it does */
+} ParallelPause;
+
+/* What one part worker reports to the leader */
+typedef struct PartSlot
+{
+	volatile int state;			/* PartState */
+	int			pid;
+	Latch	   *latch;			/* the part worker's, set by the leader */
+	LoadCounts	counts;
+	int64		check_failed[PARALLEL_MAX_CHECKS];	/* per row check of the plan */
+	int			sqlerrcode;
+	char		message[PARALLEL_TEXT];
+	char		detail[PARALLEL_TEXT];
+	char		hint[PARALLEL_TEXT];
+	char		failed_check[PARALLEL_TEXT];
+} PartSlot;
+
+typedef struct ParallelShared
+{
+	Oid			database;
+	int64		pipeline_id;
+	int64		run_id;
+	int			leader_pid;
+	Latch	   *leader_latch;
+	volatile int decision;		/* PartDecision */
+	int			pause;			/* ParallelPause */
+	int			nparts;
+	int			nchecks;
+	bool		has_lower;
+	char		lower[PARALLEL_TEXT];	/* the window, as text of the incremental column's type */
+	char		upper[PARALLEL_TEXT];
+	PartSlot	slots[PIPELINE_MAX_PARALLEL_WORKERS];
+	int			npartitions;
+	Oid			partitions[FLEXIBLE_ARRAY_MEMBER];	/* partition i goes to part i % nparts */
+} ParallelShared;
+
+extern char *pipeline_parallel_pause;
+extern void ParallelLoadInit(void);
+extern void RequirePreparedTransactions(PipelineDef *def, int workers);
+extern void PartGid(char *gid, int64 pipeline_id, int64 run_id, int part);
+extern void LoadParallelPart(ParallelShared *sh, int part);
+extern void PauseParallelPart(ParallelShared *sh, int part, ParallelPause point);
+extern void ResolvePreparedParts(int64 pipeline_id);
 
 /* engine/queue.c */
 extern void EnqueueDownstream(int64 pipeline_id, int64 run_id);

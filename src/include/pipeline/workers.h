@@ -43,6 +43,9 @@ extern void KeepOpenLineageSender(void);
 /* entry points of the background workers */
 PGDLLEXPORT void pipeline_launcher_main(Datum arg);
 PGDLLEXPORT void pipeline_run_worker_main(Datum arg);
+
+/* workers/part_worker.c: one part of a parallel run (engine/parallel_load.c) */
+PGDLLEXPORT void pipeline_part_worker_main(Datum arg);
 PGDLLEXPORT void pipeline_openlineage_sender_main(Datum arg);
 
 #endif							/* PIPELINE_WORKERS_H */

@@ -67,7 +67,8 @@ typedef enum OptionCheck
 	OPTION_CHECK_SENSITIVITY,	/* a finite number above zero; in alter_pipeline 0 removes it */
 	OPTION_CHECK_HISTORY,		/* a number of runs, from 3 to 1000 */
 	OPTION_CHECK_SNAPSHOT_COLUMNS,	/* an object naming the history columns */
-	OPTION_CHECK_ROLLUP			/* a rollup object (catalog/rollup_spec.c) */
+	OPTION_CHECK_ROLLUP,		/* a rollup object (catalog/rollup_spec.c) */
+	OPTION_CHECK_WORKERS		/* a number of part workers, from 1 to 32 */
 } OptionCheck;
 
 /* One option of a pipeline */
