@@ -10,7 +10,7 @@
 # initial load of a target partitioned by hash of the key into 4
 # partitions (primary key on the key):
 #   serial    SELECT pipeline.run(...) of the pipeline with parallel_workers 1
-#             (one MERGE into the partitioned target);
+#             (one INSERT routed through the partitioned target);
 #   parallel  the same pipeline with parallel_workers => 2 (two part
 #             workers, two partitions each, each empty partition loaded by
 #             the initial load's INSERT; two-phase commit);
@@ -159,7 +159,7 @@ $(written_by parallel.sh)
 
 | initial load, $ROWS staging rows, target hash-partitioned by key into 4 | median ms | serial ÷ this | target |
 | --- | ---: | ---: | --- |
-| \`pipeline.run\`, \`parallel_workers => 1\`: one MERGE into the partitioned target | $sm | 1 | |
+| \`pipeline.run\`, \`parallel_workers => 1\`: one INSERT routed through the partitioned target | $sm | 1 | |
 | \`pipeline.run\`, \`parallel_workers => 2\`: two part workers, two-phase commit | $pm | $speedup | ≥ 1.6: $goal |
 | for reference: serially into an unpartitioned table with the same key (the initial load's INSERT, one core) | $lm | $path | |
 
@@ -173,12 +173,12 @@ index on \`updated_at\`; the target is created by the script (primary key on
 \`id\`, 4 hash partitions), truncated before each run, the pipeline created
 anew ($REPS runs each, in rotating order, each in a fresh session after a
 CHECKPOINT, time as psql reports it, commit and COMMIT PREPARED included).
-A partitioned target keeps the MERGE in a serial run (a writer of a
-partition does not lock the parent, docs/exactly-once.md); each part of a
-parallel run loads each of its partitions itself, and, finding it empty,
-with the initial load's INSERT. So the gain has two
-parts: that path (serial ÷ unpartitioned: $path) and the second core
-(unpartitioned ÷ parallel: $core).
+Both runs take the initial load's INSERT: the serial run through the
+partitioned target, its partitions locked (docs/exactly-once.md), each
+part of the parallel run into its own partitions. The unpartitioned load
+is the same rows by the same path into one table: serial ÷ unpartitioned
+($path) is what routing rows to partitions costs, unpartitioned ÷ parallel
+($core) what the second core gives.
 $( [ -n "$profile" ] && cat <<PROFILE
 
 Where the time of a parallel run goes (\`BENCH_PROFILE=1\`: one more

@@ -114,7 +114,9 @@ BulkInsertFits(LoadPlan *plan, LoadStatements *stmts)
 		return false;
 	rel = table_open(plan->target_relid, NoLock);
 	indexes = RelationGetIndexList(rel);
-	fits = (list_length(indexes) == 0 || (list_length(indexes) == 1 && stmts->drop_key != NULL)) &&
+	/* a partitioned target routes rows, which table_multi_insert does not */
+	fits = rel->rd_rel->relkind == RELKIND_RELATION &&
+		(list_length(indexes) == 0 || (list_length(indexes) == 1 && stmts->drop_key != NULL)) &&
 		!rel->rd_rel->relhastriggers && rel->rd_rel->relchecks == 0 &&
 		!rel->rd_rel->relrowsecurity && !rel->rd_rel->relhasrules &&
 		BulkColumnMap(plan, RelationGetDescr(rel)) != NULL;

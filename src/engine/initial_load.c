@@ -20,9 +20,12 @@
  * snapshot taken after that lock was granted: a writer that committed
  * while the run waited for the lock is seen, and the MERGE is kept. A
  * table never written to, or truncated, has no pages; one with rows shows
- * one at the start of a scan. Targets that keep the MERGE whatever they
- * hold: a partitioned table or one with inheritance children (a writer of
- * a partition or a child does not lock the parent), a Citus table
+ * one at the start of a scan. A partitioned target is empty when every
+ * partition is: a writer of a partition does not lock the parent, so the
+ * run locks every partition SHARE ROW EXCLUSIVE too before it decides, and
+ * its INSERT is routed to them. Targets that keep the MERGE whatever they
+ * hold: a table with inheritance children (a writer of a child does not
+ * lock the parent, and nothing routes an INSERT to it), a Citus table
  * (distributed_load.c), a replay's target, a snapshot pipeline's history
  * (snapshot_load.c: its MERGE computes versions), a target with rules (MERGE
  * refuses them, an INSERT would apply them), and one with statement-level
@@ -52,6 +55,7 @@
 #include "catalog/dependency.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_constraint.h"
+#include "catalog/pg_inherits.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "storage/bufmgr.h"
@@ -88,6 +92,36 @@ HasNoVisibleRow(Relation rel)
 	return !found;
 }
 
+/*
+ * PartitionsHoldNoRow tells whether no partition of a partitioned table,
+ * at any level, holds a row a fresh snapshot sees; a foreign partition
+ * counts as holding rows (nothing tells).
+ */
+static bool
+PartitionsHoldNoRow(Oid relid)
+{
+	ListCell   *lc;
+
+	foreach(lc, find_all_inheritors(relid, AccessShareLock, NULL))
+	{
+		Oid			part = lfirst_oid(lc);
+		char		kind = get_rel_relkind(part);
+		Relation	rel;
+		bool		empty;
+
+		if (kind == RELKIND_PARTITIONED_TABLE)
+			continue;
+		if (kind != RELKIND_RELATION)
+			return false;
+		rel = table_open(part, NoLock);
+		empty = HasNoVisibleRow(rel);
+		table_close(rel, NoLock);
+		if (!empty)
+			return false;
+	}
+	return true;
+}
+
 /* FiresOnUpdateOrDelete tells whether a MERGE would fire statement triggers an INSERT would not */
 static bool
 FiresOnUpdateOrDelete(Relation rel)
@@ -115,8 +149,12 @@ InitialLoadApplies(LoadPlan *plan, LoadStatements *stmts)
 	if (!stmts->load_is_merge || stmts->snapshot || plan->replay || plan->distributed)
 		return false;
 	rel = table_open(plan->target_relid, AccessShareLock);
-	applies = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass &&
-		!rel->rd_rel->relhasrules && !FiresOnUpdateOrDelete(rel) && HasNoVisibleRow(rel);
+	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+		applies = !rel->rd_rel->relhasrules && !FiresOnUpdateOrDelete(rel) &&
+			PartitionsHoldNoRow(plan->target_relid);
+	else
+		applies = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass &&
+			!rel->rd_rel->relhasrules && !FiresOnUpdateOrDelete(rel) && HasNoVisibleRow(rel);
 	table_close(rel, AccessShareLock);
 	return applies;
 }
@@ -217,6 +255,12 @@ ChooseInitialLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bool ha
 {
 	LoadStatements *initial;
 
+	/*
+	 * A writer of a partition does not lock the parent: the run locks every
+	 * partition as it locked the target before it decides they are empty
+	 */
+	if (get_rel_relkind(plan->target_relid) == RELKIND_PARTITIONED_TABLE)
+		(void) find_all_inheritors(plan->target_relid, ShareRowExclusiveLock, NULL);
 	if (!InitialLoadApplies(plan, stmts))
 		return stmts;
 	initial = palloc(sizeof(LoadStatements));
