@@ -566,6 +566,57 @@ SELECT customer_id, segment, region
  WHERE customer_id IN (6, 7) ORDER BY customer_id;
 
 \echo
+\echo '== page views land in a fact table partitioned by region; parallel_workers => 2'
+\echo '   loads the partitions in two part workers at once, each a prepared'
+\echo '   transaction that commits with the run (two-phase commit: all or nothing)'
+CREATE TABLE staging.page_views (region text NOT NULL, view_id bigint NOT NULL,
+                                 customer_id int NOT NULL, seconds int NOT NULL,
+                                 viewed_at timestamptz NOT NULL);
+CREATE INDEX ON staging.page_views (viewed_at);
+INSERT INTO staging.page_views
+SELECT (ARRAY['north', 'south', 'east', 'west'])[1 + g % 4], g, 1 + g % 1000, 5 + g % 300,
+       timestamptz '2024-03-01 00:00+00' + g * interval '1 second'
+  FROM generate_series(1, 200000) AS g;
+CREATE TABLE core.page_views (region text NOT NULL, view_id bigint NOT NULL,
+                              customer_id int NOT NULL, seconds int NOT NULL,
+                              viewed_at timestamptz NOT NULL,
+                              PRIMARY KEY (region, view_id)) PARTITION BY LIST (region);
+CREATE TABLE core.page_views_north PARTITION OF core.page_views FOR VALUES IN ('north');
+CREATE TABLE core.page_views_south PARTITION OF core.page_views FOR VALUES IN ('south');
+CREATE TABLE core.page_views_east PARTITION OF core.page_views FOR VALUES IN ('east');
+CREATE TABLE core.page_views_west PARTITION OF core.page_views FOR VALUES IN ('west');
+SELECT pipeline.create_pipeline('page_views', 'staging.page_views', 'core.page_views',
+         unique_key => '{region,view_id}', incremental_column => 'viewed_at',
+         partition_column => 'region', create_target => false, parallel_workers => 2,
+         description => 'page views, one partition per region, loaded in parallel') > 0 AS created;
+SELECT pipeline.run('page_views') > 0 AS ran;
+\echo '== a second batch: 2,000 new views and 500 corrected ones, merged by the parts'
+INSERT INTO staging.page_views
+SELECT (ARRAY['north', 'south', 'east', 'west'])[1 + g % 4], g, 1 + g % 1000, 5 + g % 300,
+       timestamptz '2024-03-10 00:00+00' + g * interval '1 second'
+  FROM generate_series(200001, 202000) AS g
+UNION ALL
+SELECT (ARRAY['north', 'south', 'east', 'west'])[1 + g % 4], g, 1 + g % 1000, 999,
+       timestamptz '2024-03-11 00:00+00' + g * interval '1 millisecond'
+  FROM generate_series(1, 200000, 400) AS g;
+SELECT pipeline.run('page_views') > 0 AS ran;
+SELECT run_id, status, rows_read, rows_inserted AS inserted, rows_updated AS updated,
+       rows_unchanged AS unchanged
+  FROM pipeline.runs WHERE pipeline_name = 'page_views' ORDER BY run_id;
+\echo '== check: each partition holds its region, the target equals the latest row per key,'
+\echo '   and no prepared transaction is left behind'
+SELECT tableoid::regclass AS partition, count(*) AS rows, min(region) = max(region) AS one_region
+  FROM core.page_views GROUP BY 1 ORDER BY 1;
+SELECT (SELECT count(*) FROM (
+          SELECT region, view_id, customer_id, seconds, viewed_at FROM core.page_views
+          EXCEPT
+          (SELECT DISTINCT ON (region, view_id) region, view_id, customer_id, seconds, viewed_at
+             FROM staging.page_views ORDER BY region, view_id, viewed_at DESC)) d) = 0
+       AND (SELECT count(*) FROM core.page_views)
+         = (SELECT count(DISTINCT (region, view_id)) FROM staging.page_views) AS target_is_exact,
+       (SELECT count(*) FROM pg_prepared_xacts) AS prepared_left;
+
+\echo
 \echo '################################################################'
 \echo '# 9. Lineage and audit: where data comes from, who changed what'
 \echo '################################################################'
