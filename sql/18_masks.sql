@@ -119,6 +119,9 @@ SELECT pipeline._mask_partial('ada@example.com', 1, 2) AS email, pipeline._mask_
 -- becomes ***.
 SELECT pipeline._mask_partial('Zoë Ångström', 2, 2) AS name, pipeline._mask_partial('abcde', 2, 2) AS five,
        pipeline._mask_partial('abcd', 2, 2) AS four, pipeline._mask_partial('Zoë', 1, 2) AS three;
+-- keep counts are those of a mask, 0 to 100 (22023)
+SELECT pipeline._mask_partial('own_merge', -1, -1);
+SELECT pipeline._mask_partial('own_merge', 2147483647, 2147483647);
 
 -- alter_pipeline changes the masks; {} removes them.
 SELECT pipeline.alter_pipeline('hr', masks => '{"email": "tokenize"}') > 0 AS altered;

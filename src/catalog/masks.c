@@ -683,6 +683,13 @@ pipeline_mask_partial(PG_FUNCTION_ARGS)
 	int			start_bytes;
 	int			end_bytes;
 
+	/* a mask's keep counts are 0 to 100 (IntMember); a direct call is held to the same */
+	if (keep_start < 0 || keep_start > 100 || keep_end < 0 || keep_end > 100)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the characters a partial mask keeps must be from 0 to 100"),
+				 errdetail("It was asked to keep %d leading and %d trailing characters.", keep_start, keep_end),
+				 errhint("Give keep_start and keep_end from 0 to 100.")));
 	if (at && at != v && at + 1 < v + len && memchr(at + 1, '@', v + len - at - 1) == NULL)
 	{
 		/* an e-mail: its first character, and its domain */
