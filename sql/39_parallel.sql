@@ -62,6 +62,9 @@ SELECT pipeline.alter_pipeline('par', parallel_workers => 9);
 :sqlstate
 \set VERBOSITY terse
 
+-- explain says how a run of it is split.
+SELECT line FROM pipeline.explain('par') AS line WHERE line LIKE '-- parallel_workers%';
+
 -- The first run loads the three partitions in two parts (eu and asia in
 -- one, us in the other), each empty partition by the initial load's
 -- INSERT; the counts are those of the serial run, and nothing is left

@@ -48,6 +48,13 @@ ExplainPipeline(PipelineDef *def)
 	}
 	else
 		rows = lappend(rows, "-- no incremental column: every run reads the whole source");
+	if (def->parallel_workers > 1)
+		rows = lappend(rows, psprintf("-- parallel_workers %d: a run splits the window by partition of %s into at most %d parts,"
+									  " each loaded by a part worker with the statements below, a partition at a time"
+									  " (the partition as the target, its constraint on the source rows), and commits"
+									  " them with its own transaction; when it cannot, it loads serially and says why"
+									  " in a NOTICE (docs/parallel.md)",
+									  def->parallel_workers, plan->target_ident, def->parallel_workers));
 	if (!plan->needs_dedup && def->unique_key != NIL)
 		rows = lappend(rows, "-- the source's unique index makes de-duplication unnecessary");
 	if (plan->incremental)
