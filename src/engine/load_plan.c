@@ -36,6 +36,7 @@
 #include "utils/typcache.h"
 
 #include "pipeline/engine.h"
+#include "planner_internal.h"
 #include "schema_drift.h"
 
 /* TypeDescription spells a column's type for messages */
@@ -139,8 +140,8 @@ AttributeIdentity(Oid relid, AttrNumber attnum)
 	return identity;
 }
 
-/* FindLoadColumn returns the plan's column of that name, or NULL */
-static LoadColumn *
+/* FindLoadColumn returns the column of that name in a list of LoadColumn, or NULL */
+LoadColumn *
 FindLoadColumn(List *columns, const char *name)
 {
 	ListCell   *lc;
@@ -153,6 +154,26 @@ FindLoadColumn(List *columns, const char *name)
 			return col;
 	}
 	return NULL;
+}
+
+/*
+ * IndexColumnsAreKey tells whether an index of the plan's target has only
+ * key columns of the plan (no expression), as a unique index on the key,
+ * or on part of it, has
+ */
+bool
+IndexColumnsAreKey(LoadPlan *plan, Form_pg_index index)
+{
+	for (int k = 0; k < index->indnkeyatts; k++)
+	{
+		AttrNumber	attnum = index->indkey.values[k];
+		LoadColumn *col = attnum > 0
+			? FindLoadColumn(plan->columns, get_attname(plan->target_relid, attnum, false)) : NULL;
+
+		if (col == NULL || !col->is_key)
+			return false;
+	}
+	return true;
 }
 
 /*

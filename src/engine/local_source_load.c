@@ -84,19 +84,9 @@ TargetHasKeyIndex(LoadPlan *plan)
 		bool		matches = form->indisunique && form->indimmediate && form->indisvalid &&
 			form->indnkeyatts == nkeys &&
 			heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, NULL) &&
-			heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, NULL);
+			heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
+			IndexColumnsAreKey(plan, form);
 
-		for (int i = 0; matches && i < nkeys; i++)
-		{
-			char	   *att = get_attname(plan->target_relid, form->indkey.values[i], true);
-			ListCell   *k;
-			bool		is_key = false;
-
-			foreach(k, plan->columns)
-				is_key |= att != NULL && ((LoadColumn *) lfirst(k))->is_key &&
-					strcmp(att, ((LoadColumn *) lfirst(k))->name) == 0;
-			matches = is_key;
-		}
 		index_close(index, AccessShareLock);
 		if (matches)
 		{

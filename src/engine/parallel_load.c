@@ -140,7 +140,6 @@ PartitionsOfTarget(LoadPlan *plan, const char **why)
 	PartitionDesc desc;
 	List	   *parts = NIL;
 	AttrNumber	attnum;
-	ListCell   *lc;
 	LoadColumn *col = NULL;
 
 	*why = NULL;
@@ -150,9 +149,7 @@ PartitionsOfTarget(LoadPlan *plan, const char **why)
 	{
 		key = RelationGetPartitionKey(rel);
 		attnum = get_attnum(plan->target_relid, plan->def->partition_column);
-		foreach(lc, plan->columns)
-			if (strcmp(((LoadColumn *) lfirst(lc))->name, plan->def->partition_column) == 0)
-				col = lfirst(lc);
+		col = FindLoadColumn(plan->columns, plan->def->partition_column);
 		if (key->partnatts != 1 || key->partattrs[0] != attnum)
 			*why = "its target's partition key is not its partition column";
 		else if (col == NULL || col->mask || col->convert || col->source_typid != key->parttypid[0])

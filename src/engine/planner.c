@@ -56,13 +56,7 @@ InternalColumnName(LoadPlan *plan, const char *base)
 
 	for (int n = 1;; n++)
 	{
-		ListCell   *lc;
-		bool		taken = false;
-
-		foreach(lc, plan->columns)
-			if (strcmp(((LoadColumn *) lfirst(lc))->name, name) == 0)
-				taken = true;
-		if (!taken)
+		if (FindLoadColumn(plan->columns, name) == NULL)
 			return name;
 		name = psprintf("%s_%d", base, n);
 	}

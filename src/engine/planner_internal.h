@@ -12,6 +12,7 @@
 #ifndef PIPELINE_ENGINE_PLANNER_INTERNAL_H
 #define PIPELINE_ENGINE_PLANNER_INTERNAL_H
 
+#include "catalog/pg_index.h"
 #include "lib/stringinfo.h"
 
 #include "pipeline/engine.h"
@@ -36,6 +37,9 @@ extern char *InfinityLiteral(LoadPlan *plan);
 
 /* parallel_part.c */
 extern char *PartitionPredicate(Oid partition, const char *alias);
+/* load_plan.c: a column of a plan by name; an index of the target on key columns alone */
+extern LoadColumn *FindLoadColumn(List *columns, const char *name);
+extern bool IndexColumnsAreKey(LoadPlan *plan, Form_pg_index index);
 
 /* backfill_sql.c */
 extern void AppendNewestRows(StringInfo buf, LoadPlan *plan, const char *alias);

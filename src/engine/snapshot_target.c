@@ -49,6 +49,7 @@
 #include "utils/syscache.h"
 
 #include "pipeline/engine.h"
+#include "planner_internal.h"
 
 static void RefuseHistoryName(PipelineDef *def, const SnapshotColumns *names, const char *column);
 
@@ -167,18 +168,6 @@ AppendSnapshotTargetDdl(StringInfo sql, PipelineDef *def, Oid source_relid)
 	appendStringInfo(sql, ") WHERE (%s) DEFERRABLE", cur);
 }
 
-/* PlanColumn returns the plan's column of that name, or NULL */
-static LoadColumn *
-PlanColumn(LoadPlan *plan, const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, plan->columns)
-		if (strcmp(((LoadColumn *) lfirst(lc))->name, name) == 0)
-			return lfirst(lc);
-	return NULL;
-}
-
 /*
  * RefuseHistoryName refuses (42701) a source column that has the name of a
  * history column: the target would need it twice.
@@ -280,7 +269,7 @@ CheckColumnsOf(LoadPlan *plan)
 	}
 	foreach(lc, plan->def->snapshot_check_columns)
 	{
-		LoadColumn *col = PlanColumn(plan, lfirst(lc));
+		LoadColumn *col = FindLoadColumn(plan->columns, lfirst(lc));
 
 		if (col == NULL)
 			ereport(ERROR,
@@ -332,21 +321,6 @@ OldValueCasts(LoadPlan *plan)
 																	 FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY)));
 	}
 	return casts;
-}
-
-/* IndexColumnsAreKey tells whether an index's columns are all key columns (no expression) */
-static bool
-IndexColumnsAreKey(LoadPlan *plan, Form_pg_index index)
-{
-	for (int k = 0; k < index->indnkeyatts; k++)
-	{
-		AttrNumber	attnum = index->indkey.values[k];
-		LoadColumn *col = attnum > 0 ? PlanColumn(plan, get_attname(plan->target_relid, attnum, false)) : NULL;
-
-		if (col == NULL || !col->is_key)
-			return false;
-	}
-	return true;
 }
 
 /*
