@@ -53,6 +53,13 @@ RESET ROLE;
 CREATE SEQUENCE crm.counter;
 SET ROLE crm_owner;
 SELECT pipeline.classify('crm.counter', 'last_value', 'pii.email');
+-- a temporary table (its schema's name differs by session: SQLSTATE only)
+CREATE TEMPORARY TABLE crm_scratch (email text);
+\set VERBOSITY sqlstate
+SELECT pipeline.classify('crm_scratch', 'email', 'pii.email');
+SELECT pipeline.declare_subject('crm_scratch', 'email', 'customer');
+\set VERBOSITY default
+DROP TABLE crm_scratch;
 SET ROLE crm_outsider;
 SELECT pipeline.classify('crm.customers', 'note', 'sensitive');
 SELECT pipeline.unclassify('crm.customers', 'email');

@@ -132,6 +132,14 @@ CheckColumnArg(FunctionCallInfo fcinfo, const char *action, const char *verb, Oi
 				 errdetail("\"%s\" is not a table, view, materialized view or foreign table.", name),
 				 errhint("%c%s the columns of the relations that hold the data.",
 						 pg_toupper((unsigned char) verb[0]), verb + 1)));
+	/* the declaration is kept by name in a shared catalog, which every session reads */
+	if (get_rel_persistence(relid) == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot %s a column of temporary table \"%s\"", verb, name),
+				 errdetail("A temporary table lives in one session; declarations are read by every session."),
+				 errhint("%c%s the columns of a permanent or unlogged table.",
+						 pg_toupper((unsigned char) verb[0]), verb + 1)));
 	if (get_attnum(relid, column) <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
