@@ -135,7 +135,7 @@ SELECT config_of->'capture' AS capture, config_of->'capture_retention' AS captur
 
 -- (rollup and allowed_lateness go with mode rollup: 37_rollup shows them
 -- in a rollup's config; distribution_column goes with Citus:
--- test/t/020_citus.pl; parallel_workers goes with a partitioned target:
+-- test/t/020_citus.pl, its refusal without Citus is below; parallel_workers goes with a partitioned target:
 -- 39_parallel shows it.)
 SELECT coalesce(k.key, o.name) AS key, k.key IS NOT NULL AS in_config_of, o.name IS NOT NULL AS in_table
   FROM (SELECT jsonb_object_keys(pipeline.config_of('opt_p') || pipeline.config_of('opt_c'))
@@ -174,6 +174,15 @@ SELECT pipeline.alter_pipeline('opt_p', raw_retention => '-1 day');
 :sqlstate
 SELECT pipeline.create_pipeline('opt_bad', 'opt.src', 'opt.bad', ARRAY['id'], on_schema_change => NULL);
 :sqlstate
+
+-- distribution_column says how to distribute the target create_target
+-- makes over a Citus source; without Citus it is refused (0A000), and
+-- neither the pipeline nor its target is left behind.
+SELECT pipeline.create_pipeline('opt_dist', 'opt.src', 'opt.dist', ARRAY['id'], distribution_column => 'id');
+:sqlstate
+SELECT count(*) AS registered FROM pipeline.pipeline WHERE name = 'opt_dist';
+SELECT to_regclass('opt.dist') AS target;
+
 SELECT pipeline.alter_pipeline('opt_snap', snapshot_columns => '{"valid_to": 1}');
 :sqlstate
 SELECT pipeline.alter_pipeline('opt_snap', snapshot_check_columns => ARRAY[NULL]);
