@@ -3,18 +3,24 @@
  * src/engine/bulk_insert.c
  *
  * The bulk path of an initial load (initial_load.c): when the empty target
- * has no index at the time of the load (a target the pipeline created, its
- * primary key deferred until after the data), no trigger, no CHECK
- * constraint, no row-level security and no rule, and the rows' query yields
- * exactly the target's column types (masks included: a masked column is
- * loaded as the type its mask yields; no conversions), inserting
- * row by row through the executor does nothing an INSERT must do but write
- * the heap. So the rows' SELECT is run with a receiver that writes its rows
- * into the target in batches (table_multi_insert with a bulk-insert state,
- * as COPY FROM does): one WAL record and one buffer lookup per page instead
- * of per row. NOT NULL is checked as the executor would (23502); columns of
- * the target the pipeline does not load must have been dropped. Whatever
- * does not fit takes the INSERT, which gives the same rows.
+ * has no trigger, no CHECK constraint, no row-level security and no rule,
+ * and the rows' query yields exactly the target's column types (masks
+ * included: a masked column is loaded as the type its mask yields; no
+ * conversions), inserting row by row through the executor does nothing an
+ * INSERT must do but write the heap and the indexes. So the rows' SELECT is
+ * run with a receiver that writes its rows into the target in batches
+ * (table_multi_insert with a bulk-insert state, as COPY FROM does): one WAL
+ * record and one buffer lookup per page instead of per row. The indexes
+ * are then filled row by row from the batch, as COPY FROM fills them
+ * (ExecInsertIndexTuples: uniqueness and exclusion are checked as an
+ * INSERT checks them, 23505 and 23P01); none at all when the primary key
+ * was deferred until after the data. NOT NULL is checked as the executor
+ * would (23502); columns of the target the pipeline does not load must
+ * have been dropped. A partition is bulk loaded only by a parallel run's
+ * part, whose rows' query applies the partition's constraint; a deferrable
+ * unique or exclusion constraint (checked at commit, through a trigger
+ * queue) keeps the INSERT. Whatever does not fit takes the INSERT, which
+ * gives the same rows.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,13 +30,17 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "nodes/params.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/syscache.h"
 
 #include "pipeline/engine.h"
 
@@ -43,6 +53,8 @@ typedef struct BulkReceiver
 {
 	DestReceiver pub;
 	Relation	rel;
+	EState	   *estate;			/* the indexes' insertion: its per-row context */
+	ResultRelInfo *rri;			/* the target, its indexes open (none: NULL) */
 	int		   *source_of;		/* per target column: the SELECT's column, -1: NULL */
 	BulkInsertState bistate;
 	CommandId	cid;
@@ -99,32 +111,60 @@ BulkColumnMap(LoadPlan *plan, TupleDesc desc)
 }
 
 /*
+ * IndexesCheckedAtOnce tells whether every index of rel checks its rows
+ * as they are inserted: none belongs to a deferrable constraint
+ */
+static bool
+IndexesCheckedAtOnce(Relation rel)
+{
+	ListCell   *lc;
+
+	foreach(lc, RelationGetIndexList(rel))
+	{
+		HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		bool		immediate;
+
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for index %u", lfirst_oid(lc));
+		immediate = ((Form_pg_index) GETSTRUCT(tuple))->indimmediate;
+		ReleaseSysCache(tuple);
+		if (!immediate)
+			return false;
+	}
+	return true;
+}
+
+/*
  * BulkInsertFits tells whether the initial load of plan may take the bulk
- * path (see the header); the caller holds its lock on the target, and has
- * the primary key, if it is the only index, deferred (drop_key).
+ * path (see the header): a run asks under its lock on the target, explain
+ * under ACCESS SHARE.
  */
 bool
-BulkInsertFits(LoadPlan *plan, LoadStatements *stmts)
+BulkInsertFits(LoadPlan *plan)
 {
 	Relation	rel;
-	List	   *indexes;
 	bool		fits;
 
 	if (plan->has_conversions)
 		return false;
-	rel = table_open(plan->target_relid, NoLock);
-	indexes = RelationGetIndexList(rel);
-	/* a partitioned target routes rows, which table_multi_insert does not */
+	rel = table_open(plan->target_relid, AccessShareLock);
+	/*
+	 * a partitioned target routes rows, which table_multi_insert does not;
+	 * a partition's constraint is applied by a part's query only
+	 */
 	fits = rel->rd_rel->relkind == RELKIND_RELATION &&
-		(list_length(indexes) == 0 || (list_length(indexes) == 1 && stmts->drop_key != NULL)) &&
+		(!rel->rd_rel->relispartition || plan->part_relid == plan->target_relid) &&
 		!rel->rd_rel->relhastriggers && rel->rd_rel->relchecks == 0 &&
 		!rel->rd_rel->relrowsecurity && !rel->rd_rel->relhasrules &&
-		BulkColumnMap(plan, RelationGetDescr(rel)) != NULL;
-	table_close(rel, NoLock);
+		IndexesCheckedAtOnce(rel) && BulkColumnMap(plan, RelationGetDescr(rel)) != NULL;
+	table_close(rel, AccessShareLock);
 	return fits;
 }
 
-/* FlushBatch writes the batch of rows into the target */
+/*
+ * FlushBatch writes the batch of rows into the target, then their entries
+ * into its indexes (table_multi_insert has set each slot's TID)
+ */
 static void
 FlushBatch(BulkReceiver *r)
 {
@@ -134,6 +174,18 @@ FlushBatch(BulkReceiver *r)
 		return;
 	old = MemoryContextSwitchTo(r->batch_cxt);
 	table_multi_insert(r->rel, r->slots, r->nused, r->cid, TABLE_INSERT_SKIP_FSM, r->bistate);
+	if (r->rri != NULL)
+		for (int i = 0; i < r->nused; i++)
+		{
+			List	   *recheck = ExecInsertIndexTuples(r->rri, r->slots[i], r->estate,
+														false, false, NULL, NIL);
+
+			/* only a deferrable constraint asks for one (BulkInsertFits) */
+			if (recheck != NIL)
+				elog(ERROR, "pg_pipeline's bulk load cannot recheck indexes of %s",
+					 RelationGetRelationName(r->rel));
+			ResetPerTupleExprContext(r->estate);
+		}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(r->batch_cxt);
 	for (int i = 0; i < r->nused; i++)
@@ -240,6 +292,16 @@ ExecuteBulkInsert(LoadPlan *plan, const char *rows_sql, int nargs, Oid *types, D
 	r.source_of = BulkColumnMap(plan, RelationGetDescr(r.rel));
 	if (r.source_of == NULL)
 		elog(ERROR, "pg_pipeline's bulk load does not fit target %s", plan->target_ident);
+	if (r.rel->rd_rel->relhasindex)
+	{
+		/* the indexes are filled as an INSERT's executor fills them */
+		r.estate = CreateExecutorState();
+		r.rri = makeNode(ResultRelInfo);
+		InitResultRelInfo(r.rri, r.rel, 1, NULL, 0);
+		ExecOpenIndices(r.rri, false);
+		if (r.rri->ri_NumIndices == 0)
+			r.rri = NULL;
+	}
 	r.bistate = GetBulkInsertState();
 	r.batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_pipeline bulk batch",
 										ALLOCSET_DEFAULT_SIZES);
@@ -266,6 +328,12 @@ ExecuteBulkInsert(LoadPlan *plan, const char *rows_sql, int nargs, Oid *types, D
 		ExecDropSingleTupleTableSlot(r.slots[i]);
 	FreeBulkInsertState(r.bistate);
 	table_finish_bulk_insert(r.rel, TABLE_INSERT_SKIP_FSM);
+	if (r.estate != NULL)
+	{
+		if (r.rri != NULL)
+			ExecCloseIndices(r.rri);
+		FreeExecutorState(r.estate);
+	}
 	MemoryContextDelete(r.batch_cxt);
 	table_close(r.rel, NoLock);
 	CommandCounterIncrement();

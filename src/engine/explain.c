@@ -71,6 +71,9 @@ ExplainPipeline(PipelineDef *def)
 	{
 		rows = lappend(rows, "-- the target is empty: the run inserts the rows the MERGE would, without it (initial load)");
 		rows = lappend(rows, BuildInitialInsert(plan, has_lower, has_upper));
+		if (BulkInsertFits(plan))
+			rows = lappend(rows, "-- nothing on the target asks more of that INSERT than its rows and their index entries:"
+						   " the run writes them in batches, as COPY FROM does (bulk path)");
 	}
 	else
 		rows = lappend(rows, stmts->load);

@@ -38,10 +38,11 @@
  * it. Only what the pipeline itself owes the target it created, until the
  * first load, is built after the data: the index on the incremental column
  * (BuildOwedTargetIndex), and the primary key when that first load can lock
- * the empty table ACCESS EXCLUSIVE without waiting (DeferPrimaryKey). Then
- * with no index left to fill and nothing else an INSERT must do,
- * bulk_insert.c writes the rows in batches. The index DDL is a run's own
- * (RunIndexDdl): the lineage event trigger skips it.
+ * the empty table ACCESS EXCLUSIVE without waiting (DeferPrimaryKey). When
+ * nothing but its rows and their index entries is due from the INSERT,
+ * bulk_insert.c writes the rows in batches and fills the indexes from
+ * them. The index DDL is a run's own (RunIndexDdl): the lineage event
+ * trigger skips it.
  *
  *-------------------------------------------------------------------------
  */
@@ -269,7 +270,7 @@ ChooseInitialLoad(LoadPlan *plan, LoadStatements *stmts, bool has_lower, bool ha
 	initial->load_is_merge = false;
 	initial->initial_load = true;
 	DeferPrimaryKey(plan, initial);
-	if (BulkInsertFits(plan, initial))
+	if (BulkInsertFits(plan))
 	{
 		StringInfoData rows;
 

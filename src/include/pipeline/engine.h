@@ -220,7 +220,7 @@ extern char *OwedTargetIndex(LoadPlan *plan);
 extern bool BuildOwedTargetIndex(LoadPlan *plan);
 
 /* engine/bulk_insert.c */
-extern bool BulkInsertFits(LoadPlan *plan, LoadStatements *stmts);
+extern bool BulkInsertFits(LoadPlan *plan);
 extern uint64 ExecuteBulkInsert(LoadPlan *plan, const char *rows_sql, int nargs, Oid *types,
 								Datum *values);
 
