@@ -16,7 +16,11 @@
  * INSERT checks them, 23505 and 23P01); none at all when the primary key
  * was deferred until after the data. NOT NULL is checked as the executor
  * would (23502); columns of the target the pipeline does not load must
- * have been dropped. A partition is bulk loaded only by a parallel run's
+ * have been dropped. A partitioned target's rows are routed to their
+ * partitions by the executor's own tuple routing (ExecFindPartition: a row
+ * no partition takes fails with 23514, as the INSERT's), each partition
+ * with a batch of its own; every partition must fit as the target does.
+ * A partition named as the target is bulk loaded only by a parallel run's
  * part, whose rows' query applies the partition's constraint; a deferrable
  * unique or exclusion constraint (checked at commit, through a trigger
  * queue) keeps the INSERT. Whatever does not fit takes the INSERT, which
@@ -32,11 +36,14 @@
 #include "access/xact.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
+#include "catalog/pg_inherits.h"
+#include "executor/execPartition.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "nodes/params.h"
 #include "utils/lsyscache.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
@@ -44,27 +51,40 @@
 
 #include "pipeline/engine.h"
 
-/* rows per batch, and bytes: a batch is written when either is reached */
+/* rows per batch, and bytes: the batches are written when either is reached */
 #define BULK_BATCH_ROWS		1000
 #define BULK_BATCH_BYTES	65536
+
+/* The batch of one table the rows go into: the target, or one of its partitions */
+typedef struct BulkBatch
+{
+	Oid			relid;			/* the hash key */
+	ResultRelInfo *rri;			/* the table, its indexes open */
+	BulkInsertState bistate;	/* the page it fills (one per table) */
+	TupleTableSlot *slots[BULK_BATCH_ROWS];
+	int			nslots;			/* slots created */
+	int			nused;			/* rows in the batch */
+} BulkBatch;
 
 /* The receiver of the rows' SELECT: it writes them into the target in batches */
 typedef struct BulkReceiver
 {
 	DestReceiver pub;
-	Relation	rel;
-	EState	   *estate;			/* the indexes' insertion: its per-row context */
-	ResultRelInfo *rri;			/* the target, its indexes open (none: NULL) */
+	Relation	rel;			/* the target */
+	EState	   *estate;			/* tuple routing, index entries: their per-row context */
+	ResultRelInfo *root;		/* the target's */
+	ModifyTableState *mtstate;	/* a partitioned target's routing, as COPY's */
+	PartitionTupleRouting *proute;
+	TupleTableSlot *routed;		/* a partitioned target: the row, before routing */
+	HTAB	   *batches;		/* BulkBatch per table */
+	List	   *filled;			/* the batches holding rows */
 	int		   *source_of;		/* per target column: the SELECT's column, -1: NULL */
-	BulkInsertState bistate;
 	CommandId	cid;
 	MemoryContext batch_cxt;	/* what table_multi_insert leaks, per batch */
 	MemoryContext slot_cxt;		/* the slots': the caller's, which outlives
 								 * the SELECT's executor (they are dropped
 								 * after it ended) */
-	TupleTableSlot *slots[BULK_BATCH_ROWS];
-	int			nslots;			/* slots created */
-	int			nused;			/* rows in the batch */
+	int			nrows;			/* rows in all batches */
 	Size		bytes;
 	uint64		processed;
 } BulkReceiver;
@@ -135,9 +155,49 @@ IndexesCheckedAtOnce(Relation rel)
 }
 
 /*
+ * TableFits tells whether rows may be written into rel in batches: nothing
+ * an INSERT into it must do but write rows and index entries
+ */
+static bool
+TableFits(Relation rel)
+{
+	return !rel->rd_rel->relhastriggers && rel->rd_rel->relchecks == 0 &&
+		!rel->rd_rel->relrowsecurity && !rel->rd_rel->relhasrules && IndexesCheckedAtOnce(rel);
+}
+
+/*
+ * PartitionsFit tells whether every partition under a partitioned target
+ * (under the lock the caller holds on them all) fits as the target does
+ */
+static bool
+PartitionsFit(Oid relid)
+{
+	ListCell   *lc;
+
+	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+	{
+		Relation	part;
+		bool		fits;
+
+		if (lfirst_oid(lc) == relid)
+			continue;
+		/* (explain holds no lock on them: one may be gone) */
+		part = try_relation_open(lfirst_oid(lc), AccessShareLock);
+		if (part == NULL)
+			return false;
+		fits = part->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ||
+			(part->rd_rel->relkind == RELKIND_RELATION && TableFits(part));
+		relation_close(part, AccessShareLock);
+		if (!fits)
+			return false;
+	}
+	return true;
+}
+
+/*
  * BulkInsertFits tells whether the initial load of plan may take the bulk
- * path (see the header): a run asks under its lock on the target, explain
- * under ACCESS SHARE.
+ * path (see the header): a run asks under its lock on the target (and, a
+ * partitioned one, on every partition), explain under ACCESS SHARE.
  */
 bool
 BulkInsertFits(LoadPlan *plan)
@@ -148,91 +208,165 @@ BulkInsertFits(LoadPlan *plan)
 	if (plan->has_conversions)
 		return false;
 	rel = table_open(plan->target_relid, AccessShareLock);
-	/*
-	 * a partitioned target routes rows, which table_multi_insert does not;
-	 * a partition's constraint is applied by a part's query only
-	 */
-	fits = rel->rd_rel->relkind == RELKIND_RELATION &&
-		(!rel->rd_rel->relispartition || plan->part_relid == plan->target_relid) &&
-		!rel->rd_rel->relhastriggers && rel->rd_rel->relchecks == 0 &&
-		!rel->rd_rel->relrowsecurity && !rel->rd_rel->relhasrules &&
-		IndexesCheckedAtOnce(rel) && BulkColumnMap(plan, RelationGetDescr(rel)) != NULL;
+	/* a partition's constraint is applied by a part's query only */
+	fits = (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ||
+			(rel->rd_rel->relkind == RELKIND_RELATION &&
+			 (!rel->rd_rel->relispartition || plan->part_relid == plan->target_relid))) &&
+		TableFits(rel) && BulkColumnMap(plan, RelationGetDescr(rel)) != NULL;
 	table_close(rel, AccessShareLock);
+	if (fits && get_rel_relkind(plan->target_relid) == RELKIND_PARTITIONED_TABLE)
+		fits = PartitionsFit(plan->target_relid);
 	return fits;
 }
 
 /*
- * FlushBatch writes the batch of rows into the target, then their entries
- * into its indexes (table_multi_insert has set each slot's TID)
+ * FlushBatch writes one table's batch of rows, then their entries into its
+ * indexes (table_multi_insert has set each slot's TID)
  */
 static void
-FlushBatch(BulkReceiver *r)
+FlushBatch(BulkReceiver *r, BulkBatch *b)
 {
-	MemoryContext old;
+	MemoryContext old = MemoryContextSwitchTo(r->batch_cxt);
 
-	if (r->nused == 0)
-		return;
-	old = MemoryContextSwitchTo(r->batch_cxt);
-	table_multi_insert(r->rel, r->slots, r->nused, r->cid, TABLE_INSERT_SKIP_FSM, r->bistate);
-	if (r->rri != NULL)
-		for (int i = 0; i < r->nused; i++)
-		{
-			List	   *recheck = ExecInsertIndexTuples(r->rri, r->slots[i], r->estate,
-														false, false, NULL, NIL);
+	table_multi_insert(b->rri->ri_RelationDesc, b->slots, b->nused, r->cid, TABLE_INSERT_SKIP_FSM,
+					   b->bistate);
+	for (int i = 0; i < b->nused && b->rri->ri_NumIndices > 0; i++)
+	{
+		List	   *recheck = ExecInsertIndexTuples(b->rri, b->slots[i], r->estate,
+													false, false, NULL, NIL);
 
-			/* only a deferrable constraint asks for one (BulkInsertFits) */
-			if (recheck != NIL)
-				elog(ERROR, "pg_pipeline's bulk load cannot recheck indexes of %s",
-					 RelationGetRelationName(r->rel));
-			ResetPerTupleExprContext(r->estate);
-		}
+		/* only a deferrable constraint asks for one (BulkInsertFits) */
+		if (recheck != NIL)
+			elog(ERROR, "pg_pipeline's bulk load cannot recheck indexes of %s",
+				 RelationGetRelationName(b->rri->ri_RelationDesc));
+		ResetPerTupleExprContext(r->estate);
+	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(r->batch_cxt);
-	for (int i = 0; i < r->nused; i++)
-		ExecClearTuple(r->slots[i]);
-	r->processed += r->nused;
-	r->nused = 0;
+	for (int i = 0; i < b->nused; i++)
+		ExecClearTuple(b->slots[i]);
+	r->processed += b->nused;
+	b->nused = 0;
+}
+
+/* FlushBatches writes every batch that holds rows */
+static void
+FlushBatches(BulkReceiver *r)
+{
+	ListCell   *lc;
+
+	foreach(lc, r->filled)
+		FlushBatch(r, lfirst(lc));
+	list_free(r->filled);
+	r->filled = NIL;
+	r->nrows = 0;
 	r->bytes = 0;
 }
 
-/* BulkReceive copies one row of the SELECT into the batch, as a row of the target */
+/*
+ * BatchOf returns the batch of the table rri writes into, making it on
+ * first use (in the caller's context: the SELECT's per-row one is reset)
+ */
+static BulkBatch *
+BatchOf(BulkReceiver *r, ResultRelInfo *rri)
+{
+	Oid			relid = RelationGetRelid(rri->ri_RelationDesc);
+	bool		found;
+	BulkBatch  *b = hash_search(r->batches, &relid, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		MemoryContext old = MemoryContextSwitchTo(r->slot_cxt);
+
+		b->rri = rri;
+		b->bistate = GetBulkInsertState();
+		b->nslots = 0;
+		b->nused = 0;
+		MemoryContextSwitchTo(old);
+	}
+	return b;
+}
+
+/* NextSlot returns the slot the next row of a batch goes into */
+static TupleTableSlot *
+NextSlot(BulkReceiver *r, BulkBatch *b)
+{
+	MemoryContext old = MemoryContextSwitchTo(r->slot_cxt);
+
+	if (b->nused == b->nslots)
+		b->slots[b->nslots++] = table_slot_create(b->rri->ri_RelationDesc, NULL);
+	if (b->nused == 0)
+		r->filled = lappend(r->filled, b);
+	MemoryContextSwitchTo(old);
+	return b->slots[b->nused++];
+}
+
+/* CheckNotNull raises 23502, as the executor would, for a NULL in a NOT NULL column of rel */
+static void
+CheckNotNull(Relation rel, TupleTableSlot *slot)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < desc->natts; i++)
+		if (slot->tts_isnull[i] && TupleDescAttr(desc, i)->attnotnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("null value in column \"%s\" of relation \"%s\" violates not-null constraint",
+							NameStr(TupleDescAttr(desc, i)->attname), RelationGetRelationName(rel)),
+					 errtablecol(rel, i + 1)));
+}
+
+/*
+ * BulkReceive copies one row of the SELECT into a batch, as a row of the
+ * target, or of the partition the target routes it to
+ */
 static bool
 BulkReceive(TupleTableSlot *slot, DestReceiver *self)
 {
 	BulkReceiver *r = (BulkReceiver *) self;
 	TupleDesc	desc = RelationGetDescr(r->rel);
+	BulkBatch  *b = NULL;
+	TupleTableSlot *row;
 	TupleTableSlot *dst;
 
-	if (r->nused == r->nslots)
+	if (r->proute == NULL)
 	{
-		MemoryContext old = MemoryContextSwitchTo(r->slot_cxt);
-
-		r->slots[r->nslots++] = table_slot_create(r->rel, NULL);
-		MemoryContextSwitchTo(old);
+		b = BatchOf(r, r->root);
+		row = NextSlot(r, b);
 	}
-	dst = r->slots[r->nused];
-	ExecClearTuple(dst);
+	else
+		row = r->routed;
+	ExecClearTuple(row);
 	slot_getallattrs(slot);
 	for (int i = 0; i < desc->natts; i++)
 	{
 		int			from = r->source_of[i];
-		Form_pg_attribute att = TupleDescAttr(desc, i);
 
-		dst->tts_isnull[i] = from < 0 || slot->tts_isnull[from];
-		dst->tts_values[i] = dst->tts_isnull[i] ? (Datum) 0 : slot->tts_values[from];
-		if (dst->tts_isnull[i] && att->attnotnull)
-			ereport(ERROR,
-					(errcode(ERRCODE_NOT_NULL_VIOLATION),
-					 errmsg("null value in column \"%s\" of relation \"%s\" violates not-null constraint",
-							NameStr(att->attname), RelationGetRelationName(r->rel)),
-					 errtablecol(r->rel, i + 1)));
+		row->tts_isnull[i] = from < 0 || slot->tts_isnull[from];
+		row->tts_values[i] = row->tts_isnull[i] ? (Datum) 0 : slot->tts_values[from];
 	}
-	ExecStoreVirtualTuple(dst);
+	ExecStoreVirtualTuple(row);
+	dst = row;
+	if (r->proute)
+	{
+		/* the executor's routing, its map to the partition's columns */
+		ResultRelInfo *part = ExecFindPartition(r->mtstate, r->root, r->proute, row, r->estate);
+		TupleConversionMap *map = part->ri_RootToPartitionMap;
+
+		b = BatchOf(r, part);
+		dst = NextSlot(r, b);
+		if (map)
+			execute_attr_map_slot(map->attrMap, row, dst);
+		else
+			ExecCopySlot(dst, row);
+		ResetPerTupleExprContext(r->estate);
+	}
+	CheckNotNull(b->rri->ri_RelationDesc, dst);
 	ExecMaterializeSlot(dst);
-	r->nused++;
+	r->nrows++;
 	r->bytes += ExecFetchSlotHeapTuple(dst, false, NULL)->t_len;
-	if (r->nused == BULK_BATCH_ROWS || r->bytes >= BULK_BATCH_BYTES)
-		FlushBatch(r);
+	if (b->nused == BULK_BATCH_ROWS || r->nrows == BULK_BATCH_ROWS || r->bytes >= BULK_BATCH_BYTES)
+		FlushBatches(r);
 	return true;
 }
 
@@ -259,12 +393,81 @@ BulkStartup(DestReceiver *self, int operation, TupleDesc typeinfo)
 static void
 BulkShutdown(DestReceiver *self)
 {
-	FlushBatch((BulkReceiver *) self);
+	FlushBatches((BulkReceiver *) self);
 }
 
 static void
 BulkDestroy(DestReceiver *self)
 {
+}
+
+/*
+ * StartBulkReceiver opens the target for the receiver: its indexes, and
+ * for a partitioned target the executor's tuple routing, set up as COPY
+ * FROM sets it up (a ModifyTableState without a plan)
+ */
+static void
+StartBulkReceiver(BulkReceiver *r, LoadPlan *plan)
+{
+	HASHCTL		ctl;
+
+	r->pub.receiveSlot = BulkReceive;
+	r->pub.rStartup = BulkStartup;
+	r->pub.rShutdown = BulkShutdown;
+	r->pub.rDestroy = BulkDestroy;
+	r->pub.mydest = DestNone;
+	r->rel = table_open(plan->target_relid, NoLock);
+	r->source_of = BulkColumnMap(plan, RelationGetDescr(r->rel));
+	if (r->source_of == NULL)
+		elog(ERROR, "pg_pipeline's bulk load does not fit target %s", plan->target_ident);
+	r->estate = CreateExecutorState();
+	r->root = makeNode(ResultRelInfo);
+	InitResultRelInfo(r->root, r->rel, 1, NULL, 0);
+	ExecOpenIndices(r->root, false);
+	if (r->rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		r->mtstate = makeNode(ModifyTableState);
+		r->mtstate->ps.state = r->estate;
+		r->mtstate->operation = CMD_INSERT;
+		r->mtstate->mt_nrels = 1;
+		r->mtstate->resultRelInfo = r->root;
+		r->mtstate->rootResultRelInfo = r->root;
+		r->proute = ExecSetupPartitionTupleRouting(r->estate, r->rel);
+		r->routed = table_slot_create(r->rel, &r->estate->es_tupleTable);
+	}
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(BulkBatch);
+	ctl.hcxt = CurrentMemoryContext;
+	r->batches = hash_create("pg_pipeline bulk batches", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	r->batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_pipeline bulk batch",
+										 ALLOCSET_DEFAULT_SIZES);
+	r->slot_cxt = CurrentMemoryContext;
+}
+
+/* EndBulkReceiver ends each table's bulk insert and closes what the receiver opened */
+static void
+EndBulkReceiver(BulkReceiver *r)
+{
+	HASH_SEQ_STATUS seq;
+	BulkBatch  *b;
+
+	hash_seq_init(&seq, r->batches);
+	while ((b = hash_seq_search(&seq)) != NULL)
+	{
+		for (int i = 0; i < b->nslots; i++)
+			ExecDropSingleTupleTableSlot(b->slots[i]);
+		FreeBulkInsertState(b->bistate);
+		table_finish_bulk_insert(b->rri->ri_RelationDesc, TABLE_INSERT_SKIP_FSM);
+	}
+	hash_destroy(r->batches);
+	if (r->proute)
+		ExecCleanupTupleRouting(r->mtstate, r->proute);
+	ExecCloseIndices(r->root);
+	ExecResetTupleTable(r->estate->es_tupleTable, false);
+	FreeExecutorState(r->estate);
+	MemoryContextDelete(r->batch_cxt);
+	table_close(r->rel, NoLock);
 }
 
 /*
@@ -283,29 +486,7 @@ ExecuteBulkInsert(LoadPlan *plan, const char *rows_sql, int nargs, Oid *types, D
 	int			rc;
 
 	memset(&r, 0, sizeof(r));
-	r.pub.receiveSlot = BulkReceive;
-	r.pub.rStartup = BulkStartup;
-	r.pub.rShutdown = BulkShutdown;
-	r.pub.rDestroy = BulkDestroy;
-	r.pub.mydest = DestNone;
-	r.rel = table_open(plan->target_relid, NoLock);
-	r.source_of = BulkColumnMap(plan, RelationGetDescr(r.rel));
-	if (r.source_of == NULL)
-		elog(ERROR, "pg_pipeline's bulk load does not fit target %s", plan->target_ident);
-	if (r.rel->rd_rel->relhasindex)
-	{
-		/* the indexes are filled as an INSERT's executor fills them */
-		r.estate = CreateExecutorState();
-		r.rri = makeNode(ResultRelInfo);
-		InitResultRelInfo(r.rri, r.rel, 1, NULL, 0);
-		ExecOpenIndices(r.rri, false);
-		if (r.rri->ri_NumIndices == 0)
-			r.rri = NULL;
-	}
-	r.bistate = GetBulkInsertState();
-	r.batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_pipeline bulk batch",
-										ALLOCSET_DEFAULT_SIZES);
-	r.slot_cxt = CurrentMemoryContext;
+	StartBulkReceiver(&r, plan);
 	for (int i = 0; i < nargs; i++)
 	{
 		params->params[i].value = values[i];
@@ -324,18 +505,7 @@ ExecuteBulkInsert(LoadPlan *plan, const char *rows_sql, int nargs, Oid *types, D
 	if (rc != SPI_OK_SELECT && rc != SPI_OK_UTILITY)
 		elog(ERROR, "pg_pipeline load failed: %s", SPI_result_code_string(rc));
 	SPI_freeplan(select);
-	for (int i = 0; i < r.nslots; i++)
-		ExecDropSingleTupleTableSlot(r.slots[i]);
-	FreeBulkInsertState(r.bistate);
-	table_finish_bulk_insert(r.rel, TABLE_INSERT_SKIP_FSM);
-	if (r.estate != NULL)
-	{
-		if (r.rri != NULL)
-			ExecCloseIndices(r.rri);
-		FreeExecutorState(r.estate);
-	}
-	MemoryContextDelete(r.batch_cxt);
-	table_close(r.rel, NoLock);
+	EndBulkReceiver(&r);
 	CommandCounterIncrement();
 	return r.processed;
 }
