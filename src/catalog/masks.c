@@ -112,6 +112,8 @@ typedef struct TokenSite
 	char		name[NAMEDATALEN];
 	const uint8 *secret;
 	TokenContext *tc;
+	char		head[16];		/* "tk<version>_" */
+	int			head_len;
 } TokenSite;
 
 /* BadMasks raises 22023 for a malformed masks option */
@@ -532,18 +534,25 @@ KeySecret(const char *name, int version)
 	return CachedSecret(name, version);
 }
 
-/* Prefixed returns prefix followed by the first n bytes of digest in hex */
+/* HeadedHex returns head (len bytes) followed by the first n bytes of digest in hex */
 static text *
-Prefixed(const char *prefix, int version, const uint8 *digest, int n)
+HeadedHex(const char *head, int len, const uint8 *digest, int n)
 {
-	char		head[32];
-	int			len = snprintf(head, sizeof(head), "%s%d_", prefix, version);
 	text	   *t = (text *) palloc(VARHDRSZ + len + 2 * n);
 
 	SET_VARSIZE(t, VARHDRSZ + len + 2 * n);
 	memcpy(VARDATA(t), head, len);
 	hex_encode((const char *) digest, n, VARDATA(t) + len);
 	return t;
+}
+
+/* Prefixed returns prefix and version ("tk1_") followed by the first n bytes of digest in hex */
+static text *
+Prefixed(const char *prefix, int version, const uint8 *digest, int n)
+{
+	char		head[32];
+
+	return HeadedHex(head, snprintf(head, sizeof(head), "%s%d_", prefix, version), digest, n);
 }
 
 /* TokenOf is the tokenize mask of a value: "tk<version>_", HMAC-SHA-256 cut to 128 bits */
@@ -607,6 +616,7 @@ pipeline_mask_token(PG_FUNCTION_ARGS)
 			strlcpy(site->name, name, NAMEDATALEN);
 			site->secret = secret;
 			site->tc = tc;
+			site->head_len = snprintf(site->head, sizeof(site->head), "tk%d_", version);
 		}
 	}
 
@@ -615,8 +625,11 @@ pipeline_mask_token(PG_FUNCTION_ARGS)
 		   (const uint8 *) VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value), digest);
 	tc->keyed = true;
 	if (temporary)
+	{
 		pg_hmac_free(tc->ctx);
-	PG_RETURN_TEXT_P(Prefixed("tk", version, digest, 16));
+		PG_RETURN_TEXT_P(Prefixed("tk", version, digest, 16));
+	}
+	PG_RETURN_TEXT_P(HeadedHex(site->head, site->head_len, digest, 16));
 }
 
 /* pipeline._mask_hash(value, key, version): the hash mask, SHA-256 of pepper and value */
