@@ -348,6 +348,7 @@ BEGIN
     EXECUTE format('ALTER TABLE %s_c DROP COLUMN junk', t);
     EXECUTE format('ALTER TABLE %1$s ATTACH PARTITION %1$s_c FOR VALUES FROM (20001) TO (25001)', t);
 END $$;
+CREATE FUNCTION sc_stage.run_ddl(ddl text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE ddl; END $$;
 SELECT sc_stage.make_parted('sc_core.pt'), sc_stage.make_parted('sc_core.pt_m');
 SELECT sc_stage.keep_merge('sc_core.pt_m');
 SELECT pipeline.create_pipeline(p, 'sc_stage.many', 'sc_core.' || p, unique_key => ARRAY['k'],
@@ -365,6 +366,24 @@ SELECT sum(sc_stage.checked_indexes(c)) AS checked_indexes
   FROM unnest(ARRAY['sc_core.pt_a', 'sc_core.pt_b0', 'sc_core.pt_b1', 'sc_core.pt_c']::regclass[]) AS c;
 SELECT pipeline_name, status, rows_read, rows_inserted, watermark_to
   FROM sc_stage.last_runs WHERE pipeline_name IN ('pt', 'pt_m') ORDER BY 1;
+
+-- Forty partitions: past 32, a partition's batch gives back its slots and
+-- page once written (as COPY FROM bounds them); every row still lands in
+-- its partition, and every index is whole.
+CREATE TABLE sc_core.p40 (k integer PRIMARY KEY, v text, seq bigint NOT NULL) PARTITION BY RANGE (k);
+SELECT count(*) AS partitions FROM generate_series(0, 39) i,
+       LATERAL (SELECT format('CREATE TABLE sc_core.p40_%s PARTITION OF sc_core.p40 FOR VALUES FROM (%s) TO (%s)',
+                              i, i * 625 + 1, (i + 1) * 625 + 1)) AS d(ddl),
+       LATERAL (SELECT sc_stage.run_ddl(ddl)) AS r;
+SELECT pipeline.create_pipeline('p40', 'sc_stage.many', 'sc_core.p40', unique_key => ARRAY['k'],
+                                incremental_column => 'seq') > 0 AS created;
+SELECT count(*) AS bulk FROM pipeline.explain('p40') AS e WHERE e LIKE '--%bulk path%';
+SELECT pipeline.run('p40') > 0 AS ran;
+SELECT count(*) AS loaded, count(DISTINCT tableoid) AS partitions_filled,
+       bool_and(tableoid = format('sc_core.p40_%s', (k - 1) / 625)::regclass) AS each_in_its_partition,
+       (SELECT sum(sc_stage.checked_indexes(inhrelid)) FROM pg_inherits
+         WHERE inhparent = 'sc_core.p40'::regclass) AS checked_indexes
+  FROM sc_core.p40;
 
 -- A row that no partition takes fails the run as the INSERT would
 -- (23514), and nothing is loaded.
@@ -387,7 +406,7 @@ UPDATE sc_stage.beyond SET k = 10002 WHERE k = 30000;
 SELECT pipeline.run('pb') > 0 AS ran;
 SELECT k, v, tableoid::regclass AS partition FROM sc_core.pb ORDER BY k;
 SELECT k AS fired FROM sc_stage.fired;
-SELECT pipeline.drop_pipeline(p) FROM unnest(ARRAY['ix', 'ix_m', 'uv', 'low', 'pt', 'pt_m', 'pb']) AS p;
+SELECT pipeline.drop_pipeline(p) FROM unnest(ARRAY['ix', 'ix_m', 'uv', 'low', 'pt', 'pt_m', 'p40', 'pb']) AS p;
 DROP EXTENSION amcheck;
 
 -- (h) the first load of a target the pipeline's owner no longer owns

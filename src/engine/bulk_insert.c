@@ -54,6 +54,8 @@
 /* rows per batch, and bytes: the batches are written when either is reached */
 #define BULK_BATCH_ROWS		1000
 #define BULK_BATCH_BYTES	65536
+/* partitions written to beyond which a flushed batch gives back its slots and page */
+#define BULK_KEPT_BATCHES	32
 
 /* The batch of one table the rows go into: the target, or one of its partitions */
 typedef struct BulkBatch
@@ -77,6 +79,7 @@ typedef struct BulkReceiver
 	PartitionTupleRouting *proute;
 	TupleTableSlot *routed;		/* a partitioned target: the row, before routing */
 	HTAB	   *batches;		/* BulkBatch per table */
+	BulkBatch  *last;			/* the batch the last row went into */
 	List	   *filled;			/* the batches holding rows */
 	int		   *source_of;		/* per target column: the SELECT's column, -1: NULL */
 	CommandId	cid;
@@ -247,6 +250,14 @@ FlushBatch(BulkReceiver *r, BulkBatch *b)
 		ExecClearTuple(b->slots[i]);
 	r->processed += b->nused;
 	b->nused = 0;
+	/* many partitions: memory and pins stay bounded, as COPY FROM bounds them */
+	if (hash_get_num_entries(r->batches) > BULK_KEPT_BATCHES)
+	{
+		for (int i = 0; i < b->nslots; i++)
+			ExecDropSingleTupleTableSlot(b->slots[i]);
+		b->nslots = 0;
+		ReleaseBulkInsertStatePin(b->bistate);
+	}
 }
 
 /* FlushBatches writes every batch that holds rows */
@@ -270,10 +281,14 @@ FlushBatches(BulkReceiver *r)
 static BulkBatch *
 BatchOf(BulkReceiver *r, ResultRelInfo *rri)
 {
-	Oid			relid = RelationGetRelid(rri->ri_RelationDesc);
+	Oid			relid;
 	bool		found;
-	BulkBatch  *b = hash_search(r->batches, &relid, HASH_ENTER, &found);
+	BulkBatch  *b;
 
+	if (r->last != NULL && r->last->rri == rri)
+		return r->last;
+	relid = RelationGetRelid(rri->ri_RelationDesc);
+	b = r->last = hash_search(r->batches, &relid, HASH_ENTER, &found);
 	if (!found)
 	{
 		MemoryContext old = MemoryContextSwitchTo(r->slot_cxt);
