@@ -148,6 +148,42 @@ INSERT INTO par_stage.events VALUES ('us', 3001, 1, false, '2024-04-02 00:00:00+
 SELECT pipeline.run('par_serial') > 0 AS ran;
 RESET client_min_messages;
 
+-- The parts evaluate the load with their leader's settings, as a serial
+-- run does: a source whose rows depend on TimeZone, DateStyle and
+-- work_mem loads the same rows either way, under the caller's settings
+-- (here not the server's).
+CREATE VIEW par_stage.local AS
+SELECT region, id, updated_at, updated_at::text AS local_time,
+       current_setting('DateStyle') AS date_style, current_setting('work_mem') AS work_mem
+  FROM par_stage.events;
+CREATE TABLE par_core.local (region text NOT NULL, id bigint NOT NULL, updated_at timestamptz NOT NULL,
+                             local_time text, date_style text, work_mem text,
+                             PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+CREATE TABLE par_core.local_eu PARTITION OF par_core.local FOR VALUES IN ('eu');
+CREATE TABLE par_core.local_us PARTITION OF par_core.local FOR VALUES IN ('us');
+CREATE TABLE par_core.local_asia PARTITION OF par_core.local FOR VALUES IN ('asia');
+CREATE TABLE par_core.local_serial (LIKE par_core.local INCLUDING ALL);
+SELECT pipeline.create_pipeline(p, 'par_stage.local', t, unique_key => ARRAY['region', 'id'],
+                                incremental_column => 'updated_at', partition_column => 'region',
+                                create_target => false, parallel_workers => w) > 0 AS created
+  FROM (VALUES ('par_local', 'par_core.local', 2), ('par_local_serial', 'par_core.local_serial', 1)) AS v(p, t, w);
+SET TimeZone = 'Asia/Tokyo';
+SET DateStyle = 'SQL, DMY';
+SET work_mem = '5MB';
+SET client_min_messages = notice;
+SELECT pipeline.run('par_local') > 0 AS ran, pipeline.run('par_local_serial') > 0 AS ran_serial;
+RESET client_min_messages;
+SELECT count(*) AS loaded,
+       NOT EXISTS (SELECT * FROM par_core.local EXCEPT SELECT * FROM par_core.local_serial)
+   AND NOT EXISTS (SELECT * FROM par_core.local_serial EXCEPT SELECT * FROM par_core.local) AS same_rows
+  FROM par_core.local;
+SELECT DISTINCT right(local_time, 3) AS zone, date_style, work_mem FROM par_core.local;
+RESET TimeZone;
+RESET DateStyle;
+RESET work_mem;
+SELECT pipeline.drop_pipeline('par_local');
+SELECT pipeline.drop_pipeline('par_local_serial');
+
 SELECT pipeline.drop_pipeline('par');
 SELECT pipeline.drop_pipeline('par_serial');
 DROP SCHEMA par_stage CASCADE;

@@ -383,6 +383,7 @@ StartParts(RunState *rs, LoadPlan *plan, List *partitions, int nparts, bool has_
 	if (has_lower)
 		strlcpy(sh->lower, WatermarkToText(lower, plan->incremental->typid), PARALLEL_TEXT);
 	strlcpy(sh->upper, WatermarkToText(upper, plan->incremental->typid), PARALLEL_TEXT);
+	(void) SaveLeaderSettings(sh->settings, PARALLEL_SETTINGS);	/* fit: RunParallelLoad */
 	sh->npartitions = list_length(partitions);
 	foreach(lc, partitions)
 		sh->partitions[foreach_current_index(lc)] = lfirst_oid(lc);
@@ -492,6 +493,7 @@ bool
 RunParallelLoad(RunState *rs, LoadPlan *plan, bool has_lower, Datum lower, Datum upper)
 {
 	List	   *partitions = ParallelApplies(rs, plan);
+	char		settings[PARALLEL_SETTINGS];
 	int			nparts;
 	ActiveParallelRun *run;
 	PartSlot   *failed = NULL;
@@ -505,6 +507,11 @@ RunParallelLoad(RunState *rs, LoadPlan *plan, bool has_lower, Datum lower, Datum
 		strlen(WatermarkToText(upper, plan->incremental->typid)) >= PARALLEL_TEXT)
 	{
 		(void) SerialBecause(rs->rec.def, "its window's bounds are too long to hand to its parts");
+		return false;
+	}
+	if (!SaveLeaderSettings(settings, PARALLEL_SETTINGS))
+	{
+		(void) SerialBecause(rs->rec.def, "its session's settings are too long to hand to its parts");
 		return false;
 	}
 	if (!StartParts(rs, plan, partitions, nparts, has_lower, lower, upper))

@@ -40,6 +40,7 @@
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/partcache.h"
 #include "utils/ruleutils.h"
@@ -61,6 +62,57 @@ PartitionPredicate(Oid partition, const char *alias)
 	if (qual == NULL)
 		return "true";
 	return deparse_expression((Node *) qual, deparse_context_for(alias, partition), true, false);
+}
+
+/*
+ * The settings a part takes from its leader's session: those that change
+ * what an expression of the load yields (a view's, a conversion's, a
+ * check's), and the memory its sorts and hashes may use. A part connects
+ * anew, with the server's; a serial run evaluates with the caller's.
+ */
+static const char *const leader_settings[] = {
+	"TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits", "lc_monetary", "lc_numeric",
+	"lc_time", "bytea_output", "default_text_search_config", "xmlbinary", "xmloption",
+	"work_mem", "maintenance_work_mem", "hash_mem_multiplier",
+};
+
+/*
+ * SaveLeaderSettings writes the leader's settings into buf as name and
+ * value pairs, each NUL-terminated, then an empty name; false when they
+ * do not fit in size bytes
+ */
+bool
+SaveLeaderSettings(char *buf, Size size)
+{
+	Size		used = 0;
+
+	for (int i = 0; i < lengthof(leader_settings); i++)
+	{
+		const char *name = leader_settings[i];
+		const char *value = GetConfigOption(name, false, false);
+		Size		need = strlen(name) + strlen(value) + 2;
+
+		if (used + need + 1 > size)
+			return false;
+		memcpy(buf + used, name, strlen(name) + 1);
+		memcpy(buf + used + strlen(name) + 1, value, strlen(value) + 1);
+		used += need;
+	}
+	buf[used] = '\0';
+	return true;
+}
+
+/* TakeLeaderSettings sets, in a part's transaction, the settings its leader saved */
+void
+TakeLeaderSettings(const char *buf)
+{
+	while (*buf != '\0')
+	{
+		const char *value = buf + strlen(buf) + 1;
+
+		(void) set_config_option(buf, value, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SET, true, ERROR, false);
+		buf = value + strlen(value) + 1;
+	}
 }
 
 /* PartitionIdent is a partition's name, qualified and quoted */

@@ -81,6 +81,8 @@ LoadAndPrepare(ParallelShared *sh, int part, const char *gid)
 	CommitTransactionCommand();
 	StartTransactionCommand();
 	SPI_connect();
+	/* what the leader's session evaluates with, a serial run's settings */
+	TakeLeaderSettings(sh->settings);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	nestlevel = PinSearchPath();
 	ReportState(sh, slot, PART_LOADING);

@@ -328,6 +328,8 @@ extern void FailInterruptedRuns(int64 pipeline_id, int64 current_run_id);
 #define PIPELINE_MAX_PARALLEL_WORKERS 32
 #define PARALLEL_MAX_CHECKS		64
 #define PARALLEL_TEXT			1024
+/* room for the settings a leader hands its parts: name and value pairs */
+#define PARALLEL_SETTINGS		2048
 /* the advisory lock (bigint key) a paused part waits for: pipeline.parallel_pause */
 #define PARALLEL_PAUSE_LOCK_KEY	INT64CONST(7428)
 
@@ -384,6 +386,8 @@ typedef struct ParallelShared
 	bool		has_lower;
 	char		lower[PARALLEL_TEXT];	/* the window, as text of the incremental column's type */
 	char		upper[PARALLEL_TEXT];
+	char		settings[PARALLEL_SETTINGS];	/* the leader's, for its parts
+												 * (SaveLeaderSettings) */
 	PartSlot	slots[PIPELINE_MAX_PARALLEL_WORKERS];
 	int			npartitions;
 	Oid			partitions[FLEXIBLE_ARRAY_MEMBER];	/* partition i goes to part i % nparts */
@@ -393,6 +397,8 @@ extern char *pipeline_parallel_pause;
 extern void ParallelLoadInit(void);
 extern void RequirePreparedTransactions(PipelineDef *def, int workers);
 extern void PartGid(char *gid, int64 pipeline_id, int64 run_id, int part);
+extern bool SaveLeaderSettings(char *buf, Size size);
+extern void TakeLeaderSettings(const char *buf);
 extern void LoadParallelPart(ParallelShared *sh, int part);
 extern void PauseParallelPart(ParallelShared *sh, int part, ParallelPause point);
 extern void ResolvePreparedParts(int64 pipeline_id);
