@@ -175,6 +175,19 @@ CREATE VIEW lin_mart.all_amounts AS SELECT order_id AS id, amount FROM lin_raw.o
 SELECT from_relation, from_kind, to_relation FROM pipeline.lineage
  WHERE to_relation IN ('lin_mart.amounts', 'lin_mart.all_amounts') ORDER BY 1;
 
+-- Whatever command drops a relation a pipeline reads, DROP OWNED among
+-- them, leaves its edge marked missing at once (an sql_drop trigger).
+CREATE ROLE lin_dropper;
+CREATE VIEW lin_mart.owned AS SELECT order_id AS id, amount FROM lin_raw.orders;
+ALTER VIEW lin_mart.owned OWNER TO lin_dropper;
+SELECT pipeline.create_pipeline('lin_owned', 'lin_mart.owned', 'lin_mart.owned_out',
+                                mode => 'full', unique_key => ARRAY['id']) > 0 AS created;
+SELECT from_relation, from_kind FROM pipeline.lineage WHERE pipeline = 'lin_owned';
+DROP OWNED BY lin_dropper;
+SELECT from_relation, from_kind FROM pipeline.lineage WHERE pipeline = 'lin_owned';
+SELECT pipeline.drop_pipeline('lin_owned', drop_target => true);
+DROP ROLE lin_dropper;
+
 -- Dropping a pipeline removes its edges.
 SELECT pipeline.drop_pipeline('lin_typed');
 SELECT count(*) FROM pipeline.lineage WHERE to_relation = 'lin_core.typed';

@@ -1965,3 +1965,22 @@ ALTER TABLE pipeline.pipeline ADD COLUMN distribution_column name;
 ALTER TABLE pipeline.pipeline
     ADD COLUMN parallel_workers integer NOT NULL DEFAULT 1
         CHECK (parallel_workers OPERATOR(pg_catalog.>=) 1 AND parallel_workers OPERATOR(pg_catalog.<=) 32);
+
+-- Scale: lineage after DDL (issue 12) ----------------------------------------
+
+-- A dropped relation's pipelines are refreshed by an sql_drop trigger, from
+-- the objects the command dropped (whatever its tag: DROP OWNED, DROP
+-- EXTENSION ... CASCADE too), instead of pipeline._lineage_ddl probing
+-- pg_class for every lineage edge at the end of every DDL
+-- (src/recorders/lineage_ddl.c); the edges of a relation are found by its
+-- oid from either end.
+CREATE INDEX lineage_edge_to_idx ON pipeline.lineage_edge (to_relid);
+
+CREATE FUNCTION pipeline._lineage_drop()
+RETURNS event_trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pipeline_lineage_drop';
+COMMENT ON FUNCTION pipeline._lineage_drop() IS 'internal: refreshes the lineage of the pipelines whose edges name a relation just dropped';
+
+CREATE EVENT TRIGGER pipeline_lineage_drop ON sql_drop
+    EXECUTE FUNCTION pipeline._lineage_drop();
