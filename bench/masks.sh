@@ -94,8 +94,9 @@ target's indexes from its batches, both loads are faster (no masks was
 2,251 ms), so the same cost is a larger share. On this shared machine
 separate runs of this script scatter around the target: on 2026-11-30,
 1.27, 1.30, 1.18 and 1.21 with one code (five or nine repetitions each),
-then 1.17 once a token's text was no longer formatted per row; one run's
-ratio says no more than that the cost is about 1.2. $REPS runs each, alternated, each in a fresh session after a
+then 1.171 and 1.165 (nine repetitions each) once a token's text was no
+longer formatted per row; one run's ratio says no more than that the cost
+is about 1.2. $REPS runs each, alternated, each in a fresh session after a
 CHECKPOINT, the target emptied and the watermark reset before each;
 shared_buffers 1GB, autovacuum off, no parallel query.
 <!-- masks:end -->
