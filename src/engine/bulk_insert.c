@@ -206,20 +206,20 @@ bool
 BulkInsertFits(LoadPlan *plan)
 {
 	Relation	rel;
+	bool		partitioned;
 	bool		fits;
 
 	if (plan->has_conversions)
 		return false;
 	rel = table_open(plan->target_relid, AccessShareLock);
+	partitioned = rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE;
 	/* a partition's constraint is applied by a part's query only */
-	fits = (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ||
+	fits = (partitioned ||
 			(rel->rd_rel->relkind == RELKIND_RELATION &&
 			 (!rel->rd_rel->relispartition || plan->part_relid == plan->target_relid))) &&
 		TableFits(rel) && BulkColumnMap(plan, RelationGetDescr(rel)) != NULL;
 	table_close(rel, AccessShareLock);
-	if (fits && get_rel_relkind(plan->target_relid) == RELKIND_PARTITIONED_TABLE)
-		fits = PartitionsFit(plan->target_relid);
-	return fits;
+	return fits && (!partitioned || PartitionsFit(plan->target_relid));
 }
 
 /*

@@ -353,13 +353,14 @@ ParallelPauseSetting(void)
 }
 
 /*
- * StartParts creates the shared segment and starts one part worker per
- * part; returns false, with every started part told to stop, when a worker
+ * StartParts creates the shared segment (with the leader's settings,
+ * saved by SaveLeaderSettings) and starts one part worker per part;
+ * returns false, with every started part told to stop, when a worker
  * cannot be registered.
  */
 static bool
 StartParts(RunState *rs, LoadPlan *plan, List *partitions, int nparts, bool has_lower,
-		   Datum lower, Datum upper)
+		   Datum lower, Datum upper, const char *settings)
 {
 	Size		size = offsetof(ParallelShared, partitions) + sizeof(Oid) * list_length(partitions);
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
@@ -383,7 +384,7 @@ StartParts(RunState *rs, LoadPlan *plan, List *partitions, int nparts, bool has_
 	if (has_lower)
 		strlcpy(sh->lower, WatermarkToText(lower, plan->incremental->typid), PARALLEL_TEXT);
 	strlcpy(sh->upper, WatermarkToText(upper, plan->incremental->typid), PARALLEL_TEXT);
-	(void) SaveLeaderSettings(sh->settings, PARALLEL_SETTINGS);	/* fit: RunParallelLoad */
+	memcpy(sh->settings, settings, PARALLEL_SETTINGS);
 	sh->npartitions = list_length(partitions);
 	foreach(lc, partitions)
 		sh->partitions[foreach_current_index(lc)] = lfirst_oid(lc);
@@ -514,7 +515,7 @@ RunParallelLoad(RunState *rs, LoadPlan *plan, bool has_lower, Datum lower, Datum
 		(void) SerialBecause(rs->rec.def, "its session's settings are too long to hand to its parts");
 		return false;
 	}
-	if (!StartParts(rs, plan, partitions, nparts, has_lower, lower, upper))
+	if (!StartParts(rs, plan, partitions, nparts, has_lower, lower, upper, settings))
 	{
 		(void) SerialBecause(rs->rec.def, "no background worker slot was free for its parts");
 		return false;
