@@ -260,8 +260,9 @@ SELECT pipeline.uncapture('sc_stage.cap');
 
 -- (k) a target you made, with indexes of every kind: a primary key, a
 -- unique index on another column, an index on an expression and a partial
--- one. The initial load writes the rows in batches and fills each index as
--- an INSERT would (explain says so); amcheck finds every index holding
+-- one. The initial load writes the rows in batches, then builds each index
+-- after them as REINDEX would (explain says so): each index gets a new
+-- file, its name and definition kept. amcheck finds every index holding
 -- exactly the table's rows, and the rows are the MERGE's.
 CREATE EXTENSION amcheck;
 CREATE FUNCTION sc_stage.make_indexed(t text) RETURNS void LANGUAGE plpgsql AS $$
@@ -280,10 +281,16 @@ SELECT pipeline.create_pipeline(p, 'sc_stage.many', 'sc_core.' || p, unique_key 
                                 incremental_column => 'seq') > 0 AS created
   FROM unnest(ARRAY['ix', 'ix_m']) AS p;
 SELECT e FROM pipeline.explain('ix') AS e WHERE e LIKE '--%initial load%' OR e LIKE '--%bulk path%';
+-- each index's file before the load
+CREATE FUNCTION sc_stage.index_files(t regclass) RETURNS TABLE (index regclass, file oid) LANGUAGE sql AS $$
+    SELECT indexrelid::regclass, pg_relation_filenode(indexrelid) FROM pg_index WHERE indrelid = t $$;
+CREATE TABLE sc_stage.files AS SELECT * FROM sc_stage.index_files('sc_core.ix');
 SELECT pipeline.run('ix') > 0 AS ran, pipeline.run('ix_m') > 0 AS ran_m;
 SELECT count(*) AS loaded, sc_stage.differ('sc_core.ix', 'sc_core.ix_m', 'k, v, seq') AS differ,
        sc_stage.checked_indexes('sc_core.ix') AS checked_indexes
   FROM sc_core.ix;
+SELECT f.index, n.file <> f.file AS built_anew
+  FROM sc_stage.files f JOIN sc_stage.index_files('sc_core.ix') n USING (index) ORDER BY 1::text;
 SELECT pipeline_name, status, rows_read, rows_inserted, watermark_to
   FROM sc_stage.last_runs WHERE pipeline_name IN ('ix', 'ix_m') ORDER BY 1;
 -- the indexes answer queries: by key, by expression, by the partial index
@@ -294,8 +301,8 @@ SELECT (SELECT v FROM sc_core.ix WHERE k = 24999) AS by_key,
 RESET enable_seqscan;
 
 -- Two rows the unique index on v refuses fail the run as the INSERT would
--- (23505, the index named), and leave the target empty and the watermark
--- where it was.
+-- (23505, the index named; the context says the index was being built),
+-- and leave the target empty and the watermark where it was.
 CREATE TABLE sc_stage.dup_v (k integer PRIMARY KEY, v text, seq bigint NOT NULL);
 INSERT INTO sc_stage.dup_v SELECT g, 'v' || g, g FROM generate_series(1, 3000) g;
 UPDATE sc_stage.dup_v SET v = 'twice' WHERE k IN (1500, 2500);
@@ -314,6 +321,35 @@ SELECT count(*) AS bulk FROM pipeline.explain('uv') AS e WHERE e LIKE '--%bulk p
 UPDATE sc_stage.dup_v SET v = 'v' || k;
 SELECT pipeline.run('uv') > 0 AS ran;
 SELECT count(*) AS loaded, sc_stage.checked_indexes('sc_core.uv') AS checked_indexes FROM sc_core.uv;
+-- An exclusion constraint is checked by the build as the INSERT checks it
+-- (23P01, the constraint named), and nothing is loaded.
+UPDATE sc_stage.dup_v SET v = 'twice' WHERE k IN (1500, 2500);
+CREATE TABLE sc_core.xv (k integer PRIMARY KEY, v text, seq bigint NOT NULL, EXCLUDE USING btree (v WITH =));
+SELECT pipeline.create_pipeline('xv', 'sc_stage.dup_v', 'sc_core.xv', unique_key => ARRAY['k'],
+                                incremental_column => 'seq') > 0 AS created;
+SELECT pipeline.run('xv');
+SELECT status, error_sqlstate, error_message FROM pipeline.runs WHERE pipeline_name = 'xv';
+SELECT count(*) AS rows_in_target FROM sc_core.xv;
+UPDATE sc_stage.dup_v SET v = 'v' || k;
+-- An index the run's own transaction holds open (a cursor reads the
+-- target through it) cannot be built anew: the load fills it row by row,
+-- in the file it had, with every row.
+CREATE TABLE sc_core.cur (k integer PRIMARY KEY, v text, seq bigint NOT NULL);
+SELECT pipeline.create_pipeline('cur', 'sc_stage.dup_v', 'sc_core.cur', unique_key => ARRAY['k'],
+                                incremental_column => 'seq') > 0 AS created;
+TRUNCATE sc_stage.files;
+INSERT INTO sc_stage.files SELECT * FROM sc_stage.index_files('sc_core.cur');
+BEGIN;
+SET LOCAL enable_seqscan = off;
+DECLARE by_key CURSOR FOR SELECT k FROM sc_core.cur WHERE k > 0;
+FETCH by_key;
+SELECT pipeline.run('cur') > 0 AS ran;
+CLOSE by_key;
+COMMIT;
+SELECT count(*) AS loaded, sc_stage.checked_indexes('sc_core.cur') AS checked_indexes,
+       (SELECT bool_and(n.file = f.file) FROM sc_stage.files f JOIN sc_stage.index_files('sc_core.cur') n
+         USING (index)) AS same_files
+  FROM sc_core.cur;
 
 -- (l) a target that is one partition of a partitioned table, named on its
 -- own: a row outside the partition's bounds fails the run (23514) as an
@@ -406,11 +442,13 @@ UPDATE sc_stage.beyond SET k = 10002 WHERE k = 30000;
 SELECT pipeline.run('pb') > 0 AS ran;
 SELECT k, v, tableoid::regclass AS partition FROM sc_core.pb ORDER BY k;
 SELECT k AS fired FROM sc_stage.fired;
-SELECT pipeline.drop_pipeline(p) FROM unnest(ARRAY['ix', 'ix_m', 'uv', 'low', 'pt', 'pt_m', 'p40', 'pb']) AS p;
+SELECT pipeline.drop_pipeline(p) FROM unnest(ARRAY['ix', 'ix_m', 'uv', 'xv', 'cur', 'low', 'pt', 'pt_m', 'p40', 'pb']) AS p;
 DROP EXTENSION amcheck;
 
 -- (h) the first load of a target the pipeline's owner no longer owns
--- leaves its index to the table's owner, and says how.
+-- leaves its index to the table's owner, and says how; its primary key is
+-- filled row by row, in the file it had (only a table's owner builds its
+-- indexes anew).
 CREATE ROLE sc_owner;
 GRANT USAGE ON SCHEMA sc_stage, sc_core TO sc_owner;
 GRANT CREATE ON SCHEMA sc_core TO sc_owner;
@@ -421,10 +459,15 @@ SELECT pipeline.create_pipeline('given', 'sc_stage.plain', 'sc_core.given', uniq
 RESET ROLE;
 ALTER TABLE sc_core.given OWNER TO CURRENT_USER;
 GRANT INSERT, UPDATE, DELETE, SELECT ON sc_core.given TO sc_owner;
+TRUNCATE sc_stage.files;
+INSERT INTO sc_stage.files SELECT * FROM sc_stage.index_files('sc_core.given');
 SET client_min_messages = notice;
 SELECT pipeline.run('given') > 0 AS ran;
 SET client_min_messages = warning;
-SELECT count(*) AS loaded, sc_stage.indexes('sc_core.given') AS given FROM sc_core.given;
+SELECT count(*) AS loaded, sc_stage.indexes('sc_core.given') AS given,
+       (SELECT bool_and(n.file = f.file) FROM sc_stage.files f JOIN sc_stage.index_files('sc_core.given') n
+         USING (index)) AS same_files
+  FROM sc_core.given;
 SELECT pipeline.drop_pipeline('given', drop_target => true);
 REVOKE ALL ON SCHEMA sc_stage, sc_core FROM sc_owner;
 REVOKE ALL ON sc_stage.plain FROM sc_owner;

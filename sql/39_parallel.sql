@@ -184,6 +184,82 @@ RESET work_mem;
 SELECT pipeline.drop_pipeline('par_local');
 SELECT pipeline.drop_pipeline('par_local_serial');
 
+-- Each part builds the indexes of the partitions it loads empty after
+-- their rows, as a serial initial load does (each index gets a new file),
+-- when it can lock them at once and the run is all its transaction does
+-- (a statement that only calls pipeline.run, as here, or a run worker's).
+-- A leader whose own transaction read the target first holds locks on
+-- them that its parts must not wait for: they fill those indexes row by
+-- row instead, in the files they had, and the run neither waits nor
+-- fails. amcheck finds every index holding exactly its partition's rows
+-- either way.
+CREATE EXTENSION amcheck;
+CREATE TABLE par_core.built (region text NOT NULL, id bigint NOT NULL, amount integer,
+                             is_deleted boolean NOT NULL DEFAULT false, updated_at timestamptz NOT NULL,
+                             PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+CREATE INDEX ON par_core.built (amount);
+CREATE TABLE par_core.built_eu PARTITION OF par_core.built FOR VALUES IN ('eu');
+CREATE TABLE par_core.built_us PARTITION OF par_core.built FOR VALUES IN ('us');
+CREATE TABLE par_core.built_asia PARTITION OF par_core.built FOR VALUES IN ('asia');
+SELECT pipeline.create_pipeline('par_built', 'par_stage.events', 'par_core.built',
+                                unique_key => ARRAY['region', 'id'], incremental_column => 'updated_at',
+                                partition_column => 'region', create_target => false,
+                                parallel_workers => 2) > 0 AS created;
+-- the partitions' indexes, and their files before a load
+CREATE VIEW par_stage.built_indexes AS
+SELECT i.indexrelid::regclass AS index, pg_relation_filenode(i.indexrelid) AS file
+  FROM pg_index i JOIN pg_inherits h ON h.inhrelid = i.indrelid
+ WHERE h.inhparent = 'par_core.built'::regclass;
+CREATE TABLE par_stage.files AS SELECT * FROM par_stage.built_indexes;
+SET client_min_messages = notice;
+SELECT pipeline.run('par_built') > 0 AS ran;
+RESET client_min_messages;
+SELECT (SELECT count(*) FROM par_core.built) AS loaded,
+       (SELECT count(*) FROM (SELECT DISTINCT region, id FROM par_stage.events) AS k) AS keys,
+       count(*) FILTER (WHERE n.file <> f.file) AS built_anew, count(*) AS indexes,
+       count(bt_index_check(f.index, true)) AS checked
+  FROM par_stage.files f JOIN par_stage.built_indexes n USING (index);
+TRUNCATE par_core.built;
+SELECT pipeline.reset('par_built');
+TRUNCATE par_stage.files;
+INSERT INTO par_stage.files SELECT * FROM par_stage.built_indexes;
+BEGIN;
+SELECT count(*) AS read_first FROM par_core.built;
+SET LOCAL client_min_messages = notice;
+SELECT pipeline.run('par_built') > 0 AS ran;
+COMMIT;
+SELECT (SELECT count(*) FROM par_core.built) AS loaded,
+       count(*) FILTER (WHERE n.file <> f.file) AS built_anew, count(*) AS indexes,
+       count(bt_index_check(f.index, true)) AS checked
+  FROM par_stage.files f JOIN par_stage.built_indexes n USING (index);
+-- Nor do parts whose leader's transaction may go on after the run: a run
+-- inside a transaction block (as above), a function or a DO block, or in a
+-- statement that does more than call pipeline.run once. Their leader could
+-- then read the target and wait for ever for the parts' locks on the
+-- indexes they built. Here the DO block reads the target right after the
+-- run (lock_timeout would end a wait), without waiting: the parts filled
+-- the indexes. (It reads no row: the parts' rows are theirs, prepared,
+-- until its transaction commits.)
+TRUNCATE par_core.built;
+SELECT pipeline.reset('par_built');
+TRUNCATE par_stage.files;
+INSERT INTO par_stage.files SELECT * FROM par_stage.built_indexes;
+SET lock_timeout = '10s';
+DO $$
+BEGIN
+    PERFORM pipeline.run('par_built');
+    RAISE NOTICE 'read right after the run: % rows', (SELECT count(*) FROM par_core.built);
+END $$;
+RESET lock_timeout;
+SELECT count(*) FILTER (WHERE n.file <> f.file) AS built_anew, count(*) AS indexes,
+       count(bt_index_check(f.index, true)) AS checked
+  FROM par_stage.files f JOIN par_stage.built_indexes n USING (index);
+SELECT r.status, r.rows_read, r.rows_inserted
+  FROM pipeline.runs r WHERE r.pipeline_name = 'par_built' ORDER BY r.run_id;
+SELECT count(*) AS prepared_left FROM pg_prepared_xacts WHERE gid LIKE 'pg_pipeline:%';
+SELECT pipeline.drop_pipeline('par_built');
+DROP EXTENSION amcheck;
+
 SELECT pipeline.drop_pipeline('par');
 SELECT pipeline.drop_pipeline('par_serial');
 DROP SCHEMA par_stage CASCADE;

@@ -10,11 +10,17 @@
  * INSERT must do but write the heap and the indexes. So the rows' SELECT is
  * run with a receiver that writes its rows into the target in batches
  * (table_multi_insert with a bulk-insert state, as COPY FROM does): one WAL
- * record and one buffer lookup per page instead of per row. The indexes
- * are then filled row by row from the batch, as COPY FROM fills them
+ * record and one buffer lookup per page instead of per row. A table's
+ * indexes are built after its rows, as REINDEX builds them (one sort per
+ * index, its pages written whole; uniqueness and exclusion checked by the
+ * build, 23505 and 23P01), when the run can lock them all ACCESS EXCLUSIVE
+ * at once and owns the table (IndexesBuiltAfter), unless it is a parallel
+ * run's part whose leader's transaction goes on after the run
+ * (fill_indexes: parallel_load.c's CalledAlone); otherwise they are
+ * filled row by row from each batch, as COPY FROM fills them
  * (ExecInsertIndexTuples: uniqueness and exclusion are checked as an
- * INSERT checks them, 23505 and 23P01); none at all when the primary key
- * was deferred until after the data. NOT NULL is checked as the executor
+ * INSERT checks them); none at all when the primary key was deferred
+ * until after the data (initial_load.c). NOT NULL is checked as the executor
  * would (23502); columns of the target the pipeline does not load must
  * have been dropped. A partitioned target's rows are routed to their
  * partitions by the executor's own tuple routing (ExecFindPartition: a row
@@ -34,6 +40,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "catalog/pg_inherits.h"
@@ -41,7 +48,10 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "miscadmin.h"
 #include "nodes/params.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/lsyscache.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -66,6 +76,7 @@ typedef struct BulkBatch
 	TupleTableSlot *slots[BULK_BATCH_ROWS];
 	int			nslots;			/* slots created */
 	int			nused;			/* rows in the batch */
+	bool		build_after;	/* its indexes are built after its rows */
 } BulkBatch;
 
 /* The receiver of the rows' SELECT: it writes them into the target in batches */
@@ -90,6 +101,8 @@ typedef struct BulkReceiver
 	int			nrows;			/* rows in all batches */
 	Size		bytes;
 	uint64		processed;
+	List	   *to_build;		/* the indexes built after the rows */
+	bool		fill_indexes;	/* the plan's: build none after the rows */
 } BulkReceiver;
 
 /*
@@ -233,7 +246,7 @@ FlushBatch(BulkReceiver *r, BulkBatch *b)
 
 	table_multi_insert(b->rri->ri_RelationDesc, b->slots, b->nused, r->cid, TABLE_INSERT_SKIP_FSM,
 					   b->bistate);
-	for (int i = 0; i < b->nused && b->rri->ri_NumIndices > 0; i++)
+	for (int i = 0; i < b->nused && b->rri->ri_NumIndices > 0 && !b->build_after; i++)
 	{
 		List	   *recheck = ExecInsertIndexTuples(b->rri, b->slots[i], r->estate,
 													false, false, NULL, NIL);
@@ -275,6 +288,37 @@ FlushBatches(BulkReceiver *r)
 }
 
 /*
+ * IndexesBuiltAfter tells whether the indexes of the (empty) table rri
+ * writes into may be built after its rows rather than filled row by row:
+ * it has some, the load's owner (the current user) owns the table, each
+ * index is valid and open nowhere else in this session, and ACCESS
+ * EXCLUSIVE on each was granted at once, never waited for (a reader of the
+ * table, or the caller's own transaction in a parallel run's leader, keeps
+ * the row by row fill). The locks are then held to the end of the
+ * transaction: readers that come meanwhile wait for the load to commit.
+ */
+static bool
+IndexesBuiltAfter(ResultRelInfo *rri)
+{
+	int			locked = 0;
+	bool		all = rri->ri_NumIndices > 0 &&
+		pg_class_ownercheck(RelationGetRelid(rri->ri_RelationDesc), GetUserId());
+
+	for (int i = 0; all && i < rri->ri_NumIndices; i++)
+	{
+		Relation	index = rri->ri_IndexRelationDescs[i];
+
+		all = index->rd_index->indisvalid && index->rd_index->indisready && index->rd_index->indislive &&
+			index->rd_refcnt == 1 && ConditionalLockRelationOid(RelationGetRelid(index), AccessExclusiveLock);
+		locked += all ? 1 : 0;
+	}
+	if (!all)
+		for (int i = 0; i < locked; i++)
+			UnlockRelationOid(RelationGetRelid(rri->ri_IndexRelationDescs[i]), AccessExclusiveLock);
+	return all;
+}
+
+/*
  * BatchOf returns the batch of the table rri writes into, making it on
  * first use (in the caller's context: the SELECT's per-row one is reset)
  */
@@ -297,6 +341,7 @@ BatchOf(BulkReceiver *r, ResultRelInfo *rri)
 		b->bistate = GetBulkInsertState();
 		b->nslots = 0;
 		b->nused = 0;
+		b->build_after = !r->fill_indexes && IndexesBuiltAfter(rri);
 		MemoryContextSwitchTo(old);
 	}
 	return b;
@@ -433,6 +478,7 @@ StartBulkReceiver(BulkReceiver *r, LoadPlan *plan)
 	r->pub.mydest = DestNone;
 	r->rel = table_open(plan->target_relid, NoLock);
 	r->source_of = BulkColumnMap(plan, RelationGetDescr(r->rel));
+	r->fill_indexes = plan->fill_indexes;
 	if (r->source_of == NULL)
 		elog(ERROR, "pg_pipeline's bulk load does not fit target %s", plan->target_ident);
 	r->estate = CreateExecutorState();
@@ -470,6 +516,8 @@ EndBulkReceiver(BulkReceiver *r)
 	hash_seq_init(&seq, r->batches);
 	while ((b = hash_seq_search(&seq)) != NULL)
 	{
+		for (int i = 0; b->build_after && i < b->rri->ri_NumIndices; i++)
+			r->to_build = lappend_oid(r->to_build, RelationGetRelid(b->rri->ri_IndexRelationDescs[i]));
 		for (int i = 0; i < b->nslots; i++)
 			ExecDropSingleTupleTableSlot(b->slots[i]);
 		FreeBulkInsertState(b->bistate);
@@ -483,6 +531,63 @@ EndBulkReceiver(BulkReceiver *r)
 	FreeExecutorState(r->estate);
 	MemoryContextDelete(r->batch_cxt);
 	table_close(r->rel, NoLock);
+}
+
+/* BuildIndexContext names, in an error of an index's build, the load it is part of */
+static void
+BuildIndexContext(void *arg)
+{
+	errcontext("building index \"%s\" after the rows of the initial load (docs/exactly-once.md)",
+			   get_rel_name(*(Oid *) arg));
+}
+
+/*
+ * BuildIndexesAfter builds each index of to_build, which holds none of the
+ * rows just written, from its table, as REINDEX does: a new file, filled by
+ * one sort, its definition, name and constraint kept. A duplicate fails
+ * with 23505, an exclusion conflict with 23P01, with the message a row by
+ * row fill gives (the build's own says it could not create the index).
+ */
+static void
+BuildIndexesAfter(List *to_build)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ListCell   *lc;
+	ErrorContextCallback callback;
+	Oid			index = InvalidOid;
+
+	callback.callback = BuildIndexContext;
+	callback.arg = &index;
+	callback.previous = error_context_stack;
+	error_context_stack = &callback;
+	PG_TRY();
+	{
+		foreach(lc, to_build)
+		{
+			ReindexParams params = {0};
+
+			index = lfirst_oid(lc);
+			reindex_index(index, false, get_rel_persistence(IndexGetRelation(index, false)), &params);
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		if (edata->constraint_name && edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION)
+			edata->message = psprintf("duplicate key value violates unique constraint \"%s\"",
+									  edata->constraint_name);
+		else if (edata->constraint_name && edata->sqlerrcode == ERRCODE_EXCLUSION_VIOLATION)
+			edata->message = psprintf("conflicting key value violates exclusion constraint \"%s\"",
+									  edata->constraint_name);
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	error_context_stack = callback.previous;
+	CommandCounterIncrement();
 }
 
 /*
@@ -522,5 +627,7 @@ ExecuteBulkInsert(LoadPlan *plan, const char *rows_sql, int nargs, Oid *types, D
 	SPI_freeplan(select);
 	EndBulkReceiver(&r);
 	CommandCounterIncrement();
+	if (r.to_build != NIL)
+		BuildIndexesAfter(r.to_build);
 	return r.processed;
 }

@@ -385,6 +385,7 @@ StartRunState(RunState *rs, PipelineDef *def, RunRequest *req)
 	rs->rec.parent_run_id = req->parent_run_id;
 	rs->rec.attempt = req->attempt;
 	rs->record_failure_inline = req->record_failure_inline;
+	rs->ends_transaction = req->ends_transaction;
 	(void) TakeFailedCheck();	/* nothing of an earlier statement's */
 }
 
@@ -455,6 +456,7 @@ pipeline_run(PG_FUNCTION_ARGS)
 	RunRequest	req = {"manual", 0, 1, 0, false};
 
 	RequireArg(fcinfo, 0, "pipeline name");
+	req.ends_transaction = CalledAlone(fcinfo);
 	SPI_connect();
 	nestlevel = PinSearchPath();
 	run_id = RunPipeline(LoadPipelineByName(text_to_cstring(PG_GETARG_TEXT_PP(0)), false), &req);

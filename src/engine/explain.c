@@ -73,7 +73,8 @@ ExplainPipeline(PipelineDef *def)
 		rows = lappend(rows, BuildInitialInsert(plan, has_lower, has_upper));
 		if (BulkInsertFits(plan))
 			rows = lappend(rows, "-- nothing on the target asks more of that INSERT than its rows and their index entries:"
-						   " the run writes them in batches, as COPY FROM does (bulk path)");
+						   " the run writes them in batches, as COPY FROM does, and builds the indexes"
+						   " it can lock at once after them (bulk path)");
 	}
 	else
 		rows = lappend(rows, stmts->load);

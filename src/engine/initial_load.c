@@ -31,18 +31,18 @@
  * refuses them, an INSERT would apply them), and one with statement-level
  * UPDATE or DELETE triggers (the MERGE fires them, an INSERT would not).
  *
- * Indexes the target already has are kept and filled row by row: dropping
- * one would take an ACCESS EXCLUSIVE lock for the whole load (readers of
- * the target, who never wait for a run, would), and rebuilding a user's
+ * Indexes the target already has are never dropped: rebuilding a user's
  * index from its definition would lose what the pipeline does not know of
- * it. Only what the pipeline itself owes the target it created, until the
+ * it. What the pipeline itself owes the target it created, until the
  * first load, is built after the data: the index on the incremental column
  * (BuildOwedTargetIndex), and the primary key when that first load can lock
  * the empty table ACCESS EXCLUSIVE without waiting (DeferPrimaryKey). When
  * nothing but its rows and their index entries is due from the INSERT,
- * bulk_insert.c writes the rows in batches and fills the indexes from
- * them. The index DDL is a run's own (RunIndexDdl): the lineage event
- * trigger skips it.
+ * bulk_insert.c writes the rows in batches and builds the indexes it can
+ * lock at once after them, each in a new file as REINDEX builds it (name,
+ * definition and constraint kept); the INSERT, and the bulk path for an
+ * index someone holds, fill them row by row. The index DDL is a run's own
+ * (RunIndexDdl): the lineage event trigger skips it.
  *
  *-------------------------------------------------------------------------
  */

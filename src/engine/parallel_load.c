@@ -40,8 +40,12 @@
 #include "access/xact.h"
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/plannodes.h"
+#include "tcop/pquery.h"
 #include "partitioning/partdesc.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -339,6 +343,73 @@ ParallelSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 		FinishParallelRun(PARTS_ABORT);
 }
 
+/* What CalledAlone looks for in a statement: calls of the function itself */
+typedef struct AloneContext
+{
+	Oid			self;
+	int			calls;
+} AloneContext;
+
+/* NotAloneFunction: a function other than the call's own and a built-in that is not volatile */
+static bool
+NotAloneFunction(Oid funcid, void *context)
+{
+	AloneContext *cx = context;
+
+	if (funcid == cx->self)
+	{
+		cx->calls++;
+		return false;
+	}
+	return funcid >= FirstGenbkiObjectId || func_volatile(funcid) == PROVOLATILE_VOLATILE;
+}
+
+/* NotAlone: an expression that could do more than call the function and built-ins */
+static bool
+NotAlone(Node *node, AloneContext *cx)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, SubLink) || IsA(node, SubPlan) || IsA(node, AlternativeSubPlan) ||
+		check_functions_in_node(node, NotAloneFunction, cx))
+		return true;
+	return expression_tree_walker(node, NotAlone, cx);
+}
+
+/*
+ * CalledAlone tells whether the function fcinfo calls is all its
+ * transaction does: outside a transaction block, the top-level statement
+ * is a CALL of it, or a SELECT of it once, without a table, a subquery or
+ * a function but built-in ones. Only such a run's parts build indexes
+ * after their rows: what they lock ACCESS EXCLUSIVE stays locked, prepared,
+ * until the leader's transaction commits, and that transaction, were it to
+ * go on and read the target, would wait for its own parts for ever.
+ */
+bool
+CalledAlone(FunctionCallInfo fcinfo)
+{
+	PlannedStmt *stmt;
+	AloneContext cx = {fcinfo->flinfo->fn_oid, 0};
+	ListCell   *lc;
+
+	if (IsTransactionBlock() || ActivePortal == NULL || list_length(ActivePortal->stmts) != 1)
+		return false;
+	stmt = linitial_node(PlannedStmt, ActivePortal->stmts);
+	if (stmt->commandType == CMD_UTILITY)
+		return IsA(stmt->utilityStmt, CallStmt) &&
+			((CallStmt *) stmt->utilityStmt)->funcexpr->funcid == cx.self;
+	if (stmt->commandType != CMD_SELECT || !IsA(stmt->planTree, Result) ||
+		stmt->planTree->lefttree != NULL || stmt->planTree->initPlan != NIL || stmt->subplans != NIL)
+		return false;
+	foreach(lc, stmt->rtable)
+		if (lfirst_node(RangeTblEntry, lc)->rtekind != RTE_RESULT)
+			return false;
+	if (NotAlone((Node *) stmt->planTree->targetlist, &cx) || NotAlone((Node *) stmt->planTree->qual, &cx) ||
+		NotAlone(((Result *) stmt->planTree)->resconstantqual, &cx))
+		return false;
+	return cx.calls == 1;
+}
+
 /* ParallelPauseSetting reads pipeline.parallel_pause */
 static ParallelPause
 ParallelPauseSetting(void)
@@ -381,6 +452,7 @@ StartParts(RunState *rs, LoadPlan *plan, List *partitions, int nparts, bool has_
 	sh->nparts = nparts;
 	sh->nchecks = list_length(plan->row_checks);
 	sh->has_lower = has_lower;
+	sh->build_indexes = rs->ends_transaction;
 	if (has_lower)
 		strlcpy(sh->lower, WatermarkToText(lower, plan->incremental->typid), PARALLEL_TEXT);
 	strlcpy(sh->upper, WatermarkToText(upper, plan->incremental->typid), PARALLEL_TEXT);

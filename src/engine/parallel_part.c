@@ -167,6 +167,7 @@ LoadParallelPart(ParallelShared *sh, int part)
 		plan->target_relid = sh->partitions[i];
 		plan->target_ident = PartitionIdent(sh->partitions[i]);
 		plan->part_relid = sh->partitions[i];
+		plan->fill_indexes = !sh->build_indexes;
 		ExecuteLoadStep(plan, sh->has_lower, lower, true, upper, &slot->counts);
 		FlushRowChecks(plan, sh->run_id);
 	}

@@ -28,6 +28,7 @@ typedef struct RunState
 	struct BackfillRange *range;	/* a backfill's range and batches (backfill.c) */
 	bool		may_go_parallel;	/* its caller's transaction wrote nothing
 									 * before it (parallel_load.c) */
+	bool		ends_transaction;	/* RunRequest's */
 } RunState;
 
 /* One step of a run, in a subtransaction (RunGuarded) */

@@ -220,6 +220,7 @@ pipeline_run_worker_main(Datum arg)
 	}
 	req.run_id = NextRunId();
 	req.record_failure_inline = true;
+	req.ends_transaction = true;	/* its transaction commits right after it */
 	memset(&start, 0, sizeof(start));
 	start.run_id = req.run_id;
 	start.def = def;

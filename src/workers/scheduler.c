@@ -197,6 +197,8 @@ pipeline_scheduled_run(PG_FUNCTION_ARGS)
 	{
 		RunRequest	req = {"schedule", 0, 1, 0, false};
 
+		req.ends_transaction = CalledAlone(fcinfo);
+
 		SPI_connect();
 		nestlevel = PinSearchPath();
 		(void) RunPipeline(LoadPipelineByName(name, false), &req);

@@ -225,7 +225,14 @@ osql(q{
     eval { $locker->quit; };
     is(osql(q{SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'pg_pipeline:%'}), 1,
        'no launcher: the part is still prepared after the restart');
-    is(osql(q{SELECT count(*) FROM s.dst}) < 100 ? 1 : 0, 1, 'no launcher: and its rows are not visible');
+    # the part built its partition's index after the rows: until it is
+    # finished, it holds that index ACCESS EXCLUSIVE, and readers wait
+    my ($rc, $out, $err) = $node->psql('other', q{SET lock_timeout = '200ms'; SELECT count(*) FROM s.dst});
+    like($err, qr/lock timeout/, 'no launcher: a reader of the target waits for the part');
+    is(osql(q{SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+               WHERE l.pid IS NULL AND l.mode = 'AccessExclusiveLock' AND c.relkind = 'i'
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())}), 1,
+       'no launcher: the prepared part holds the index it built');
     osql(q{INSERT INTO s.src (region, id, v) VALUES ('a', 1000, 2), ('b', 1001, 2)});
     osql(q{SELECT pipeline.run('p')});
     is(osql(q{SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'pg_pipeline:%'}), 0,

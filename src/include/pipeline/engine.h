@@ -106,6 +106,9 @@ typedef struct LoadPlan
 	Oid			part_relid;		/* a parallel run's part: the target is this
 								 * partition, the window the rows it takes
 								 * (parallel_part.c) */
+	bool		fill_indexes;	/* the bulk path fills the indexes row by row,
+								 * never builds them after the rows (a part
+								 * whose leader's transaction goes on) */
 	bool		distributed;	/* the target is a Citus table (docs/citus.md) */
 	bool		upsert;			/* ... and Citus cannot MERGE it: local and
 								 * Citus tables across source and target
@@ -388,6 +391,9 @@ typedef struct ParallelShared
 	char		upper[PARALLEL_TEXT];
 	char		settings[PARALLEL_SETTINGS];	/* the leader's, for its parts
 												 * (SaveLeaderSettings) */
+	bool		build_indexes;	/* the parts may build indexes after their
+								 * rows: the leader's transaction ends with
+								 * the run (parallel_load.c) */
 	PartSlot	slots[PIPELINE_MAX_PARALLEL_WORKERS];
 	int			npartitions;
 	Oid			partitions[FLEXIBLE_ARRAY_MEMBER];	/* partition i goes to part i % nparts */
@@ -398,6 +404,7 @@ extern void ParallelLoadInit(void);
 extern void RequirePreparedTransactions(PipelineDef *def, int workers);
 extern void PartGid(char *gid, int64 pipeline_id, int64 run_id, int part);
 extern bool SaveLeaderSettings(char *buf, Size size);
+extern bool CalledAlone(FunctionCallInfo fcinfo);
 extern void TakeLeaderSettings(const char *buf);
 extern void LoadParallelPart(ParallelShared *sh, int part);
 extern void PauseParallelPart(ParallelShared *sh, int part, ParallelPause point);

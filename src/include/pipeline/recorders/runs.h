@@ -23,6 +23,9 @@ typedef struct RunRequest
 	int32		attempt;		/* 1 for a first attempt */
 	int64		run_id;			/* a 'running' record already written, or 0 */
 	bool		record_failure_inline;	/* the caller records a failure itself */
+	bool		ends_transaction;	/* nothing runs after it in its transaction
+									 * (a run worker's, or a statement that is
+									 * the call alone: CalledAlone) */
 } RunRequest;
 
 /* Row counts of one run (or of one batch) */
