@@ -89,14 +89,16 @@ with a context created, keyed and freed per token. What remains above the
 token, two copies of a digest context (an allocation and a free each)
 around the two SHA-256 compressions, about 0.25 s of libcrypto for the
 1,000,000 tokens in a profile of the masked load; then the three function
-calls per row and their output values. Since the bulk path fills the
-target's indexes from its batches, both loads are faster (no masks was
-2,251 ms), so the same cost is a larger share. On this shared machine
-separate runs of this script scatter around the target: on 2026-11-30,
-1.27, 1.30, 1.18 and 1.21 with one code (five or nine repetitions each),
-then 1.171 and 1.165 (nine repetitions each) once a token's text was no
-longer formatted per row; one run's ratio says no more than that the cost
-is about 1.2. $REPS runs each, alternated, each in a fresh session after a
+calls per row and their output values. The masks' cost is 0.31-0.33 s
+per 1,000,000 rows; the ratio is that cost over a base load that keeps
+getting faster. With the target's indexes filled from each batch (no
+masks 1,550-1,850 ms; it was 2,251 ms row by row), separate runs of this
+script on 2026-11-30 gave 1.27, 1.30, 1.18 and 1.21, then 1.171 and 1.165
+once a token's text was no longer formatted per row: the 1.2 target met.
+Since the bulk path builds the target's two indexes after the rows
+(docs/exactly-once.md), no masks takes 1,000-1,090 ms and masked
+1,300-1,420 ms (two runs): the same masks' cost over a base 35% faster,
+so the ratio is about 1.3 and the target is missed again. $REPS runs each, alternated, each in a fresh session after a
 CHECKPOINT, the target emptied and the watermark reset before each;
 shared_buffers 1GB, autovacuum off, no parallel query.
 <!-- masks:end -->

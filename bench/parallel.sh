@@ -175,19 +175,29 @@ index on \`updated_at\`; the target is created by the script (primary key on
 anew ($REPS runs each, in rotating order, each in a fresh session after a
 CHECKPOINT, time as psql reports it, commit and COMMIT PREPARED included).
 All three take the initial load's bulk path (docs/exactly-once.md, "Rows
-in batches": the rows written in batches, as \`COPY FROM\` writes them, the
-primary key filled from each batch): the serial run through the
-partitioned target, its partitions locked and each row routed by the
-executor's tuple routing to a batch of its partition's, each part of the
-parallel run into its own partitions. The unpartitioned load is the same
-rows by the same path into one table: serial ÷ unpartitioned ($path) is
-what routing rows to partitions costs, unpartitioned ÷ parallel ($core)
-what the second core gives. Before the bulk path filled indexes and routed
-rows, all three inserted row by row through the executor: serial 4,034 ms,
-parallel 2,847 ms (1.42), unpartitioned 3,563 ms. Separate runs of this
-script on this shared machine scatter: on 2026-11-30, with the same code,
-serial ÷ parallel was 1.49, 1.53, 1.55, 1.59, 1.60 and 1.64, short of the
-1.6 goal more often than not.
+in batches": the rows written in batches, as \`COPY FROM\` writes them,
+then each table's primary key built after its rows, in one sort): the
+serial run through the partitioned target, its partitions locked and each
+row routed by the executor's tuple routing to a batch of its partition's,
+each part of the parallel run into its own partitions (the run is all its
+statement does, so the parts build their partitions' keys too:
+docs/parallel.md, "Indexes"). The unpartitioned load is the same rows by
+the same path into one table: serial ÷ unpartitioned ($path) is what
+routing rows to partitions costs, unpartitioned ÷ parallel ($core) what
+the second core gives. History of this load on this machine: row by row
+through the executor, serial 4,034 ms, parallel 2,847 ms (1.42); rows in
+batches with the key filled from each batch, serial 2,750-3,170 ms,
+parallel 1,770-1,960 ms, serial ÷ parallel 1.49 to 1.64 over seven runs
+of this script on 2026-11-30; the key built after the rows (this run),
+both about 30% faster again. Building the key after the rows saves the
+serial run more than it saves each part (it builds four keys; each part
+builds two, while the other part's work competes for the second core),
+so the ratio went down as both times did. What keeps the parts from 2x:
+each part scans the whole window once per partition it loads (the
+partition's constraint filters the source, which a hash partitioning
+cannot index), about 0.15 s of CPU per scan of these 2,000,000 rows; one
+scan per part was tried and sorts twice the rows at once, past work_mem
+(docs/parallel.md).
 $( [ -n "$profile" ] && cat <<PROFILE
 
 Where the time of a parallel run goes (\`BENCH_PROFILE=1\`: one more
