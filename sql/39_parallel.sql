@@ -211,27 +211,31 @@ SELECT i.indexrelid::regclass AS index, pg_relation_filenode(i.indexrelid) AS fi
   FROM pg_index i JOIN pg_inherits h ON h.inhrelid = i.indrelid
  WHERE h.inhparent = 'par_core.built'::regclass;
 CREATE TABLE par_stage.files AS SELECT * FROM par_stage.built_indexes;
-SET client_min_messages = notice;
-SELECT pipeline.run('par_built') > 0 AS ran;
-RESET client_min_messages;
+-- after a load: the rows, the keys of the source, the indexes built anew,
+-- and those amcheck checked
+CREATE VIEW par_stage.built_state AS
 SELECT (SELECT count(*) FROM par_core.built) AS loaded,
        (SELECT count(*) FROM (SELECT DISTINCT region, id FROM par_stage.events) AS k) AS keys,
        count(*) FILTER (WHERE n.file <> f.file) AS built_anew, count(*) AS indexes,
        count(bt_index_check(f.index, true)) AS checked
   FROM par_stage.files f JOIN par_stage.built_indexes n USING (index);
-TRUNCATE par_core.built;
-SELECT pipeline.reset('par_built');
-TRUNCATE par_stage.files;
-INSERT INTO par_stage.files SELECT * FROM par_stage.built_indexes;
+-- an empty target again, its watermark reset and its index files kept
+CREATE FUNCTION par_stage.empty_built() RETURNS void LANGUAGE sql AS $$
+    TRUNCATE par_core.built;
+    SELECT pipeline.reset('par_built');
+    TRUNCATE par_stage.files;
+    INSERT INTO par_stage.files SELECT * FROM par_stage.built_indexes $$;
+SET client_min_messages = notice;
+SELECT pipeline.run('par_built') > 0 AS ran;
+RESET client_min_messages;
+SELECT * FROM par_stage.built_state;
+SELECT par_stage.empty_built();
 BEGIN;
 SELECT count(*) AS read_first FROM par_core.built;
 SET LOCAL client_min_messages = notice;
 SELECT pipeline.run('par_built') > 0 AS ran;
 COMMIT;
-SELECT (SELECT count(*) FROM par_core.built) AS loaded,
-       count(*) FILTER (WHERE n.file <> f.file) AS built_anew, count(*) AS indexes,
-       count(bt_index_check(f.index, true)) AS checked
-  FROM par_stage.files f JOIN par_stage.built_indexes n USING (index);
+SELECT * FROM par_stage.built_state;
 -- Nor do parts whose leader's transaction may go on after the run: a run
 -- inside a transaction block (as above), a function or a DO block, or in a
 -- statement that does more than call pipeline.run once. Their leader could
@@ -240,10 +244,7 @@ SELECT (SELECT count(*) FROM par_core.built) AS loaded,
 -- run (lock_timeout would end a wait), without waiting: the parts filled
 -- the indexes. (It reads no row: the parts' rows are theirs, prepared,
 -- until its transaction commits.)
-TRUNCATE par_core.built;
-SELECT pipeline.reset('par_built');
-TRUNCATE par_stage.files;
-INSERT INTO par_stage.files SELECT * FROM par_stage.built_indexes;
+SELECT par_stage.empty_built();
 SET lock_timeout = '10s';
 DO $$
 BEGIN
@@ -251,13 +252,12 @@ BEGIN
     RAISE NOTICE 'read right after the run: % rows', (SELECT count(*) FROM par_core.built);
 END $$;
 RESET lock_timeout;
-SELECT count(*) FILTER (WHERE n.file <> f.file) AS built_anew, count(*) AS indexes,
-       count(bt_index_check(f.index, true)) AS checked
-  FROM par_stage.files f JOIN par_stage.built_indexes n USING (index);
+SELECT * FROM par_stage.built_state;
 SELECT r.status, r.rows_read, r.rows_inserted
   FROM pipeline.runs r WHERE r.pipeline_name = 'par_built' ORDER BY r.run_id;
 SELECT count(*) AS prepared_left FROM pg_prepared_xacts WHERE gid LIKE 'pg_pipeline:%';
 SELECT pipeline.drop_pipeline('par_built');
+DROP VIEW par_stage.built_state;
 DROP EXTENSION amcheck;
 
 SELECT pipeline.drop_pipeline('par');
