@@ -98,6 +98,7 @@ printf 'the collector received %s events; outbox: %s\n' "$received" "$states"
 
 section=$(mktemp -t pp-bench-ol-md.XXXXXX)
 {
+    echo "<!-- openlineage:start -->"
     echo "## OpenLineage delivery"
     echo
     echo "Produced by \`bash bench/openlineage.sh\` on $(date -u +%Y-%m-%d) ($(nproc) cores, shared with other work)."
@@ -109,12 +110,14 @@ section=$(mktemp -t pp-bench-ol-md.XXXXXX)
     echo "| 10 new rows | $ten_off | $ten_on | $(awk -v a="$ten_on" -v b="$ten_off" 'BEGIN { printf "%.3f", a - b }') |"
     echo
     echo "The collector received $received events; the outbox at the end: $states. The cost is a constant per run (a few catalog queries for the facets, the column lineage records, two INSERTs), paid only with \`pipeline.openlineage_url\` set; the posting itself happens in the sender, outside the run."
+    echo "<!-- openlineage:end -->"
 } >"$section"
 python3 - "$REPORT" "$section" <<'PY'
 import re, sys
 report, section = sys.argv[1], open(sys.argv[2]).read().rstrip("\n") + "\n"
 text = open(report).read()
-pattern = re.compile(r"^## OpenLineage delivery\n.*?(?=^## |\Z)", re.S | re.M)
+# between its markers (bench/run.sh keeps marked sections when it rewrites the page)
+pattern = re.compile(r"^<!-- openlineage:start -->\n.*?^<!-- openlineage:end -->\n", re.S | re.M)
 text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
 open(report, "w").write(text)
 PY
