@@ -435,6 +435,7 @@ RunPipeline(PipelineDef *def, RunRequest *req)
 	StartRunState(&rs, def, req);
 	/* part workers see what committed: nothing the caller wrote before */
 	rs.may_go_parallel = !TransactionIdIsValid(GetTopTransactionIdIfAny());
+	rs.in_transaction_block = IsTransactionBlock();
 	CheckRunnable(def, "run");
 	if (!TryLockPipeline(def->id, false))
 		return RecordSkippedRun(&rs);

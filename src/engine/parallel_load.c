@@ -25,7 +25,11 @@
  * by the launcher's pass and by the next run of the pipeline).
  *
  * A run goes serial, with a NOTICE saying why, when its caller's
- * transaction wrote before it (the parts could not see those writes), when
+ * transaction wrote before it (the parts could not see those writes) or is
+ * a transaction block (a later statement of it that wrote the target, or
+ * read an index a part built, would wait for the parts' prepared locks,
+ * which only that transaction's commit releases: the deadlock detector
+ * cannot see such a wait), when
  * the target is not partitioned by partition_column into plain partitions
  * of the column's type, the partition column is masked or converted, a set
  * check other than row_count would read the target, the target owes an
@@ -209,6 +213,8 @@ ParallelApplies(RunState *rs, LoadPlan *plan)
 	RequirePreparedTransactions(def, def->parallel_workers);
 	if (!rs->may_go_parallel)
 		return SerialBecause(def, "the transaction it runs in wrote before it, and its part workers could not see that");
+	if (rs->in_transaction_block)
+		return SerialBecause(def, "it runs in a transaction block, whose later statements could wait for ever for the locks its own prepared parts hold until that transaction commits");
 	if (def->target_index_pending)
 		return SerialBecause(def, "its target owes the index it was created without");
 	if (rs->rec.schema_changes != NULL)

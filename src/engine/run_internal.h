@@ -29,6 +29,8 @@ typedef struct RunState
 	bool		may_go_parallel;	/* its caller's transaction wrote nothing
 									 * before it (parallel_load.c) */
 	bool		ends_transaction;	/* RunRequest's */
+	bool		in_transaction_block;	/* its caller's transaction is a block
+										 * (read before the run's subtransaction) */
 } RunState;
 
 /* One step of a run, in a subtransaction (RunGuarded) */
