@@ -567,7 +567,8 @@ BuildIndexesAfter(List *to_build)
 			ReindexParams params = {0};
 
 			index = lfirst_oid(lc);
-			reindex_index(index, false, get_rel_persistence(IndexGetRelation(index, false)), &params);
+			/* (an index is as persistent as its table) */
+			reindex_index(index, false, get_rel_persistence(index), &params);
 		}
 	}
 	PG_CATCH();
