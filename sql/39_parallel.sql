@@ -151,13 +151,17 @@ RESET client_min_messages;
 -- The parts evaluate the load with their leader's settings, as a serial
 -- run does: a source whose rows depend on TimeZone, DateStyle and
 -- work_mem loads the same rows either way, under the caller's settings
--- (here not the server's).
+-- (here not the server's). A part starts no parallel worker of its own
+-- (helpers: max_parallel_maintenance_workers and
+-- max_parallel_workers_per_gather), whatever its leader's session allows.
 CREATE VIEW par_stage.local AS
 SELECT region, id, updated_at, updated_at::text AS local_time,
-       current_setting('DateStyle') AS date_style, current_setting('work_mem') AS work_mem
+       current_setting('DateStyle') AS date_style, current_setting('work_mem') AS work_mem,
+       current_setting('max_parallel_maintenance_workers') || ' ' ||
+       current_setting('max_parallel_workers_per_gather') AS helpers
   FROM par_stage.events;
 CREATE TABLE par_core.local (region text NOT NULL, id bigint NOT NULL, updated_at timestamptz NOT NULL,
-                             local_time text, date_style text, work_mem text,
+                             local_time text, date_style text, work_mem text, helpers text,
                              PRIMARY KEY (region, id)) PARTITION BY LIST (region);
 CREATE TABLE par_core.local_eu PARTITION OF par_core.local FOR VALUES IN ('eu');
 CREATE TABLE par_core.local_us PARTITION OF par_core.local FOR VALUES IN ('us');
@@ -170,17 +174,24 @@ SELECT pipeline.create_pipeline(p, 'par_stage.local', t, unique_key => ARRAY['re
 SET TimeZone = 'Asia/Tokyo';
 SET DateStyle = 'SQL, DMY';
 SET work_mem = '5MB';
+SET max_parallel_maintenance_workers = 1;
+SET max_parallel_workers_per_gather = 1;
 SET client_min_messages = notice;
 SELECT pipeline.run('par_local') > 0 AS ran, pipeline.run('par_local_serial') > 0 AS ran_serial;
 RESET client_min_messages;
 SELECT count(*) AS loaded,
-       NOT EXISTS (SELECT * FROM par_core.local EXCEPT SELECT * FROM par_core.local_serial)
-   AND NOT EXISTS (SELECT * FROM par_core.local_serial EXCEPT SELECT * FROM par_core.local) AS same_rows
+       NOT EXISTS (SELECT region, id, updated_at, local_time, date_style, work_mem FROM par_core.local
+                   EXCEPT SELECT region, id, updated_at, local_time, date_style, work_mem FROM par_core.local_serial)
+   AND NOT EXISTS (SELECT region, id, updated_at, local_time, date_style, work_mem FROM par_core.local_serial
+                   EXCEPT SELECT region, id, updated_at, local_time, date_style, work_mem FROM par_core.local) AS same_rows
   FROM par_core.local;
-SELECT DISTINCT right(local_time, 3) AS zone, date_style, work_mem FROM par_core.local;
+SELECT DISTINCT right(local_time, 3) AS zone, date_style, work_mem, helpers FROM par_core.local;
+SELECT DISTINCT helpers AS serial_helpers FROM par_core.local_serial;
 RESET TimeZone;
 RESET DateStyle;
 RESET work_mem;
+RESET max_parallel_maintenance_workers;
+RESET max_parallel_workers_per_gather;
 SELECT pipeline.drop_pipeline('par_local');
 SELECT pipeline.drop_pipeline('par_local_serial');
 

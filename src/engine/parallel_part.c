@@ -102,9 +102,23 @@ SaveLeaderSettings(char *buf, Size size)
 	return true;
 }
 
-/* TakeLeaderSettings sets, in a part's transaction, the settings its leader saved */
+/*
+ * The settings a part sets for itself: it starts no parallel worker of its
+ * own (a scan's or an index build's). The run's parallelism is its parts,
+ * one per core it may take; a helper of a part would compete with the
+ * other parts for those cores (docs/parallel.md).
+ */
+static const char *const part_settings[][2] = {
+	{"max_parallel_workers_per_gather", "0"},
+	{"max_parallel_maintenance_workers", "0"},
+};
+
+/*
+ * TakePartSettings sets, in a part's transaction, the settings its leader
+ * saved, then the part's own
+ */
 void
-TakeLeaderSettings(const char *buf)
+TakePartSettings(const char *buf)
 {
 	while (*buf != '\0')
 	{
@@ -113,6 +127,9 @@ TakeLeaderSettings(const char *buf)
 		(void) set_config_option(buf, value, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SET, true, ERROR, false);
 		buf = value + strlen(value) + 1;
 	}
+	for (int i = 0; i < lengthof(part_settings); i++)
+		(void) set_config_option(part_settings[i][0], part_settings[i][1], PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SET, true, ERROR, false);
 }
 
 /* PartitionIdent is a partition's name, qualified and quoted */

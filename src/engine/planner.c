@@ -235,6 +235,14 @@ AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
 		return;
 	inc = Col(alias, plan->incremental->name);
 	appendStringInfoString(buf, " WHERE ");
+
+	/*
+	 * a part of a parallel run: the rows of its partition (parallel_part.c).
+	 * Tested first: it rejects most of the window's rows (the other
+	 * partitions'), each read only up to the partition key.
+	 */
+	if (OidIsValid(plan->part_relid))
+		appendStringInfo(buf, "(%s) AND ", PartitionPredicate(plan->part_relid, alias));
 	if (has_lower)
 		appendStringInfo(buf, "%s %s $1", inc, plan->lower_inclusive ? ">=" : ">");
 	if (has_lower && has_upper)
@@ -243,9 +251,6 @@ AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
 		appendStringInfo(buf, "%s %s $2", inc, upper_op);
 	if (plan->partition)
 		AppendPartitionPredicate(buf, plan, alias);
-	/* a part of a parallel run: the rows of its partition (parallel_part.c) */
-	if (OidIsValid(plan->part_relid))
-		appendStringInfo(buf, " AND (%s)", PartitionPredicate(plan->part_relid, alias));
 }
 
 static void AppendCheckGate(StringInfo buf, LoadPlan *plan, const char *alias);

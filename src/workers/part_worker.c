@@ -82,7 +82,7 @@ LoadAndPrepare(ParallelShared *sh, int part, const char *gid)
 	StartTransactionCommand();
 	SPI_connect();
 	/* what the leader's session evaluates with, a serial run's settings */
-	TakeLeaderSettings(sh->settings);
+	TakePartSettings(sh->settings);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	nestlevel = PinSearchPath();
 	ReportState(sh, slot, PART_LOADING);
