@@ -188,16 +188,19 @@ the second core gives. History of this load on this machine: row by row
 through the executor, serial 4,034 ms, parallel 2,847 ms (1.42); rows in
 batches with the key filled from each batch, serial 2,750-3,170 ms,
 parallel 1,770-1,960 ms, serial ÷ parallel 1.49 to 1.64 over seven runs
-of this script on 2026-11-30; the key built after the rows (this run),
-both about 30% faster again. Building the key after the rows saves the
-serial run more than it saves each part (it builds four keys; each part
-builds two, while the other part's work competes for the second core),
-so the ratio went down as both times did. What keeps the parts from 2x:
-each part scans the whole window once per partition it loads (the
-partition's constraint filters the source, which a hash partitioning
-cannot index), about 0.15 s of CPU per scan of these 2,000,000 rows; one
-scan per part was tried and sorts twice the rows at once, past work_mem
-(docs/parallel.md).
+of this script on 2026-11-30; the key built after the rows, both about
+30% faster again, 1.52 to 1.56. Each part's index builds then started a
+parallel worker each, as the serial run's do, and four processes
+competed for the two cores: 1.45 with them, 1.55 without, one run each
+on a quieter machine; parts now start no helper of their own (this run,
+which also tests each row's partition before its window: a scan of these
+2,000,000 rows that keeps one partition's, 134 ms before, 117 ms after).
+What keeps the parts from 2x: each part scans the whole window once per
+partition it loads (the partition's constraint filters the source, which
+a hash partitioning cannot index), about 0.12 s of CPU per scan. Reading
+the window once per part costs as much: one sort of twice the rows, past
+work_mem (420 ms against 421 ms for two scans, one session), or a copy of
+the rows into a store per partition (825 ms through a materialized CTE).
 $( [ -n "$profile" ] && cat <<PROFILE
 
 Where the time of a parallel run goes (\`BENCH_PROFILE=1\`: one more
@@ -210,9 +213,12 @@ writes that partition's rows: together the parts
 do more CPU work than the one serial load, and they run on what this
 machine, shared with other work (the load average above), leaves them (the
 cores figure). Both also write WAL ($wal for this load, fsync on), which
-one process at a time writes out: sampling the parts' wait events while
-writing this page showed them waiting on \`LWLock:WALWrite\` about one
-sample in six. The top of the profile of the parallel run (processes
+one process at a time writes out: sampling the parts' wait events every
+2 ms found them in a wait event about one sample in six (extending
+their files, writing and reading pages, writing and syncing WAL, syncing a
+built index), most of it the kernel's copying; about one sample in twenty
+leaves a core idle: the fsyncs, and \`LWLock:WALWrite\` (a finished WAL
+segment's fsync holds that lock, which the other part then waits for). The top of the profile of the parallel run (processes
 named postgres only; other servers on the machine included):
 
 \`\`\`
