@@ -26,10 +26,11 @@
  *
  * A run goes serial, with a NOTICE saying why, when its caller's
  * transaction wrote before it (the parts could not see those writes) or is
- * a transaction block (a later statement of it that wrote the target, or
- * read an index a part built, would wait for the parts' prepared locks,
- * which only that transaction's commit releases: the deadlock detector
- * cannot see such a wait), when
+ * a transaction block or runs other statements sent with the run's (a
+ * later statement of it that wrote the target, or read an index a part
+ * built, would wait for the parts' prepared locks, which only that
+ * transaction's commit releases: the deadlock detector cannot see such a
+ * wait), when
  * the target is not partitioned by partition_column into plain partitions
  * of the column's type, the partition column is masked or converted, a set
  * check other than row_count would read the target, the target owes an
@@ -49,13 +50,14 @@
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/plannodes.h"
-#include "tcop/pquery.h"
 #include "partitioning/partdesc.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
+#include "tcop/pquery.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -215,6 +217,8 @@ ParallelApplies(RunState *rs, LoadPlan *plan)
 		return SerialBecause(def, "the transaction it runs in wrote before it, and its part workers could not see that");
 	if (rs->in_transaction_block)
 		return SerialBecause(def, "it runs in a transaction block, whose later statements could wait for ever for the locks its own prepared parts hold until that transaction commits");
+	if (rs->among_statements)
+		return SerialBecause(def, "it was sent with other statements that run in its transaction (a pg_cron job's command, run by a background worker), which could wait for ever for the locks its own prepared parts hold until that transaction commits");
 	if (def->target_index_pending)
 		return SerialBecause(def, "its target owes the index it was created without");
 	if (rs->rec.schema_changes != NULL)
@@ -398,7 +402,8 @@ CalledAlone(FunctionCallInfo fcinfo)
 	AloneContext cx = {fcinfo->flinfo->fn_oid, 0};
 	ListCell   *lc;
 
-	if (IsTransactionBlock() || ActivePortal == NULL || list_length(ActivePortal->stmts) != 1)
+	if (IsTransactionBlock() || ActivePortal == NULL || list_length(ActivePortal->stmts) != 1 ||
+		SentWithOtherStatements())
 		return false;
 	stmt = linitial_node(PlannedStmt, ActivePortal->stmts);
 	if (stmt->commandType == CMD_UTILITY)
@@ -414,6 +419,23 @@ CalledAlone(FunctionCallInfo fcinfo)
 		NotAlone(((Result *) stmt->planTree)->resconstantqual, &cx))
 		return false;
 	return cx.calls == 1;
+}
+
+/*
+ * SentWithOtherStatements tells whether the statement being run came in
+ * one string with others that run in its transaction without making it a
+ * block, as pg_cron's background workers run a job's command: a later one
+ * that wrote the target, or read an index a part built, would wait for ever
+ * for the locks the run's prepared parts hold until that transaction
+ * commits. (A simple query's statements make an implicit block; each of
+ * the extended protocol's is sent alone.)
+ */
+bool
+SentWithOtherStatements(void)
+{
+	if (ActivePortal == NULL || ActivePortal->sourceText == NULL)
+		return false;
+	return list_length(pg_parse_query(ActivePortal->sourceText)) > 1;
 }
 
 /* ParallelPauseSetting reads pipeline.parallel_pause */
