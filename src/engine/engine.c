@@ -436,7 +436,6 @@ RunPipeline(PipelineDef *def, RunRequest *req)
 	/* part workers see what committed: nothing the caller wrote before */
 	rs.may_go_parallel = !TransactionIdIsValid(GetTopTransactionIdIfAny());
 	rs.in_transaction_block = IsTransactionBlock();
-	rs.among_statements = !rs.in_transaction_block && SentWithOtherStatements();
 	CheckRunnable(def, "run");
 	if (!TryLockPipeline(def->id, false))
 		return RecordSkippedRun(&rs);

@@ -197,6 +197,24 @@ CoversEveryValue(Oid target_relid)
 }
 
 /*
+ * SentWithOtherStatements tells whether the statement being run came in
+ * one string with others that run in its transaction without making it a
+ * block, as pg_cron's background workers run a job's command: a later one
+ * that wrote the target, or read an index a part built, would wait for ever
+ * for the locks the run's prepared parts hold until that transaction
+ * commits. (A simple query's statements make an implicit block; each of
+ * the extended protocol's is sent alone.) It parses the statement's text
+ * again, so only a run that could go parallel asks.
+ */
+static bool
+SentWithOtherStatements(void)
+{
+	if (ActivePortal == NULL || ActivePortal->sourceText == NULL)
+		return false;
+	return list_length(pg_parse_query(ActivePortal->sourceText)) > 1;
+}
+
+/*
  * ParallelApplies tells whether a run loads in parts, and which partitions
  * (see the header); it takes SHARE UPDATE EXCLUSIVE on the target, which
  * keeps its partitions as they are until the run's transaction ends.
@@ -217,7 +235,7 @@ ParallelApplies(RunState *rs, LoadPlan *plan)
 		return SerialBecause(def, "the transaction it runs in wrote before it, and its part workers could not see that");
 	if (rs->in_transaction_block)
 		return SerialBecause(def, "it runs in a transaction block, whose later statements could wait for ever for the locks its own prepared parts hold until that transaction commits");
-	if (rs->among_statements)
+	if (SentWithOtherStatements())
 		return SerialBecause(def, "it was sent with other statements that run in its transaction (a pg_cron job's command, run by a background worker), which could wait for ever for the locks its own prepared parts hold until that transaction commits");
 	if (def->target_index_pending)
 		return SerialBecause(def, "its target owes the index it was created without");
@@ -393,7 +411,9 @@ NotAlone(Node *node, AloneContext *cx)
  * a function but built-in ones. Only such a run's parts build indexes
  * after their rows: what they lock ACCESS EXCLUSIVE stays locked, prepared,
  * until the leader's transaction commits, and that transaction, were it to
- * go on and read the target, would wait for its own parts for ever.
+ * go on and read the target, would wait for its own parts for ever. (A
+ * statement sent with others that share its transaction is not seen here:
+ * ParallelApplies makes its run serial, SentWithOtherStatements.)
  */
 bool
 CalledAlone(FunctionCallInfo fcinfo)
@@ -402,8 +422,7 @@ CalledAlone(FunctionCallInfo fcinfo)
 	AloneContext cx = {fcinfo->flinfo->fn_oid, 0};
 	ListCell   *lc;
 
-	if (IsTransactionBlock() || ActivePortal == NULL || list_length(ActivePortal->stmts) != 1 ||
-		SentWithOtherStatements())
+	if (IsTransactionBlock() || ActivePortal == NULL || list_length(ActivePortal->stmts) != 1)
 		return false;
 	stmt = linitial_node(PlannedStmt, ActivePortal->stmts);
 	if (stmt->commandType == CMD_UTILITY)
@@ -419,23 +438,6 @@ CalledAlone(FunctionCallInfo fcinfo)
 		NotAlone(((Result *) stmt->planTree)->resconstantqual, &cx))
 		return false;
 	return cx.calls == 1;
-}
-
-/*
- * SentWithOtherStatements tells whether the statement being run came in
- * one string with others that run in its transaction without making it a
- * block, as pg_cron's background workers run a job's command: a later one
- * that wrote the target, or read an index a part built, would wait for ever
- * for the locks the run's prepared parts hold until that transaction
- * commits. (A simple query's statements make an implicit block; each of
- * the extended protocol's is sent alone.)
- */
-bool
-SentWithOtherStatements(void)
-{
-	if (ActivePortal == NULL || ActivePortal->sourceText == NULL)
-		return false;
-	return list_length(pg_parse_query(ActivePortal->sourceText)) > 1;
 }
 
 /* ParallelPauseSetting reads pipeline.parallel_pause */

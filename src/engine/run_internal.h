@@ -31,8 +31,6 @@ typedef struct RunState
 	bool		ends_transaction;	/* RunRequest's */
 	bool		in_transaction_block;	/* its caller's transaction is a block
 										 * (read before the run's subtransaction) */
-	bool		among_statements;	/* ... or runs the other statements its
-									 * statement was sent with */
 } RunState;
 
 /* One step of a run, in a subtransaction (RunGuarded) */

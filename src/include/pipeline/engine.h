@@ -405,7 +405,6 @@ extern void RequirePreparedTransactions(PipelineDef *def, int workers);
 extern void PartGid(char *gid, int64 pipeline_id, int64 run_id, int part);
 extern bool SaveLeaderSettings(char *buf, Size size);
 extern bool CalledAlone(FunctionCallInfo fcinfo);
-extern bool SentWithOtherStatements(void);
 extern void TakePartSettings(const char *buf);
 extern void LoadParallelPart(ParallelShared *sh, int part);
 extern void PauseParallelPart(ParallelShared *sh, int part, ParallelPause point);
