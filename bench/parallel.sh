@@ -13,8 +13,9 @@
 #             (the initial load's bulk path: its rows routed to the
 #             partitions by the executor, written in batches);
 #   parallel  the same pipeline with parallel_workers => 2 (two part
-#             workers, two partitions each, each empty partition written in
-#             batches by the same bulk path; two-phase commit);
+#             workers, two partitions each, both read by one scan of the
+#             window, each empty partition written in batches by the same
+#             bulk path; two-phase commit);
 #   plain     for reference, the same load serially into an unpartitioned
 #             table with the same primary key, by the same bulk path on one
 #             core: serial / plain is what routing costs, plain / parallel
@@ -161,7 +162,7 @@ $(written_by parallel.sh)
 | initial load, $ROWS staging rows, target hash-partitioned by key into 4 | median ms | serial ÷ this | target |
 | --- | ---: | ---: | --- |
 | \`pipeline.run\`, \`parallel_workers => 1\`: rows routed to the partitions, written in batches | $sm | 1 | |
-| \`pipeline.run\`, \`parallel_workers => 2\`: two part workers, two-phase commit | $pm | $speedup | ≥ 1.6: $goal |
+| \`pipeline.run\`, \`parallel_workers => 2\`: two part workers, one scan of the window each, two-phase commit | $pm | $speedup | ≥ 1.6: $goal |
 | for reference: serially into an unpartitioned table with the same key (the same bulk path, one core) | $lm | $path | |
 
 Runs (ms, in order): serial ${serial[*]}; parallel ${parallel[*]}; unpartitioned ${plain[*]}.
@@ -192,24 +193,29 @@ of this script on 2026-11-30; the key built after the rows, both about
 30% faster again, 1.52 to 1.56. Each part's index builds then started a
 parallel worker each, as the serial run's do, and four processes
 competed for the two cores: 1.45 with them, 1.55 without, one run each
-on a quieter machine; parts now start no helper of their own (this run,
-which also tests each row's partition before its window: a scan of these
-2,000,000 rows that keeps one partition's, 134 ms before, 117 ms after).
-What keeps the parts from 2x: each part scans the whole window once per
-partition it loads (the partition's constraint filters the source, which
-a hash partitioning cannot index), about 0.12 s of CPU per scan. Reading
-the window once per part costs as much: one sort of twice the rows, past
-work_mem (420 ms against 421 ms for two scans, one session), or a copy of
-the rows into a store per partition (825 ms through a materialized CTE).
+on a quieter machine; parts then started no helper of their own, and
+tested each row's partition before its window (a scan of these 2,000,000
+rows that keeps one partition's, 134 ms before, 117 ms after): 1.54 to
+1.58. Each part still scanned the whole window once per partition it
+loads (the partition's constraint filters the source, which a hash
+partitioning cannot index), about 0.12 s of CPU per scan; reading it once
+per part in one sort of twice the rows (past work_mem: 420 ms against 421
+ms for two scans, one session) or through a store per partition (825 ms
+through a materialized CTE) cost as much. Now (this run) the first of each
+part's two partitions scans the window for both: a custom scan returns its
+rows and keeps the second's in a sort of their own, in the order the
+second partition's statement asks for, and that statement reads them
+instead of the source, without a scan or a sort (docs/parallel.md, "One
+scan for two partitions"); 1.685 in its first run of this script.
 $( [ -n "$profile" ] && cat <<PROFILE
 
 Where the time of a parallel run goes (\`BENCH_PROFILE=1\`: one more
 run of each under \`perf record -a\`, the whole machine, with the CPU time
 of the processes that load, read from /proc): the two part workers used
 $cpu_parallel; the backend of the unpartitioned load used $cpu_plain. Each
-part scans the whole window once per partition (the partition's constraint
-filters the source, which a hash partitioning cannot index), then sorts and
-writes that partition's rows: together the parts
+part scans the whole window once per two partitions (the partition's
+constraint filters the source, which a hash partitioning cannot index),
+then sorts and writes each partition's rows: together the parts
 do more CPU work than the one serial load, and they run on what this
 machine, shared with other work (the load average above), leaves them (the
 cores figure). Both also write WAL ($wal for this load, fsync on), which

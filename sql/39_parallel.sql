@@ -276,6 +276,19 @@ SELECT pipeline.drop_pipeline('par_built');
 DROP VIEW par_stage.built_state;
 DROP EXTENSION amcheck;
 
+-- pipeline._partition_rows(these, next) marks a part's scan of the source:
+-- in a part, the first of two partitions' statement names both partitions'
+-- constraints in it, and one scan returns this partition's rows and keeps
+-- the next one's, sorted, for the next statement (docs/parallel.md, "One
+-- scan for two partitions"; test/t/016_parallel_one_scan.pl reads the
+-- parts' plans). Anywhere else it is its first argument, and a statement
+-- that names it plans as it would without it: an ordinary scan.
+SELECT pipeline._partition_rows(true, false) AS these, pipeline._partition_rows(false, true) AS next,
+       pipeline._partition_rows(NULL, true) AS unknown, pipeline._partition_rows(true, NULL) AS last;
+EXPLAIN (COSTS OFF)
+SELECT DISTINCT ON (s.id) s.id FROM par_stage.events AS s
+ WHERE pipeline._partition_rows(s.region = 'eu', s.region = 'us') ORDER BY s.id;
+
 SELECT pipeline.drop_pipeline('par');
 SELECT pipeline.drop_pipeline('par_serial');
 DROP SCHEMA par_stage CASCADE;

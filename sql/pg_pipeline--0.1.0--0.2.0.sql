@@ -1984,3 +1984,16 @@ COMMENT ON FUNCTION pipeline._lineage_drop() IS 'internal: refreshes the lineage
 
 CREATE EVENT TRIGGER pipeline_lineage_drop ON sql_drop
     EXECUTE FUNCTION pipeline._lineage_drop();
+
+-- Scale: one scan for two partitions of a parallel run's part (issue 12) -----
+
+-- The marker of a part's window scan: pipeline._partition_rows(these, next)
+-- is these (the row is the partition's), the partition's constraint; where
+-- a part loads a next partition, next is that one's, and a planner hook
+-- keeps the rows it takes, sorted, for the next statement to read instead
+-- of the source (src/engine/partition_rows.c, docs/parallel.md).
+CREATE FUNCTION pipeline._partition_rows(these boolean, next boolean)
+RETURNS boolean
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'pipeline_partition_rows';
+COMMENT ON FUNCTION pipeline._partition_rows(boolean, boolean) IS 'internal: the partition constraint of a parallel run''s scan, and the next partition''s, whose rows the scan keeps';

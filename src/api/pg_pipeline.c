@@ -30,6 +30,7 @@ _PG_init(void)
 	OpenLineageOutboxInit();
 	RetentionInit();
 	ParallelLoadInit();
+	PartitionRowsInit();
 	LauncherInit();
 
 	/*

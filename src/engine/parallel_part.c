@@ -34,6 +34,7 @@
 #include "access/twophase.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -140,16 +141,33 @@ PartitionIdent(Oid relid)
 }
 
 /*
+ * ScansForTwo: the part's load steps read the window as partition_rows.c
+ * can share between two partitions: straight from a table, de-duplicated
+ * (sorted), with no filter but the window's and its counter (no row check
+ * nor erasure gate, which write or count as they filter, no conversion
+ * gate, no replay nor newest-only read).
+ */
+static bool
+ScansForTwo(LoadPlan *plan)
+{
+	return plan->needs_dedup && plan->row_checks == NIL && plan->erasure == NIL &&
+		!plan->replay && !plan->newest_only && !plan->convert_safely && !plan->distributed &&
+		plan->partition == NULL && plan->snapshot == NULL && plan->rollup == NULL &&
+		get_rel_relkind(plan->source_relid) == RELKIND_RELATION;
+}
+
+/*
  * LoadParallelPart loads the partitions of part (the i-th of the shared
  * list for each i % nparts == part) in the caller's transaction, each by a
  * load step of its own into the partition itself, under SHARE ROW
  * EXCLUSIVE on it (the load's lock on its target; never on the partitioned
  * target, which the other parts write too), and writes its counts and row checks' failures into its
- * slot. A step per partition scans the window once per partition. One
- * step per part through the partitioned target (its window the rows its
- * partitions take, each row routed by the bulk path) scans it once, but
- * de-duplicates twice the rows in one sort: it was measured no faster
- * (1.8 s either way, bench/parallel.sh's load), so it is not done.
+ * slot. Where ScansForTwo, the step of each first of two partitions scans
+ * the window for both, and the second's reads what it kept
+ * (partition_rows.c). One step per part through the partitioned target
+ * would scan it once too, but de-duplicate twice the rows in one sort, past
+ * work_mem: it was measured no faster (1.8 s either way, bench/parallel.sh's
+ * load), so it is not done.
  */
 void
 LoadParallelPart(ParallelShared *sh, int part)
@@ -178,16 +196,22 @@ LoadParallelPart(ParallelShared *sh, int part)
 	if (sh->has_lower)
 		lower = WatermarkFromText(sh->lower, inc->typid, inc->typmod, def->owner);
 	upper = WatermarkFromText(sh->upper, inc->typid, inc->typmod, def->owner);
-	for (int i = part; i < sh->npartitions; i += sh->nparts)
+	plan->part_marked = ScansForTwo(plan);
+	ArmPartitionRows(plan->part_marked);
+	for (int i = part, n = 0; i < sh->npartitions; i += sh->nparts, n++)
 	{
 		/* a MERGE (or, empty, an INSERT) into the partition itself */
 		plan->target_relid = sh->partitions[i];
 		plan->target_ident = PartitionIdent(sh->partitions[i]);
 		plan->part_relid = sh->partitions[i];
+		/* the first of each two partitions' scan keeps the second's rows */
+		plan->part_next_relid = (n % 2 == 0 && i + sh->nparts < sh->npartitions) ?
+			sh->partitions[i + sh->nparts] : InvalidOid;
 		plan->fill_indexes = !sh->build_indexes;
 		ExecuteLoadStep(plan, sh->has_lower, lower, true, upper, &slot->counts);
 		FlushRowChecks(plan, sh->run_id);
 	}
+	ArmPartitionRows(false);
 	foreach(lc, plan->row_checks)
 		slot->check_failed[foreach_current_index(lc)] = ((CheckDef *) lfirst(lc))->failed_rows;
 }

@@ -241,7 +241,12 @@ AppendWindowPredicate(StringInfo buf, LoadPlan *plan, const char *alias,
 	 * Tested first: it rejects most of the window's rows (the other
 	 * partitions'), each read only up to the partition key.
 	 */
-	if (OidIsValid(plan->part_relid))
+	if (OidIsValid(plan->part_relid) && plan->part_marked)
+		appendStringInfo(buf, "pipeline._partition_rows((%s), %s) AND ",
+						 PartitionPredicate(plan->part_relid, alias),
+						 OidIsValid(plan->part_next_relid) ?
+						 psprintf("(%s)", PartitionPredicate(plan->part_next_relid, alias)) : "NULL");
+	else if (OidIsValid(plan->part_relid))
 		appendStringInfo(buf, "(%s) AND ", PartitionPredicate(plan->part_relid, alias));
 	if (has_lower)
 		appendStringInfo(buf, "%s %s $1", inc, plan->lower_inclusive ? ">=" : ">");

@@ -106,6 +106,9 @@ typedef struct LoadPlan
 	Oid			part_relid;		/* a parallel run's part: the target is this
 								 * partition, the window the rows it takes
 								 * (parallel_part.c) */
+	bool		part_marked;	/* ... named in pipeline._partition_rows, */
+	Oid			part_next_relid;	/* ... with the part's next partition, whose
+									 * rows the scan keeps (partition_rows.c) */
 	bool		fill_indexes;	/* the bulk path fills the indexes row by row,
 								 * never builds them after the rows (a part
 								 * whose leader's transaction goes on) */
@@ -303,6 +306,9 @@ extern void ArmMergeCapture(void);
 extern void CollectLoadCounters(LoadStatements *stmts, uint64 processed, LoadCounts *counts);
 extern void InstallCounterHooks(void);
 extern void TakeMergeTallies(int64 *inserted, int64 *updated, int64 *deleted);
+extern void GetWindowCounts(int64 *read, int64 *rejected);
+extern void SetWindowCounts(int64 read, int64 rejected);
+extern void AddWindowCounts(int64 read, int64 rejected);
 
 /* engine/engine.c */
 extern int64 RunPipeline(PipelineDef *def, RunRequest *req);
@@ -408,6 +414,10 @@ extern bool CalledAlone(FunctionCallInfo fcinfo);
 extern void TakePartSettings(const char *buf);
 extern void LoadParallelPart(ParallelShared *sh, int part);
 extern void PauseParallelPart(ParallelShared *sh, int part, ParallelPause point);
+
+/* engine/partition_rows.c: one scan of the source for two partitions of a part */
+extern void PartitionRowsInit(void);
+extern void ArmPartitionRows(bool armed);
 extern void ResolvePreparedParts(int64 pipeline_id);
 
 /* engine/queue.c */

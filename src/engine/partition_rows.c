@@ -1,0 +1,711 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/engine/partition_rows.c
+ *
+ * One scan of the source for two partitions of a parallel run's part
+ * (docs/parallel.md, "One scan for two partitions").
+ *
+ * A part loads its partitions one after the other, each from the window's
+ * rows its partition's constraint takes. When it has a next partition, the
+ * statement of the first names both constraints in one marker,
+ * pipeline._partition_rows(these, next), which is simply `these` wherever
+ * nothing below takes it over. Here a planner hook takes it over: the scan
+ * of the source becomes a custom scan that returns the rows of `these` and
+ * keeps those of `next` (that pass the same other filters) in a sort, in
+ * the order the statement sorts its own rows in. The next partition's
+ * statement, pipeline._partition_rows(next, NULL) with the same other
+ * filters, then reads that sort instead of the source: no second scan, and
+ * no second sort. Anything that does not match exactly (another order,
+ * other filters, a security qual, an index scan the planner prefers) plans
+ * the ordinary scan, with the same rows.
+ *
+ * The window-row counters (counters.c) that the kept rows pass are set
+ * aside when they are kept and added back when the next statement reads
+ * them, so that each statement counts what it would have counted alone.
+ * The kept rows live in the part's transaction; only a part arms the hook.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "commands/explain.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "nodes/extensible.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/pathnodes.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/paths.h"
+#include "optimizer/restrictinfo.h"
+#include "parser/parse_func.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/ruleutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/tuplesort.h"
+
+#include "pipeline/common.h"
+#include "pipeline/engine.h"
+
+PIPELINE_FUNCTION(pipeline_partition_rows);
+
+/* The order the kept rows are sorted in: the reading statement's, column by column */
+typedef struct KeptOrder
+{
+	int			nkeys;
+	AttrNumber *attnums;
+	Oid		   *sortops;
+	Oid		   *collations;
+	bool	   *nulls_first;
+} KeptOrder;
+
+/* The rows a part's scan kept for its next partition, in its transaction */
+typedef struct KeptRows
+{
+	MemoryContext cxt;
+	Oid			source_relid;
+	Node	   *predicate;		/* the next partition's constraint (marker's second argument) */
+	List	   *filters;		/* the other filters they passed, as planned */
+	KeptOrder	order;
+	Snapshot	snapshot;		/* the scan's, held until they are read: their
+								 * TOAST values stay where they point */
+	Tuplesortstate *sort;
+	int64		read;			/* the window-row counts they made */
+	int64		rejected;
+	bool		complete;		/* the scan ran to its end and the sort is done */
+} KeptRows;
+
+typedef enum PartitionRowsMode
+{
+	PARTITION_ROWS_KEEP,		/* scan: return these, keep next's */
+	PARTITION_ROWS_READ			/* read what the previous scan kept */
+} PartitionRowsMode;
+
+/* The executor's state of a custom scan of either mode */
+typedef struct PartitionRowsState
+{
+	CustomScanState css;
+	PartitionRowsMode mode;
+	ExprState  *these;
+	ExprState  *next;
+	ExprState  *filters;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	KeptRows   *keeping;		/* KEEP: where the kept rows go, NULL when not keeping */
+	bool		done;
+} PartitionRowsState;
+
+static bool partition_rows_armed = false;
+static KeptRows *kept = NULL;
+static set_rel_pathlist_hook_type prev_set_rel_pathlist = NULL;
+
+static Plan *PlanPartitionRows(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
+							   List *tlist, List *clauses, List *custom_plans);
+static Node *CreatePartitionRowsState(CustomScan *cscan);
+static void BeginPartitionRows(CustomScanState *node, EState *estate, int eflags);
+static TupleTableSlot *ExecPartitionRows(CustomScanState *node);
+static void EndPartitionRows(CustomScanState *node);
+static void ReScanPartitionRows(CustomScanState *node);
+static void ExplainPartitionRows(CustomScanState *node, List *ancestors, ExplainState *es);
+
+static const CustomPathMethods partition_rows_path_methods = {
+	.CustomName = "PipelinePartitionRows",
+	.PlanCustomPath = PlanPartitionRows,
+};
+
+static const CustomScanMethods partition_rows_scan_methods = {
+	.CustomName = "PipelinePartitionRows",
+	.CreateCustomScanState = CreatePartitionRowsState,
+};
+
+static const CustomExecMethods partition_rows_exec_methods = {
+	.CustomName = "PipelinePartitionRows",
+	.BeginCustomScan = BeginPartitionRows,
+	.ExecCustomScan = ExecPartitionRows,
+	.EndCustomScan = EndPartitionRows,
+	.ReScanCustomScan = ReScanPartitionRows,
+	.ExplainCustomScan = ExplainPartitionRows,
+};
+
+/*
+ * pipeline._partition_rows(these, next) is the marker of a part's window
+ * scan: it returns these (the row is its partition's). The planner hook
+ * below reads next.
+ */
+Datum
+pipeline_partition_rows(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	PG_RETURN_BOOL(PG_GETARG_BOOL(0));
+}
+
+/* ArmPartitionRows lets (or no longer lets) this backend's scans keep rows: a part's */
+void
+ArmPartitionRows(bool armed)
+{
+	partition_rows_armed = armed;
+}
+
+/* MarkerFunction is the OID of pipeline._partition_rows, or InvalidOid */
+static Oid
+MarkerFunction(void)
+{
+	Oid			args[2] = {BOOLOID, BOOLOID};
+
+	return LookupFuncName(list_make2(makeString("pipeline"), makeString("_partition_rows")),
+						  2, args, true);
+}
+
+/*
+ * OrderOf writes into order the sort of rel's rows that pathkeys ask for,
+ * each key a plain column of rel; false when one is not.
+ */
+static bool
+OrderOf(List *pathkeys, RelOptInfo *rel, KeptOrder *order)
+{
+	int			n = list_length(pathkeys);
+	ListCell   *lc;
+
+	if (n == 0)
+		return false;
+	order->nkeys = n;
+	order->attnums = palloc(sizeof(AttrNumber) * n);
+	order->sortops = palloc(sizeof(Oid) * n);
+	order->collations = palloc(sizeof(Oid) * n);
+	order->nulls_first = palloc(sizeof(bool) * n);
+	foreach(lc, pathkeys)
+	{
+		PathKey    *pk = lfirst(lc);
+		EquivalenceClass *ec = pk->pk_eclass;
+		Var		   *var = NULL;
+		Oid			type = InvalidOid;
+		int			i = foreach_current_index(lc);
+		ListCell   *mc;
+
+		if (ec->ec_has_volatile)
+			return false;
+		foreach(mc, ec->ec_members)
+		{
+			EquivalenceMember *em = lfirst(mc);
+			Expr	   *e = em->em_expr;
+
+			while (IsA(e, RelabelType))
+				e = ((RelabelType *) e)->arg;
+			if (IsA(e, Var) && ((Var *) e)->varno == rel->relid &&
+				((Var *) e)->varlevelsup == 0 && ((Var *) e)->varattno > 0)
+			{
+				var = (Var *) e;
+				type = em->em_datatype;
+				break;
+			}
+		}
+		if (var == NULL)
+			return false;
+		order->attnums[i] = var->varattno;
+		order->sortops[i] = get_opfamily_member(pk->pk_opfamily, type, type, pk->pk_strategy);
+		order->collations[i] = ec->ec_collation;
+		order->nulls_first[i] = pk->pk_nulls_first;
+		if (!OidIsValid(order->sortops[i]))
+			return false;
+	}
+	return true;
+}
+
+/* SameOrder: a and b sort alike */
+static bool
+SameOrder(KeptOrder *a, KeptOrder *b)
+{
+	if (a->nkeys != b->nkeys)
+		return false;
+	for (int i = 0; i < a->nkeys; i++)
+		if (a->attnums[i] != b->attnums[i] || a->sortops[i] != b->sortops[i] ||
+			a->collations[i] != b->collations[i] || a->nulls_first[i] != b->nulls_first[i])
+			return false;
+	return true;
+}
+
+/* OrderList and ListOrder write a KeptOrder into a plan's private list and read it back */
+static List *
+OrderList(KeptOrder *order)
+{
+	List	   *attnums = NIL,
+			   *sortops = NIL,
+			   *collations = NIL,
+			   *nulls_first = NIL;
+
+	for (int i = 0; i < order->nkeys; i++)
+	{
+		attnums = lappend_int(attnums, order->attnums[i]);
+		sortops = lappend_oid(sortops, order->sortops[i]);
+		collations = lappend_oid(collations, order->collations[i]);
+		nulls_first = lappend_int(nulls_first, order->nulls_first[i]);
+	}
+	return list_make4(attnums, sortops, collations, nulls_first);
+}
+
+static void
+ListOrder(List *list, KeptOrder *order)
+{
+	List	   *attnums = linitial(list);
+
+	order->nkeys = list_length(attnums);
+	order->attnums = palloc(sizeof(AttrNumber) * order->nkeys);
+	order->sortops = palloc(sizeof(Oid) * order->nkeys);
+	order->collations = palloc(sizeof(Oid) * order->nkeys);
+	order->nulls_first = palloc(sizeof(bool) * order->nkeys);
+	for (int i = 0; i < order->nkeys; i++)
+	{
+		order->attnums[i] = list_nth_int(attnums, i);
+		order->sortops[i] = list_nth_oid(lsecond(list), i);
+		order->collations[i] = list_nth_oid(lthird(list), i);
+		order->nulls_first[i] = list_nth_int(lfourth(list), i) != 0;
+	}
+}
+
+/*
+ * SplitClauses finds the marker among rel's filters: its arguments into
+ * these and next, the other filters (in their order) into filters; false
+ * without exactly one marker, or with a filter of a security policy.
+ */
+static bool
+SplitClauses(RelOptInfo *rel, Oid marker, Node **these, Node **next, List **filters)
+{
+	ListCell   *lc;
+	int			markers = 0;
+
+	*filters = NIL;
+	foreach(lc, rel->baserestrictinfo)
+	{
+		RestrictInfo *ri = lfirst(lc);
+
+		if (ri->security_level > 0)
+			return false;
+		if (IsA(ri->clause, FuncExpr) && ((FuncExpr *) ri->clause)->funcid == marker)
+		{
+			*these = linitial(((FuncExpr *) ri->clause)->args);
+			*next = lsecond(((FuncExpr *) ri->clause)->args);
+			markers++;
+		}
+		else
+			*filters = lappend(*filters, ri->clause);
+	}
+	return markers == 1;
+}
+
+/* CheapestPath is the planner's cheapest unparameterized path of rel */
+static Path *
+CheapestPath(RelOptInfo *rel)
+{
+	Path	   *cheapest = NULL;
+	ListCell   *lc;
+
+	foreach(lc, rel->pathlist)
+	{
+		Path	   *p = lfirst(lc);
+
+		if (p->param_info == NULL && (cheapest == NULL || p->total_cost < cheapest->total_cost))
+			cheapest = p;
+	}
+	return cheapest;
+}
+
+/*
+ * PartitionRowsPathlist, the set_rel_pathlist hook: in an armed backend,
+ * a scan of a table filtered by the marker becomes a keeping scan (the
+ * marker names a next partition, nothing is kept yet, the cheapest plan
+ * scans the table whole, and its statement sorts its rows by columns of
+ * it), or a read of the kept rows (the marker's partition is the one kept,
+ * under the same other filters, from the same table), sorted as kept.
+ */
+static void
+PartitionRowsPathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry *rte)
+{
+	Oid			marker;
+	Node	   *these = NULL;
+	Node	   *next = NULL;
+	List	   *filters;
+	KeptOrder	order;
+	CustomPath *path;
+	PartitionRowsMode mode;
+	List	   *pathkeys = NIL;
+	Path	   *cheapest;
+
+	if (prev_set_rel_pathlist)
+		prev_set_rel_pathlist(root, rel, rti, rte);
+	if (!partition_rows_armed || rel->reloptkind != RELOPT_BASEREL ||
+		rte->rtekind != RTE_RELATION || rte->relkind != RELKIND_RELATION ||
+		rte->tablesample != NULL || rte->securityQuals != NIL || rel->baserestrictinfo == NIL)
+		return;
+	cheapest = CheapestPath(rel);
+	marker = MarkerFunction();
+	if (!OidIsValid(marker) || !SplitClauses(rel, marker, &these, &next, &filters))
+		return;
+	if (kept != NULL && kept->complete && kept->source_relid == rte->relid &&
+		equal(these, kept->predicate) && equal(filters, kept->filters))
+	{
+		mode = PARTITION_ROWS_READ;
+		if (OrderOf(root->query_pathkeys, rel, &order) && SameOrder(&order, &kept->order))
+			pathkeys = root->query_pathkeys;
+	}
+	else if (kept == NULL && !(IsA(next, Const) && ((Const *) next)->constisnull) &&
+			 cheapest != NULL && cheapest->pathtype == T_SeqScan && OrderOf(root->query_pathkeys, rel, &order))
+		mode = PARTITION_ROWS_KEEP;
+	else
+		return;
+
+	path = makeNode(CustomPath);
+	path->path.pathtype = T_CustomScan;
+	path->path.parent = rel;
+	path->path.pathtarget = rel->reltarget;
+	path->path.param_info = NULL;
+	path->path.parallel_aware = false;
+	path->path.parallel_safe = false;
+	path->path.parallel_workers = 0;
+	path->path.rows = rel->rows;
+	path->path.pathkeys = pathkeys;
+	/* the only path: a keeping scan costs the scan; a read, its rows */
+	path->path.startup_cost = 0;
+	path->path.total_cost = mode == PARTITION_ROWS_KEEP ? cheapest->total_cost : rel->rows * cpu_tuple_cost;
+	path->flags = 0;
+	path->custom_paths = NIL;
+	path->custom_private = list_make3(makeInteger(mode), list_make3(these, next, filters),
+									  OrderList(&order));
+	path->methods = &partition_rows_path_methods;
+	rel->pathlist = list_make1(path);
+	rel->partial_pathlist = NIL;
+}
+
+/*
+ * PlanPartitionRows makes the custom scan: the marker's arguments and the
+ * other filters go into custom_exprs (these, next, filters...), which the
+ * executor evaluates itself; custom_private keeps the mode, the order and,
+ * unchanged by setrefs, the filters as planned (what the next statement's
+ * are compared with).
+ */
+static Plan *
+PlanPartitionRows(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
+				  List *tlist, List *clauses, List *custom_plans)
+{
+	CustomScan *cscan = makeNode(CustomScan);
+	List	   *exprs = lsecond(best_path->custom_private);
+
+	cscan->scan.plan.targetlist = tlist;
+	cscan->scan.plan.qual = NIL;
+	cscan->scan.scanrelid = rel->relid;
+	cscan->flags = best_path->flags;
+	cscan->custom_plans = NIL;
+	cscan->custom_exprs = list_concat(list_make2(copyObject(linitial(exprs)), copyObject(lsecond(exprs))),
+									  copyObject(lthird(exprs)));
+	cscan->custom_private = list_make4(linitial(best_path->custom_private),
+									   copyObject(lsecond(exprs)), copyObject(lthird(exprs)),
+									   lthird(best_path->custom_private));
+	cscan->custom_scan_tlist = NIL;
+	cscan->custom_relids = bms_make_singleton(rel->relid);
+	cscan->methods = &partition_rows_scan_methods;
+	return &cscan->scan.plan;
+}
+
+static Node *
+CreatePartitionRowsState(CustomScan *cscan)
+{
+	PartitionRowsState *st = (PartitionRowsState *) newNode(sizeof(PartitionRowsState),
+															 T_CustomScanState);
+
+	st->css.methods = &partition_rows_exec_methods;
+	st->mode = intVal(linitial(cscan->custom_private));
+	return (Node *) st;
+}
+
+/* UseSlot makes slot the scan's tuple slot, and its projection read it */
+static void
+UseSlot(PartitionRowsState *st, TupleTableSlot *slot)
+{
+	ScanState  *ss = &st->css.ss;
+	CustomScan *cscan = (CustomScan *) ss->ps.plan;
+
+	st->slot = slot;
+	ss->ss_ScanTupleSlot = slot;
+	ss->ps.scanops = slot->tts_ops;
+	ss->ps.scanopsfixed = true;
+	ss->ps.scanopsset = true;
+	ExecAssignScanProjectionInfoWithVarno(ss, cscan->scan.scanrelid);
+}
+
+/* StartKeeping begins the kept rows of a keeping scan, in the transaction's memory */
+static KeptRows *
+StartKeeping(PartitionRowsState *st, CustomScan *cscan)
+{
+	Relation	rel = st->css.ss.ss_currentRelation;
+	MemoryContext cxt = AllocSetContextCreate(TopTransactionContext, "pg_pipeline kept rows",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	ResourceOwner owner = CurrentResourceOwner;
+	KeptRows   *k = palloc0(sizeof(KeptRows));
+
+	k->cxt = cxt;
+	k->source_relid = RelationGetRelid(rel);
+	k->predicate = copyObject(lsecond(cscan->custom_private));
+	k->filters = copyObject(lthird(cscan->custom_private));
+	ListOrder(lfourth(cscan->custom_private), &k->order);
+	/* its files, should it spill, and its snapshot outlive this statement (and any subtransaction) */
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	k->snapshot = RegisterSnapshot(st->css.ss.ps.state->es_snapshot);
+	k->sort = tuplesort_begin_heap(CreateTupleDescCopy(RelationGetDescr(rel)), k->order.nkeys,
+								   k->order.attnums, k->order.sortops, k->order.collations,
+								   k->order.nulls_first, work_mem, NULL, TUPLESORT_NONE);
+	CurrentResourceOwner = owner;
+	MemoryContextSwitchTo(old);
+	return k;
+}
+
+/* DropKept frees the kept rows */
+static void
+DropKept(void)
+{
+	KeptRows   *k = kept;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	if (k == NULL)
+		return;
+	kept = NULL;
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	tuplesort_end(k->sort);
+	UnregisterSnapshot(k->snapshot);
+	CurrentResourceOwner = owner;
+	MemoryContextDelete(k->cxt);
+}
+
+static void
+BeginPartitionRows(CustomScanState *node, EState *estate, int eflags)
+{
+	PartitionRowsState *st = (PartitionRowsState *) node;
+	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
+	Relation	rel = node->ss.ss_currentRelation;
+	List	   *exprs = cscan->custom_exprs;
+
+	if (st->mode == PARTITION_ROWS_READ)
+	{
+		UseSlot(st, ExecAllocTableSlot(&estate->es_tupleTable, RelationGetDescr(rel),
+									   &TTSOpsMinimalTuple));
+		if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+			return;
+		if (kept == NULL || !kept->complete || kept->source_relid != RelationGetRelid(rel))
+			elog(ERROR, "pg_pipeline lost the rows a part's scan kept for this partition");
+		/* the kept rows' counts are this statement's */
+		AddWindowCounts(kept->read, kept->rejected);
+		kept->read = kept->rejected = 0;
+		return;
+	}
+	UseSlot(st, ExecAllocTableSlot(&estate->es_tupleTable, RelationGetDescr(rel),
+								   table_slot_callbacks(rel)));
+	st->these = ExecInitQual(list_make1(linitial(exprs)), &node->ss.ps);
+	st->next = ExecInitQual(list_make1(lsecond(exprs)), &node->ss.ps);
+	st->filters = ExecInitQual(list_copy_tail(exprs, 2), &node->ss.ps);
+	/* a second keeping scan in the transaction keeps nothing: its rows are read as usual */
+	if (!(eflags & EXEC_FLAG_EXPLAIN_ONLY) && kept == NULL)
+	{
+		kept = StartKeeping(st, cscan);
+		st->keeping = kept;
+	}
+}
+
+/* Keep puts the scanned row, which passed next, into the kept rows when it passes the filters */
+static void
+Keep(PartitionRowsState *st, ExprContext *econtext)
+{
+	int64		read,
+				rejected,
+				read_after,
+				rejected_after;
+	ResourceOwner owner;
+
+	GetWindowCounts(&read, &rejected);
+	if (ExecQual(st->filters, econtext))
+	{
+		owner = CurrentResourceOwner;
+		CurrentResourceOwner = TopTransactionResourceOwner;
+		tuplesort_puttupleslot(st->keeping->sort, st->slot);
+		CurrentResourceOwner = owner;
+	}
+	/* what the window-row counter counted is the next statement's */
+	GetWindowCounts(&read_after, &rejected_after);
+	st->keeping->read += read_after - read;
+	st->keeping->rejected += rejected_after - rejected;
+	SetWindowCounts(read, rejected);
+}
+
+/* NextRow returns the scan's next row to return, or NULL at the end */
+static TupleTableSlot *
+NextRow(ScanState *ss)
+{
+	PartitionRowsState *st = (PartitionRowsState *) ss;
+	ExprContext *econtext = ss->ps.ps_ExprContext;
+
+	if (st->mode == PARTITION_ROWS_READ)
+	{
+		if (!tuplesort_gettupleslot(kept->sort, true, false, st->slot, NULL))
+			return NULL;
+		return st->slot;
+	}
+	if (st->scan == NULL)
+		st->scan = table_beginscan(ss->ss_currentRelation, ss->ps.state->es_snapshot, 0, NULL);
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		ResetExprContext(econtext);
+		if (!table_scan_getnextslot(st->scan, ForwardScanDirection, st->slot))
+		{
+			st->done = true;
+			return NULL;
+		}
+		econtext->ecxt_scantuple = st->slot;
+		if (ExecQual(st->these, econtext))
+		{
+			if (ExecQual(st->filters, econtext))
+				return st->slot;
+		}
+		else if (st->keeping != NULL && ExecQual(st->next, econtext))
+			Keep(st, econtext);
+	}
+}
+
+/* The rows are read once, under the statement's snapshot: nothing to recheck */
+static bool
+RecheckRow(ScanState *ss, TupleTableSlot *slot)
+{
+	return true;
+}
+
+static TupleTableSlot *
+ExecPartitionRows(CustomScanState *node)
+{
+	return ExecScan(&node->ss, NextRow, RecheckRow);
+}
+
+/*
+ * EndPartitionRows: a keeping scan that ran to its end sorts what it kept
+ * for the next statement (one that did not keeps nothing); a read frees it.
+ */
+static void
+EndPartitionRows(CustomScanState *node)
+{
+	PartitionRowsState *st = (PartitionRowsState *) node;
+
+	if (st->scan != NULL)
+		table_endscan(st->scan);
+	if (st->mode == PARTITION_ROWS_READ)
+	{
+		if (kept != NULL && kept->complete)
+			DropKept();
+		return;
+	}
+	if (st->keeping != NULL && st->keeping == kept)
+	{
+		if (st->done)
+		{
+			ResourceOwner owner = CurrentResourceOwner;
+
+			CurrentResourceOwner = TopTransactionResourceOwner;
+			tuplesort_performsort(kept->sort);
+			CurrentResourceOwner = owner;
+			kept->complete = true;
+		}
+		else
+			DropKept();
+	}
+}
+
+/* A rescan of a keeping scan keeps nothing more; the kept rows are read once */
+static void
+ReScanPartitionRows(CustomScanState *node)
+{
+	PartitionRowsState *st = (PartitionRowsState *) node;
+
+	if (st->mode == PARTITION_ROWS_READ)
+		elog(ERROR, "pg_pipeline cannot read the rows a part's scan kept twice");
+	if (st->keeping != NULL && st->keeping == kept)
+		DropKept();
+	st->keeping = NULL;
+	st->done = false;
+	if (st->scan != NULL)
+		table_rescan(st->scan, NULL);
+}
+
+/*
+ * ExplainPartitionRows shows what a keeping scan returns ("Filter") and
+ * keeps ("Keeps"), and where a read's rows come from
+ */
+static void
+ExplainPartitionRows(CustomScanState *node, List *ancestors, ExplainState *es)
+{
+	PartitionRowsState *st = (PartitionRowsState *) node;
+	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
+	List	   *exprs = cscan->custom_exprs;
+	List	   *context;
+
+	if (st->mode == PARTITION_ROWS_READ)
+	{
+		ExplainPropertyText("Reads", "the rows the previous statement's scan kept, sorted", es);
+		return;
+	}
+	context = set_deparse_context_plan(es->deparse_cxt, &cscan->scan.plan, ancestors);
+	ExplainPropertyText("Filter",
+						deparse_expression((Node *) make_ands_explicit(lcons(linitial(exprs), list_copy_tail(exprs, 2))),
+										   context, true, false), es);
+	ExplainPropertyText("Keeps",
+						deparse_expression((Node *) make_ands_explicit(lcons(lsecond(exprs), list_copy_tail(exprs, 2))),
+										   context, true, false), es);
+}
+
+/*
+ * The kept rows are the transaction's: freed before it commits or prepares
+ * (a statement that did not read them leaves them), gone with it when it
+ * aborts (its memory and its resource owner's files)
+ */
+static void
+PartitionRowsXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			DropKept();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			kept = NULL;
+			break;
+		default:
+			break;
+	}
+}
+
+/* A subtransaction that fails drops the kept rows */
+static void
+PartitionRowsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+							 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		DropKept();
+}
+
+/* PartitionRowsInit installs the planner hook and the custom scan */
+void
+PartitionRowsInit(void)
+{
+	RegisterCustomScanMethods(&partition_rows_scan_methods);
+	prev_set_rel_pathlist = set_rel_pathlist_hook;
+	set_rel_pathlist_hook = PartitionRowsPathlist;
+	RegisterXactCallback(PartitionRowsXactCallback, NULL);
+	RegisterSubXactCallback(PartitionRowsSubXactCallback, NULL);
+}

@@ -1,0 +1,159 @@
+# test/t/016_parallel_one_scan.pl
+#
+# One scan of the source for two partitions of a part (docs/parallel.md,
+# "One scan for two partitions"; src/engine/partition_rows.c). The server
+# preloads auto_explain, which logs the plan of every statement the part
+# workers run; the test reads the plans of their load statements from the
+# log. Three pipelines with parallel_workers => 2 and the same source
+# (several versions per key, a NULL key, rows past later runs' windows):
+#   four    4 hash partitions: each part's first scan keeps its second
+#           partition's rows, and its second statement reads them, sorted,
+#           without a scan nor a sort of its own;
+#   six     6 list partitions: three per part, the third scanned alone;
+#   checked 4 hash partitions and a row check: its gate writes as it
+#           filters, so each partition scans the source itself.
+# Each is run three times (the initial load, then merges into filled
+# partitions after new rows, then nothing new); each time the target must
+# equal a plain-SQL reference and the run's counts those of the same
+# pipeline run serially into a copy of its target.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('parallel_one_scan');
+$node->init;
+$node->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'pg_pipeline, auto_explain'
+max_worker_processes = 16
+max_prepared_transactions = 8
+auto_explain.log_min_duration = 0
+auto_explain.log_nested_statements = on
+auto_explain.log_analyze = on
+auto_explain.log_timing = off
+auto_explain.log_level = log
+});
+$node->start;
+
+sub sql { return $node->safe_psql('postgres', shift); }
+
+sql(q{
+    CREATE EXTENSION pg_pipeline;
+    CREATE SCHEMA s;
+    CREATE TABLE s.src (id int, grp text NOT NULL, v int NOT NULL, ts bigint NOT NULL);
+    -- 3 versions of keys 1..400 (the newest by ts wins), one NULL key
+    INSERT INTO s.src SELECT 1 + g % 400, (ARRAY['a','b','c','d','e','f'])[1 + (g % 400) % 6], g, g / 3
+      FROM generate_series(1, 1200) AS g;
+    INSERT INTO s.src VALUES (NULL, 'a', 0, 5);
+    CREATE FUNCTION s.target(name text, by_list boolean) RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN
+        IF by_list THEN
+            EXECUTE format('CREATE TABLE s.%I (id int NOT NULL, grp text NOT NULL, v int, ts bigint,
+                            PRIMARY KEY (grp, id)) PARTITION BY LIST (grp)', name);
+            FOR i IN 1..6 LOOP
+                EXECUTE format('CREATE TABLE s.%I PARTITION OF s.%I FOR VALUES IN (%L)',
+                               name || '_' || i, name, (ARRAY['a','b','c','d','e','f'])[i]);
+            END LOOP;
+        ELSE
+            EXECUTE format('CREATE TABLE s.%I (id int NOT NULL PRIMARY KEY, grp text NOT NULL, v int, ts bigint)
+                            PARTITION BY HASH (id)', name);
+            FOR i IN 0..3 LOOP
+                EXECUTE format('CREATE TABLE s.%I PARTITION OF s.%I FOR VALUES WITH (MODULUS 4, REMAINDER %s)',
+                               name || '_' || i, name, i);
+            END LOOP;
+        END IF;
+    END $$;
+    SELECT s.target('four', false), s.target('four_serial', false),
+           s.target('six', true), s.target('six_serial', true),
+           s.target('checked', false), s.target('checked_serial', false);
+    SELECT pipeline.create_pipeline(n, 's.src', 's.' || n, unique_key => k, incremental_column => 'ts',
+                                    partition_column => c, create_target => false,
+                                    parallel_workers => CASE WHEN n LIKE '%_serial' THEN 1 ELSE 2 END)
+      FROM (VALUES ('four', '{id}'::text[], 'id'), ('four_serial', '{id}', 'id'),
+                   ('six', '{grp,id}', 'grp'), ('six_serial', '{grp,id}', 'grp'),
+                   ('checked', '{id}', 'id'), ('checked_serial', '{id}', 'id')) AS p (n, k, c);
+    SELECT pipeline.add_check(n, 'v_positive', 'expression', '{"sql": "v > 0"}', 'quarantine')
+      FROM unnest(ARRAY['checked', 'checked_serial']) AS n;
+});
+
+# load_plans: the plans, logged since offset, of the statements that read a
+# part's partitions from the source (the parts' loads; not the leader's count)
+sub load_plans {
+    my ($offset) = @_;
+    my $log = slurp_file($node->logfile, $offset);
+    return grep { /Query Text: (SELECT s\.|MERGE INTO)/ && /pipeline\._partition_rows\(|satisfies_hash_partition\(/ }
+      split /(?=^\S.*LOG:  duration: )/m, $log;
+}
+
+# same: the target equals the plain-SQL reference at the pipeline's watermark,
+# and its last run's counts equal its serial twin's
+sub same {
+    my ($name, $what) = @_;
+    is(sql(qq{
+        WITH ref AS (SELECT DISTINCT ON (id) id, grp, v, ts FROM s.src
+                      WHERE id IS NOT NULL AND ts <= (SELECT watermark::bigint FROM pipeline.pipelines WHERE name = '$name')
+                        AND ('$name' NOT LIKE 'checked%' OR v > 0)
+                      ORDER BY id, ts DESC, v DESC)
+        SELECT (SELECT count(*) FROM ref), (SELECT count(*) FROM (TABLE ref EXCEPT TABLE s.$name) d),
+               (SELECT count(*) FROM (TABLE s.$name EXCEPT TABLE ref) d)}),
+       sql(qq{SELECT count(*) FROM s.$name}) . '|0|0', "$name, $what: the target is the reference");
+    my $counts = q{SELECT concat_ws(' ', status, rows_read, rows_inserted, rows_updated, rows_unchanged,
+                                    rows_rejected, rows_quarantined)
+                     FROM pipeline.runs WHERE pipeline_name = '%s' ORDER BY run_id DESC LIMIT 1};
+    is(sql(sprintf($counts, $name)), sql(sprintf($counts, "${name}_serial")),
+       "$name, $what: the counts are the serial run's");
+}
+
+# run_all: runs every pipeline, each alone in its statement (as a parallel run must be)
+sub run_all { sql("SELECT pipeline.run('$_')") for qw(four four_serial six six_serial checked checked_serial); }
+
+my $offset = -s $node->logfile;
+run_all();
+same($_, 'initial load') for qw(four six checked);
+my @plans = load_plans($offset);
+
+# the load plans of a pipeline into hash partitions, told apart by their parent
+sub plans_of {
+    my ($parent) = @_;
+    my $oid = sql(qq{SELECT 's.$parent'::regclass::oid});
+    return grep { /satisfies_hash_partition\('$oid'::oid/ } @plans;
+}
+my @four_plans = plans_of('four');
+is(scalar(@four_plans), 4, 'four: one load statement per partition');
+is(scalar(grep { /Custom Scan \(PipelinePartitionRows\)/ } @four_plans), 4,
+   'four: every statement reads the source through the shared scan');
+is(scalar(grep { /Keeps: \(satisfies_hash_partition/ } @four_plans), 2,
+   'four: the first statement of each part keeps its next partition\'s rows');
+is(scalar(grep { /Reads: the rows the previous statement's scan kept/ } @four_plans), 2,
+   'four: the second statement of each part reads them');
+is(scalar(grep { /Sort Method/ } @four_plans), 2,
+   'four: only the scanning statements sort; the second of each part reads its rows sorted');
+is(scalar(grep { /Seq Scan on src s/ } @four_plans), 0, 'four: no statement scans the source on its own');
+my @checked_plans = plans_of('checked');
+is(scalar(@checked_plans), 4, 'checked: one load statement per partition');
+is(scalar(grep { /PipelinePartitionRows/ } @checked_plans), 0,
+   'checked: a row check keeps each partition to its own scan');
+is(scalar(grep { /Seq Scan on src s/ } @checked_plans), 4, 'checked: four scans of the source');
+my @six_plans = grep { !/satisfies_hash_partition/ } @plans;
+is(scalar(@six_plans), 6, 'six: one load statement per partition');
+like(join('', @six_plans), qr/PipelinePartitionRows/, 'six: list partitions share scans too');
+is(scalar(grep { /Seq Scan on src s/ } @six_plans), 2, 'six: the third partition of each part scans alone');
+
+# new versions of some keys, new keys, a NULL key: merges into filled partitions
+sql(q{INSERT INTO s.src SELECT 1 + g % 450, (ARRAY['a','b','c','d','e','f'])[1 + (g % 450) % 6], -g, 1000 + g
+        FROM generate_series(1, 300) AS g;
+      INSERT INTO s.src VALUES (NULL, 'b', 1, 1100)});
+$offset = -s $node->logfile;
+run_all();
+same($_, 'merge') for qw(four six checked);
+@plans = load_plans($offset);
+like(join('', plans_of('four')), qr/PipelinePartitionRows/, 'four, merge: the merges share the scans too');
+
+run_all();
+is(sql(q{SELECT count(*) FROM pg_prepared_xacts}), '0', 'nothing is left prepared');
+unlike(slurp_file($node->logfile), qr/temporary file leak|lost the rows|cannot read the rows/,
+       'no kept rows were lost or leaked');
+
+$node->stop;
+done_testing();
