@@ -568,7 +568,9 @@ SELECT customer_id, segment, region
 \echo
 \echo '== page views land in a fact table partitioned by region; parallel_workers => 2'
 \echo '   loads the partitions in two part workers at once, each a prepared'
-\echo '   transaction that commits with the run (two-phase commit: all or nothing)'
+\echo '   transaction that commits with the run (two-phase commit: all or nothing);'
+\echo '   a part reads the staging rows of its two partitions in one scan when it'
+\echo '   reads them all, as this first load does (docs/parallel.md)'
 CREATE TABLE staging.page_views (region text NOT NULL, view_id bigint NOT NULL,
                                  customer_id int NOT NULL, seconds int NOT NULL,
                                  viewed_at timestamptz NOT NULL);

@@ -197,7 +197,7 @@ LoadParallelPart(ParallelShared *sh, int part)
 		lower = WatermarkFromText(sh->lower, inc->typid, inc->typmod, def->owner);
 	upper = WatermarkFromText(sh->upper, inc->typid, inc->typmod, def->owner);
 	plan->part_marked = ScansForTwo(plan);
-	ArmPartitionRows(plan->part_marked);
+	ArmPartitionRows(plan->part_marked, !sh->has_lower);
 	for (int i = part, n = 0; i < sh->npartitions; i += sh->nparts, n++)
 	{
 		/* a MERGE (or, empty, an INSERT) into the partition itself */
@@ -211,7 +211,7 @@ LoadParallelPart(ParallelShared *sh, int part)
 		ExecuteLoadStep(plan, sh->has_lower, lower, true, upper, &slot->counts);
 		FlushRowChecks(plan, sh->run_id);
 	}
-	ArmPartitionRows(false);
+	ArmPartitionRows(false, false);
 	foreach(lc, plan->row_checks)
 		slot->check_failed[foreach_current_index(lc)] = ((CheckDef *) lfirst(lc))->failed_rows;
 }

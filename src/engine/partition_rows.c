@@ -16,8 +16,8 @@
  * statement, pipeline._partition_rows(next, NULL) with the same other
  * filters, then reads that sort instead of the source: no second scan, and
  * no second sort. Anything that does not match exactly (another order,
- * other filters, a security qual, an index scan the planner prefers) plans
- * the ordinary scan, with the same rows.
+ * other filters, a security qual, an index the planner prefers for a
+ * window with a lower bound) plans the ordinary scan, with the same rows.
  *
  * The window-row counters (counters.c) that the kept rows pass are set
  * aside when they are kept and added back when the next statement reads
@@ -104,6 +104,7 @@ typedef struct PartitionRowsState
 } PartitionRowsState;
 
 static bool partition_rows_armed = false;
+static bool partition_rows_whole = false;	/* the window has no lower bound */
 static KeptRows *kept = NULL;
 static set_rel_pathlist_hook_type prev_set_rel_pathlist = NULL;
 
@@ -148,11 +149,17 @@ pipeline_partition_rows(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(PG_GETARG_BOOL(0));
 }
 
-/* ArmPartitionRows lets (or no longer lets) this backend's scans keep rows: a part's */
+/*
+ * ArmPartitionRows lets (or no longer lets) this backend's scans keep rows:
+ * a part's. whole: its window has no lower bound (a first load, or one
+ * after a reset), so it reads the source whole, whatever the planner
+ * estimates (a table just loaded and not yet analyzed looks selective).
+ */
 void
-ArmPartitionRows(bool armed)
+ArmPartitionRows(bool armed, bool whole)
 {
 	partition_rows_armed = armed;
+	partition_rows_whole = whole;
 }
 
 /* MarkerFunction is the OID of pipeline._partition_rows, or InvalidOid */
@@ -301,9 +308,15 @@ SplitClauses(RelOptInfo *rel, Oid marker, Node **these, Node **next, List **filt
 	return markers == 1;
 }
 
-/* CheapestPath is the planner's cheapest unparameterized path of rel */
+/*
+ * ScanToKeep is the sequential scan path of rel when a keeping scan should
+ * take its place: the planner's cheapest unparameterized path, or, when the
+ * window is read whole (partition_rows_whole), one made for it (the planner
+ * dropped its own, costlier than an index that looked selective); else
+ * NULL (an index serves a narrow window better, twice).
+ */
 static Path *
-CheapestPath(RelOptInfo *rel)
+ScanToKeep(PlannerInfo *root, RelOptInfo *rel)
 {
 	Path	   *cheapest = NULL;
 	ListCell   *lc;
@@ -315,15 +328,17 @@ CheapestPath(RelOptInfo *rel)
 		if (p->param_info == NULL && (cheapest == NULL || p->total_cost < cheapest->total_cost))
 			cheapest = p;
 	}
-	return cheapest;
+	if (cheapest != NULL && cheapest->pathtype == T_SeqScan)
+		return cheapest;
+	return partition_rows_whole ? create_seqscan_path(root, rel, NULL, 0) : NULL;
 }
 
 /*
  * PartitionRowsPathlist, the set_rel_pathlist hook: in an armed backend,
  * a scan of a table filtered by the marker becomes a keeping scan (the
- * marker names a next partition, nothing is kept yet, the cheapest plan
- * scans the table whole, and its statement sorts its rows by columns of
- * it), or a read of the kept rows (the marker's partition is the one kept,
+ * marker names a next partition, nothing is kept yet, the table is read
+ * whole: ScanToKeep, and its statement sorts its rows by columns of it),
+ * or a read of the kept rows (the marker's partition is the one kept,
  * under the same other filters, from the same table), sorted as kept.
  */
 static void
@@ -337,7 +352,7 @@ PartitionRowsPathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEnt
 	CustomPath *path;
 	PartitionRowsMode mode;
 	List	   *pathkeys = NIL;
-	Path	   *cheapest;
+	Path	   *seqscan = NULL;
 
 	if (prev_set_rel_pathlist)
 		prev_set_rel_pathlist(root, rel, rti, rte);
@@ -345,7 +360,6 @@ PartitionRowsPathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEnt
 		rte->rtekind != RTE_RELATION || rte->relkind != RELKIND_RELATION ||
 		rte->tablesample != NULL || rte->securityQuals != NIL || rel->baserestrictinfo == NIL)
 		return;
-	cheapest = CheapestPath(rel);
 	marker = MarkerFunction();
 	if (!OidIsValid(marker) || !SplitClauses(rel, marker, &these, &next, &filters))
 		return;
@@ -357,7 +371,7 @@ PartitionRowsPathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEnt
 			pathkeys = root->query_pathkeys;
 	}
 	else if (kept == NULL && !(IsA(next, Const) && ((Const *) next)->constisnull) &&
-			 cheapest != NULL && cheapest->pathtype == T_SeqScan && OrderOf(root->query_pathkeys, rel, &order))
+			 (seqscan = ScanToKeep(root, rel)) != NULL && OrderOf(root->query_pathkeys, rel, &order))
 		mode = PARTITION_ROWS_KEEP;
 	else
 		return;
@@ -374,7 +388,7 @@ PartitionRowsPathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEnt
 	path->path.pathkeys = pathkeys;
 	/* the only path: a keeping scan costs the scan; a read, its rows */
 	path->path.startup_cost = 0;
-	path->path.total_cost = mode == PARTITION_ROWS_KEEP ? cheapest->total_cost : rel->rows * cpu_tuple_cost;
+	path->path.total_cost = mode == PARTITION_ROWS_KEEP ? seqscan->total_cost : rel->rows * cpu_tuple_cost;
 	path->flags = 0;
 	path->custom_paths = NIL;
 	path->custom_private = list_make3(makeInteger(mode), list_make3(these, next, filters),

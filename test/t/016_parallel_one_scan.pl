@@ -12,10 +12,16 @@
 #   six     6 list partitions: three per part, the third scanned alone;
 #   checked 4 hash partitions and a row check: its gate writes as it
 #           filters, so each partition scans the source itself.
-# Each is run three times (the initial load, then merges into filled
-# partitions after new rows, then nothing new); each time the target must
-# equal a plain-SQL reference and the run's counts those of the same
-# pipeline run serially into a copy of its target.
+# The source has an index on the incremental column, and the server runs
+# with enable_seqscan off at first, so that the planner prefers the index:
+#   the initial load still shares its scans (its window has no lower
+#           bound: it reads the source whole, whatever the planner thinks);
+#   a merge (its window has a lower bound) leaves each partition to its own
+#           index scan;
+#   with the index dropped and enable_seqscan back on, a merge shares them.
+# Each run (then one that finds nothing new) must leave the target equal to
+# a plain-SQL reference and count what the same pipeline run serially into
+# a copy of its target counts.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -46,6 +52,7 @@ sql(q{
     INSERT INTO s.src SELECT 1 + g % 400, (ARRAY['a','b','c','d','e','f'])[1 + (g % 400) % 6], g, g / 3
       FROM generate_series(1, 1200) AS g;
     INSERT INTO s.src VALUES (NULL, 'a', 0, 5);
+    CREATE INDEX src_ts ON s.src (ts);
     CREATE FUNCTION s.target(name text, by_list boolean) RETURNS void LANGUAGE plpgsql AS $$
     BEGIN
         IF by_list THEN
@@ -107,7 +114,12 @@ sub same {
 
 # run_all: runs every pipeline, each alone in its statement (as a parallel run must be)
 sub run_all { sql("SELECT pipeline.run('$_')") for qw(four four_serial six six_serial checked checked_serial); }
+# own_scans: how many of plans read the source by a scan of their own
+sub own_scans {
+    return scalar(grep { /(Seq Scan|Bitmap Heap Scan|Index Scan using src_ts|Index Only Scan using src_ts) on src s/ } @_);
+}
 
+sql(q{ALTER SYSTEM SET enable_seqscan = off; SELECT pg_reload_conf();});
 my $offset = -s $node->logfile;
 run_all();
 same($_, 'initial load') for qw(four six checked);
@@ -129,26 +141,48 @@ is(scalar(grep { /Reads: the rows the previous statement's scan kept/ } @four_pl
    'four: the second statement of each part reads them');
 is(scalar(grep { /Sort Method/ } @four_plans), 2,
    'four: only the scanning statements sort; the second of each part reads its rows sorted');
-is(scalar(grep { /Seq Scan on src s/ } @four_plans), 0, 'four: no statement scans the source on its own');
+is(own_scans(@four_plans), 0,
+   'four: no statement scans the source on its own, though the planner prefers the index');
 my @checked_plans = plans_of('checked');
 is(scalar(@checked_plans), 4, 'checked: one load statement per partition');
 is(scalar(grep { /PipelinePartitionRows/ } @checked_plans), 0,
    'checked: a row check keeps each partition to its own scan');
-is(scalar(grep { /Seq Scan on src s/ } @checked_plans), 4, 'checked: four scans of the source');
+is(own_scans(@checked_plans), 4, 'checked: four scans of the source');
 my @six_plans = grep { !/satisfies_hash_partition/ } @plans;
 is(scalar(@six_plans), 6, 'six: one load statement per partition');
 like(join('', @six_plans), qr/PipelinePartitionRows/, 'six: list partitions share scans too');
-is(scalar(grep { /Seq Scan on src s/ } @six_plans), 2, 'six: the third partition of each part scans alone');
+is(own_scans(@six_plans), 2, 'six: the third partition of each part scans alone');
 
-# new versions of some keys, new keys, a NULL key: merges into filled partitions
-sql(q{INSERT INTO s.src SELECT 1 + g % 450, (ARRAY['a','b','c','d','e','f'])[1 + (g % 450) % 6], -g, 1000 + g
-        FROM generate_series(1, 300) AS g;
-      INSERT INTO s.src VALUES (NULL, 'b', 1, 1100)});
+# add_batch: new versions of some keys, new keys, a NULL key, past the watermarks
+sub add_batch {
+    my ($from) = @_;
+    sql(qq{INSERT INTO s.src SELECT 1 + g % 450, (ARRAY['a','b','c','d','e','f'])[1 + (g % 450) % 6], -g - $from, $from + g
+             FROM generate_series(1, 300) AS g;
+           INSERT INTO s.src VALUES (NULL, 'b', 1, $from + 100)});
+}
+
+# merges into filled partitions, the index preferred
+add_batch(1000);
+$offset = -s $node->logfile;
+run_all();
+same($_, 'merge by the index') for qw(four six checked);
+@plans = load_plans($offset);
+@four_plans = plans_of('four');
+is(scalar(grep { /PipelinePartitionRows/ } @four_plans), 0,
+   'four, merge: with a lower bound, the index the planner prefers serves each partition');
+is(own_scans(@four_plans), 4, 'four, merge: four scans of the index');
+
+# merges into filled partitions, the source scanned whole
+sql(q{ALTER SYSTEM RESET enable_seqscan; SELECT pg_reload_conf(); DROP INDEX s.src_ts;});
+add_batch(2000);
 $offset = -s $node->logfile;
 run_all();
 same($_, 'merge') for qw(four six checked);
 @plans = load_plans($offset);
-like(join('', plans_of('four')), qr/PipelinePartitionRows/, 'four, merge: the merges share the scans too');
+@four_plans = plans_of('four');
+is(scalar(grep { /Keeps: / } @four_plans), 2, 'four, merge: each part\'s first merge keeps its next partition\'s rows');
+is(scalar(grep { /Reads: the rows the previous statement's scan kept/ } @four_plans), 2,
+   'four, merge: each part\'s second merge reads them');
 
 run_all();
 is(sql(q{SELECT count(*) FROM pg_prepared_xacts}), '0', 'nothing is left prepared');

@@ -417,7 +417,7 @@ extern void PauseParallelPart(ParallelShared *sh, int part, ParallelPause point)
 
 /* engine/partition_rows.c: one scan of the source for two partitions of a part */
 extern void PartitionRowsInit(void);
-extern void ArmPartitionRows(bool armed);
+extern void ArmPartitionRows(bool armed, bool whole);
 extern void ResolvePreparedParts(int64 pipeline_id);
 
 /* engine/queue.c */
