@@ -91,32 +91,6 @@ pipeline_window_row(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(!rejected);
 }
 
-/*
- * GetWindowCounts reads the window-row counters, SetWindowCounts puts them
- * back, AddWindowCounts adds to them: a scan that keeps rows for the next
- * statement (partition_rows.c) sets their counts aside for it.
- */
-void
-GetWindowCounts(int64 *read, int64 *rejected)
-{
-	*read = rows_read;
-	*rejected = rows_rejected;
-}
-
-void
-SetWindowCounts(int64 read, int64 rejected)
-{
-	rows_read = read;
-	rows_rejected = rejected;
-}
-
-void
-AddWindowCounts(int64 read, int64 rejected)
-{
-	rows_read += read;
-	rows_rejected += rejected;
-}
-
 /* pipeline._kept_row() counts a row that reaches the load; returns true */
 Datum
 pipeline_kept_row(PG_FUNCTION_ARGS)

@@ -11,17 +11,20 @@
  * pipeline._partition_rows(these, next), which is simply `these` wherever
  * nothing below takes it over. Here a planner hook takes it over: the scan
  * of the source becomes a custom scan that returns the rows of `these` and
- * keeps those of `next` (that pass the same other filters) in a sort, in
- * the order the statement sorts its own rows in. The next partition's
- * statement, pipeline._partition_rows(next, NULL) with the same other
- * filters, then reads that sort instead of the source: no second scan, and
- * no second sort. Anything that does not match exactly (another order,
- * other filters, a security qual, an index the planner prefers for a
- * window with a lower bound) plans the ordinary scan, with the same rows.
+ * keeps those of `next` in a sort, in the order the statement sorts its
+ * own rows in. The next partition's statement, pipeline._partition_rows(
+ * next, NULL) with the same other filters, then reads that sort instead of
+ * the source: no second scan, and no second sort. Anything that does not
+ * match exactly (another order, other filters, a security qual, an index
+ * the planner prefers for a window with a lower bound) plans the ordinary
+ * scan, with the same rows.
  *
- * The window-row counters (counters.c) that the kept rows pass are set
- * aside when they are kept and added back when the next statement reads
- * them, so that each statement counts what it would have counted alone.
+ * The other filters are split where the first volatile one begins: the
+ * window's bounds come before, the row counter (counters.c) and the gates
+ * of row checks (row_checks.c) after. A kept row passed those before; the
+ * next statement evaluates those after on it, when it reads it, so that
+ * every count and every row sent to quarantine is the statement's own, as
+ * if it had scanned the source itself: keeping a row has no side effect.
  * The kept rows live in the part's transaction; only a part arms the hook.
  *
  *-------------------------------------------------------------------------
@@ -73,13 +76,12 @@ typedef struct KeptRows
 	MemoryContext cxt;
 	Oid			source_relid;
 	Node	   *predicate;		/* the next partition's constraint (marker's second argument) */
-	List	   *filters;		/* the other filters they passed, as planned */
+	List	   *filters;		/* the other filters, as planned: they passed the
+								 * first nearly of them */
 	KeptOrder	order;
 	Snapshot	snapshot;		/* the scan's, held until they are read: their
 								 * TOAST values stay where they point */
 	Tuplesortstate *sort;
-	int64		read;			/* the window-row counts they made */
-	int64		rejected;
 	bool		complete;		/* the scan ran to its end and the sort is done */
 } KeptRows;
 
@@ -96,7 +98,9 @@ typedef struct PartitionRowsState
 	PartitionRowsMode mode;
 	ExprState  *these;
 	ExprState  *next;
-	ExprState  *filters;
+	ExprState  *filters;		/* KEEP: all the other filters, for these */
+	ExprState  *early;			/* KEEP: those before the first volatile one, for next */
+	ExprState  *late;			/* READ: the others, evaluated on the kept rows */
 	TableScanDesc scan;
 	TupleTableSlot *slot;
 	KeptRows   *keeping;		/* KEEP: where the kept rows go, NULL when not keeping */
@@ -309,6 +313,22 @@ SplitClauses(RelOptInfo *rel, Oid marker, Node **these, Node **next, List **filt
 }
 
 /*
+ * EarlyFilters counts the filters before the first volatile one: those a
+ * kept row passes when it is kept; the next statement evaluates the others
+ * on it
+ */
+static int
+EarlyFilters(List *filters)
+{
+	ListCell   *lc;
+
+	foreach(lc, filters)
+		if (contain_volatile_functions(lfirst(lc)))
+			return foreach_current_index(lc);
+	return list_length(filters);
+}
+
+/*
  * ScanToKeep is the sequential scan path of rel when a keeping scan should
  * take its place: the planner's cheapest unparameterized path, or, when the
  * window is read whole (partition_rows_whole), one made for it (the planner
@@ -391,8 +411,8 @@ PartitionRowsPathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEnt
 	path->path.total_cost = mode == PARTITION_ROWS_KEEP ? seqscan->total_cost : rel->rows * cpu_tuple_cost;
 	path->flags = 0;
 	path->custom_paths = NIL;
-	path->custom_private = list_make3(makeInteger(mode), list_make3(these, next, filters),
-									  OrderList(&order));
+	path->custom_private = list_make4(makeInteger(mode), list_make3(these, next, filters),
+									  OrderList(&order), makeInteger(EarlyFilters(filters)));
 	path->methods = &partition_rows_path_methods;
 	rel->pathlist = list_make1(path);
 	rel->partial_pathlist = NIL;
@@ -401,9 +421,10 @@ PartitionRowsPathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEnt
 /*
  * PlanPartitionRows makes the custom scan: the marker's arguments and the
  * other filters go into custom_exprs (these, next, filters...), which the
- * executor evaluates itself; custom_private keeps the mode, the order and,
- * unchanged by setrefs, the filters as planned (what the next statement's
- * are compared with).
+ * executor evaluates itself; custom_private keeps the mode, unchanged by
+ * setrefs the next partition's constraint and the filters as planned (what
+ * the next statement's are compared with), the order, and how many filters
+ * come before the first volatile one.
  */
 static Plan *
 PlanPartitionRows(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
@@ -419,9 +440,10 @@ PlanPartitionRows(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	cscan->custom_plans = NIL;
 	cscan->custom_exprs = list_concat(list_make2(copyObject(linitial(exprs)), copyObject(lsecond(exprs))),
 									  copyObject(lthird(exprs)));
-	cscan->custom_private = list_make4(linitial(best_path->custom_private),
+	cscan->custom_private = list_make5(linitial(best_path->custom_private),
 									   copyObject(lsecond(exprs)), copyObject(lthird(exprs)),
-									   lthird(best_path->custom_private));
+									   lthird(best_path->custom_private),
+									   lfourth(best_path->custom_private));
 	cscan->custom_scan_tlist = NIL;
 	cscan->custom_relids = bms_make_singleton(rel->relid);
 	cscan->methods = &partition_rows_scan_methods;
@@ -505,6 +527,7 @@ BeginPartitionRows(CustomScanState *node, EState *estate, int eflags)
 	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
 	Relation	rel = node->ss.ss_currentRelation;
 	List	   *exprs = cscan->custom_exprs;
+	int			nearly = intVal(list_nth(cscan->custom_private, 4));
 
 	if (st->mode == PARTITION_ROWS_READ)
 	{
@@ -514,9 +537,7 @@ BeginPartitionRows(CustomScanState *node, EState *estate, int eflags)
 			return;
 		if (kept == NULL || !kept->complete || kept->source_relid != RelationGetRelid(rel))
 			elog(ERROR, "pg_pipeline lost the rows a part's scan kept for this partition");
-		/* the kept rows' counts are this statement's */
-		AddWindowCounts(kept->read, kept->rejected);
-		kept->read = kept->rejected = 0;
+		st->late = ExecInitQual(list_copy_tail(exprs, 2 + nearly), &node->ss.ps);
 		return;
 	}
 	UseSlot(st, ExecAllocTableSlot(&estate->es_tupleTable, RelationGetDescr(rel),
@@ -524,6 +545,7 @@ BeginPartitionRows(CustomScanState *node, EState *estate, int eflags)
 	st->these = ExecInitQual(list_make1(linitial(exprs)), &node->ss.ps);
 	st->next = ExecInitQual(list_make1(lsecond(exprs)), &node->ss.ps);
 	st->filters = ExecInitQual(list_copy_tail(exprs, 2), &node->ss.ps);
+	st->early = ExecInitQual(list_copy_head(list_copy_tail(exprs, 2), nearly), &node->ss.ps);
 	/* a second keeping scan in the transaction keeps nothing: its rows are read as usual */
 	if (!(eflags & EXEC_FLAG_EXPLAIN_ONLY) && kept == NULL)
 	{
@@ -532,29 +554,18 @@ BeginPartitionRows(CustomScanState *node, EState *estate, int eflags)
 	}
 }
 
-/* Keep puts the scanned row, which passed next, into the kept rows when it passes the filters */
+/* Keep puts the scanned row, which passed next, into the kept rows when it passes the early filters */
 static void
 Keep(PartitionRowsState *st, ExprContext *econtext)
 {
-	int64		read,
-				rejected,
-				read_after,
-				rejected_after;
 	ResourceOwner owner;
 
-	GetWindowCounts(&read, &rejected);
-	if (ExecQual(st->filters, econtext))
-	{
-		owner = CurrentResourceOwner;
-		CurrentResourceOwner = TopTransactionResourceOwner;
-		tuplesort_puttupleslot(st->keeping->sort, st->slot);
-		CurrentResourceOwner = owner;
-	}
-	/* what the window-row counter counted is the next statement's */
-	GetWindowCounts(&read_after, &rejected_after);
-	st->keeping->read += read_after - read;
-	st->keeping->rejected += rejected_after - rejected;
-	SetWindowCounts(read, rejected);
+	if (!ExecQual(st->early, econtext))
+		return;
+	owner = CurrentResourceOwner;
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	tuplesort_puttupleslot(st->keeping->sort, st->slot);
+	CurrentResourceOwner = owner;
 }
 
 /* NextRow returns the scan's next row to return, or NULL at the end */
@@ -566,9 +577,16 @@ NextRow(ScanState *ss)
 
 	if (st->mode == PARTITION_ROWS_READ)
 	{
-		if (!tuplesort_gettupleslot(kept->sort, true, false, st->slot, NULL))
-			return NULL;
-		return st->slot;
+		for (;;)
+		{
+			CHECK_FOR_INTERRUPTS();
+			ResetExprContext(econtext);
+			if (!tuplesort_gettupleslot(kept->sort, true, false, st->slot, NULL))
+				return NULL;
+			econtext->ecxt_scantuple = st->slot;
+			if (ExecQual(st->late, econtext))
+				return st->slot;
+		}
 	}
 	if (st->scan == NULL)
 		st->scan = table_beginscan(ss->ss_currentRelation, ss->ps.state->es_snapshot, 0, NULL);
@@ -656,7 +674,7 @@ ReScanPartitionRows(CustomScanState *node)
 
 /*
  * ExplainPartitionRows shows what a keeping scan returns ("Filter") and
- * keeps ("Keeps"), and where a read's rows come from
+ * keeps ("Keeps"), and what a read reads ("Reads") and filters ("Filter")
  */
 static void
 ExplainPartitionRows(CustomScanState *node, List *ancestors, ExplainState *es)
@@ -664,19 +682,25 @@ ExplainPartitionRows(CustomScanState *node, List *ancestors, ExplainState *es)
 	PartitionRowsState *st = (PartitionRowsState *) node;
 	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
 	List	   *exprs = cscan->custom_exprs;
-	List	   *context;
+	List	   *filters = list_copy_tail(exprs, 2);
+	int			nearly = intVal(list_nth(cscan->custom_private, 4));
+	List	   *context = set_deparse_context_plan(es->deparse_cxt, &cscan->scan.plan, ancestors);
 
 	if (st->mode == PARTITION_ROWS_READ)
 	{
 		ExplainPropertyText("Reads", "the rows the previous statement's scan kept, sorted", es);
+		if (list_length(filters) > nearly)
+			ExplainPropertyText("Filter",
+								deparse_expression((Node *) make_ands_explicit(list_copy_tail(filters, nearly)),
+												   context, true, false), es);
 		return;
 	}
-	context = set_deparse_context_plan(es->deparse_cxt, &cscan->scan.plan, ancestors);
 	ExplainPropertyText("Filter",
-						deparse_expression((Node *) make_ands_explicit(lcons(linitial(exprs), list_copy_tail(exprs, 2))),
+						deparse_expression((Node *) make_ands_explicit(lcons(linitial(exprs), list_copy(filters))),
 										   context, true, false), es);
 	ExplainPropertyText("Keeps",
-						deparse_expression((Node *) make_ands_explicit(lcons(lsecond(exprs), list_copy_tail(exprs, 2))),
+						deparse_expression((Node *) make_ands_explicit(lcons(lsecond(exprs),
+																			 list_copy_head(filters, nearly))),
 										   context, true, false), es);
 }
 

@@ -10,8 +10,9 @@
 #           partition's rows, and its second statement reads them, sorted,
 #           without a scan nor a sort of its own;
 #   six     6 list partitions: three per part, the third scanned alone;
-#   checked 4 hash partitions and a row check: its gate writes as it
-#           filters, so each partition scans the source itself.
+#   checked 4 hash partitions and a row check that sends rows to
+#           quarantine (checked after de-duplication, as the statement
+#           that reads kept rows does on them).
 # The source has an index on the incremental column, and the server runs
 # with enable_seqscan off at first, so that the planner prefers the index:
 #   the initial load still shares its scans (its window has no lower
@@ -49,7 +50,9 @@ sql(q{
     CREATE SCHEMA s;
     CREATE TABLE s.src (id int, grp text NOT NULL, v int NOT NULL, ts bigint NOT NULL);
     -- 3 versions of keys 1..400 (the newest by ts wins), one NULL key
-    INSERT INTO s.src SELECT 1 + g % 400, (ARRAY['a','b','c','d','e','f'])[1 + (g % 400) % 6], g, g / 3
+    -- (every 97th has a negative v, which the row check of 'checked' sends to quarantine)
+    INSERT INTO s.src SELECT 1 + g % 400, (ARRAY['a','b','c','d','e','f'])[1 + (g % 400) % 6],
+                             CASE WHEN g % 97 = 0 THEN -g ELSE g END, g / 3
       FROM generate_series(1, 1200) AS g;
     INSERT INTO s.src VALUES (NULL, 'a', 0, 5);
     CREATE INDEX src_ts ON s.src (ts);
@@ -93,15 +96,18 @@ sub load_plans {
       split /(?=^\S.*LOG:  duration: )/m, $log;
 }
 
-# same: the target equals the plain-SQL reference at the pipeline's watermark,
-# and its last run's counts equal its serial twin's
+# same: the target equals the plain-SQL reference at the pipeline's watermark
+# (the newest version of each key; for 'checked', whose row check sends a
+# key's newest version to quarantine and keeps what the target had, its
+# serial twin's target), and its last run's counts equal its serial twin's
 sub same {
     my ($name, $what) = @_;
+    my $ref = $name eq 'checked' ? 'TABLE s.checked_serial' : qq{
+        SELECT DISTINCT ON (id) id, grp, v, ts FROM s.src
+         WHERE id IS NOT NULL AND ts <= (SELECT watermark::bigint FROM pipeline.pipelines WHERE name = '$name')
+         ORDER BY id, ts DESC, v DESC};
     is(sql(qq{
-        WITH ref AS (SELECT DISTINCT ON (id) id, grp, v, ts FROM s.src
-                      WHERE id IS NOT NULL AND ts <= (SELECT watermark::bigint FROM pipeline.pipelines WHERE name = '$name')
-                        AND ('$name' NOT LIKE 'checked%' OR v > 0)
-                      ORDER BY id, ts DESC, v DESC)
+        WITH ref AS ($ref)
         SELECT (SELECT count(*) FROM ref), (SELECT count(*) FROM (TABLE ref EXCEPT TABLE s.$name) d),
                (SELECT count(*) FROM (TABLE s.$name EXCEPT TABLE ref) d)}),
        sql(qq{SELECT count(*) FROM s.$name}) . '|0|0', "$name, $what: the target is the reference");
@@ -131,23 +137,22 @@ sub plans_of {
     my $oid = sql(qq{SELECT 's.$parent'::regclass::oid});
     return grep { /satisfies_hash_partition\('$oid'::oid/ } @plans;
 }
-my @four_plans = plans_of('four');
-is(scalar(@four_plans), 4, 'four: one load statement per partition');
-is(scalar(grep { /Custom Scan \(PipelinePartitionRows\)/ } @four_plans), 4,
-   'four: every statement reads the source through the shared scan');
-is(scalar(grep { /Keeps: \(satisfies_hash_partition/ } @four_plans), 2,
-   'four: the first statement of each part keeps its next partition\'s rows');
-is(scalar(grep { /Reads: the rows the previous statement's scan kept/ } @four_plans), 2,
-   'four: the second statement of each part reads them');
+# shares: the plans of a hash-partitioned pipeline read the source once per part
+sub shares {
+    my ($name, $what) = @_;
+    my @p = plans_of($name);
+    is(scalar(@p), 4, "$name, $what: one load statement per partition");
+    is(scalar(grep { /Keeps: \(satisfies_hash_partition/ } @p), 2,
+       "$name, $what: the first statement of each part keeps its next partition's rows");
+    is(scalar(grep { /Reads: the rows the previous statement's scan kept/ } @p), 2,
+       "$name, $what: the second statement of each part reads them");
+    is(own_scans(@p), 0, "$name, $what: no statement scans the source on its own");
+    return @p;
+}
+my @four_plans = shares('four', 'initial load, the index preferred');
 is(scalar(grep { /Sort Method/ } @four_plans), 2,
    'four: only the scanning statements sort; the second of each part reads its rows sorted');
-is(own_scans(@four_plans), 0,
-   'four: no statement scans the source on its own, though the planner prefers the index');
-my @checked_plans = plans_of('checked');
-is(scalar(@checked_plans), 4, 'checked: one load statement per partition');
-is(scalar(grep { /PipelinePartitionRows/ } @checked_plans), 0,
-   'checked: a row check keeps each partition to its own scan');
-is(own_scans(@checked_plans), 4, 'checked: four scans of the source');
+shares('checked', 'initial load');
 my @six_plans = grep { !/satisfies_hash_partition/ } @plans;
 is(scalar(@six_plans), 6, 'six: one load statement per partition');
 like(join('', @six_plans), qr/PipelinePartitionRows/, 'six: list partitions share scans too');
@@ -167,10 +172,12 @@ $offset = -s $node->logfile;
 run_all();
 same($_, 'merge by the index') for qw(four six checked);
 @plans = load_plans($offset);
-@four_plans = plans_of('four');
-is(scalar(grep { /PipelinePartitionRows/ } @four_plans), 0,
-   'four, merge: with a lower bound, the index the planner prefers serves each partition');
-is(own_scans(@four_plans), 4, 'four, merge: four scans of the index');
+for my $name (qw(four checked)) {
+    my @p = plans_of($name);
+    is(scalar(grep { /PipelinePartitionRows/ } @p), 0,
+       "$name, merge: with a lower bound, the index the planner prefers serves each partition");
+    is(own_scans(@p), 4, "$name, merge: four scans of the index");
+}
 
 # merges into filled partitions, the source scanned whole
 sql(q{ALTER SYSTEM RESET enable_seqscan; SELECT pg_reload_conf(); DROP INDEX s.src_ts;});
@@ -179,10 +186,7 @@ $offset = -s $node->logfile;
 run_all();
 same($_, 'merge') for qw(four six checked);
 @plans = load_plans($offset);
-@four_plans = plans_of('four');
-is(scalar(grep { /Keeps: / } @four_plans), 2, 'four, merge: each part\'s first merge keeps its next partition\'s rows');
-is(scalar(grep { /Reads: the rows the previous statement's scan kept/ } @four_plans), 2,
-   'four, merge: each part\'s second merge reads them');
+shares($_, 'merge') for qw(four checked);
 
 run_all();
 is(sql(q{SELECT count(*) FROM pg_prepared_xacts}), '0', 'nothing is left prepared');

@@ -306,9 +306,6 @@ extern void ArmMergeCapture(void);
 extern void CollectLoadCounters(LoadStatements *stmts, uint64 processed, LoadCounts *counts);
 extern void InstallCounterHooks(void);
 extern void TakeMergeTallies(int64 *inserted, int64 *updated, int64 *deleted);
-extern void GetWindowCounts(int64 *read, int64 *rejected);
-extern void SetWindowCounts(int64 read, int64 rejected);
-extern void AddWindowCounts(int64 read, int64 rejected);
 
 /* engine/engine.c */
 extern int64 RunPipeline(PipelineDef *def, RunRequest *req);
