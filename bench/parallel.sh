@@ -206,8 +206,8 @@ part's two partitions scans the window for both: a custom scan returns its
 rows and keeps the second's in a sort of their own, in the order the
 second partition's statement asks for, and that statement reads them
 instead of the source, without a scan or a sort (docs/parallel.md, "One
-scan for two partitions"): 1.685 in its first run of this script (5
-runs each), 1.651 in the second (9 runs each, with this profile).
+scan for two partitions"): 1.645 to 1.685 over four runs of this
+script on 2026-11-30 (this one: 9 runs each, with the profile).
 $( [ -n "$profile" ] && cat <<PROFILE
 
 Where the time of a parallel run goes (\`BENCH_PROFILE=1\`: one more
