@@ -144,13 +144,12 @@ PartitionIdent(Oid relid)
  * ScansForTwo: the part's load steps read the window as partition_rows.c
  * can share between two partitions: straight from a table, de-duplicated
  * (sorted), with no replay, newest-only read or backfill batch (their rows
- * come another way) and no erasure gate (not yet covered by the tests of
- * shared scans).
+ * come another way).
  */
 static bool
 ScansForTwo(LoadPlan *plan)
 {
-	return plan->needs_dedup && plan->erasure == NIL && !plan->replay && !plan->newest_only &&
+	return plan->needs_dedup && !plan->replay && !plan->newest_only &&
 		!plan->distributed && plan->partition == NULL && plan->snapshot == NULL &&
 		plan->rollup == NULL && get_rel_relkind(plan->source_relid) == RELKIND_RELATION;
 }

@@ -20,8 +20,8 @@
  * scan, with the same rows.
  *
  * The other filters are split where the first volatile one begins: the
- * window's bounds come before, the row counter (counters.c) and the gates
- * of row checks (row_checks.c) after. A kept row passed those before; the
+ * window's bounds come before, the row counter (counters.c) and a gate
+ * (the erasure gate, erasure_gate.c) after. A kept row passed those before; the
  * next statement evaluates those after on it, when it reads it, so that
  * every count and every row sent to quarantine is the statement's own, as
  * if it had scanned the source itself: keeping a row has no side effect.

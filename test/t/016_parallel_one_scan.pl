@@ -4,15 +4,19 @@
 # "One scan for two partitions"; src/engine/partition_rows.c). The server
 # preloads auto_explain, which logs the plan of every statement the part
 # workers run; the test reads the plans of their load statements from the
-# log. Three pipelines with parallel_workers => 2 and the same source
-# (several versions per key, a NULL key, rows past later runs' windows):
+# log. Pipelines with parallel_workers => 2, the first three from one
+# source (several versions per key, a NULL key, rows past later runs'
+# windows):
 #   four    4 hash partitions: each part's first scan keeps its second
 #           partition's rows, and its second statement reads them, sorted,
 #           without a scan nor a sort of its own;
 #   six     6 list partitions: three per part, the third scanned alone;
 #   checked 4 hash partitions and a row check that sends rows to
 #           quarantine (checked after de-duplication, as the statement
-#           that reads kept rows does on them).
+#           that reads kept rows does on them);
+#   people  4 hash partitions from a source with forgotten subjects whose
+#           rows arrive again: the statement that reads kept rows passes
+#           them through the erasure gate, armed under its partition's lock.
 # The source has an index on the incremental column, and the server runs
 # with enable_seqscan off at first, so that the planner prefers the index:
 #   the initial load still shares its scans (its window has no lower
@@ -189,6 +193,49 @@ same($_, 'merge') for qw(four six checked);
 shares($_, 'merge') for qw(four checked);
 
 run_all();
+
+# A source that holds forgotten subjects: the erasure gate skips their rows
+# when they arrive again. The statement that reads kept rows evaluates the
+# gate on them, armed with the tombstones it read under its partition's lock.
+sql(q{
+    CREATE TABLE s.people_src (id int, name text NOT NULL, ts bigint NOT NULL);
+    INSERT INTO s.people_src SELECT 1 + g % 300, 'person ' || g, g FROM generate_series(1, 900) AS g;
+    CREATE FUNCTION s.people_target(name text) RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN
+        EXECUTE format('CREATE TABLE s.%I (id int NOT NULL PRIMARY KEY, name text NOT NULL, ts bigint)
+                        PARTITION BY HASH (id)', name);
+        FOR i IN 0..3 LOOP
+            EXECUTE format('CREATE TABLE s.%I PARTITION OF s.%I FOR VALUES WITH (MODULUS 4, REMAINDER %s)',
+                           name || '_' || i, name, i);
+        END LOOP;
+    END $$;
+    SELECT s.people_target('people'), s.people_target('people_serial');
+    SELECT pipeline.create_pipeline(n, 's.people_src', 's.' || n, unique_key => '{id}',
+                                    incremental_column => 'ts', partition_column => 'id',
+                                    create_target => false,
+                                    parallel_workers => CASE WHEN n = 'people' THEN 2 ELSE 1 END)
+      FROM unnest(ARRAY['people', 'people_serial']) AS n;
+    SELECT pipeline.declare_subject('s.people_src', 'id', 'person');
+});
+sql("SELECT pipeline.run('$_')") for qw(people people_serial);
+sql(q{SELECT count(*) FROM pipeline.forget('person', '7'); SELECT count(*) FROM pipeline.forget('person', '12');});
+# their rows arrive again, with new rows of others
+sql(q{INSERT INTO s.people_src SELECT 1 + g % 350, 'again ' || g, 1000 + g FROM generate_series(1, 700) AS g});
+$offset = -s $node->logfile;
+sql("SELECT pipeline.run('$_')") for qw(people people_serial);
+@plans = load_plans($offset);
+my @people_plans = shares('people', 'forgotten subjects');
+is(scalar(grep { /Reads: [^\n]*\n\s*Filter: [^\n]*pipeline\._unforgotten/ } @people_plans), 2,
+   'people: the statements that read kept rows pass them through the erasure gate');
+is(sql(q{SELECT count(*) FROM ((TABLE s.people EXCEPT TABLE s.people_serial)
+                                UNION ALL (TABLE s.people_serial EXCEPT TABLE s.people)) d}), '0',
+   'people: the target is its serial twin\'s');
+is(sql(q{SELECT count(*) FROM s.people WHERE id IN (7, 12)}), '0', 'people: the forgotten did not come back');
+my $forgotten = q{SELECT concat_ws(' ', status, rows_read, rows_inserted, rows_updated, rows_unchanged, rows_forgotten)
+                    FROM pipeline.runs WHERE pipeline_name = '%s' ORDER BY run_id DESC LIMIT 1};
+is(sql(sprintf($forgotten, 'people')), sql(sprintf($forgotten, 'people_serial')),
+   'people: the counts are the serial run\'s, the forgotten rows included');
+like(sql(sprintf($forgotten, 'people')), qr/ [1-9]\d*$/, 'people: the gate skipped the returning rows');
 is(sql(q{SELECT count(*) FROM pg_prepared_xacts}), '0', 'nothing is left prepared');
 unlike(slurp_file($node->logfile), qr/temporary file leak|lost the rows|cannot read the rows/,
        'no kept rows were lost or leaked');
