@@ -76,8 +76,8 @@ typedef struct KeptRows
 	MemoryContext cxt;
 	Oid			source_relid;
 	Node	   *predicate;		/* the next partition's constraint (marker's second argument) */
-	List	   *filters;		/* the other filters, as planned: they passed the
-								 * first nearly of them */
+	List	   *filters;		/* the other filters, as planned: they passed
+								 * those before the first volatile one */
 	KeptOrder	order;
 	Snapshot	snapshot;		/* the scan's, held until they are read: their
 								 * TOAST values stay where they point */
@@ -527,7 +527,7 @@ BeginPartitionRows(CustomScanState *node, EState *estate, int eflags)
 	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
 	Relation	rel = node->ss.ss_currentRelation;
 	List	   *exprs = cscan->custom_exprs;
-	int			nearly = intVal(list_nth(cscan->custom_private, 4));
+	int			n_early = intVal(list_nth(cscan->custom_private, 4));
 
 	if (st->mode == PARTITION_ROWS_READ)
 	{
@@ -537,7 +537,7 @@ BeginPartitionRows(CustomScanState *node, EState *estate, int eflags)
 			return;
 		if (kept == NULL || !kept->complete || kept->source_relid != RelationGetRelid(rel))
 			elog(ERROR, "pg_pipeline lost the rows a part's scan kept for this partition");
-		st->late = ExecInitQual(list_copy_tail(exprs, 2 + nearly), &node->ss.ps);
+		st->late = ExecInitQual(list_copy_tail(exprs, 2 + n_early), &node->ss.ps);
 		return;
 	}
 	UseSlot(st, ExecAllocTableSlot(&estate->es_tupleTable, RelationGetDescr(rel),
@@ -545,7 +545,7 @@ BeginPartitionRows(CustomScanState *node, EState *estate, int eflags)
 	st->these = ExecInitQual(list_make1(linitial(exprs)), &node->ss.ps);
 	st->next = ExecInitQual(list_make1(lsecond(exprs)), &node->ss.ps);
 	st->filters = ExecInitQual(list_copy_tail(exprs, 2), &node->ss.ps);
-	st->early = ExecInitQual(list_copy_head(list_copy_tail(exprs, 2), nearly), &node->ss.ps);
+	st->early = ExecInitQual(list_copy_head(list_copy_tail(exprs, 2), n_early), &node->ss.ps);
 	/* a second keeping scan in the transaction keeps nothing: its rows are read as usual */
 	if (!(eflags & EXEC_FLAG_EXPLAIN_ONLY) && kept == NULL)
 	{
@@ -683,15 +683,15 @@ ExplainPartitionRows(CustomScanState *node, List *ancestors, ExplainState *es)
 	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
 	List	   *exprs = cscan->custom_exprs;
 	List	   *filters = list_copy_tail(exprs, 2);
-	int			nearly = intVal(list_nth(cscan->custom_private, 4));
+	int			n_early = intVal(list_nth(cscan->custom_private, 4));
 	List	   *context = set_deparse_context_plan(es->deparse_cxt, &cscan->scan.plan, ancestors);
 
 	if (st->mode == PARTITION_ROWS_READ)
 	{
 		ExplainPropertyText("Reads", "the rows the previous statement's scan kept, sorted", es);
-		if (list_length(filters) > nearly)
+		if (list_length(filters) > n_early)
 			ExplainPropertyText("Filter",
-								deparse_expression((Node *) make_ands_explicit(list_copy_tail(filters, nearly)),
+								deparse_expression((Node *) make_ands_explicit(list_copy_tail(filters, n_early)),
 												   context, true, false), es);
 		return;
 	}
@@ -700,7 +700,7 @@ ExplainPartitionRows(CustomScanState *node, List *ancestors, ExplainState *es)
 										   context, true, false), es);
 	ExplainPropertyText("Keeps",
 						deparse_expression((Node *) make_ands_explicit(lcons(lsecond(exprs),
-																			 list_copy_head(filters, nearly))),
+																			 list_copy_head(filters, n_early))),
 										   context, true, false), es);
 }
 
