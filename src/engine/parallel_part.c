@@ -143,15 +143,13 @@ PartitionIdent(Oid relid)
 /*
  * ScansForTwo: the part's load steps read the window as partition_rows.c
  * can share between two partitions: straight from a table, de-duplicated
- * (sorted), with no replay, newest-only read or backfill batch (their rows
- * come another way).
+ * (sorted). (A part's plan is its definition's: a replay, a backfill's
+ * batch, a snapshot, a rollup or a Citus target never loads in parts.)
  */
 static bool
 ScansForTwo(LoadPlan *plan)
 {
-	return plan->needs_dedup && !plan->replay && !plan->newest_only &&
-		!plan->distributed && plan->partition == NULL && plan->snapshot == NULL &&
-		plan->rollup == NULL && get_rel_relkind(plan->source_relid) == RELKIND_RELATION;
+	return plan->needs_dedup && get_rel_relkind(plan->source_relid) == RELKIND_RELATION;
 }
 
 /*

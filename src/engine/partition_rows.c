@@ -60,16 +60,6 @@
 
 PIPELINE_FUNCTION(pipeline_partition_rows);
 
-/* The order the kept rows are sorted in: the reading statement's, column by column */
-typedef struct KeptOrder
-{
-	int			nkeys;
-	AttrNumber *attnums;
-	Oid		   *sortops;
-	Oid		   *collations;
-	bool	   *nulls_first;
-} KeptOrder;
-
 /* The rows a part's scan kept for its next partition, in its transaction */
 typedef struct KeptRows
 {
@@ -78,7 +68,7 @@ typedef struct KeptRows
 	Node	   *predicate;		/* the next partition's constraint (marker's second argument) */
 	List	   *filters;		/* the other filters, as planned: they passed
 								 * those before the first volatile one */
-	KeptOrder	order;
+	List	   *order;			/* OrderOf the reading statement's sort */
 	Snapshot	snapshot;		/* the scan's, held until they are read: their
 								 * TOAST values stay where they point */
 	Tuplesortstate *sort;
@@ -107,7 +97,7 @@ typedef struct PartitionRowsState
 	bool		done;
 } PartitionRowsState;
 
-static bool partition_rows_armed = false;
+static Oid	partition_rows_marker = InvalidOid;	/* pipeline._partition_rows where armed */
 static bool partition_rows_whole = false;	/* the window has no lower bound */
 static KeptRows *kept = NULL;
 static set_rel_pathlist_hook_type prev_set_rel_pathlist = NULL;
@@ -162,48 +152,40 @@ pipeline_partition_rows(PG_FUNCTION_ARGS)
 void
 ArmPartitionRows(bool armed, bool whole)
 {
-	partition_rows_armed = armed;
+	Oid			args[2] = {BOOLOID, BOOLOID};
+
+	partition_rows_marker = armed ?
+		LookupFuncName(list_make2(makeString("pipeline"), makeString("_partition_rows")), 2, args, true) :
+		InvalidOid;
 	partition_rows_whole = whole;
 }
 
-/* MarkerFunction is the OID of pipeline._partition_rows, or InvalidOid */
-static Oid
-MarkerFunction(void)
-{
-	Oid			args[2] = {BOOLOID, BOOLOID};
-
-	return LookupFuncName(list_make2(makeString("pipeline"), makeString("_partition_rows")),
-						  2, args, true);
-}
-
 /*
- * OrderOf writes into order the sort of rel's rows that pathkeys ask for,
- * each key a plain column of rel; false when one is not.
+ * OrderOf is the sort of rel's rows that pathkeys ask for, as four lists
+ * (column numbers, sort operators, collations, nulls first), each key a
+ * plain column of rel; NIL when one is not. Two statements' are compared
+ * with equal().
  */
-static bool
-OrderOf(List *pathkeys, RelOptInfo *rel, KeptOrder *order)
+static List *
+OrderOf(List *pathkeys, RelOptInfo *rel)
 {
-	int			n = list_length(pathkeys);
+	List	   *attnums = NIL,
+			   *sortops = NIL,
+			   *collations = NIL,
+			   *nulls_first = NIL;
 	ListCell   *lc;
 
-	if (n == 0)
-		return false;
-	order->nkeys = n;
-	order->attnums = palloc(sizeof(AttrNumber) * n);
-	order->sortops = palloc(sizeof(Oid) * n);
-	order->collations = palloc(sizeof(Oid) * n);
-	order->nulls_first = palloc(sizeof(bool) * n);
 	foreach(lc, pathkeys)
 	{
 		PathKey    *pk = lfirst(lc);
 		EquivalenceClass *ec = pk->pk_eclass;
 		Var		   *var = NULL;
 		Oid			type = InvalidOid;
-		int			i = foreach_current_index(lc);
+		Oid			sortop;
 		ListCell   *mc;
 
 		if (ec->ec_has_volatile)
-			return false;
+			return NIL;
 		foreach(mc, ec->ec_members)
 		{
 			EquivalenceMember *em = lfirst(mc);
@@ -220,66 +202,16 @@ OrderOf(List *pathkeys, RelOptInfo *rel, KeptOrder *order)
 			}
 		}
 		if (var == NULL)
-			return false;
-		order->attnums[i] = var->varattno;
-		order->sortops[i] = get_opfamily_member(pk->pk_opfamily, type, type, pk->pk_strategy);
-		order->collations[i] = ec->ec_collation;
-		order->nulls_first[i] = pk->pk_nulls_first;
-		if (!OidIsValid(order->sortops[i]))
-			return false;
+			return NIL;
+		sortop = get_opfamily_member(pk->pk_opfamily, type, type, pk->pk_strategy);
+		if (!OidIsValid(sortop))
+			return NIL;
+		attnums = lappend_int(attnums, var->varattno);
+		sortops = lappend_oid(sortops, sortop);
+		collations = lappend_oid(collations, ec->ec_collation);
+		nulls_first = lappend_int(nulls_first, pk->pk_nulls_first);
 	}
-	return true;
-}
-
-/* SameOrder: a and b sort alike */
-static bool
-SameOrder(KeptOrder *a, KeptOrder *b)
-{
-	if (a->nkeys != b->nkeys)
-		return false;
-	for (int i = 0; i < a->nkeys; i++)
-		if (a->attnums[i] != b->attnums[i] || a->sortops[i] != b->sortops[i] ||
-			a->collations[i] != b->collations[i] || a->nulls_first[i] != b->nulls_first[i])
-			return false;
-	return true;
-}
-
-/* OrderList and ListOrder write a KeptOrder into a plan's private list and read it back */
-static List *
-OrderList(KeptOrder *order)
-{
-	List	   *attnums = NIL,
-			   *sortops = NIL,
-			   *collations = NIL,
-			   *nulls_first = NIL;
-
-	for (int i = 0; i < order->nkeys; i++)
-	{
-		attnums = lappend_int(attnums, order->attnums[i]);
-		sortops = lappend_oid(sortops, order->sortops[i]);
-		collations = lappend_oid(collations, order->collations[i]);
-		nulls_first = lappend_int(nulls_first, order->nulls_first[i]);
-	}
-	return list_make4(attnums, sortops, collations, nulls_first);
-}
-
-static void
-ListOrder(List *list, KeptOrder *order)
-{
-	List	   *attnums = linitial(list);
-
-	order->nkeys = list_length(attnums);
-	order->attnums = palloc(sizeof(AttrNumber) * order->nkeys);
-	order->sortops = palloc(sizeof(Oid) * order->nkeys);
-	order->collations = palloc(sizeof(Oid) * order->nkeys);
-	order->nulls_first = palloc(sizeof(bool) * order->nkeys);
-	for (int i = 0; i < order->nkeys; i++)
-	{
-		order->attnums[i] = list_nth_int(attnums, i);
-		order->sortops[i] = list_nth_oid(lsecond(list), i);
-		order->collations[i] = list_nth_oid(lthird(list), i);
-		order->nulls_first[i] = list_nth_int(lfourth(list), i) != 0;
-	}
+	return attnums == NIL ? NIL : list_make4(attnums, sortops, collations, nulls_first);
 }
 
 /*
@@ -364,11 +296,10 @@ ScanToKeep(PlannerInfo *root, RelOptInfo *rel)
 static void
 PartitionRowsPathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry *rte)
 {
-	Oid			marker;
 	Node	   *these = NULL;
 	Node	   *next = NULL;
 	List	   *filters;
-	KeptOrder	order;
+	List	   *order;
 	CustomPath *path;
 	PartitionRowsMode mode;
 	List	   *pathkeys = NIL;
@@ -376,22 +307,22 @@ PartitionRowsPathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEnt
 
 	if (prev_set_rel_pathlist)
 		prev_set_rel_pathlist(root, rel, rti, rte);
-	if (!partition_rows_armed || rel->reloptkind != RELOPT_BASEREL ||
+	if (!OidIsValid(partition_rows_marker) || rel->reloptkind != RELOPT_BASEREL ||
 		rte->rtekind != RTE_RELATION || rte->relkind != RELKIND_RELATION ||
 		rte->tablesample != NULL || rte->securityQuals != NIL || rel->baserestrictinfo == NIL)
 		return;
-	marker = MarkerFunction();
-	if (!OidIsValid(marker) || !SplitClauses(rel, marker, &these, &next, &filters))
+	if (!SplitClauses(rel, partition_rows_marker, &these, &next, &filters))
 		return;
+	order = OrderOf(root->query_pathkeys, rel);
 	if (kept != NULL && kept->complete && kept->source_relid == rte->relid &&
 		equal(these, kept->predicate) && equal(filters, kept->filters))
 	{
 		mode = PARTITION_ROWS_READ;
-		if (OrderOf(root->query_pathkeys, rel, &order) && SameOrder(&order, &kept->order))
+		if (order != NIL && equal(order, kept->order))
 			pathkeys = root->query_pathkeys;
 	}
 	else if (kept == NULL && !(IsA(next, Const) && ((Const *) next)->constisnull) &&
-			 (seqscan = ScanToKeep(root, rel)) != NULL && OrderOf(root->query_pathkeys, rel, &order))
+			 order != NIL && (seqscan = ScanToKeep(root, rel)) != NULL)
 		mode = PARTITION_ROWS_KEEP;
 	else
 		return;
@@ -412,7 +343,7 @@ PartitionRowsPathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEnt
 	path->flags = 0;
 	path->custom_paths = NIL;
 	path->custom_private = list_make4(makeInteger(mode), list_make3(these, next, filters),
-									  OrderList(&order), makeInteger(EarlyFilters(filters)));
+									  order, makeInteger(EarlyFilters(filters)));
 	path->methods = &partition_rows_path_methods;
 	rel->pathlist = list_make1(path);
 	rel->partial_pathlist = NIL;
@@ -486,18 +417,31 @@ StartKeeping(PartitionRowsState *st, CustomScan *cscan)
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	ResourceOwner owner = CurrentResourceOwner;
 	KeptRows   *k = palloc0(sizeof(KeptRows));
+	List	   *order = lfourth(cscan->custom_private);
+	int			nkeys = list_length(linitial(order));
+	AttrNumber *attnums = palloc(sizeof(AttrNumber) * nkeys);
+	Oid		   *sortops = palloc(sizeof(Oid) * nkeys);
+	Oid		   *collations = palloc(sizeof(Oid) * nkeys);
+	bool	   *nulls_first = palloc(sizeof(bool) * nkeys);
 
+	/* the order, as tuplesort takes it */
+	for (int i = 0; i < nkeys; i++)
+	{
+		attnums[i] = list_nth_int(linitial(order), i);
+		sortops[i] = list_nth_oid(lsecond(order), i);
+		collations[i] = list_nth_oid(lthird(order), i);
+		nulls_first[i] = list_nth_int(lfourth(order), i) != 0;
+	}
 	k->cxt = cxt;
 	k->source_relid = RelationGetRelid(rel);
 	k->predicate = copyObject(lsecond(cscan->custom_private));
 	k->filters = copyObject(lthird(cscan->custom_private));
-	ListOrder(lfourth(cscan->custom_private), &k->order);
+	k->order = copyObject(order);
 	/* its files, should it spill, and its snapshot outlive this statement (and any subtransaction) */
 	CurrentResourceOwner = TopTransactionResourceOwner;
 	k->snapshot = RegisterSnapshot(st->css.ss.ps.state->es_snapshot);
-	k->sort = tuplesort_begin_heap(CreateTupleDescCopy(RelationGetDescr(rel)), k->order.nkeys,
-								   k->order.attnums, k->order.sortops, k->order.collations,
-								   k->order.nulls_first, work_mem, NULL, TUPLESORT_NONE);
+	k->sort = tuplesort_begin_heap(CreateTupleDescCopy(RelationGetDescr(rel)), nkeys, attnums,
+								   sortops, collations, nulls_first, work_mem, NULL, TUPLESORT_NONE);
 	CurrentResourceOwner = owner;
 	MemoryContextSwitchTo(old);
 	return k;

@@ -411,11 +411,11 @@ extern bool CalledAlone(FunctionCallInfo fcinfo);
 extern void TakePartSettings(const char *buf);
 extern void LoadParallelPart(ParallelShared *sh, int part);
 extern void PauseParallelPart(ParallelShared *sh, int part, ParallelPause point);
+extern void ResolvePreparedParts(int64 pipeline_id);
 
 /* engine/partition_rows.c: one scan of the source for two partitions of a part */
 extern void PartitionRowsInit(void);
 extern void ArmPartitionRows(bool armed, bool whole);
-extern void ResolvePreparedParts(int64 pipeline_id);
 
 /* engine/queue.c */
 extern void EnqueueDownstream(int64 pipeline_id, int64 run_id);
